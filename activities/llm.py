@@ -1,0 +1,117 @@
+"""The `call_llm` activity: one model turn on the provider the route names.
+
+Provider SDK retries are off (`max_retries=0`): Temporal's retry policy is the only retry loop,
+and each failure is classified onto the taxonomy so the workflow can choose a strategy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import anthropic
+import openai
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.heartbeat import heartbeating
+from activities.providers import anthropic_wire, openai_wire
+from activities.providers.common import error
+from activities.settings import get_settings
+from agents.routes import InvalidRoute, Route, parse_route
+from workflows import failures as f
+from workflows.models import LLMReply, LLMRequest
+
+SIM_KEY = "sim-key"  # the sim accepts any key; real keys come only from the environment
+
+
+def _key(route: Route) -> str:
+    settings = get_settings()
+    secret = {
+        "openai": settings.openai_api_key,
+        "anthropic": settings.anthropic_api_key,
+        "openai-compatible": settings.openai_api_key,
+    }.get(route.provider)
+    if route.provider.startswith("sim"):
+        return SIM_KEY
+    if route.provider == "openai-compatible":
+        return secret.get_secret_value() if secret else "none"
+    if secret is None:
+        variable = "OPENAI_API_KEY" if route.provider == "openai" else "ANTHROPIC_API_KEY"
+        raise error(
+            f.AUTHENTICATION_FAILED,
+            f"no API key for {route.provider}: set {variable} in the worker's environment",
+        )
+    return secret.get_secret_value()
+
+
+@lru_cache(maxsize=32)
+def _openai_client(base_url: str | None, key: str) -> openai.AsyncOpenAI:
+    # Let Temporal own retries.
+    return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
+
+
+@lru_cache(maxsize=32)
+def _anthropic_client(base_url: str | None, key: str) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
+
+
+def _base_url(route: Route) -> str | None:
+    sim = get_settings().sim_url.rstrip("/")
+    return {"sim-openai": f"{sim}/v1", "sim-anthropic": sim}.get(route.provider, route.base_url)
+
+
+def _timeout() -> float:
+    limit = activity.info().start_to_close_timeout
+    # Leave a margin so our client times out (classified) before Temporal does (opaque).
+    return max(1.0, limit.total_seconds() - 1.0) if limit else 60.0
+
+
+async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
+    client = _openai_client(_base_url(route), _key(route))
+    messages, tools = openai_wire.to_wire(request)
+    extra: dict[str, Any] = {"tools": tools} if tools else {}
+    try:
+        completion = await client.chat.completions.create(
+            model=route.model,
+            messages=messages,  # type: ignore[arg-type]
+            max_completion_tokens=request.max_tokens,
+            extra_headers=request.extra_headers or None,
+            timeout=_timeout(),
+            **extra,
+        )
+    except Exception as exc:
+        raise openai_wire.classify(exc, route.provider) from exc
+    return openai_wire.from_wire(completion)
+
+
+async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:
+    client = _anthropic_client(_base_url(route), _key(route))
+    messages, tools = anthropic_wire.to_wire(request)
+    extra: dict[str, Any] = {"tools": tools} if tools else {}
+    try:
+        reply = await client.messages.create(
+            model=route.model,
+            system=request.system,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=request.max_tokens,
+            extra_headers=request.extra_headers or None,
+            timeout=_timeout(),
+            **extra,
+        )
+    except Exception as exc:
+        raise anthropic_wire.classify(exc, route.provider) from exc
+    return anthropic_wire.from_wire(reply)
+
+
+@activity.defn
+async def call_llm(request: LLMRequest) -> LLMReply:
+    """Ask the model for the next step of the conversation."""
+    try:
+        route = parse_route(request.route)
+    except InvalidRoute as exc:
+        raise ApplicationError(str(exc), type=f.INVALID_REQUEST, non_retryable=True) from None
+    call = _call_anthropic if route.wire_format == "anthropic" else _call_openai
+    reply = await heartbeating(call(route, request), f"waiting for {route.model}")
+    reply.provider = route.provider
+    return reply

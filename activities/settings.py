@@ -1,0 +1,31 @@
+"""Worker-side settings, read from the environment (never from workflow input or history)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """`DURABLE_AGENTS_*` variables, plus the providers' own key variables."""
+
+    model_config = SettingsConfigDict(env_prefix="DURABLE_AGENTS_", extra="ignore")
+
+    sim_url: str = "http://127.0.0.1:8787"
+    company_url: str | None = None  # the company systems; the sim's by default
+    state_dir: Path = Path(".state")
+    task_queue: str = "durable-agents"
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+
+    @property
+    def company_base_url(self) -> str:
+        return (self.company_url or self.sim_url).rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

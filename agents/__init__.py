@@ -1,0 +1,20 @@
+"""The agent registry: every agent a worker can run, by name."""
+
+from __future__ import annotations
+
+from agents.onboarding import ONBOARDING
+from agents.spec import AgentSpec
+
+AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (ONBOARDING,)}
+
+
+class UnknownAgent(LookupError):
+    """No agent of that name is registered."""
+
+
+def get_agent(name: str) -> AgentSpec:
+    try:
+        return AGENTS[name]
+    except KeyError:
+        known = ", ".join(sorted(AGENTS))
+        raise UnknownAgent(f"unknown agent {name!r}; known agents: {known}") from None

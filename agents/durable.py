@@ -1,0 +1,54 @@
+"""Tools that run inside the workflow itself: waits and timers that survive restarts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agents.spec import ToolContract
+
+
+class WaitForEventInput(BaseModel):
+    events: list[str] = Field(min_length=1, description="Names of the events to wait for.")
+    timeout_hours: float = Field(
+        default=24.0, gt=0, description="Give up after this many hours (capped by the spec)."
+    )
+
+
+class WaitForEventOutput(BaseModel):
+    status: Literal["received", "timeout"]
+    event: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    waited_hours: float
+
+
+class SleepUntilInput(BaseModel):
+    until: datetime = Field(description="ISO 8601 time, with a timezone, to sleep until.")
+
+
+class SleepUntilOutput(BaseModel):
+    woke_at: datetime
+
+
+WAIT_FOR_EVENT = ToolContract(
+    name="wait_for_event",
+    description=(
+        "Wait, durably and for days if need be, until one of the named outside events "
+        "arrives (e.g. clearance_granted). Returns the event and its payload, or a timeout."
+    ),
+    input_model=WaitForEventInput,
+    output_model=WaitForEventOutput,
+    side_effect="read_only",
+    durable=True,
+)
+
+SLEEP_UNTIL = ToolContract(
+    name="sleep_until",
+    description="Sleep durably until the given time (ISO 8601 with timezone), then go on.",
+    input_model=SleepUntilInput,
+    output_model=SleepUntilOutput,
+    side_effect="read_only",
+    durable=True,
+)

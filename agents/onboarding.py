@@ -1,0 +1,46 @@
+"""The onboarding agent: mailbox, laptop, a days-long wait for clearance, a welcome email."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pydantic import BaseModel, EmailStr, Field
+
+from agents.durable import SLEEP_UNTIL, WAIT_FOR_EVENT
+from agents.spec import AgentSpec, WaitPolicy
+from agents.toolbox import CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL
+
+
+class NewHire(BaseModel):
+    """Input of the onboarding agent."""
+
+    employee_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    full_name: str = Field(min_length=1)
+    personal_email: EmailStr
+    start_date: date
+    ship_to: str = Field(min_length=1)
+    laptop_model: str = "standard-14"
+
+
+SYSTEM_PROMPT = """\
+You onboard a new employee. Work through these steps in order, one tool call at a time:
+1. create_mailbox for the employee.
+2. order_laptop, shipped to the address in the input.
+3. wait_for_event for `clearance_granted` (security clearance takes days; wait up to 168 hours).
+4. Once cleared, send_email to the employee's personal address: a short, warm welcome that
+   names their new mailbox address, their start date and when the laptop arrives.
+Then reply with a one-paragraph summary of what was done. Never send the welcome email before
+clearance is granted."""
+
+ONBOARDING = AgentSpec(
+    name="onboarding",
+    version="1.0.0",
+    description="Onboard a new hire: mailbox, laptop, security clearance, welcome email.",
+    system_prompt=SYSTEM_PROMPT,
+    model_route=("sim-openai:onboarding",),
+    tools=(CREATE_MAILBOX, ORDER_LAPTOP, WAIT_FOR_EVENT, SLEEP_UNTIL, SEND_EMAIL),
+    input_model=NewHire,
+    max_turns=12,
+    # Clearance that has not come within a week ends the run: HR starts over by hand.
+    waits={"clearance_granted": WaitPolicy(max_wait=timedelta(days=7), on_timeout="end_run")},
+)

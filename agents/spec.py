@@ -1,0 +1,105 @@
+"""What an agent is: a declarative spec and the typed contracts of the tools it may call.
+
+Specs are plain data resolved inside the workflow, so they must stay deterministic: no I/O,
+no clock, no environment. The code that touches the world lives in `activities/`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from temporalio.common import RetryPolicy
+
+from workflows.models import ToolSchema
+
+SideEffect = Literal["read_only", "reversible", "irreversible"]
+
+# Failures a retry cannot fix: the activity says so and the workflow decides what to do.
+TOOL_NON_RETRYABLE = ["ToolInputInvalid", "ToolRejected", "ToolContractViolation", "UnknownTool"]
+
+
+def problems(exc: ValidationError) -> str:
+    """A validation error in one line: `field: what is wrong; …`, for people and models."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+@dataclass(frozen=True)
+class ToolContract:
+    """A tool's promise: typed input and output, its side effect, limits and required scopes."""
+
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    side_effect: SideEffect
+    timeout: timedelta = timedelta(seconds=30)
+    max_attempts: int = 5
+    required_scopes: tuple[str, ...] = ()
+    compensation: str | None = None
+    durable: bool = False  # runs in the workflow itself (waits, timers), not as an activity
+
+    def schema(self) -> ToolSchema:
+        return ToolSchema(
+            name=self.name,
+            description=self.description,
+            parameters=self.input_model.model_json_schema(),
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=30),
+            maximum_attempts=self.max_attempts,
+            non_retryable_error_types=TOOL_NON_RETRYABLE,
+        )
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How long an agent may wait for an outside event, and what a timeout means."""
+
+    max_wait: timedelta
+    # "tell_model": the timeout goes back to the model as the tool's result;
+    # "end_run": the run ends with outcome `timed_out` without another model turn.
+    on_timeout: Literal["tell_model", "end_run"] = "tell_model"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Everything that makes an agent: prompt, model route, tools, limits."""
+
+    name: str
+    version: str
+    description: str
+    system_prompt: str
+    model_route: tuple[str, ...]
+    tools: tuple[ToolContract, ...]
+    input_model: type[BaseModel]
+    max_turns: int = 20
+    max_tool_errors: int = 3  # unknown tools and bad arguments fed back before giving up
+    max_repairs: int = 2  # malformed model replies answered with a repair message
+    llm_timeout: timedelta = timedelta(seconds=120)
+    max_tokens: int = 1024
+    waits: Mapping[str, WaitPolicy] = field(default_factory=dict)
+    default_wait: WaitPolicy = WaitPolicy(max_wait=timedelta(days=30))
+
+    def tool(self, name: str) -> ToolContract | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+    def task_message(self, task: str, data: dict[str, Any]) -> str:
+        """The first user message: the task in words, then the validated input as JSON."""
+        text = task or f"Carry out the {self.name} task for this input."
+        return f"{text}\n\nInput:\n{json.dumps(data, sort_keys=True)}"
+
+    def wait_policy(self, events: list[str]) -> WaitPolicy:
+        """The strictest policy among the events waited for."""
+        policies = [self.waits[e] for e in events if e in self.waits] or [self.default_wait]
+        return min(policies, key=lambda p: p.max_wait)

@@ -1,0 +1,98 @@
+"""Contracts of the company-system tools (HR, IT, mail). Implementations: activities/company.py."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pydantic import BaseModel, EmailStr, Field
+
+from agents.spec import ToolContract
+
+
+class CreateMailboxInput(BaseModel):
+    employee_id: str = Field(min_length=1)
+    full_name: str = Field(min_length=1)
+
+
+class CreateMailboxOutput(BaseModel):
+    mailbox_id: str
+    address: EmailStr
+
+
+class OrderLaptopInput(BaseModel):
+    employee_id: str = Field(min_length=1)
+    model: str = Field(default="standard-14")
+    ship_to: str = Field(min_length=1, description="Postal address for delivery.")
+
+
+class OrderLaptopOutput(BaseModel):
+    order_id: str
+    status: str
+    eta: date
+
+
+class SendEmailInput(BaseModel):
+    to: EmailStr
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=20_000)
+
+
+class SendEmailOutput(BaseModel):
+    message_id: str
+    status: str
+
+
+CREATE_MAILBOX = ToolContract(
+    name="create_mailbox",
+    description="Create the company mailbox for an employee. Returns its address.",
+    input_model=CreateMailboxInput,
+    output_model=CreateMailboxOutput,
+    side_effect="reversible",
+    compensation="delete_mailbox",
+    timeout=timedelta(seconds=20),
+    required_scopes=("hr:write",),
+)
+
+ORDER_LAPTOP = ToolContract(
+    name="order_laptop",
+    description="Order a laptop for an employee, shipped to the given address.",
+    input_model=OrderLaptopInput,
+    output_model=OrderLaptopOutput,
+    side_effect="reversible",
+    compensation="cancel_laptop_order",
+    timeout=timedelta(seconds=30),
+    required_scopes=("it:write",),
+)
+
+SEND_EMAIL = ToolContract(
+    name="send_email",
+    description="Send an email. Write the subject and body yourself.",
+    input_model=SendEmailInput,
+    output_model=SendEmailOutput,
+    side_effect="irreversible",
+    timeout=timedelta(seconds=20),
+    required_scopes=("mail:send",),
+)
+
+
+class EchoInput(BaseModel):
+    text: str
+
+
+class EchoOutput(BaseModel):
+    text: str
+
+
+ECHO = ToolContract(
+    name="echo",
+    description="Echo the text back (a read-only probe used by the benchmark agent).",
+    input_model=EchoInput,
+    output_model=EchoOutput,
+    side_effect="read_only",
+    timeout=timedelta(seconds=10),
+)
+
+# Every activity-run tool a worker can execute, by name.
+TOOL_CONTRACTS: dict[str, ToolContract] = {
+    t.name: t for t in (CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL, ECHO)
+}

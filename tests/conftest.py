@@ -1,0 +1,94 @@
+"""Shared fixtures: the sim world, the time-skipping server and the dev server, once a session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.settings import get_settings
+from sim.runner import SimServer
+from starters.devserver import binary
+from workers.main import build_worker
+from workflows.search import ALL as SEARCH_ATTRIBUTES
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
+    server = SimServer(tmp_path_factory.mktemp("sim") / "sim.db").start()
+    os.environ["DURABLE_AGENTS_SIM_URL"] = server.url
+    get_settings.cache_clear()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ledger(sim: SimServer):  # type: ignore[no-untyped-def]
+    """Count the sim's recorded effects for one workflow id."""
+
+    def count(workflow_id: str, action: str) -> int:
+        entries = httpx.get(f"{sim.url}/ledger", params={"action": action}).json()["entries"]
+        return sum(1 for e in entries if e["idempotency_key"].startswith(f"{workflow_id}/"))
+
+    return count
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"),
+    )
+    # The time-skipping server fails upserts of attributes it does not know.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    db = tmp_path_factory.mktemp("temporal") / "temporal.db"
+    args = ["--db-filename", str(db), "--log-level", "warn"]
+    for key in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{key.name}=Keyword"]
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=binary("temporal"),
+        dev_server_extra_args=args,
+        ui=False,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def ts_worker(ts_env: WorkflowEnvironment, sim: SimServer, task_queue: str):  # type: ignore[no-untyped-def]
+    async with build_worker(ts_env.client, task_queue) as worker:
+        yield worker
+
+
+@pytest.fixture
+async def dev_worker(dev_env: WorkflowEnvironment, sim: SimServer, task_queue: str):  # type: ignore[no-untyped-def]
+    async with build_worker(dev_env.client, task_queue) as worker:
+        yield worker
+
+

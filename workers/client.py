@@ -1,0 +1,51 @@
+"""One way to reach Temporal everywhere: `TEMPORAL_*` variables and profiles via envconfig."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+DEFAULT_ADDRESS = "127.0.0.1:7233"
+TASK_QUEUE = os.environ.get("DURABLE_AGENTS_TASK_QUEUE", "durable-agents")
+
+
+class ServerUnreachable(ConnectionError):
+    """The Temporal server did not answer at the configured address."""
+
+
+def connect_config(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if address:
+        config["target_host"] = address
+    if namespace:
+        config["namespace"] = namespace
+    return config
+
+
+async def connect(
+    address: str | None = None, namespace: str | None = None, wait_seconds: float = 0
+) -> Client:
+    """Connect with the pydantic converter; keep trying for `wait_seconds` (server starting)."""
+    config = connect_config(address, namespace)
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(wait_seconds),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception_type(RuntimeError),
+            reraise=True,
+        ):
+            with attempt:
+                return await Client.connect(**config, data_converter=pydantic_data_converter)
+    except RuntimeError as exc:
+        target = config["target_host"]
+        raise ServerUnreachable(
+            f"cannot reach the Temporal server at {target} ({exc}). Start one with "
+            "`agentctl server` (or `make demo`), or set TEMPORAL_ADDRESS to a running server."
+        ) from None
+    raise AssertionError("unreachable")

@@ -1,0 +1,61 @@
+"""The worker process: runs agent workflows and their activities, drains on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.llm import call_llm
+from activities.tools import run_tool
+from workers.client import TASK_QUEUE, connect
+from workflows.agent import AgentWorkflow
+
+log = logging.getLogger("durable_agents.worker")
+
+WORKFLOWS = [AgentWorkflow]
+# Pure libraries that pydantic loads lazily while validating (EmailStr): share, don't reload.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
+)
+ACTIVITIES = [call_llm, run_tool]
+
+
+def build_worker(
+    client: Client, task_queue: str = TASK_QUEUE, graceful: timedelta = timedelta(seconds=30)
+) -> Worker:
+    """A worker for every agent workflow and activity of this project."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        workflow_runner=SANDBOX,
+        # In-flight activities get this long to finish before the worker exits.
+        graceful_shutdown_timeout=graceful,
+    )
+
+
+async def run_worker(
+    address: str | None = None,
+    namespace: str | None = None,
+    task_queue: str = TASK_QUEUE,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop`), then drain in-flight work and exit."""
+    client = await connect(address, namespace, wait_seconds=30)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = build_worker(client, task_queue)
+    log.info("worker polling task queue %r on %s", task_queue, client.service_client.config.target_host)
+    async with worker:
+        await stop.wait()
+        log.info("shutting down: draining in-flight activities")
+    log.info("worker stopped")

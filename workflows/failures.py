@@ -1,0 +1,33 @@
+"""The failure taxonomy: activities classify with these types, workflows choose a strategy by them.
+
+Kept free of I/O so both sides import the same names.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RATE_LIMITED: Final = "RateLimited"
+PROVIDER_UNAVAILABLE: Final = "ProviderUnavailable"
+TIMEOUT: Final = "Timeout"
+CONTEXT_WINDOW_EXCEEDED: Final = "ContextWindowExceeded"
+MALFORMED_MODEL_OUTPUT: Final = "MalformedModelOutput"
+AUTHENTICATION_FAILED: Final = "AuthenticationFailed"
+INVALID_REQUEST: Final = "InvalidRequest"
+TOOL_INPUT_INVALID: Final = "ToolInputInvalid"
+TOOL_REJECTED: Final = "ToolRejected"
+TOOL_TRANSIENT: Final = "ToolTransient"
+TOOL_CONTRACT_VIOLATION: Final = "ToolContractViolation"
+UNKNOWN_TOOL: Final = "UnknownTool"
+
+# Retrying these cannot help: the workflow must act (compact, repair, park, tell the model).
+LLM_NON_RETRYABLE: Final = [
+    CONTEXT_WINDOW_EXCEEDED,
+    MALFORMED_MODEL_OUTPUT,
+    AUTHENTICATION_FAILED,
+    INVALID_REQUEST,
+]
+# Only an operator can fix these; the run parks as needs_attention with its context intact.
+PARKING: Final = frozenset({AUTHENTICATION_FAILED, INVALID_REQUEST, TOOL_CONTRACT_VIOLATION})
+# The model made the mistake; it gets the message and another try (bounded).
+BACK_TO_MODEL: Final = frozenset({TOOL_INPUT_INVALID, TOOL_REJECTED, UNKNOWN_TOOL})

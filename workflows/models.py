@@ -1,0 +1,163 @@
+"""The typed messages that cross the workflow boundary.
+
+Every workflow, activity, signal, update and query takes one of these models in and gives one
+out. New fields always get defaults, so runs already in flight keep decoding after a deploy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+AgentStatusValue = Literal[
+    "running", "waiting_approval", "waiting_event", "needs_attention", "completed", "failed"
+]
+Outcome = Literal["completed", "timed_out", "turn_budget_exhausted", "gave_up"]
+
+
+class ToolCall(BaseModel):
+    """A tool call the model asked for; `id` is unique within a run's conversation."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Message(BaseModel):
+    """One message of the conversation, in a provider-neutral shape."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class Usage(BaseModel):
+    """Tokens as the provider reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class ToolSchema(BaseModel):
+    """What the model is told about a tool: its name, purpose and JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class LLMRequest(BaseModel):
+    """Input of the `call_llm` activity."""
+
+    route: str
+    system: str
+    messages: list[Message]
+    tools: list[ToolSchema] = Field(default_factory=list)
+    max_tokens: int = 1024
+    agent: str = ""
+    turn: int = 0
+    # Per-request provider headers (e.g. the sim's fault injection); never secrets.
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+
+
+class LLMReply(BaseModel):
+    """Output of the `call_llm` activity: the assistant's message and what it cost."""
+
+    message: Message
+    usage: Usage = Field(default_factory=Usage)
+    provider: str = ""
+    model: str = ""
+    finish_reason: str = ""
+
+
+class Identity(BaseModel):
+    """Who acts: the agent, its run, and the person and scopes it acts for."""
+
+    agent: str
+    agent_version: str
+    workflow_id: str
+    principal: str
+    scopes: list[str] = Field(default_factory=list)
+
+
+class ToolRequest(BaseModel):
+    """Input of the `run_tool` activity."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str
+    identity: Identity
+
+
+class ToolResult(BaseModel):
+    """Output of the `run_tool` activity, already checked against the tool's output model."""
+
+    tool: str
+    output: dict[str, Any]
+
+
+class AgentRun(BaseModel):
+    """Input of the agent workflow."""
+
+    agent: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    task: str = ""
+    principal: str = "system"
+    scopes: list[str] = Field(default_factory=list)
+    # Overrides of the spec, e.g. another model route or a smaller turn budget.
+    model_route: list[str] | None = None
+    max_turns: int | None = None
+
+
+class EventSignal(BaseModel):
+    """Payload of the `event` signal: an outside fact an agent may be waiting for."""
+
+    name: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class TranscriptEntry(BaseModel):
+    """One line of a run's human-readable record."""
+
+    at: datetime
+    turn: int
+    kind: Literal["task", "assistant", "tool_call", "tool_result", "event", "wait", "note", "error"]
+    text: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentStatus(BaseModel):
+    """Answer of the `status` query."""
+
+    agent: str
+    workflow_id: str
+    principal: str
+    status: AgentStatusValue
+    turn: int
+    max_turns: int
+    usage: Usage
+    model_route: list[str]
+    waiting_for: str | None = None
+    waiting_since: datetime | None = None
+    last_error: str | None = None
+    events_pending: list[str] = Field(default_factory=list)
+
+
+class AgentResult(BaseModel):
+    """What a finished run returns."""
+
+    agent: str
+    outcome: Outcome
+    answer: str
+    turns: int
+    usage: Usage
