@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -20,8 +19,9 @@ T = TypeVar("T")
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 STATE = Path(".state")
 
-Address = Annotated[str | None, typer.Option(help="Temporal address (default: TEMPORAL_ADDRESS "
-                                             "or 127.0.0.1:7233).")]
+Address = Annotated[
+    str | None, typer.Option(help="Temporal address (default: TEMPORAL_ADDRESS or 127.0.0.1:7233).")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
@@ -30,7 +30,7 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def call(work: Callable[[], Awaitable[T]]) -> T:
+def call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run an async operation; turn the errors an operator can act on into one clear line."""
     try:
         return asyncio.run(work())
@@ -54,8 +54,9 @@ def run(
     task: Annotated[str, typer.Option(help="The task in words.")] = "",
     as_user: Annotated[str, typer.Option("--as", help="Principal the agent acts for.")] = "cli",
     scope: Annotated[list[str] | None, typer.Option(help="Granted scope (repeatable).")] = None,
-    model: Annotated[list[str] | None, typer.Option(help="Model route override (repeat: "
-                                                     "fallbacks).")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Model route override (repeat: fallbacks).")
+    ] = None,
     run_id: Annotated[str | None, typer.Option("--id", help="Workflow id to use.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the result.")] = False,
     address: Address = None,
@@ -63,8 +64,14 @@ def run(
 ) -> None:
     """Start a run of AGENT."""
     data = call_sync(lambda: ops.parse_json(input, "--input"))
-    agent_run = AgentRun(agent=agent, input=data, task=task, principal=as_user,
-                         scopes=scope or [], model_route=model or None)
+    agent_run = AgentRun(
+        agent=agent,
+        input=data,
+        task=task,
+        principal=as_user,
+        scopes=scope or [],
+        model_route=model or None,
+    )
     call_sync(lambda: ops.validate_run(agent_run))
 
     async def go() -> None:
@@ -89,16 +96,22 @@ def call_sync(work: Callable[[], T]) -> T:
 
 
 @app.command()
-def status(run_id: Annotated[str, typer.Argument(metavar="RUN")], address: Address = None,
-           as_json: AsJson = False) -> None:
+def status(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    address: Address = None,
+    as_json: AsJson = False,
+) -> None:
     """What a run is doing or waiting for, its turn and its token usage."""
     s = call(lambda: _with_client(address, lambda c: ops.status(c, run_id)))
     emit(s, render.status(s), as_json)
 
 
 @app.command()
-def transcript(run_id: Annotated[str, typer.Argument(metavar="RUN")], address: Address = None,
-               as_json: AsJson = False) -> None:
+def transcript(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    address: Address = None,
+    as_json: AsJson = False,
+) -> None:
     """The run's record: task, model replies, tool calls and results, events, waits."""
     entries = call(lambda: _with_client(address, lambda c: ops.transcript(c, run_id)))
     emit([e.model_dump(mode="json") for e in entries], render.transcript(entries), as_json)
@@ -132,8 +145,10 @@ def result(
 @app.command("list")
 def list_(
     agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
-    state: Annotated[str | None, typer.Option("--status", help="Only runs in this AgentStatus "
-                                              "(e.g. waiting_event).")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--status", help="Only runs in this AgentStatus (e.g. waiting_event)."),
+    ] = None,
     limit: int = 50,
     address: Address = None,
     as_json: AsJson = False,
@@ -158,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -45,9 +45,9 @@ async def wait_until_waiting(client, run_id: str, timeout: float = 60):  # type:
 
 
 async def run_demo(state_dir: Path, keep: bool) -> bool:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    dev = DevServer(db_file=state_dir / "temporal.db", port=free_port(7233),
-                    ui_port=free_port(8233))
+    dev = DevServer(
+        db_file=state_dir / "temporal.db", port=free_port(7233), ui_port=free_port(8233)
+    )
     say(f"starting the Temporal dev server on {dev.address} (state in {dev.db_file}) …")
     await asyncio.to_thread(dev.start)
     async with AsyncExitStack() as stack:
@@ -74,17 +74,24 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     await stack.enter_async_context(worker)
     say(f"worker polling task queue {worker.task_queue!r}\n")
 
-    run = AgentRun(agent="onboarding", input=new_hire(), principal="hr-demo",
-                   scopes=["hr:write", "it:write", "mail:send"])
+    run = AgentRun(
+        agent="onboarding",
+        input=new_hire(),
+        principal="hr-demo",
+        scopes=["hr:write", "it:write", "mail:send"],
+    )
     handle = await ops.start_run(client, run)
     say(f"run id: {handle.id}", bold=True)
     say(f"Temporal UI: {ops.ui_link(handle.id)}\n")
 
     waiting = await wait_until_waiting(client, handle.id)
-    say(f"the agent now waits for {waiting.waiting_for}: no process holds it, it could wait "
-        "days.\nsending `clearance_granted` as the security team would …\n")
-    await ops.send_event(client, handle.id, "clearance_granted",
-                         {"granted_by": "security-team", "level": "standard"})
+    say(
+        f"the agent now waits for {waiting.waiting_for}: no process holds it, it could wait "
+        "days.\nsending `clearance_granted` as the security team would …\n"
+    )
+    await ops.send_event(
+        client, handle.id, "clearance_granted", {"granted_by": "security-team", "level": "standard"}
+    )
     outcome = await asyncio.wait_for(handle.result(), timeout=120)
 
     say("transcript", bold=True)
@@ -94,8 +101,10 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     counts = await ledger_counts(sim.url, handle.id)
     say("sim ledger for this run: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     if keep:
-        say(f"\nstack kept running: UI {dev.ui_url}, Temporal {dev.address}, sim {sim.url}. "
-            "Ctrl-C stops it.")
+        say(
+            f"\nstack kept running: UI {dev.ui_url}, Temporal {dev.address}, sim {sim.url}. "
+            "Ctrl-C stops it."
+        )
         await asyncio.Event().wait()
     return outcome.outcome == "completed" and all(v == 1 for v in counts.values())
 
@@ -106,5 +115,7 @@ async def ledger_counts(sim_url: str, run_id: str) -> dict[str, int]:
         counts = {}
         for action in LEDGER_ACTIONS:
             entries = (await http.get("/ledger", params={"action": action})).json()["entries"]
-            counts[action] = sum(1 for e in entries if e["idempotency_key"].startswith(f"{run_id}/"))
+            counts[action] = sum(
+                1 for e in entries if e["idempotency_key"].startswith(f"{run_id}/")
+            )
     return counts

@@ -52,7 +52,9 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise SetupError(f"process exited with code {proc.returncode} before port {port} opened")
+            raise SetupError(
+                f"process exited with code {proc.returncode} before port {port} opened"
+            )
         with socket.socket() as s:
             if s.connect_ex((HOST, port)) == 0:
                 return
@@ -79,8 +81,18 @@ class DevServer:
         return f"http://{HOST}:{self.ui_port}"
 
     def command(self) -> list[str]:
-        cmd = [binary("temporal"), "server", "start-dev", "--ip", HOST, "--port", str(self.port),
-               "--log-level", "warn", "--ui-disable-news-fetch"]
+        cmd = [
+            binary("temporal"),
+            "server",
+            "start-dev",
+            "--ip",
+            HOST,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warn",
+            "--ui-disable-news-fetch",
+        ]
         cmd += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
@@ -91,8 +103,7 @@ class DevServer:
 
     def start(self, timeout: float = 60, quiet: bool = True) -> DevServer:
         out = subprocess.DEVNULL if quiet else None
-        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=out,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=out, start_new_session=True)
         wait_for_port(self.port, timeout, self.proc)
         return self
 

@@ -32,7 +32,9 @@ def parse_json(text: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise OpError(f"{what} is not valid JSON ({exc.msg} at column {exc.colno}): {text!r}")
+        raise OpError(
+            f"{what} is not valid JSON ({exc.msg} at column {exc.colno}): {text!r}"
+        ) from None
     if not isinstance(value, dict):
         raise OpError(f"{what} must be a JSON object, got {text!r}")
     return value
@@ -77,11 +79,13 @@ async def start_run(
 
 
 def _initial_attributes(run: AgentRun) -> TypedSearchAttributes:
-    return TypedSearchAttributes([
-        SearchAttributePair(AGENT_NAME, run.agent),
-        SearchAttributePair(PRINCIPAL, run.principal),
-        SearchAttributePair(AGENT_STATUS, "running"),
-    ])
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(AGENT_NAME, run.agent),
+            SearchAttributePair(PRINCIPAL, run.principal),
+            SearchAttributePair(AGENT_STATUS, "running"),
+        ]
+    )
 
 
 async def describe(client: Client, run_id: str) -> WorkflowExecutionDescription:
@@ -121,8 +125,10 @@ async def result(client: Client, run_id: str, wait: bool) -> AgentResult:
     desc = await describe(client, run_id)
     running = desc.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
     if running and not wait:
-        raise OpError(f"run {run_id!r} is still running; `agentctl status {run_id}` says why, "
-                      "or wait for it with --wait")
+        raise OpError(
+            f"run {run_id!r} is still running; `agentctl status {run_id}` says why, "
+            "or wait for it with --wait"
+        )
     handle: WorkflowHandle[Any, AgentResult] = client.get_workflow_handle(
         run_id, result_type=AgentResult
     )
@@ -133,14 +139,16 @@ async def list_runs(client: Client, query: str, limit: int) -> list[dict[str, An
     rows = []
     async for wf in client.list_workflows(query, limit=limit):
         attrs = wf.typed_search_attributes
-        rows.append({
-            "run": wf.id,
-            "agent": attrs.get(AGENT_NAME),
-            "status": attrs.get(AGENT_STATUS),
-            "principal": attrs.get(PRINCIPAL),
-            "started": wf.start_time.isoformat(timespec="seconds"),
-            "temporal": wf.status.name.lower() if wf.status else "",
-        })
+        rows.append(
+            {
+                "run": wf.id,
+                "agent": attrs.get(AGENT_NAME),
+                "status": attrs.get(AGENT_STATUS),
+                "principal": attrs.get(PRINCIPAL),
+                "started": wf.start_time.isoformat(timespec="seconds"),
+                "temporal": wf.status.name.lower() if wf.status else "",
+            }
+        )
     return rows
 
 

@@ -6,8 +6,16 @@ from typing import Any
 
 from workflows.models import AgentResult, AgentStatus, TranscriptEntry
 
-_MARK = {"task": "▶", "assistant": "🤖", "tool_call": "→", "tool_result": "←", "event": "⚡",
-         "wait": "⏳", "note": "•", "error": "✖"}
+_MARK = {
+    "task": "▶",
+    "assistant": "🤖",
+    "tool_call": "→",
+    "tool_result": "←",
+    "event": "⚡",
+    "wait": "⏳",
+    "note": "•",
+    "error": "✖",
+}
 
 
 def transcript(entries: list[TranscriptEntry]) -> str:
@@ -20,8 +28,11 @@ def transcript(entries: list[TranscriptEntry]) -> str:
 
 def status(s: AgentStatus) -> str:
     rows = [
-        ("run", s.workflow_id), ("agent", s.agent), ("status", s.status),
-        ("on behalf of", s.principal), ("turn", f"{s.turn} of {s.max_turns}"),
+        ("run", s.workflow_id),
+        ("agent", s.agent),
+        ("status", s.status),
+        ("on behalf of", s.principal),
+        ("turn", f"{s.turn} of {s.max_turns}"),
         ("tokens", f"{s.usage.input_tokens} in / {s.usage.output_tokens} out"),
         ("model route", " → ".join(s.model_route)),
     ]
@@ -36,8 +47,10 @@ def status(s: AgentStatus) -> str:
 
 
 def result(r: AgentResult) -> str:
-    return (f"outcome: {r.outcome} after {r.turns} turns "
-            f"({r.usage.input_tokens} tokens in, {r.usage.output_tokens} out)\n{r.answer}")
+    return (
+        f"outcome: {r.outcome} after {r.turns} turns "
+        f"({r.usage.input_tokens} tokens in, {r.usage.output_tokens} out)\n{r.answer}"
+    )
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -35,8 +35,9 @@ def server(
 
 @app.command()
 def sim(
-    host: Annotated[str, typer.Option(help="Bind address (keep 127.0.0.1 outside containers).")]
-    = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Bind address (keep 127.0.0.1 outside containers).")
+    ] = "127.0.0.1",
     port: int = 8787,
     state_dir: StateDir = Path(".state"),
 ) -> None:

@@ -90,5 +90,3 @@ async def ts_worker(ts_env: WorkflowEnvironment, sim: SimServer, task_queue: str
 async def dev_worker(dev_env: WorkflowEnvironment, sim: SimServer, task_queue: str):  # type: ignore[no-untyped-def]
     async with build_worker(dev_env.client, task_queue) as worker:
         yield worker
-
-

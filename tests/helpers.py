@@ -28,8 +28,13 @@ def hire(**overrides: Any) -> dict[str, Any]:
 async def start_onboarding(
     client: Client, task_queue: str, route: str | None = None, **run: Any
 ) -> WorkflowHandle[Any, AgentResult]:
-    agent_run = AgentRun(agent="onboarding", input=hire(), principal="tester",
-                         model_route=[route] if route else None, **run)
+    agent_run = AgentRun(
+        agent="onboarding",
+        input=hire(),
+        principal="tester",
+        model_route=[route] if route else None,
+        **run,
+    )
     return await ops.start_run(client, agent_run, task_queue=task_queue)
 
 

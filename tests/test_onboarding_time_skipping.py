@@ -11,8 +11,9 @@ from workflows.agent import AgentWorkflow
 from workflows.models import EventSignal
 
 
-async def test_waits_five_days_for_clearance_then_completes(ts_env: WorkflowEnvironment,
-                                                            ts_worker, task_queue, ledger):
+async def test_waits_five_days_for_clearance_then_completes(
+    ts_env: WorkflowEnvironment, ts_worker, task_queue, ledger
+):
     handle = await start_onboarding(ts_env.client, task_queue)
     await wait_for_status(handle, "waiting_event")
     await ts_env.sleep(timedelta(days=5))
@@ -26,18 +27,25 @@ async def test_waits_five_days_for_clearance_then_completes(ts_env: WorkflowEnvi
 
     assert result.outcome == "completed"
     assert "clearance" in result.answer.lower()
-    tools = [e.text.split("(")[0] for e in await handle.query(AgentWorkflow.transcript)
-             if e.kind == "tool_call"]
+    tools = [
+        e.text.split("(")[0]
+        for e in await handle.query(AgentWorkflow.transcript)
+        if e.kind == "tool_call"
+    ]
     assert tools == ["create_mailbox", "order_laptop", "wait_for_event", "send_email"]
-    waited = [e for e in await handle.query(AgentWorkflow.transcript) if e.kind == "tool_result"
-              and e.text.startswith("wait_for_event")]
+    waited = [
+        e
+        for e in await handle.query(AgentWorkflow.transcript)
+        if e.kind == "tool_result" and e.text.startswith("wait_for_event")
+    ]
     assert '"waited_hours": 120' in waited[0].text
     for action in ("create_mailbox", "order_laptop", "send_email"):
         assert ledger(handle.id, action) == 1
 
 
-async def test_no_clearance_times_out_after_the_spec_limit(ts_env: WorkflowEnvironment,
-                                                           ts_worker, task_queue, ledger):
+async def test_no_clearance_times_out_after_the_spec_limit(
+    ts_env: WorkflowEnvironment, ts_worker, task_queue, ledger
+):
     handle = await start_onboarding(ts_env.client, task_queue)
     await wait_for_status(handle, "waiting_event")
     await ts_env.sleep(timedelta(days=6, hours=23))
@@ -51,8 +59,9 @@ async def test_no_clearance_times_out_after_the_spec_limit(ts_env: WorkflowEnvir
     assert (await handle.query(AgentWorkflow.status)).status == "failed"
 
 
-async def test_event_sent_before_the_wait_is_not_lost(ts_env: WorkflowEnvironment, ts_worker,
-                                                      task_queue, ledger):
+async def test_event_sent_before_the_wait_is_not_lost(
+    ts_env: WorkflowEnvironment, ts_worker, task_queue, ledger
+):
     handle = await start_onboarding(ts_env.client, task_queue)
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     result = await handle.result()

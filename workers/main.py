@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -23,7 +25,7 @@ WORKFLOWS = [AgentWorkflow]
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
 )
-ACTIVITIES = [call_llm, run_tool]
+ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool]
 
 
 def build_worker(
@@ -54,7 +56,9 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(client, task_queue)
-    log.info("worker polling task queue %r on %s", task_queue, client.service_client.config.target_host)
+    log.info(
+        "worker polling task queue %r on %s", task_queue, client.service_client.config.target_host
+    )
     async with worker:
         await stop.wait()
         log.info("shutting down: draining in-flight activities")

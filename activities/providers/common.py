@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-import httpx
 from temporalio.exceptions import ApplicationError
 
 from workflows import failures as f
@@ -14,7 +14,7 @@ from workflows import failures as f
 MAX_RETRY_AFTER = timedelta(minutes=15)
 
 
-def retry_after(headers: httpx.Headers | None, now: datetime | None = None) -> timedelta | None:
+def retry_after(headers: Mapping[str, str] | None, now: datetime | None = None) -> timedelta | None:
     """The server's requested delay, from `retry-after-ms` or `Retry-After` (seconds or a date)."""
     if headers is None:
         return None
@@ -54,7 +54,7 @@ def error(kind: str, message: str, *, delay: timedelta | None = None) -> Applica
 
 
 def classify_status(
-    provider: str, status: int, message: str, headers: httpx.Headers | None, context_hit: bool
+    provider: str, status: int, message: str, headers: Mapping[str, str] | None, context_hit: bool
 ) -> ApplicationError:
     """Map an HTTP status from any provider onto the taxonomy."""
     text = f"{provider} answered HTTP {status}: {message}"

@@ -1,0 +1,65 @@
+"""The sim as one FastAPI app: model server, company systems, ledger and fault admin.
+
+One app on one loopback port keeps the embedded default simple to start (tests, `make demo`):
+the LLM base URLs and the company-systems base URL are the same address.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from sim import anthropic_api, company, openai_api
+from sim.db import Database
+from sim.faults import FaultBook, admin_router
+from sim.ledger import LEDGER_SCHEMA, actions_router, ledger_router
+
+DEFAULT_DB = Path(".state/sim.db")
+DEFAULT_PORT = 8787
+
+
+def create_app(db_path: str | Path) -> FastAPI:
+    """Build the app; state (SQLite file, fault book) lives on `app.state` for introspection."""
+    db = Database(db_path)
+    db.apply_schema(LEDGER_SCHEMA)
+    faults = FaultBook()
+    app = FastAPI(title="durable-agents sim", version="1")
+    app.state.db = db
+    app.state.faults = faults
+    app.include_router(openai_api.router(faults))
+    app.include_router(anthropic_api.router(faults))
+    app.include_router(actions_router(db, faults, company.ACTIONS))
+    app.include_router(company.mail_router(db))
+    app.include_router(ledger_router(db))
+    app.include_router(admin_router(faults))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path = DEFAULT_DB
+) -> None:
+    """Run the sim in the foreground until interrupted."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"the sim binds loopback only, not {host!r}")
+    uvicorn.run(create_app(db_path), host=host, port=port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--db", default=str(DEFAULT_DB), help="SQLite file for the ledger")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.db)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""POST /v1/chat/completions in the OpenAI Chat Completions wire format (non-streaming).
+
+Only translation lives here: request JSON to the neutral Conversation, Reply to response JSON,
+ModelError to OpenAI's error body, so the real `openai` client raises its usual exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sim.conversation import Conversation, Reply, ToolCall, Turn
+from sim.faults import FAULT_HEADER, FaultBook
+from sim.llm import ModelError, response_id, retry_headers, run_model, usage
+
+# kind -> (status, type, code, default message)
+_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    "rate_limit": (429, "rate_limit_error", "rate_limit_exceeded", "Rate limit reached (sim)."),
+    "unavailable": (503, "server_error", "service_unavailable", "The server is unavailable."),
+    "overloaded": (503, "server_error", "overloaded", "The engine is currently overloaded."),
+    "server_error": (500, "server_error", None, "The server had an error processing the request."),
+    "auth": (401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    "context_length": (
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "This model's maximum context length is 128000 tokens. However, your messages resulted "
+        "in 210000 tokens. Please reduce the length of the messages.",
+    ),
+    "not_found": (404, "invalid_request_error", "model_not_found", "The model does not exist."),
+    "invalid_request": (400, "invalid_request_error", None, "Invalid request."),
+}
+
+
+class _Function(BaseModel):
+    name: str
+    arguments: str = ""
+
+
+class _ToolCall(BaseModel):
+    id: str
+    type: str = "function"
+    function: _Function
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[_ToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[_Message]
+    tools: list[dict[str, Any]] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stream: bool | None = None
+
+
+def error_response(error: ModelError) -> JSONResponse:
+    status, type_, code, default = _ERRORS.get(error.kind, _ERRORS["server_error"])
+    body = {"message": error.message or default, "type": type_, "param": error.param, "code": code}
+    return JSONResponse({"error": body}, status_code=status, headers=retry_headers(error))
+
+
+def _text(content: str | list[dict[str, Any]] | None) -> str:
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content)
+    return content or ""
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return raw
+
+
+def to_conversation(req: ChatRequest) -> Conversation:
+    conv = Conversation()
+    for msg in req.messages:
+        if msg.role in ("system", "developer"):
+            conv.system += _text(msg.content)
+        elif msg.role == "tool":
+            conv.turns.append(Turn("tool", _text(msg.content), tool_call_id=msg.tool_call_id))
+        elif msg.role == "assistant":
+            calls = [
+                ToolCall(c.function.name, _arguments(c.function.arguments), c.id)
+                for c in msg.tool_calls or []
+            ]
+            conv.turns.append(Turn("assistant", _text(msg.content), tool_calls=calls))
+        else:
+            conv.turns.append(Turn("user", _text(msg.content)))
+    return conv
+
+
+def _render_call(call: ToolCall) -> dict[str, Any]:
+    args = call.args if isinstance(call.args, str) else json.dumps(call.args)
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": args}}
+
+
+def render(req: ChatRequest, reply: Reply, raw: bytes) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+    if reply.tool_calls:
+        message["tool_calls"] = [_render_call(c) for c in reply.tool_calls]
+    if reply.refusal:
+        message["refusal"] = reply.refusal
+    prompt, completion = usage(raw, reply)
+    choice = {
+        "index": 0,
+        "message": message,
+        "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+        "logprobs": None,
+    }
+    return {
+        "id": response_id("chatcmpl-", raw),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": req.model,
+        "choices": [choice],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def _parse(raw: bytes) -> ChatRequest:
+    try:
+        req = ChatRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ModelError("invalid_request", f"Invalid request body: {message}") from exc
+    if req.stream:
+        raise ModelError(
+            "invalid_request", "stream=true is not supported by the sim", param="stream"
+        )
+    return req
+
+
+def router(book: FaultBook) -> APIRouter:
+    api = APIRouter(tags=["openai"])
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            req = _parse(raw)
+            conv = to_conversation(req)
+            reply = await run_model(
+                book, req.model, request.headers.get(FAULT_HEADER), conv, "call"
+            )
+        except ModelError as exc:
+            return error_response(exc)
+        return JSONResponse(render(req, reply, raw))
+
+    return api

@@ -1,0 +1,124 @@
+"""Deterministic 'models': scripts chosen by the request's `model` field.
+
+A script is a pure function of the conversation. It decides which step comes next from the tool
+results already present, never from server-side state, so a retried or replayed request gets the
+same answer, and a repair request ("Your previous reply ...") simply redoes the pending step.
+Register a new script by adding a function to SCRIPTS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sim.conversation import Conversation, Reply, ToolCall, Turn, first_json_object
+
+Script = Callable[[Conversation], Reply]
+
+ONBOARDING_STEPS = ("create_mailbox", "order_laptop", "wait_for_event", "send_email")
+
+
+def task_input(conv: Conversation) -> dict[str, Any]:
+    """The task's structured input: the first JSON object in the first user message."""
+    return first_json_object(conv.first_user_text())
+
+
+def is_error(turn: Turn) -> bool:
+    """Whether a tool result reports a failure that the model should react to."""
+    if turn.is_error:
+        return True
+    value = turn.value()
+    if isinstance(value, dict):
+        return value.get("error") is not None
+    return "error" in str(value).lower()
+
+
+def last_value(conv: Conversation, tool: str) -> dict[str, Any]:
+    """The latest result of `tool` as a dict ({} if absent or not an object)."""
+    results = conv.results(tool)
+    value = results[-1].value() if results else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _first_name(data: dict[str, Any]) -> str:
+    parts = str(data.get("full_name", "there")).split()
+    return parts[0] if parts else "there"
+
+
+def _welcome_body(conv: Conversation, data: dict[str, Any]) -> str:
+    mailbox = last_value(conv, "create_mailbox")
+    laptop = last_value(conv, "order_laptop")
+    return (
+        f"Hi {_first_name(data)},\n\n"
+        f"Welcome to Acme! We are delighted that you are joining us on {data.get('start_date')}. "
+        f"Your new work mailbox is {mailbox.get('address', 'being set up')}, and you can sign in "
+        f"to it on your first day. Your {data.get('laptop_model', 'new')} laptop is on its way to "
+        f"{data.get('ship_to')} and should arrive by {laptop.get('eta', 'your start date')}. "
+        "If anything is unclear before you start, just reply to this email.\n\n"
+        "See you soon,\nThe People Team"
+    )
+
+
+def _onboarding_args(tool: str, conv: Conversation, data: dict[str, Any]) -> dict[str, Any]:
+    employee_id = data.get("employee_id")
+    if tool == "create_mailbox":
+        return {"employee_id": employee_id, "full_name": data.get("full_name")}
+    if tool == "order_laptop":
+        model = data.get("laptop_model")
+        return {"employee_id": employee_id, "model": model, "ship_to": data.get("ship_to")}
+    if tool == "wait_for_event":
+        return {"events": ["clearance_granted"], "timeout_hours": 168}
+    return {
+        "to": data.get("personal_email"),
+        "subject": f"Welcome to the team, {_first_name(data)}!",
+        "body": _welcome_body(conv, data),
+    }
+
+
+def _onboarding_summary(conv: Conversation, data: dict[str, Any]) -> str:
+    mailbox = last_value(conv, "create_mailbox")
+    laptop = last_value(conv, "order_laptop")
+    email = last_value(conv, "send_email")
+    return (
+        f"Onboarding for {data.get('full_name')} ({data.get('employee_id')}) is complete: "
+        f"the mailbox {mailbox.get('address')} was created, laptop order {laptop.get('order_id')} "
+        f"was placed (ETA {laptop.get('eta')}), security clearance was granted, and the welcome "
+        f"email was sent to {data.get('personal_email')} (message id {email.get('message_id')})."
+    )
+
+
+def onboarding(conv: Conversation) -> Reply:
+    """Mailbox, laptop, wait for clearance, welcome email; one tool call per reply."""
+    data = task_input(conv)
+    for tool in ONBOARDING_STEPS:
+        results = conv.results(tool)
+        if not results or is_error(results[-1]):
+            if sum(1 for r in results if is_error(r)) >= 2:
+                return Reply(
+                    text=f"I could not complete the onboarding: {tool} failed twice "
+                    f"(last error: {results[-1].text}). Please look into it."
+                )
+            return Reply(tool_calls=[ToolCall(tool, _onboarding_args(tool, conv, data))])
+        if tool == "wait_for_event" and last_value(conv, tool).get("status") != "received":
+            return Reply(
+                text=f"Security clearance for {data.get('full_name')} was not granted in time, "
+                "so no welcome email was sent. The mailbox and laptop order are in place."
+            )
+    return Reply(text=_onboarding_summary(conv, data))
+
+
+def bench(conv: Conversation) -> Reply:
+    """Call `echo` K times (input {"turns": K}, default 3), then finish."""
+    turns = int(task_input(conv).get("turns", 3))
+    done = len(conv.results("echo"))
+    if done < turns:
+        return Reply(tool_calls=[ToolCall("echo", {"text": f"turn {done + 1}"})])
+    return Reply(text=f"done after {turns} turns")
+
+
+def echo(conv: Conversation) -> Reply:
+    """No tools: answer with the last user message, a smoke test for the wire formats."""
+    return Reply(text=conv.last_user_text())
+
+
+SCRIPTS: dict[str, Script] = {"onboarding": onboarding, "bench": bench, "echo": echo}

@@ -1,0 +1,76 @@
+"""A run's state: everything the loop knows, in one serialisable model.
+
+It lives in the workflow and is rebuilt from history on replay; being one pydantic model, it
+can be carried across continue-as-new as it is. Its methods may call `workflow.*` and must only
+run inside a workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+
+from workflows import search
+from workflows.models import AgentStatusValue, EventSignal, Message, TranscriptEntry, Usage
+
+
+class ReceivedEvent(BaseModel):
+    event: EventSignal
+    at: datetime
+
+
+class RunState(BaseModel):
+    status: AgentStatusValue = "running"
+    turn: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    messages: list[Message] = Field(default_factory=list)
+    transcript: list[TranscriptEntry] = Field(default_factory=list)
+    # Outside events, in arrival order, kept until a wait takes them: an early one is not lost.
+    inbox: list[ReceivedEvent] = Field(default_factory=list)
+    waiting_for: str | None = None
+    waiting_since: datetime | None = None
+    last_error: str | None = None
+    tool_errors: int = 0
+    repairs: int = 0
+
+    def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
+        self.transcript.append(
+            TranscriptEntry(
+                at=workflow.now(), turn=self.turn, kind=kind, text=text, data=data or {}
+            )
+        )
+
+    def set_status(self, status: AgentStatusValue) -> None:
+        if status != self.status:
+            workflow.upsert_search_attributes([search.AGENT_STATUS.value_set(status)])
+        self.status = status
+
+    def start_waiting(self, what: str, timeout: timedelta) -> datetime:
+        now = workflow.now()
+        self.waiting_for, self.waiting_since = what, now
+        self.set_status("waiting_event")
+        workflow.set_current_details(
+            f"Waiting since {now:%Y-%m-%d %H:%M} UTC for {what} (gives up after {timeout})."
+        )
+        self.note("wait", f"waiting for {what}, at most {timeout}")
+        return now
+
+    def stop_waiting(self) -> None:
+        self.waiting_for = self.waiting_since = None
+        self.set_status("running")
+        workflow.set_current_details(f"Working: turn {self.turn}.")
+
+    def put_event(self, event: EventSignal) -> None:
+        self.inbox.append(ReceivedEvent(event=event, at=workflow.now()))
+
+    def has_event(self, names: list[str]) -> bool:
+        return any(r.event.name in names for r in self.inbox)
+
+    def take_event(self, names: list[str]) -> ReceivedEvent | None:
+        for i, received in enumerate(self.inbox):
+            if received.event.name in names:
+                return self.inbox.pop(i)
+        return None

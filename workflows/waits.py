@@ -1,0 +1,75 @@
+"""The durable tools: waits for outside events and timers, run in the workflow itself.
+
+A wait costs no process: the run hibernates in history until the event or the timer fires,
+across worker restarts and deploys.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from agents.durable import SleepUntilInput, WaitForEventInput, WaitForEventOutput
+    from agents.spec import AgentSpec
+    from workflows.models import Outcome
+    from workflows.state import RunState
+
+
+class EndRun(Exception):
+    """Raised inside the loop to finish the run with an outcome."""
+
+    def __init__(self, outcome: Outcome, answer: str) -> None:
+        super().__init__(answer)
+        self.outcome: Outcome = outcome
+        self.answer = answer
+
+
+async def wait_for_event(
+    state: RunState, spec: AgentSpec, args: WaitForEventInput
+) -> dict[str, Any]:
+    policy = spec.wait_policy(args.events)
+    timeout = min(timedelta(hours=args.timeout_hours), policy.max_wait)
+    names = " or ".join(args.events)
+    started = state.start_waiting(f"event {names}", timeout)
+    try:
+        await workflow.wait_condition(lambda: state.has_event(args.events), timeout=timeout)
+    except TimeoutError:
+        hours = timeout.total_seconds() / 3600
+        state.note("wait", f"no {names} within {hours:g} h")
+        if policy.on_timeout == "end_run":
+            raise EndRun("timed_out", f"no {names} came within {hours:g} h") from None
+        return WaitForEventOutput(status="timeout", waited_hours=hours).model_dump(mode="json")
+    finally:
+        state.stop_waiting()
+    received = state.take_event(args.events)
+    assert received is not None
+    waited = (workflow.now() - started).total_seconds() / 3600
+    return WaitForEventOutput(
+        status="received",
+        event=received.event.name,
+        payload=received.event.payload,
+        waited_hours=round(waited, 3),
+    ).model_dump(mode="json")
+
+
+async def sleep_until(state: RunState, args: SleepUntilInput) -> dict[str, Any]:
+    delay = args.until - workflow.now()
+    if delay > timedelta(0):
+        state.start_waiting(f"the time {args.until.isoformat()}", delay)
+        try:
+            await workflow.sleep(delay)
+        finally:
+            state.stop_waiting()
+    return {"woke_at": workflow.now().isoformat()}
+
+
+async def run_durable(state: RunState, spec: AgentSpec, args: Any) -> dict[str, Any]:
+    """Dispatch a validated durable-tool input to its implementation."""
+    if isinstance(args, WaitForEventInput):
+        return await wait_for_event(state, spec, args)
+    if isinstance(args, SleepUntilInput):
+        return await sleep_until(state, args)
+    raise TypeError(f"no durable implementation for {type(args).__name__}")
