@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from agents.bench import BENCH
 from agents.onboarding import ONBOARDING
 from agents.spec import AgentSpec
 
-AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (ONBOARDING,)}
+AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (ONBOARDING, BENCH)}
 
 
 class UnknownAgent(LookupError):

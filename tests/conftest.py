@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import get_settings
 from sim.runner import SimServer
 from starters.devserver import binary
+from tests.helpers import start_time_skipping
 from workers.main import build_worker
 from workflows.search import ALL as SEARCH_ATTRIBUTES
 
@@ -42,19 +41,7 @@ def ledger(sim: SimServer):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"),
-    )
-    # The time-skipping server fails upserts of attributes it does not know.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 

@@ -7,11 +7,17 @@ import uuid
 from datetime import date
 from typing import Any
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from starters import ops
+from starters.devserver import binary
 from workflows.agent import AgentWorkflow
 from workflows.models import AgentResult, AgentRun, AgentStatusValue
+from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 
 def hire(**overrides: Any) -> dict[str, Any]:
@@ -46,3 +52,21 @@ async def wait_for_status(
             await asyncio.sleep(0.1)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    """The time-skipping server with the project's search attributes registered."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"),
+    )
+    # Unlike the dev server, it fails upserts of attributes it was not told about.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    return env

@@ -17,6 +17,16 @@ from workflows import search
 from workflows.models import AgentStatusValue, EventSignal, Message, TranscriptEntry, Usage
 
 
+def spoken(span: timedelta) -> str:
+    """`7 days`, `36 h`, `90 s`: a duration as an operator would say it."""
+    seconds = span.total_seconds()
+    if seconds >= 2 * 86400 and seconds % 86400 == 0:
+        return f"{seconds / 86400:g} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds:g} s"
+
+
 class ReceivedEvent(BaseModel):
     event: EventSignal
     at: datetime
@@ -52,10 +62,11 @@ class RunState(BaseModel):
         now = workflow.now()
         self.waiting_for, self.waiting_since = what, now
         self.set_status("waiting_event")
+        limit = spoken(timeout)
         workflow.set_current_details(
-            f"Waiting since {now:%Y-%m-%d %H:%M} UTC for {what} (gives up after {timeout})."
+            f"Waiting since {now:%Y-%m-%d %H:%M} UTC for {what} (gives up after {limit})."
         )
-        self.note("wait", f"waiting for {what}, at most {timeout}")
+        self.note("wait", f"waiting for {what}, at most {limit}")
         return now
 
     def stop_waiting(self) -> None:

@@ -1,0 +1,58 @@
+"""Record the replay histories in tests/histories/ (`make histories`; commit the result).
+
+Each is a real run of the onboarding agent against the sim, on the time-skipping server so a
+week of waiting takes a moment. Re-record only on purpose: the point of the files is that
+today's workflow code must still replay what older code wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from activities.settings import get_settings
+from sim.runner import SimServer
+from tests.helpers import start_onboarding, start_time_skipping, wait_for_status
+from workers.main import build_worker
+from workflows.agent import AgentWorkflow
+from workflows.models import EventSignal
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record(env: WorkflowEnvironment, name: str, route: str, clearance: bool) -> None:
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    async with build_worker(env.client, queue):
+        handle = await start_onboarding(env.client, queue, route)
+        await wait_for_status(handle, "waiting_event")
+        await env.sleep(timedelta(days=2))
+        if clearance:
+            await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+        await handle.result()
+        history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
+        os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
+        get_settings.cache_clear()
+        env = await start_time_skipping()
+        try:
+            HISTORIES.mkdir(exist_ok=True)
+            await record(env, "onboarding_openai_completed", "sim-openai:onboarding", True)
+            await record(env, "onboarding_anthropic_completed", "sim-anthropic:onboarding", True)
+            await record(env, "onboarding_timed_out", "sim-openai:onboarding", False)
+        finally:
+            await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
