@@ -23,21 +23,22 @@ from workflows import failures as f
 from workflows.models import LLMReply, LLMRequest
 
 SIM_KEY = "sim-key"  # the sim accepts any key; real keys come only from the environment
+COMPATIBLE_KEY = "none"  # what OpenAI-compatible servers without auth expect
 
 
 def _key(route: Route) -> str:
-    settings = get_settings()
-    secret = {
-        "openai": settings.openai_api_key,
-        "anthropic": settings.anthropic_api_key,
-        "openai-compatible": settings.openai_api_key,
-    }.get(route.provider)
-    if route.provider.startswith("sim"):
+    if route.provider in ("sim-openai", "sim-anthropic"):
         return SIM_KEY
     if route.provider == "openai-compatible":
-        return secret.get_secret_value() if secret else "none"
+        # The base URL comes from the route, i.e. from whoever started the run: never hand it the
+        # worker's OpenAI key. Local servers (Ollama, vLLM) accept any key.
+        return COMPATIBLE_KEY
+    settings = get_settings()
+    if route.provider == "openai":
+        variable, secret = "OPENAI_API_KEY", settings.openai_api_key
+    else:
+        variable, secret = "ANTHROPIC_API_KEY", settings.anthropic_api_key
     if secret is None:
-        variable = "OPENAI_API_KEY" if route.provider == "openai" else "ANTHROPIC_API_KEY"
         raise error(
             f.AUTHENTICATION_FAILED,
             f"no API key for {route.provider}: set {variable} in the worker's environment",
@@ -63,8 +64,12 @@ def _base_url(route: Route) -> str | None:
 
 def _timeout() -> float:
     limit = activity.info().start_to_close_timeout
-    # Leave a margin so our client times out (classified) before Temporal does (opaque).
-    return max(1.0, limit.total_seconds() - 1.0) if limit else 60.0
+    if not limit:
+        return 60.0
+    # Leave a margin so our client times out (classified) before Temporal does (opaque):
+    # a second, or a quarter of a short limit.
+    seconds = limit.total_seconds()
+    return seconds - min(1.0, seconds / 4)
 
 
 async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:

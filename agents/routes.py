@@ -37,7 +37,7 @@ def parse_route(route: str) -> Route:
     """`openai:gpt-4.1`, `anthropic:claude-sonnet-4-5`, `sim-openai:onboarding`,
     `openai-compatible:http://127.0.0.1:11434/v1:llama3.1:8b`."""
     provider, sep, rest = route.partition(":")
-    if not sep or not rest:
+    if not sep or not rest.strip():
         raise InvalidRoute(
             f"model route {route!r} is not 'provider:model'; providers: {', '.join(PROVIDERS)}"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 
 from sim.conversation import Conversation, Reply, ToolCall
 from sim.faults import MODEL_ERROR_FAULTS, Fault, FaultBook, FaultError
@@ -46,7 +47,11 @@ def retry_headers(error: ModelError) -> dict[str, str]:
     if error.retry_after is None:
         return {}
     seconds = error.retry_after
-    return {"retry-after": str(max(0, round(seconds))), "retry-after-ms": str(int(seconds * 1000))}
+    # Round up: a client reading only whole seconds must not come back early.
+    return {
+        "retry-after": str(max(0, math.ceil(seconds))),
+        "retry-after-ms": str(int(seconds * 1000)),
+    }
 
 
 def _resolve_fault(book: FaultBook, model: str, fault_header: str | None) -> Fault | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -14,27 +15,42 @@ from workflows import failures as f
 MAX_RETRY_AFTER = timedelta(minutes=15)
 
 
+def _bounded(seconds: float) -> timedelta | None:
+    """A delay in [0, MAX_RETRY_AFTER]; None for NaN. Huge values must not overflow timedelta."""
+    if math.isnan(seconds):
+        return None
+    return timedelta(seconds=min(max(seconds, 0.0), MAX_RETRY_AFTER.total_seconds()))
+
+
 def retry_after(headers: Mapping[str, str] | None, now: datetime | None = None) -> timedelta | None:
-    """The server's requested delay, from `retry-after-ms` or `Retry-After` (seconds or a date)."""
+    """The server's requested delay, from `retry-after-ms` or `Retry-After` (seconds or a date).
+
+    Bounded to [0, MAX_RETRY_AFTER]; None when absent or unreadable. Never raises: a garbage
+    header must not turn a classified failure into an unclassified crash.
+    """
     if headers is None:
         return None
     if ms := headers.get("retry-after-ms"):
         try:
-            return timedelta(milliseconds=float(ms))
+            delay = _bounded(float(ms) / 1000)
         except ValueError:
-            pass
+            delay = None
+        if delay is not None:
+            return delay
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return timedelta(seconds=float(value))
+        return _bounded(float(value))
     except ValueError:
         pass
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(timedelta(0), when - (now or datetime.now(UTC)))
+    if when.tzinfo is None:  # "-0000" yields a naive datetime; HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
+    return _bounded((when - (now or datetime.now(UTC))).total_seconds())
 
 
 def jittered(delay: timedelta) -> timedelta:
