@@ -32,6 +32,29 @@ class SleepUntilOutput(BaseModel):
     woke_at: datetime
 
 
+class AskHumanInput(BaseModel):
+    question: str = Field(min_length=1, max_length=2000)
+    timeout_hours: float = Field(default=72.0, gt=0)
+
+
+class AskHumanOutput(BaseModel):
+    status: Literal["answered", "timeout"]
+    answer: str | None = None
+    answered_by: str | None = None
+
+
+ASK_HUMAN = ToolContract(
+    name="ask_human",
+    description=(
+        "Ask the person you work for a question and wait (durably, for days if need be) for "
+        "the answer. Use it when information is missing; never guess."
+    ),
+    input_model=AskHumanInput,
+    output_model=AskHumanOutput,
+    side_effect="read_only",
+    durable=True,
+)
+
 WAIT_FOR_EVENT = ToolContract(
     name="wait_for_event",
     description=(

@@ -6,7 +6,8 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, EmailStr, Field
 
-from agents.durable import SLEEP_UNTIL, WAIT_FOR_EVENT
+from agents.approvals import ApprovalPolicy, ApprovalRule, Escalation
+from agents.durable import ASK_HUMAN, SLEEP_UNTIL, WAIT_FOR_EVENT
 from agents.spec import AgentSpec, WaitPolicy
 from agents.toolbox import CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL
 
@@ -38,9 +39,21 @@ ONBOARDING = AgentSpec(
     description="Onboard a new hire: mailbox, laptop, security clearance, welcome email.",
     system_prompt=SYSTEM_PROMPT,
     model_route=("sim-openai:onboarding",),
-    tools=(CREATE_MAILBOX, ORDER_LAPTOP, WAIT_FOR_EVENT, SLEEP_UNTIL, SEND_EMAIL),
+    tools=(CREATE_MAILBOX, ORDER_LAPTOP, WAIT_FOR_EVENT, SLEEP_UNTIL, ASK_HUMAN, SEND_EMAIL),
     input_model=NewHire,
     max_turns=12,
     # Clearance that has not come within a week ends the run: HR starts over by hand.
     waits={"clearance_granted": WaitPolicy(max_wait=timedelta(days=7), on_timeout="end_run")},
+    approvals=ApprovalPolicy(
+        rules=(
+            # An email to someone outside the company cannot be unsent: HR reads it first.
+            ApprovalRule(
+                tool="send_email",
+                description="external email to a new hire",
+                groups=("hr-managers",),
+                expires_after=timedelta(days=3),
+                escalation=Escalation(after=timedelta(hours=24), groups=("operators",)),
+            ),
+        ),
+    ),
 )

@@ -7,15 +7,18 @@ no clock, no environment. The code that touches the world lives in `activities/`
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
 from workflows.models import ToolSchema
+
+if TYPE_CHECKING:
+    from agents.approvals import ApprovalPolicy
 
 SideEffect = Literal["read_only", "reversible", "irreversible"]
 
@@ -31,6 +34,15 @@ def problems(exc: ValidationError) -> str:
 
 
 @dataclass(frozen=True)
+class Compensation:
+    """The call that undoes a reversible step: a tool and its arguments, built from the step's
+    input, its output and the reason the saga is unwinding."""
+
+    tool: str
+    arguments: Callable[[Mapping[str, Any], Mapping[str, Any], str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class ToolContract:
     """A tool's promise: typed input and output, its side effect, limits and required scopes."""
 
@@ -42,7 +54,7 @@ class ToolContract:
     timeout: timedelta = timedelta(seconds=30)
     max_attempts: int = 5
     required_scopes: tuple[str, ...] = ()
-    compensation: str | None = None
+    compensation: Compensation | None = None
     durable: bool = False  # runs in the workflow itself (waits, timers), not as an activity
 
     def schema(self) -> ToolSchema:
@@ -90,6 +102,10 @@ class AgentSpec:
     max_tokens: int = 1024
     waits: Mapping[str, WaitPolicy] = field(default_factory=dict)
     default_wait: WaitPolicy = WaitPolicy(max_wait=timedelta(days=30))
+    approvals: ApprovalPolicy | None = None  # None: the default policy (irreversible → ask)
+    # A saga runs the compensations of its completed reversible steps, newest first, when an
+    # approval is refused or a step fails for good.
+    saga: bool = False
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

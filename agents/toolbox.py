@@ -48,7 +48,6 @@ CREATE_MAILBOX = ToolContract(
     input_model=CreateMailboxInput,
     output_model=CreateMailboxOutput,
     side_effect="reversible",
-    compensation="delete_mailbox",
     timeout=timedelta(seconds=20),
     required_scopes=("hr:write",),
 )
@@ -59,7 +58,6 @@ ORDER_LAPTOP = ToolContract(
     input_model=OrderLaptopInput,
     output_model=OrderLaptopOutput,
     side_effect="reversible",
-    compensation="cancel_laptop_order",
     timeout=timedelta(seconds=30),
     required_scopes=("it:write",),
 )

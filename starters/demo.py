@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import typer
 
-from starters import ops, render
+from starters import inbox, ops, render
 from starters.devserver import DevServer, free_port
 
 LEDGER_ACTIONS = ("create_mailbox", "order_laptop", "send_email")
@@ -32,16 +32,16 @@ def new_hire() -> dict[str, str]:
     }
 
 
-async def wait_until_waiting(client, run_id: str, timeout: float = 60):  # type: ignore[no-untyped-def]
+async def wait_until(client, run_id: str, status: str, timeout: float = 60):  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         s = await ops.status(client, run_id)
-        if s.status == "waiting_event":
+        if s.status == status:
             return s
         if s.status in ("completed", "failed", "needs_attention"):
             raise ops.OpError(f"run {run_id} ended early ({s.status}): {s.last_error}")
         await asyncio.sleep(0.2)
-    raise ops.OpError(f"run {run_id} did not reach its clearance wait within {timeout:g} s")
+    raise ops.OpError(f"run {run_id} did not reach {status} within {timeout:g} s")
 
 
 async def run_demo(state_dir: Path, keep: bool) -> bool:
@@ -67,7 +67,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
 
     from workers.client import connect
     from workers.main import build_worker
-    from workflows.models import AgentRun
+    from workflows.models import AgentRun, Decision
 
     client = await connect(dev.address, wait_seconds=30)
     worker = build_worker(client, graceful=timedelta(seconds=5))
@@ -84,7 +84,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     say(f"run id: {handle.id}", bold=True)
     say(f"Temporal UI: {ops.ui_link(handle.id)}\n")
 
-    waiting = await wait_until_waiting(client, handle.id)
+    waiting = await wait_until(client, handle.id, "waiting_event")
     say(
         f"the agent now waits for {waiting.waiting_for}: no process holds it, it could wait "
         "days.\nsending `clearance_granted` as the security team would …\n"
@@ -92,6 +92,17 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     await ops.send_event(
         client, handle.id, "clearance_granted", {"granted_by": "security-team", "level": "standard"}
     )
+    await wait_until(client, handle.id, "waiting_approval")
+    say("the welcome email is external, so it waits for HR. `agentctl approvals` shows:", bold=True)
+    rows = [
+        {k: v for k, v in r.items() if k != "digest"} for r in await inbox.pending(client, None)
+    ]
+    say(render.table(rows) + "\n")
+    say(f"approving as hana (hr-managers): agentctl approve {handle.id} --as hana")
+    decided = await inbox.decide(
+        client, handle.id, Decision(approver="hana", reason="warm and accurate")
+    )
+    say(inbox.show(decided) + "\n")
     outcome = await asyncio.wait_for(handle.result(), timeout=120)
 
     say("transcript", bold=True)

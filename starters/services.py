@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from starters import inbox  # noqa: F401  (registers approvals, approve, reject, …)
 from starters.cli import app, call
 from starters.devserver import DevServer
 

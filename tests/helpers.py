@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from starters import ops
 from starters.devserver import binary
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun, AgentStatusValue
+from workflows.models import AgentResult, AgentRun, AgentStatusValue, Approval, Decision
 from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 
@@ -70,3 +70,13 @@ async def start_time_skipping() -> WorkflowEnvironment:
         )
     )
     return env
+
+
+async def approve_pending(
+    handle: WorkflowHandle[Any, Any], approver: str = "hana", timeout: float = 30
+) -> Approval:
+    """Wait for the run to ask for approval, then approve it through the `decide` update."""
+    await wait_for_status(handle, "waiting_approval", timeout)
+    return await handle.execute_update(
+        AgentWorkflow.decide, Decision(approver=approver, reason="looks right")
+    )

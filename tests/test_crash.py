@@ -15,7 +15,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from sim.runner import SimServer
-from tests.helpers import start_onboarding, wait_for_status
+from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
 from workflows.models import EventSignal
 
@@ -68,6 +68,7 @@ async def test_sigkill_while_waiting_between_steps(dev_env, spawn_worker, task_q
 
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     spawn_worker()
+    await approve_pending(handle, timeout=60)
     result = await asyncio.wait_for(handle.result(), 90)
 
     assert result.outcome == "completed"
@@ -95,6 +96,7 @@ async def test_sigkill_while_a_tool_call_is_in_flight(
 
     spawn_worker()
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle, timeout=60)
     result = await asyncio.wait_for(handle.result(), 90)
 
     assert result.outcome == "completed"

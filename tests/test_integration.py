@@ -6,7 +6,7 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import start_onboarding, wait_for_status
+from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
 from workflows.models import EventSignal
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
@@ -25,6 +25,7 @@ async def test_onboarding_end_to_end(
     assert "for event clearance_granted" in meta.current_details  # what the UI shows
 
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
     result = await handle.result()
 
     assert result.outcome == "completed", result.answer
@@ -54,6 +55,7 @@ async def test_activity_summaries_name_each_step(
 ):
     handle = await start_onboarding(dev_env.client, task_queue)
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
     await handle.result()
     summaries = []
     async for event in handle.fetch_history_events():

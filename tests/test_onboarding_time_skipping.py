@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import start_onboarding, wait_for_status
+from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
 from workflows.models import EventSignal
 
@@ -23,8 +23,14 @@ async def test_waits_five_days_for_clearance_then_completes(
     assert ledger(handle.id, "send_email") == 0
 
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    approval = await approve_pending(handle)
     result = await handle.result()
 
+    assert (approval.tool, approval.state, approval.decided_by) == (
+        "send_email",
+        "approved",
+        "hana",
+    )
     assert result.outcome == "completed"
     assert "clearance" in result.answer.lower()
     tools = [
@@ -64,6 +70,7 @@ async def test_event_sent_before_the_wait_is_not_lost(
 ):
     handle = await start_onboarding(ts_env.client, task_queue)
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
     result = await handle.result()
     assert result.outcome == "completed"
     assert ledger(handle.id, "send_email") == 1

@@ -21,26 +21,34 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import call_llm
     from activities.tools import run_tool
     from agents import UnknownAgent, get_agent
+    from agents.approvals import ApprovalPolicy, ApprovalRule
     from agents.routes import parse_route
     from agents.spec import AgentSpec, ToolContract, problems
     from workflows import failures as f
-    from workflows import search
+    from workflows import gates, saga, search
     from workflows.models import (
         AgentResult,
         AgentRun,
         AgentStatus,
+        Approval,
+        Decision,
         EventSignal,
         Identity,
         LLMReply,
         LLMRequest,
         Message,
+        MessageAck,
         Outcome,
         ToolCall,
         ToolRequest,
         TranscriptEntry,
+        UserMessage,
     )
     from workflows.state import RunState
-    from workflows.waits import EndRun, run_durable
+    from workflows.waits import EndRun, park, run_durable
+
+# Runs started before approval gates existed replay without them.
+APPROVAL_GATES = "approval-gates-v1"
 
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -76,6 +84,51 @@ class AgentWorkflow:
         self._state.put_event(event)
         self._state.note("event", f"event {event.name} received", event.model_dump(mode="json"))
 
+    @workflow.update(name="decide")
+    def decide(self, decision: Decision) -> Approval:
+        """Approve or reject a pending approval; an exact repeat returns the first decision."""
+        return gates.apply(self._state, self._check_decision(decision), decision)
+
+    @decide.validator
+    def _validate_decide(self, decision: Decision) -> None:
+        self._check_decision(decision)  # refused here, nothing reaches history
+
+    @workflow.signal(name="approve")
+    def approve(self, decision: Decision) -> None:
+        """For tools that can only signal; refusals are logged and change nothing."""
+        self._signal_decision(decision.model_copy(update={"approve": True}))
+
+    @workflow.signal(name="reject")
+    def reject(self, decision: Decision) -> None:
+        self._signal_decision(decision.model_copy(update={"approve": False}))
+
+    @workflow.update(name="message")
+    def message(self, msg: UserMessage) -> MessageAck:
+        """The principal's answer to a pending question, or a follow-up for the next turn."""
+        question = self._state.question
+        self._state.note("message", f"{msg.sender}: {msg.text}")
+        if question is not None and question.answer is None:
+            question.answer, question.answered_by = msg.text, msg.sender
+            return MessageAck(status="answered", question=question.text)
+        self._state.follow_ups.append(Message(role="user", content=msg.text))
+        return MessageAck(status="queued")
+
+    @message.validator
+    def _validate_message(self, msg: UserMessage) -> None:
+        if msg.sender != self._run.principal:
+            raise ValueError(
+                f"only {self._run.principal!r}, for whom this run acts, may message it; "
+                f"not {msg.sender!r}"
+            )
+        if not msg.text.strip():
+            raise ValueError("the message is empty")
+
+    @workflow.signal(name="resume")
+    def resume(self) -> None:
+        """Let a run that needs attention go on (it retries the step that stopped it)."""
+        if self._state.parked_reason is not None:
+            self._state.resume_requested = True
+
     @workflow.query(name="status")
     def status(self) -> AgentStatus:
         s = self._state
@@ -92,6 +145,8 @@ class AgentWorkflow:
             waiting_since=s.waiting_since,
             last_error=s.last_error,
             events_pending=[r.event.name for r in s.inbox],
+            approvals=s.approvals,
+            question=s.question.text if s.question and s.question.answer is None else None,
         )
 
     @workflow.query(name="transcript")
@@ -115,13 +170,21 @@ class AgentWorkflow:
             self._state.messages.append(Message(role="user", content=task))
             self._state.note("task", task)
             answer = await self._loop(spec)
-            return self._finish("completed", answer)
         except EndRun as end:
             return self._finish(end.outcome, end.answer)
         except ApplicationError as err:
             self._state.last_error = err.message
+            if self._spec and self._spec.saga:
+                await saga.unwind(self._state, self._spec, self._identity(), err.message)
             self._state.set_status("failed")
             raise
+        if self._state.unwind_outcome is None:
+            return self._finish("completed", answer)
+        reason = self._state.unwinding or ""
+        undone = await saga.unwind(self._state, spec, self._identity(), reason)
+        if undone:
+            answer += "\n\nUndone, newest first:\n" + "\n".join(f"- {u}" for u in undone)
+        return self._finish(self._state.unwind_outcome, answer)
 
     async def _loop(self, spec: AgentSpec) -> str:
         state = self._state
@@ -130,6 +193,8 @@ class AgentWorkflow:
                 raise EndRun("turn_budget_exhausted", self._partial_answer())
             state.turn += 1
             workflow.set_current_details(f"Working: turn {state.turn}.")
+            state.messages.extend(state.follow_ups)
+            state.follow_ups.clear()
             reply = await self._ask_model(spec)
             state.messages.append(reply.message)
             if reply.message.content:
@@ -205,14 +270,23 @@ class AgentWorkflow:
         except ValidationError as exc:
             return self._tool_error(spec, call, f"bad arguments for {call.name}: {problems(exc)}")
         if contract.durable:
-            output = await run_durable(self._state, spec, args)
+            output = await run_durable(self._state, spec, self._run.principal, args)
         else:
+            data = args.model_dump(mode="json")
+            rule = self._policy(spec).rule_for(contract, data)
+            if rule is not None and workflow.patched(APPROVAL_GATES):
+                refused = await self._gate(spec, rule, call, data)
+                if refused is not None:
+                    return refused
             try:
                 output = await self._activity_tool(contract, call, args)
             except ActivityError as err:
                 if failure_type(err) in f.PARKING:
                     raise self._unrecoverable(err) from err
+                if spec.saga:
+                    self._unwind_later("compensated", f"{call.name} failed: {failure_message(err)}")
                 return self._tool_error(spec, call, failure_message(err))
+            saga.record(self._state, contract, call, data, output)
         text = json.dumps(output, sort_keys=True)
         self._state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
         return text
@@ -235,6 +309,62 @@ class AgentWorkflow:
             summary=f"tool {call.name} · turn {self._state.turn}",
         )
         return result.output
+
+    async def _gate(
+        self, spec: AgentSpec, rule: ApprovalRule, call: ToolCall, data: dict[str, Any]
+    ) -> str | None:
+        """Wait for a decision; None if approved, else the tool result the model reads."""
+        while True:
+            approval = gates.open_request(self._state, rule, call, data)
+            who = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
+            self._state.note(
+                "approval",
+                f"{approval.id} requested: {approval.summary} ({rule.description}); "
+                f"may decide: {who}",
+                {"approval": approval.id, "digest": approval.digest},
+            )
+            await gates.await_decision(self._state, rule, approval)
+            if approval.state == "approved":
+                return None
+            if approval.state == "expired" and rule.on_expiry == "park":
+                await park(self._state, f"approval {approval.id} expired undecided")
+                continue  # resumed: ask again
+            by = f" by {approval.decided_by}" if approval.decided_by else ""
+            if spec.saga:
+                self._unwind_later(
+                    "rejected",
+                    f"{call.name} {approval.state}{by}: {approval.reason or 'no reason given'}",
+                )
+            result = {
+                "approval": approval.state,
+                "approval_id": approval.id,
+                "decided_by": approval.decided_by,
+                "reason": approval.reason,
+            }
+            text = json.dumps(result, sort_keys=True)
+            self._state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
+            return text
+
+    def _unwind_later(self, outcome: Outcome, reason: str) -> None:
+        if self._state.unwind_outcome is None:
+            self._state.unwind_outcome, self._state.unwinding = outcome, reason
+
+    def _check_decision(self, decision: Decision) -> Approval:
+        spec = self._spec
+        self_ok = self._policy(spec).self_approval if spec else False
+        return gates.check(self._state, self._run.principal, self_ok, decision)
+
+    def _signal_decision(self, decision: Decision) -> None:
+        try:
+            approval = self._check_decision(decision)
+        except gates.DecisionRefused as exc:
+            workflow.logger.warning("refused a decision signal from %r: %s", decision.approver, exc)
+            return
+        gates.apply(self._state, approval, decision)
+
+    @staticmethod
+    def _policy(spec: AgentSpec | None) -> ApprovalPolicy:
+        return (spec.approvals if spec else None) or ApprovalPolicy()
 
     def _tool_error(self, spec: AgentSpec, call: ToolCall, problem: str) -> str:
         state = self._state

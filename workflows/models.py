@@ -14,7 +14,10 @@ from pydantic import BaseModel, Field
 AgentStatusValue = Literal[
     "running", "waiting_approval", "waiting_event", "needs_attention", "completed", "failed"
 ]
-Outcome = Literal["completed", "timed_out", "turn_budget_exhausted", "gave_up"]
+Outcome = Literal[
+    "completed", "timed_out", "turn_budget_exhausted", "gave_up", "rejected", "compensated"
+]
+ApprovalState = Literal["pending", "approved", "rejected", "expired"]
 
 
 class ToolCall(BaseModel):
@@ -131,9 +134,71 @@ class TranscriptEntry(BaseModel):
 
     at: datetime
     turn: int
-    kind: Literal["task", "assistant", "tool_call", "tool_result", "event", "wait", "note", "error"]
+    kind: Literal[
+        "task",
+        "assistant",
+        "tool_call",
+        "tool_result",
+        "event",
+        "wait",
+        "note",
+        "error",
+        "approval",
+        "message",
+        "compensation",
+    ]
     text: str
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EscalationRecord(BaseModel):
+    at: datetime
+    groups: list[str] = Field(default_factory=list)
+    principals: list[str] = Field(default_factory=list)
+
+
+class Approval(BaseModel):
+    """A request for a person's decision on one tool call, and that decision."""
+
+    id: str
+    run: str
+    tool: str
+    tool_call_id: str
+    arguments: dict[str, Any]
+    digest: str  # of the arguments shown to the approver; a decision may quote it
+    summary: str
+    rule: str
+    requested_at: datetime
+    expires_at: datetime
+    requested_for: list[str] = Field(default_factory=list)  # principals
+    groups: list[str] = Field(default_factory=list)
+    escalations: list[EscalationRecord] = Field(default_factory=list)
+    state: ApprovalState = "pending"
+    decided_by: str | None = None
+    reason: str = ""
+    decided_at: datetime | None = None
+
+
+class Decision(BaseModel):
+    """Input of the `decide` update and of the `approve`/`reject` signals."""
+
+    approval_id: str | None = None  # None: the run's only pending approval
+    approve: bool = True
+    approver: str
+    reason: str = ""
+    digest: str | None = None  # if given, must match what the approver was shown
+
+
+class UserMessage(BaseModel):
+    """Input of the `message` update: a follow-up or an answer from the run's principal."""
+
+    text: str
+    sender: str
+
+
+class MessageAck(BaseModel):
+    status: Literal["answered", "queued"]
+    question: str | None = None
 
 
 class AgentStatus(BaseModel):
@@ -151,6 +216,8 @@ class AgentStatus(BaseModel):
     waiting_since: datetime | None = None
     last_error: str | None = None
     events_pending: list[str] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    question: str | None = None  # an ask_human question waiting for the principal
 
 
 class AgentResult(BaseModel):

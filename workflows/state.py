@@ -14,7 +14,15 @@ from pydantic import BaseModel, Field
 from temporalio import workflow
 
 from workflows import search
-from workflows.models import AgentStatusValue, EventSignal, Message, TranscriptEntry, Usage
+from workflows.models import (
+    AgentStatusValue,
+    Approval,
+    EventSignal,
+    Message,
+    Outcome,
+    TranscriptEntry,
+    Usage,
+)
 
 
 def spoken(span: timedelta) -> str:
@@ -32,6 +40,22 @@ class ReceivedEvent(BaseModel):
     at: datetime
 
 
+class PendingCompensation(BaseModel):
+    """The undo of a completed reversible step, run if the saga unwinds."""
+
+    step: str
+    tool: str
+    arguments: dict[str, Any]
+    idempotency_key: str
+
+
+class Question(BaseModel):
+    text: str
+    asked_at: datetime
+    answer: str | None = None
+    answered_by: str | None = None
+
+
 class RunState(BaseModel):
     status: AgentStatusValue = "running"
     turn: int = 0
@@ -45,6 +69,14 @@ class RunState(BaseModel):
     last_error: str | None = None
     tool_errors: int = 0
     repairs: int = 0
+    approvals: list[Approval] = Field(default_factory=list)
+    question: Question | None = None
+    follow_ups: list[Message] = Field(default_factory=list)  # `message`s not answering a question
+    compensations: list[PendingCompensation] = Field(default_factory=list)
+    unwinding: str | None = None  # why the saga must be undone
+    unwind_outcome: Outcome | None = None
+    parked_reason: str | None = None
+    resume_requested: bool = False
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(
@@ -58,10 +90,12 @@ class RunState(BaseModel):
             workflow.upsert_search_attributes([search.AGENT_STATUS.value_set(status)])
         self.status = status
 
-    def start_waiting(self, what: str, timeout: timedelta) -> datetime:
+    def start_waiting(
+        self, what: str, timeout: timedelta, status: AgentStatusValue = "waiting_event"
+    ) -> datetime:
         now = workflow.now()
         self.waiting_for, self.waiting_since = what, now
-        self.set_status("waiting_event")
+        self.set_status(status)
         limit = spoken(timeout)
         workflow.set_current_details(
             f"Waiting since {now:%Y-%m-%d %H:%M} UTC for {what} (gives up after {limit})."

@@ -12,10 +12,16 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from agents.durable import SleepUntilInput, WaitForEventInput, WaitForEventOutput
+    from agents.durable import (
+        AskHumanInput,
+        AskHumanOutput,
+        SleepUntilInput,
+        WaitForEventInput,
+        WaitForEventOutput,
+    )
     from agents.spec import AgentSpec
     from workflows.models import Outcome
-    from workflows.state import RunState
+    from workflows.state import Question, RunState, spoken
 
 
 class EndRun(Exception):
@@ -66,10 +72,51 @@ async def sleep_until(state: RunState, args: SleepUntilInput) -> dict[str, Any]:
     return {"woke_at": workflow.now().isoformat()}
 
 
-async def run_durable(state: RunState, spec: AgentSpec, args: Any) -> dict[str, Any]:
+async def ask_human(
+    state: RunState, spec: AgentSpec, principal: str, args: AskHumanInput
+) -> dict[str, Any]:
+    """Put a question to the run's principal; the `message` update carries the answer."""
+    question = Question(text=args.question, asked_at=workflow.now())
+    state.question = question
+    timeout = min(timedelta(hours=args.timeout_hours), spec.default_wait.max_wait)
+    state.start_waiting(f"an answer from {principal} to: {args.question}", timeout)
+    try:
+        await workflow.wait_condition(lambda: question.answer is not None, timeout=timeout)
+    except TimeoutError:
+        state.note("wait", f"no answer from {principal} within {spoken(timeout)}")
+        return AskHumanOutput(status="timeout").model_dump(mode="json")
+    finally:
+        state.question = None
+        state.stop_waiting()
+    return AskHumanOutput(
+        status="answered", answer=question.answer, answered_by=question.answered_by
+    ).model_dump(mode="json")
+
+
+async def park(state: RunState, reason: str) -> None:
+    """Hold the run, context intact, until an operator resumes it (`agentctl resume`)."""
+    state.parked_reason, state.resume_requested = reason, False
+    state.set_status("needs_attention")
+    state.last_error = reason
+    state.note("error", f"needs attention: {reason}")
+    workflow.set_current_details(
+        f"Needs attention since {workflow.now():%Y-%m-%d %H:%M} UTC: {reason}. "
+        "An operator can resume it with `agentctl resume`."
+    )
+    await workflow.wait_condition(lambda: state.resume_requested)
+    state.parked_reason, state.resume_requested = None, False
+    state.set_status("running")
+    state.note("note", "resumed by an operator")
+
+
+async def run_durable(
+    state: RunState, spec: AgentSpec, principal: str, args: Any
+) -> dict[str, Any]:
     """Dispatch a validated durable-tool input to its implementation."""
     if isinstance(args, WaitForEventInput):
         return await wait_for_event(state, spec, args)
     if isinstance(args, SleepUntilInput):
         return await sleep_until(state, args)
+    if isinstance(args, AskHumanInput):
+        return await ask_human(state, spec, principal, args)
     raise TypeError(f"no durable implementation for {type(args).__name__}")

@@ -1,0 +1,82 @@
+"""Approval policy: which tool calls wait for a person, who may decide, and for how long.
+
+Agents act freely where a mistake is cheap and stop for a person where it is not. The policy is
+plain data (and pure predicates over the call's arguments), resolved inside the workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from agents.people import members
+
+if TYPE_CHECKING:
+    from agents.spec import ToolContract
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """After `after` without a decision, more people may decide (and are reminded)."""
+
+    after: timedelta
+    groups: tuple[str, ...] = ()
+    principals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """One rule of a policy; the first rule whose tool and condition match decides."""
+
+    tool: str
+    description: str
+    needed: bool = True  # False: calls matching this rule go ahead without approval
+    when: Callable[[Mapping[str, Any]], bool] | None = None  # over the validated arguments
+    principals: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    expires_after: timedelta = timedelta(days=3)
+    escalation: Escalation | None = None
+    # "reject": expiry counts as a rejection; "park": the run waits as needs_attention until an
+    # operator resumes it, which asks for approval again.
+    on_expiry: Literal["reject", "park"] = "reject"
+
+    def matches(self, tool: str, arguments: Mapping[str, Any]) -> bool:
+        return tool == self.tool and (self.when is None or self.when(arguments))
+
+    def approvers(self, escalated: bool) -> tuple[list[str], list[str]]:
+        """(principals, groups) who may decide, with the escalation's once it happened."""
+        principals, groups = list(self.principals), list(self.groups)
+        if escalated and self.escalation:
+            principals += self.escalation.principals
+            groups += self.escalation.groups
+        return principals, groups
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """An agent's rules; irreversible tools need approval unless a rule says otherwise."""
+
+    rules: tuple[ApprovalRule, ...] = ()
+    default_groups: tuple[str, ...] = ("operators",)
+    default_expiry: timedelta = timedelta(days=3)
+    # The person a run acts for may not approve its own irreversible actions (four eyes).
+    self_approval: bool = False
+
+    def rule_for(self, contract: ToolContract, arguments: Mapping[str, Any]) -> ApprovalRule | None:
+        for rule in self.rules:
+            if rule.matches(contract.name, arguments):
+                return rule if rule.needed else None
+        if contract.side_effect == "irreversible":
+            return ApprovalRule(
+                tool=contract.name,
+                description=f"{contract.name} is irreversible",
+                groups=self.default_groups,
+                expires_after=self.default_expiry,
+            )
+        return None
+
+
+def may_decide(principal: str, approvers: list[str], groups: list[str]) -> bool:
+    return principal in approvers or any(principal in members(g) for g in groups)

@@ -1,0 +1,172 @@
+"""Approval gates: a tool call waits for an authorised person, for days if need be.
+
+The request is a record in the run's state (visible in `status` and the transcript); timers
+escalate it and let it expire as the policy says. Decisions come through the `decide` update or
+the `approve`/`reject` signals, checked here before they touch anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from agents.approvals import ApprovalRule, may_decide
+    from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
+    from workflows.state import RunState, spoken
+
+
+class DecisionRefused(ValueError):
+    """A decision the run will not take; the message says why and what to do."""
+
+
+def digest(arguments: dict[str, Any]) -> str:
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def describe_call(call: ToolCall, arguments: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(arguments.items()) if len(str(v)) <= 80)
+    return f"{call.name}({shown})"
+
+
+def open_request(
+    state: RunState, rule: ApprovalRule, call: ToolCall, args: dict[str, Any]
+) -> Approval:
+    now = workflow.now()
+    principals, groups = rule.approvers(escalated=False)
+    approval = Approval(
+        id=f"apr-{len(state.approvals) + 1}",
+        run=workflow.info().workflow_id,
+        tool=call.name,
+        tool_call_id=call.id,
+        arguments=args,
+        digest=digest(args),
+        summary=describe_call(call, args),
+        rule=rule.description,
+        requested_at=now,
+        expires_at=now + rule.expires_after,
+        requested_for=principals,
+        groups=groups,
+    )
+    state.approvals.append(approval)
+    return approval
+
+
+def check(state: RunState, principal: str, self_approval: bool, d: Decision) -> Approval:
+    """The approval a decision is for, or DecisionRefused; an exact repeat is accepted."""
+    approval = find(state, d.approval_id)
+    if approval.state != "pending":
+        repeat = approval.decided_by == d.approver and approval.state == _verdict(d)
+        if repeat:
+            return approval
+        by = f" by {approval.decided_by}" if approval.decided_by else ""
+        raise DecisionRefused(f"approval {approval.id} is already {approval.state}{by}")
+    if not may_decide(d.approver, approval.requested_for, approval.groups):
+        allowed = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
+        raise DecisionRefused(
+            f"{d.approver!r} may not decide approval {approval.id}; allowed: {allowed}"
+        )
+    if d.approver == principal and not self_approval:
+        raise DecisionRefused(
+            f"{d.approver!r} started this run and may not approve its own request"
+        )
+    if d.digest and d.digest != approval.digest:
+        raise DecisionRefused(
+            f"approval {approval.id} is for arguments with digest {approval.digest}, "
+            f"not {d.digest}: look again at `agentctl approvals`"
+        )
+    return approval
+
+
+def find(state: RunState, approval_id: str | None) -> Approval:
+    pending = [a for a in state.approvals if a.state == "pending"]
+    if approval_id is None:
+        if len(pending) == 1:
+            return pending[0]
+        ids = ", ".join(a.id for a in pending) or "none"
+        raise DecisionRefused(f"name the approval to decide; pending: {ids}")
+    for approval in state.approvals:
+        if approval.id == approval_id:
+            return approval
+    ids = ", ".join(a.id for a in pending) or "none"
+    raise DecisionRefused(f"no approval {approval_id!r} on this run; pending: {ids}")
+
+
+def apply(state: RunState, approval: Approval, d: Decision) -> Approval:
+    if approval.state != "pending":
+        return approval  # an exact repeat: the first decision stands
+    approval.state = _verdict(d)
+    approval.decided_by = d.approver
+    approval.reason = d.reason
+    approval.decided_at = workflow.now()
+    because = f": {d.reason}" if d.reason else ""
+    state.note(
+        "approval",
+        f"{approval.id} {approval.state} by {d.approver}{because}",
+        {"approval": approval.id},
+    )
+    return approval
+
+
+def _verdict(d: Decision) -> ApprovalState:
+    return "approved" if d.approve else "rejected"
+
+
+async def await_decision(state: RunState, rule: ApprovalRule, approval: Approval) -> None:
+    """Wait until the approval is decided, escalating and expiring as the rule says."""
+    decided = lambda: approval.state != "pending"  # noqa: E731
+    who = ", ".join(approval.requested_for + approval.groups)
+    state.start_waiting(
+        f"approval {approval.id} of {approval.summary} by {who}",
+        rule.expires_after,
+        status="waiting_approval",
+    )
+    try:
+        esc = rule.escalation
+        if esc and esc.after < rule.expires_after and not await _wait(decided, esc.after):
+            escalate(state, rule, approval)
+        remaining = approval.expires_at - workflow.now()
+        if approval.state == "pending" and not await _wait(decided, remaining):
+            approval.state = "expired"
+            state.note(
+                "approval",
+                f"{approval.id} expired after {spoken(rule.expires_after)}",
+                {"approval": approval.id},
+            )
+    finally:
+        state.stop_waiting()
+
+
+def escalate(state: RunState, rule: ApprovalRule, approval: Approval) -> None:
+    assert rule.escalation is not None
+    esc = rule.escalation
+    approval.escalations.append(
+        EscalationRecord(
+            at=workflow.now(), groups=list(esc.groups), principals=list(esc.principals)
+        )
+    )
+    approval.requested_for += [p for p in esc.principals if p not in approval.requested_for]
+    approval.groups += [g for g in esc.groups if g not in approval.groups]
+    to = ", ".join(list(esc.principals) + [f"group {g}" for g in esc.groups])
+    state.note(
+        "approval",
+        f"{approval.id} undecided after {spoken(esc.after)}: escalated to {to}",
+        {"approval": approval.id},
+    )
+    workflow.logger.warning("approval %s escalated to %s", approval.id, to)
+
+
+async def _wait(condition: Any, timeout: timedelta) -> bool:
+    """True if the condition came true within the timeout."""
+    if timeout <= timedelta(0):
+        return bool(condition())
+    try:
+        await workflow.wait_condition(condition, timeout=timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,80 @@
+"""Sagas: completed reversible steps are undone, newest first, when the run cannot finish.
+
+Each reversible step that succeeds records its compensation; when an approval is refused or a
+step fails for good, the workflow runs them in reverse as `run_tool` activities with their own
+idempotency keys, so a retried compensation is done once too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.tools import run_tool
+    from agents.spec import AgentSpec, ToolContract
+    from agents.toolbox import TOOL_CONTRACTS
+    from workflows.models import Identity, ToolCall, ToolRequest
+    from workflows.state import PendingCompensation, RunState
+
+
+def record(
+    state: RunState,
+    contract: ToolContract,
+    call: ToolCall,
+    arguments: dict[str, Any],
+    output: dict[str, Any],
+) -> None:
+    if contract.compensation is None:
+        return
+    state.compensations.append(
+        PendingCompensation(
+            step=call.name,
+            tool=contract.compensation.tool,
+            arguments={"input": arguments, "output": output},
+            idempotency_key=f"{workflow.info().workflow_id}/{call.id}/undo",
+        )
+    )
+
+
+async def unwind(state: RunState, spec: AgentSpec, identity: Identity, reason: str) -> list[str]:
+    """Run the recorded compensations newest first; return one line per compensation."""
+    done: list[str] = []
+    while state.compensations:
+        pending = state.compensations.pop()
+        step = spec.tool(pending.step) or TOOL_CONTRACTS[pending.step]
+        assert step.compensation is not None
+        args = step.compensation.arguments(
+            pending.arguments["input"], pending.arguments["output"], reason
+        )
+        line = f"{pending.tool}({json.dumps(args, sort_keys=True)}) undoing {pending.step}"
+        try:
+            await _run(pending, args, identity, state.turn)
+        except ActivityError as err:
+            state.note("error", f"compensation failed: {line}: {err.cause or err}")
+            done.append(f"FAILED {line}")
+            continue
+        state.note("compensation", line)
+        done.append(line)
+    return done
+
+
+async def _run(
+    pending: PendingCompensation, args: dict[str, Any], who: Identity, turn: int
+) -> None:
+    contract = TOOL_CONTRACTS[pending.tool]
+    await workflow.execute_activity(
+        run_tool,
+        ToolRequest(
+            tool=pending.tool,
+            arguments=args,
+            idempotency_key=pending.idempotency_key,
+            identity=who,
+        ),
+        start_to_close_timeout=contract.timeout,
+        retry_policy=contract.retry_policy(),
+        summary=f"compensation {pending.tool} for {pending.step} · turn {turn}",
+    )
