@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from sim import anthropic_api, company, openai_api
+from sim import anthropic_api, company, openai_api, support
 from sim.db import Database
 from sim.faults import FaultBook, admin_router
 from sim.ledger import LEDGER_SCHEMA, actions_router, ledger_router
@@ -25,6 +25,7 @@ def create_app(db_path: str | Path) -> FastAPI:
     """Build the app; state (SQLite file, fault book) lives on `app.state` for introspection."""
     db = Database(db_path)
     db.apply_schema(LEDGER_SCHEMA)
+    db.apply_schema(support.SUPPORT_SCHEMA)
     faults = FaultBook()
     app = FastAPI(title="durable-agents sim", version="1")
     app.state.db = db
@@ -33,6 +34,8 @@ def create_app(db_path: str | Path) -> FastAPI:
     app.include_router(anthropic_api.router(faults))
     app.include_router(actions_router(db, faults, company.ACTIONS))
     app.include_router(company.mail_router(db))
+    app.include_router(actions_router(db, faults, support.ACTIONS))
+    app.include_router(support.support_router(db))
     app.include_router(ledger_router(db))
     app.include_router(admin_router(faults))
 

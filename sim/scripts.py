@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sim.conversation import Conversation, Reply, ToolCall, Turn, first_json_object
+from sim.refund_script import refund
 
 Script = Callable[[Conversation], Reply]
 
@@ -104,6 +105,14 @@ def onboarding(conv: Conversation) -> Reply:
                 text=f"Security clearance for {data.get('full_name')} was not granted in time, "
                 "so no welcome email was sent. The mailbox and laptop order are in place."
             )
+    verdict = last_value(conv, "send_email")
+    if verdict.get("approval") in ("rejected", "expired"):
+        who = verdict.get("decided_by") or "nobody in time"
+        why = verdict.get("reason") or "no reason given"
+        return Reply(
+            text=f"The welcome email to {data.get('full_name')} was not sent: its approval was "
+            f"{verdict['approval']} ({who}: {why}). The mailbox and laptop order are in place."
+        )
     return Reply(text=_onboarding_summary(conv, data))
 
 
@@ -121,4 +130,9 @@ def echo(conv: Conversation) -> Reply:
     return Reply(text=conv.last_user_text())
 
 
-SCRIPTS: dict[str, Script] = {"onboarding": onboarding, "bench": bench, "echo": echo}
+SCRIPTS: dict[str, Script] = {
+    "onboarding": onboarding,
+    "refund": refund,
+    "bench": bench,
+    "echo": echo,
+}

@@ -2,30 +2,84 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar, get_args
 
 from pydantic import ValidationError
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+from temporalio.api.enums.v1 import TaskQueueType, WorkflowExecutionStatus
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import (
+    CancelledError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.exceptions import TimeoutError as WorkflowTimeout
 from temporalio.service import RPCError, RPCStatusCode
 
 from agents import UnknownAgent, get_agent
 from agents.routes import InvalidRoute, parse_route
 from agents.spec import problems
-from workers.client import TASK_QUEUE
+from workers.client import TASK_QUEUE, ServerUnreachable, connect_config
+from workers.client import connect as _connect
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun, AgentStatus, EventSignal, TranscriptEntry
+from workflows.models import (
+    AgentResult,
+    AgentRun,
+    AgentStatus,
+    AgentStatusValue,
+    EventSignal,
+    TranscriptEntry,
+)
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
+T = TypeVar("T")
 UI_URL = os.environ.get("DURABLE_AGENTS_UI_URL", "http://127.0.0.1:8233")
+# An operator waits this long for a server that accepts connections but does not answer.
+CONNECT_TIMEOUT = float(os.environ.get("DURABLE_AGENTS_CONNECT_TIMEOUT", "5"))
+# Queries need a worker to answer; without one the server would hold the call for a long time.
+QUERY_TIMEOUT = timedelta(seconds=float(os.environ.get("DURABLE_AGENTS_QUERY_TIMEOUT", "10")))
+NO_WORKER_QUERY_TIMEOUT = timedelta(seconds=3)
+STATUSES: tuple[str, ...] = get_args(AgentStatusValue)
+START_HINT = (
+    "Start one with `agentctl server` (or `make demo`), or set TEMPORAL_ADDRESS "
+    "(or --address) to a running server."
+)
 
 
 class OpError(Exception):
     """A request an operator made that cannot be carried out; the message says what to do."""
+
+
+async def connect(address: str | None = None, timeout: float | None = None) -> Client:
+    """The operator's client: TEMPORAL_* settings (envconfig), `address` over them, and a short
+    deadline, so a wrong address fails in seconds with what was tried and what to do."""
+    try:
+        target = connect_config(address)["target_host"]
+    except RuntimeError as exc:  # envconfig: unknown TEMPORAL_PROFILE, unreadable config file
+        raise OpError(f"Temporal client configuration is invalid: {exc}") from None
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    try:
+        return await asyncio.wait_for(_connect(address), timeout)
+    except TimeoutError:
+        raise ServerUnreachable(
+            f"cannot reach the Temporal server at {target} (no answer within {timeout:g} s). "
+            + START_HINT
+        ) from None
 
 
 def parse_json(text: str, what: str) -> dict[str, Any]:
@@ -67,15 +121,37 @@ async def start_run(
 ) -> WorkflowHandle[Any, AgentResult]:
     validate_run(run)
     wid = workflow_id or f"{run.agent}-{uuid.uuid4().hex[:10]}"
-    return await client.start_workflow(
-        AgentWorkflow.run,
-        run,
-        id=wid,
-        task_queue=task_queue,
-        static_summary=summary(run),
-        static_details=f"Input: {json.dumps(run.input, sort_keys=True)}",
-        search_attributes=_initial_attributes(run),
-    )
+    try:
+        return await client.start_workflow(
+            AgentWorkflow.run,
+            run,
+            id=wid,
+            task_queue=task_queue,
+            static_summary=summary(run),
+            static_details=f"Input: {json.dumps(run.input, sort_keys=True)}",
+            search_attributes=_initial_attributes(run),
+        )
+    except WorkflowAlreadyStartedError:
+        raise OpError(
+            f"a run with id {wid!r} already exists; pick another --id "
+            f"or look at it with `agentctl status {wid}`"
+        ) from None
+
+
+async def pollers(client: Client, task_queue: str) -> int | None:
+    """How many workers poll `task_queue` for workflow tasks; None when the server won't say."""
+    try:
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            ),
+            timeout=timedelta(seconds=3),
+        )
+    except RPCError:
+        return None
+    return len(resp.pollers)
 
 
 def _initial_attributes(run: AgentRun) -> TypedSearchAttributes:
@@ -92,6 +168,8 @@ async def describe(client: Client, run_id: str) -> WorkflowExecutionDescription:
     try:
         return await client.get_workflow_handle(run_id).describe()
     except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND and "namespace" in exc.message.lower():
+            raise OpError(f"{exc.message} (set TEMPORAL_NAMESPACE to an existing one)") from None
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise OpError(f"no run {run_id!r}: list runs with `agentctl list`") from None
         raise
@@ -111,14 +189,43 @@ async def send_event(client: Client, run_id: str, name: str, payload: dict[str, 
     )
 
 
+async def _query(client: Client, run_id: str, ask: Callable[[timedelta], Awaitable[T]]) -> T:
+    """Answer a query, or say why not: queries are answered by a worker, not by the server.
+
+    With no worker seen on the run's task queue the query gets a short deadline (the server's
+    poller list can miss workers on other partitions, so it still gets its chance)."""
+    desc = await describe(client, run_id)
+    queue = desc.task_queue
+    seen = await pollers(client, queue)
+    deadline = NO_WORKER_QUERY_TIMEOUT if seen == 0 else QUERY_TIMEOUT
+    try:
+        return await ask(deadline)
+    except WorkflowQueryFailedError as exc:
+        raise OpError(f"run {run_id!r} could not answer: {exc.message}") from None
+    except RPCError as exc:
+        if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            raise
+        why = (
+            f"no worker polls its task queue {queue!r}"
+            if seen == 0
+            else f"no worker on its task queue {queue!r} answered"
+        )
+        raise OpError(
+            f"run {run_id!r} did not answer within {deadline.total_seconds():g} s: {why}; "
+            f"start one with `agentctl worker --task-queue {queue}`"
+        ) from None
+
+
 async def status(client: Client, run_id: str) -> AgentStatus:
-    await describe(client, run_id)
-    return await client.get_workflow_handle(run_id).query(AgentWorkflow.status)
+    handle = client.get_workflow_handle(run_id)
+    return await _query(client, run_id, lambda t: handle.query(AgentWorkflow.status, rpc_timeout=t))
 
 
 async def transcript(client: Client, run_id: str) -> list[TranscriptEntry]:
-    await describe(client, run_id)
-    return await client.get_workflow_handle(run_id).query(AgentWorkflow.transcript)
+    handle = client.get_workflow_handle(run_id)
+    return await _query(
+        client, run_id, lambda t: handle.query(AgentWorkflow.transcript, rpc_timeout=t)
+    )
 
 
 async def result(client: Client, run_id: str, wait: bool) -> AgentResult:
@@ -132,7 +239,41 @@ async def result(client: Client, run_id: str, wait: bool) -> AgentResult:
     handle: WorkflowHandle[Any, AgentResult] = client.get_workflow_handle(
         run_id, result_type=AgentResult
     )
-    return await handle.result()
+    return await outcome(handle)
+
+
+async def outcome(handle: WorkflowHandle[Any, AgentResult]) -> AgentResult:
+    """The run's result; a run that ended without one (failed, terminated, cancelled, timed
+    out) is an error naming the cause."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        kind = {TerminatedError: "terminated", CancelledError: "cancelled"}.get(type(cause))
+        if isinstance(cause, WorkflowTimeout):
+            kind = "timed out"
+        detail = str(cause) or type(cause).__name__
+        why = f"{kind} ({detail})" if kind else f"failed: {detail}"
+        raise OpError(f"run {handle.id!r} ended without a result: {why}") from None
+
+
+def list_query(agent: str | None = None, status: str | None = None) -> str:
+    """The visibility query for `agentctl list`; filter values are checked, never spliced raw."""
+    clauses = ["WorkflowType = 'AgentWorkflow'"]
+    if agent is not None:
+        if not _NAME.fullmatch(agent):
+            raise OpError(
+                f"--agent {agent!r} is not an agent name (letters, digits, '_', '-', '.' only)"
+            )
+        clauses.append(f"AgentName = '{agent}'")
+    if status is not None:
+        if status not in STATUSES:
+            raise OpError(f"--status {status!r} is not a run status; one of: {', '.join(STATUSES)}")
+        clauses.append(f"AgentStatus = '{status}'")
+    return " AND ".join(clauses)
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
 
 async def list_runs(client: Client, query: str, limit: int) -> list[dict[str, Any]]:

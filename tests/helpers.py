@@ -32,12 +32,12 @@ def hire(**overrides: Any) -> dict[str, Any]:
 
 
 async def start_onboarding(
-    client: Client, task_queue: str, route: str | None = None, **run: Any
+    client: Client, task_queue: str, route: str | None = None, principal: str = "tester", **run: Any
 ) -> WorkflowHandle[Any, AgentResult]:
     agent_run = AgentRun(
         agent="onboarding",
         input=hire(),
-        principal="tester",
+        principal=principal,
         model_route=[route] if route else None,
         **run,
     )

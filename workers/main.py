@@ -29,7 +29,10 @@ ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool]
 
 
 def build_worker(
-    client: Client, task_queue: str = TASK_QUEUE, graceful: timedelta = timedelta(seconds=30)
+    client: Client,
+    task_queue: str = TASK_QUEUE,
+    graceful: timedelta = timedelta(seconds=30),
+    **options: Any,
 ) -> Worker:
     """A worker for every agent workflow and activity of this project."""
     return Worker(
@@ -40,6 +43,7 @@ def build_worker(
         workflow_runner=SANDBOX,
         # In-flight activities get this long to finish before the worker exits.
         graceful_shutdown_timeout=graceful,
+        **options,
     )
 
 

@@ -75,6 +75,7 @@ class AgentWorkflow:
         self._run = run
         self._spec: AgentSpec | None = None
         self._state = RunState()
+        self._gates_on = False
 
     # ---- messages in and out -------------------------------------------------------------
 
@@ -157,6 +158,9 @@ class AgentWorkflow:
 
     @workflow.run
     async def run(self, run: AgentRun) -> AgentResult:
+        # Decided once, in the first task: a run keeps the behaviour it started with. (Asking
+        # at the gate itself trips a core bug when a closed run is queried.)
+        self._gates_on = workflow.patched(APPROVAL_GATES)
         workflow.upsert_search_attributes(
             [
                 search.AGENT_NAME.value_set(run.agent),
@@ -274,7 +278,7 @@ class AgentWorkflow:
         else:
             data = args.model_dump(mode="json")
             rule = self._policy(spec).rule_for(contract, data)
-            if rule is not None and workflow.patched(APPROVAL_GATES):
+            if rule is not None and self._gates_on:
                 refused = await self._gate(spec, rule, call, data)
                 if refused is not None:
                     return refused
@@ -358,7 +362,10 @@ class AgentWorkflow:
         try:
             approval = self._check_decision(decision)
         except gates.DecisionRefused as exc:
-            workflow.logger.warning("refused a decision signal from %r: %s", decision.approver, exc)
+            # A string, not the exception: its traceback would pin the workflow's frames.
+            workflow.logger.warning(
+                "refused a decision signal from %r: %s", decision.approver, str(exc)
+            )
             return
         gates.apply(self._state, approval, decision)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -18,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.approvals import ApprovalRule, may_decide
     from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
     from workflows.state import RunState, spoken
+    from workflows.waits import within
 
 
 class DecisionRefused(ValueError):
@@ -59,7 +59,7 @@ def open_request(
 
 def check(state: RunState, principal: str, self_approval: bool, d: Decision) -> Approval:
     """The approval a decision is for, or DecisionRefused; an exact repeat is accepted."""
-    approval = find(state, d.approval_id)
+    approval = find(state, d.approval_id) if d.approval_id else _only_or_repeat(state, d)
     if approval.state != "pending":
         repeat = approval.decided_by == d.approver and approval.state == _verdict(d)
         if repeat:
@@ -83,13 +83,21 @@ def check(state: RunState, principal: str, self_approval: bool, d: Decision) -> 
     return approval
 
 
-def find(state: RunState, approval_id: str | None) -> Approval:
+def _only_or_repeat(state: RunState, d: Decision) -> Approval:
+    """With no id: the one pending approval, or the one this approver just decided alike."""
     pending = [a for a in state.approvals if a.state == "pending"]
-    if approval_id is None:
-        if len(pending) == 1:
-            return pending[0]
-        ids = ", ".join(a.id for a in pending) or "none"
-        raise DecisionRefused(f"name the approval to decide; pending: {ids}")
+    if len(pending) == 1:
+        return pending[0]
+    if not pending and state.approvals:
+        # Nothing waits: an exact repeat finds its decision, anything else the latest one.
+        same = [a for a in state.approvals if a.decided_by == d.approver and a.state == _verdict(d)]
+        return same[-1] if same else state.approvals[-1]
+    ids = ", ".join(a.id for a in pending) or "none"
+    raise DecisionRefused(f"name the approval to decide; pending: {ids}")
+
+
+def find(state: RunState, approval_id: str) -> Approval:
+    pending = [a for a in state.approvals if a.state == "pending"]
     for approval in state.approvals:
         if approval.id == approval_id:
             return approval
@@ -126,20 +134,18 @@ async def await_decision(state: RunState, rule: ApprovalRule, approval: Approval
         rule.expires_after,
         status="waiting_approval",
     )
-    try:
-        esc = rule.escalation
-        if esc and esc.after < rule.expires_after and not await _wait(decided, esc.after):
-            escalate(state, rule, approval)
-        remaining = approval.expires_at - workflow.now()
-        if approval.state == "pending" and not await _wait(decided, remaining):
-            approval.state = "expired"
-            state.note(
-                "approval",
-                f"{approval.id} expired after {spoken(rule.expires_after)}",
-                {"approval": approval.id},
-            )
-    finally:
-        state.stop_waiting()
+    esc = rule.escalation
+    if esc and esc.after < rule.expires_after and not await within(decided, esc.after):
+        escalate(state, rule, approval)
+    remaining = approval.expires_at - workflow.now()
+    if approval.state == "pending" and not await within(decided, remaining):
+        approval.state = "expired"
+        state.note(
+            "approval",
+            f"{approval.id} expired after {spoken(rule.expires_after)}",
+            {"approval": approval.id},
+        )
+    state.stop_waiting()
 
 
 def escalate(state: RunState, rule: ApprovalRule, approval: Approval) -> None:
@@ -159,14 +165,3 @@ def escalate(state: RunState, rule: ApprovalRule, approval: Approval) -> None:
         {"approval": approval.id},
     )
     workflow.logger.warning("approval %s escalated to %s", approval.id, to)
-
-
-async def _wait(condition: Any, timeout: timedelta) -> bool:
-    """True if the condition came true within the timeout."""
-    if timeout <= timedelta(0):
-        return bool(condition())
-    try:
-        await workflow.wait_condition(condition, timeout=timeout)
-    except TimeoutError:
-        return False
-    return True

@@ -6,6 +6,7 @@ across worker restarts and deploys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows.state import Question, RunState, spoken
 
 
+async def within(condition: Callable[[], bool], timeout: timedelta) -> bool:
+    """True if the condition came true within the timeout.
+
+    Waits end through return values, never `finally`: a `finally` that issues commands would
+    also run when the worker evicts the run from its cache, and break its next replay.
+    """
+    if timeout <= timedelta(0):
+        return condition()
+    try:
+        await workflow.wait_condition(condition, timeout=timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
 class EndRun(Exception):
     """Raised inside the loop to finish the run with an outcome."""
 
@@ -40,16 +56,14 @@ async def wait_for_event(
     timeout = min(timedelta(hours=args.timeout_hours), policy.max_wait)
     names = " or ".join(args.events)
     started = state.start_waiting(f"event {names}", timeout)
-    try:
-        await workflow.wait_condition(lambda: state.has_event(args.events), timeout=timeout)
-    except TimeoutError:
+    if not await within(lambda: state.has_event(args.events), timeout):
+        state.stop_waiting()
         hours = timeout.total_seconds() / 3600
         state.note("wait", f"no {names} within {hours:g} h")
         if policy.on_timeout == "end_run":
-            raise EndRun("timed_out", f"no {names} came within {hours:g} h") from None
+            raise EndRun("timed_out", f"no {names} came within {hours:g} h")
         return WaitForEventOutput(status="timeout", waited_hours=hours).model_dump(mode="json")
-    finally:
-        state.stop_waiting()
+    state.stop_waiting()
     received = state.take_event(args.events)
     assert received is not None
     waited = (workflow.now() - started).total_seconds() / 3600
@@ -65,10 +79,8 @@ async def sleep_until(state: RunState, args: SleepUntilInput) -> dict[str, Any]:
     delay = args.until - workflow.now()
     if delay > timedelta(0):
         state.start_waiting(f"the time {args.until.isoformat()}", delay)
-        try:
-            await workflow.sleep(delay)
-        finally:
-            state.stop_waiting()
+        await workflow.sleep(delay)
+        state.stop_waiting()
     return {"woke_at": workflow.now().isoformat()}
 
 
@@ -80,14 +92,12 @@ async def ask_human(
     state.question = question
     timeout = min(timedelta(hours=args.timeout_hours), spec.default_wait.max_wait)
     state.start_waiting(f"an answer from {principal} to: {args.question}", timeout)
-    try:
-        await workflow.wait_condition(lambda: question.answer is not None, timeout=timeout)
-    except TimeoutError:
+    answered = await within(lambda: question.answer is not None, timeout)
+    state.question = None
+    state.stop_waiting()
+    if not answered:
         state.note("wait", f"no answer from {principal} within {spoken(timeout)}")
         return AskHumanOutput(status="timeout").model_dump(mode="json")
-    finally:
-        state.question = None
-        state.stop_waiting()
     return AskHumanOutput(
         status="answered", answer=question.answer, answered_by=question.answered_by
     ).model_dump(mode="json")
