@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import get_settings
 from sim.runner import SimServer
-from tests.helpers import start_onboarding, start_time_skipping, wait_for_status
+from tests.helpers import approve_pending, start_onboarding, start_time_skipping, wait_for_status
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
 from workflows.models import EventSignal
@@ -34,6 +34,7 @@ async def record(env: WorkflowEnvironment, name: str, route: str, clearance: boo
         await env.sleep(timedelta(days=2))
         if clearance:
             await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+            await approve_pending(handle)
         await handle.result()
         history = await handle.fetch_history()
     (HISTORIES / f"{name}.json").write_text(history.to_json())
@@ -47,9 +48,11 @@ async def main() -> None:
         env = await start_time_skipping()
         try:
             HISTORIES.mkdir(exist_ok=True)
-            await record(env, "onboarding_openai_completed", "sim-openai:onboarding", True)
-            await record(env, "onboarding_anthropic_completed", "sim-anthropic:onboarding", True)
-            await record(env, "onboarding_timed_out", "sim-openai:onboarding", False)
+            # Histories from before approval gates (onboarding_*_completed, _timed_out) stay
+            # committed as they were recorded: they prove `workflow.patched` keeps them working.
+            await record(env, "onboarding_openai_approved", "sim-openai:onboarding", True)
+            await record(env, "onboarding_anthropic_approved", "sim-anthropic:onboarding", True)
+            await record(env, "onboarding_gated_timed_out", "sim-openai:onboarding", False)
         finally:
             await env.shutdown()
 

@@ -32,6 +32,9 @@ def replayer(*workflows: type, runner: WorkflowRunner = SANDBOX) -> Replayer:
 def test_histories_are_committed() -> None:
     names = {p.stem for p in HISTORIES}
     assert {
+        "onboarding_openai_approved",
+        "onboarding_anthropic_approved",
+        "onboarding_gated_timed_out",
         "onboarding_openai_completed",
         "onboarding_anthropic_completed",
         "onboarding_timed_out",
@@ -61,3 +64,11 @@ async def test_an_incompatible_change_is_caught() -> None:
         await replayer(ReorderedAgentWorkflow, runner=UnsandboxedWorkflowRunner()).replay_workflow(
             history
         )
+
+
+async def test_approval_gates_without_the_patch_would_break_older_runs(monkeypatch) -> None:
+    """Old runs replay only because the gate is behind `workflow.patched`: force it on."""
+    monkeypatch.setattr(workflow, "patched", lambda patch_id: True)
+    old = load(next(p for p in HISTORIES if p.stem == "onboarding_openai_completed"))
+    with pytest.raises(NondeterminismError):
+        await replayer(AgentWorkflow, runner=UnsandboxedWorkflowRunner()).replay_workflow(old)
