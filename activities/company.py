@@ -84,4 +84,10 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "order_laptop": _endpoint("/it/laptops", "order_laptop"),
     "send_email": _endpoint("/mail/messages", "send_email"),
     "echo": _endpoint("/tools/echo", "echo"),
+    "verify_customer": _endpoint("/crm/verify", "verify_customer"),
+    "check_refund_eligibility": _endpoint("/payments/eligibility", "check_refund_eligibility"),
+    "place_hold": _endpoint("/payments/holds", "place_hold"),
+    "release_hold": _endpoint("/payments/holds/release", "release_hold"),
+    "issue_refund": _endpoint("/payments/refunds", "issue_refund"),
+    "update_ticket": _endpoint("/tickets/update", "update_ticket"),
 }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from agents.bench import BENCH
 from agents.onboarding import ONBOARDING
+from agents.refund import REFUND
 from agents.spec import AgentSpec
 
-AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (ONBOARDING, BENCH)}
+AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (ONBOARDING, REFUND, BENCH)}
 
 
 class UnknownAgent(LookupError):

@@ -39,7 +39,8 @@ class Compensation:
     input, its output and the reason the saga is unwinding."""
 
     tool: str
-    arguments: Callable[[Mapping[str, Any], Mapping[str, Any], str], dict[str, Any]]
+    # None: this particular call needs no undoing.
+    arguments: Callable[[Mapping[str, Any], Mapping[str, Any], str], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pydantic import BaseModel, EmailStr, Field
 
 from agents.spec import ToolContract
+from agents.support_tools import SUPPORT_TOOLS
 
 
 class CreateMailboxInput(BaseModel):
@@ -92,5 +93,5 @@ ECHO = ToolContract(
 
 # Every activity-run tool a worker can execute, by name.
 TOOL_CONTRACTS: dict[str, ToolContract] = {
-    t.name: t for t in (CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL, ECHO)
+    t.name: t for t in (CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL, ECHO, *SUPPORT_TOOLS)
 }

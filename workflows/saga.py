@@ -50,6 +50,8 @@ async def unwind(state: RunState, spec: AgentSpec, identity: Identity, reason: s
         args = step.compensation.arguments(
             pending.arguments["input"], pending.arguments["output"], reason
         )
+        if args is None:
+            continue
         line = f"{pending.tool}({json.dumps(args, sort_keys=True)}) undoing {pending.step}"
         try:
             await _run(pending, args, identity, state.turn)
