@@ -19,9 +19,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities.settings import get_settings
 from sim.runner import SimServer
 from tests.helpers import approve_pending, start_onboarding, start_time_skipping, wait_for_status
+from tests.test_refund import seed, start_refund
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
-from workflows.models import EventSignal
+from workflows.models import Decision, EventSignal
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -41,6 +42,21 @@ async def record(env: WorkflowEnvironment, name: str, route: str, clearance: boo
     print(f"recorded {name}: {len(history.events)} events")
 
 
+async def record_refund(env: WorkflowEnvironment, sim_url: str, name: str, approve: bool) -> None:
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    async with build_worker(env.client, queue):
+        order = seed(sim_url, "250.00")
+        handle = await start_refund(env.client, queue, order)
+        await wait_for_status(handle, "waiting_approval")
+        await env.sleep(timedelta(hours=30))  # past the escalation
+        decision = Decision(approver="maria", approve=approve, reason="checked the photos")
+        await handle.execute_update(AgentWorkflow.decide, decision)
+        await handle.result()
+        history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
@@ -53,6 +69,8 @@ async def main() -> None:
             await record(env, "onboarding_openai_approved", "sim-openai:onboarding", True)
             await record(env, "onboarding_anthropic_approved", "sim-anthropic:onboarding", True)
             await record(env, "onboarding_gated_timed_out", "sim-openai:onboarding", False)
+            await record_refund(env, sim.url, "refund_escalated_approved", True)
+            await record_refund(env, sim.url, "refund_escalated_rejected", False)
         finally:
             await env.shutdown()
 

@@ -38,6 +38,8 @@ def test_histories_are_committed() -> None:
         "onboarding_openai_completed",
         "onboarding_anthropic_completed",
         "onboarding_timed_out",
+        "refund_escalated_approved",
+        "refund_escalated_rejected",
     } <= names
 
 
