@@ -7,25 +7,19 @@ with an idempotency key. All state lives in the workflow, rebuilt from history o
 
 from __future__ import annotations
 
-import json
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
+    from pydantic import ValidationError
 
-    from activities.llm import call_llm
-    from activities.tools import run_tool
     from agents import UnknownAgent, get_agent
-    from agents.approvals import ApprovalPolicy, ApprovalRule
-    from agents.routes import parse_route
-    from agents.spec import AgentSpec, ToolContract, problems
-    from workflows import failures as f
+    from agents.approvals import ApprovalPolicy
+    from agents.spec import AgentSpec, problems
     from workflows import gates, saga, search
+    from workflows.dispatch import ToolDispatcher
     from workflows.models import (
         AgentResult,
         AgentRun,
@@ -34,38 +28,18 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         EventSignal,
         Identity,
-        LLMReply,
-        LLMRequest,
         Message,
         MessageAck,
         Outcome,
-        ToolCall,
-        ToolRequest,
         TranscriptEntry,
         UserMessage,
     )
     from workflows.state import RunState
-    from workflows.waits import EndRun, park, run_durable
+    from workflows.turns import ask_model
+    from workflows.waits import EndRun
 
 # Runs started before approval gates existed replay without them.
 APPROVAL_GATES = "approval-gates-v1"
-
-LLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=6,
-    non_retryable_error_types=f.LLM_NON_RETRYABLE,
-)
-
-
-def failure_type(err: ActivityError) -> str | None:
-    cause = err.cause
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def failure_message(err: ActivityError) -> str:
-    return str(err.cause.message if isinstance(err.cause, ApplicationError) else err.cause)
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -199,163 +173,26 @@ class AgentWorkflow:
             workflow.set_current_details(f"Working: turn {state.turn}.")
             state.messages.extend(state.follow_ups)
             state.follow_ups.clear()
-            reply = await self._ask_model(spec)
+            reply = await ask_model(state, spec, self._route()[0])
             state.messages.append(reply.message)
             if reply.message.content:
                 state.note("assistant", reply.message.content)
             if not reply.message.tool_calls:
                 return reply.message.content
             for call in reply.message.tool_calls:
-                content = await self._dispatch(spec, call)
+                content = await self._tools().dispatch(spec, call)
                 state.messages.append(
                     Message(role="tool", tool_call_id=call.id, name=call.name, content=content)
                 )
 
-    async def _ask_model(self, spec: AgentSpec) -> LLMReply:
-        """One model turn; a malformed reply earns a bounded number of repair messages."""
-        state = self._state
-        route = self._route()[0]
-        request = LLMRequest(
-            route=route,
-            system=spec.system_prompt,
-            messages=state.messages,
-            tools=[t.schema() for t in spec.tools],
-            max_tokens=spec.max_tokens,
-            agent=spec.name,
-            turn=state.turn,
-        )
-        while True:
-            try:
-                reply: LLMReply = await workflow.execute_activity(
-                    call_llm,
-                    request,
-                    start_to_close_timeout=spec.llm_timeout,
-                    heartbeat_timeout=timedelta(seconds=30),
-                    retry_policy=LLM_RETRY,
-                    summary=f"LLM turn {state.turn} · {parse_route(route).model}",
-                )
-            except ActivityError as err:
-                repairable = failure_type(err) == f.MALFORMED_MODEL_OUTPUT
-                if not repairable or state.repairs >= spec.max_repairs:
-                    raise self._unrecoverable(err) from err
-                state.repairs += 1
-                problem = failure_message(err)
-                state.note("error", f"malformed model reply, asking for a repair: {problem}")
-                repair = Message(
-                    role="user",
-                    content=f"Your previous reply could not be used: {problem}. Reply again, "
-                    "with tool arguments as one valid JSON object.",
-                )
-                request.messages = [*state.messages, repair]
-                continue
-            state.usage = state.usage.plus(reply.usage)
-            return reply
-
-    def _unrecoverable(self, err: ActivityError) -> ApplicationError:
-        kind = failure_type(err) or "ActivityFailed"
-        return ApplicationError(
-            f"turn {self._state.turn}: {kind}: {failure_message(err)}",
-            type=kind,
-            non_retryable=True,
-        )
-
     # ---- tools ---------------------------------------------------------------------------
 
-    async def _dispatch(self, spec: AgentSpec, call: ToolCall) -> str:
-        """Run one tool call and return what the model should read as its result."""
-        arguments = json.dumps(call.arguments, sort_keys=True)
-        self._state.note("tool_call", f"{call.name}({arguments})", {"id": call.id})
-        contract = spec.tool(call.name)
-        if contract is None:
-            known = ", ".join(t.name for t in spec.tools)
-            return self._tool_error(spec, call, f"unknown tool {call.name!r}; tools: {known}")
-        try:
-            args = contract.input_model.model_validate(call.arguments)
-        except ValidationError as exc:
-            return self._tool_error(spec, call, f"bad arguments for {call.name}: {problems(exc)}")
-        if contract.durable:
-            output = await run_durable(self._state, spec, self._run.principal, args)
-        else:
-            data = args.model_dump(mode="json")
-            rule = self._policy(spec).rule_for(contract, data)
-            if rule is not None and self._gates_on:
-                refused = await self._gate(spec, rule, call, data)
-                if refused is not None:
-                    return refused
-            try:
-                output = await self._activity_tool(contract, call, args)
-            except ActivityError as err:
-                if failure_type(err) in f.PARKING:
-                    raise self._unrecoverable(err) from err
-                if spec.saga:
-                    self._unwind_later("compensated", f"{call.name} failed: {failure_message(err)}")
-                return self._tool_error(spec, call, failure_message(err))
-            saga.record(self._state, contract, call, data, output)
-        text = json.dumps(output, sort_keys=True)
-        self._state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
-        return text
-
-    async def _activity_tool(
-        self, contract: ToolContract, call: ToolCall, args: BaseModel
-    ) -> dict[str, Any]:
-        request = ToolRequest(
-            tool=call.name,
-            arguments=args.model_dump(mode="json"),
-            idempotency_key=f"{workflow.info().workflow_id}/{call.id}",
-            identity=self._identity(),
-        )
-        result = await workflow.execute_activity(
-            run_tool,
-            request,
-            start_to_close_timeout=contract.timeout,
-            heartbeat_timeout=min(contract.timeout, timedelta(seconds=10)),
-            retry_policy=contract.retry_policy(),
-            summary=f"tool {call.name} · turn {self._state.turn}",
-        )
-        return result.output
-
-    async def _gate(
-        self, spec: AgentSpec, rule: ApprovalRule, call: ToolCall, data: dict[str, Any]
-    ) -> str | None:
-        """Wait for a decision; None if approved, else the tool result the model reads."""
-        while True:
-            approval = gates.open_request(self._state, rule, call, data)
-            who = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
-            self._state.note(
-                "approval",
-                f"{approval.id} requested: {approval.summary} ({rule.description}); "
-                f"may decide: {who}",
-                {"approval": approval.id, "digest": approval.digest},
-            )
-            await gates.await_decision(self._state, rule, approval)
-            if approval.state == "approved":
-                return None
-            if approval.state == "expired" and rule.on_expiry == "park":
-                await park(self._state, f"approval {approval.id} expired undecided")
-                continue  # resumed: ask again
-            by = f" by {approval.decided_by}" if approval.decided_by else ""
-            if spec.saga:
-                self._unwind_later(
-                    "rejected",
-                    f"{call.name} {approval.state}{by}: {approval.reason or 'no reason given'}",
-                )
-            result = {
-                "approval": approval.state,
-                "approval_id": approval.id,
-                "decided_by": approval.decided_by,
-                "reason": approval.reason,
-            }
-            text = json.dumps(result, sort_keys=True)
-            self._state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
-            return text
-
-    def _unwind_later(self, outcome: Outcome, reason: str) -> None:
-        if self._state.unwind_outcome is None:
-            self._state.unwind_outcome, self._state.unwinding = outcome, reason
+    def _tools(self) -> ToolDispatcher:
+        return ToolDispatcher(self._state, self._identity(), self._run.principal, self._gates_on)
 
     def _check_decision(self, decision: Decision) -> Approval:
         spec = self._spec
-        self_ok = self._policy(spec).self_approval if spec else False
+        self_ok = (spec.approvals or ApprovalPolicy()).self_approval if spec else False
         return gates.check(self._state, self._run.principal, self_ok, decision)
 
     def _signal_decision(self, decision: Decision) -> None:
@@ -368,18 +205,6 @@ class AgentWorkflow:
             )
             return
         gates.apply(self._state, approval, decision)
-
-    @staticmethod
-    def _policy(spec: AgentSpec | None) -> ApprovalPolicy:
-        return (spec.approvals if spec else None) or ApprovalPolicy()
-
-    def _tool_error(self, spec: AgentSpec, call: ToolCall, problem: str) -> str:
-        state = self._state
-        state.tool_errors += 1
-        state.note("error", problem, {"id": call.id})
-        if state.tool_errors > spec.max_tool_errors:
-            raise EndRun("gave_up", f"stopped after {state.tool_errors} bad tool calls: {problem}")
-        return json.dumps({"error": problem})
 
     # ---- helpers -------------------------------------------------------------------------
 

@@ -1,0 +1,138 @@
+"""Carrying out one tool call: validation, approval gates, the activity, the saga's record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from activities.tools import run_tool
+    from agents.approvals import ApprovalPolicy, ApprovalRule
+    from agents.spec import AgentSpec, ToolContract, problems
+    from workflows import failures as f
+    from workflows import gates, saga
+    from workflows.models import Identity, Outcome, ToolCall, ToolRequest
+    from workflows.state import RunState
+    from workflows.turns import failure_message, failure_type, unrecoverable
+    from workflows.waits import EndRun, park, run_durable
+
+
+@dataclass
+class ToolDispatcher:
+    """Runs the model's tool calls for one run; the model reads what `dispatch` returns."""
+
+    state: RunState
+    identity: Identity
+    principal: str
+    gates_on: bool
+
+    async def dispatch(self, spec: AgentSpec, call: ToolCall) -> str:
+        """Run one tool call and return what the model should read as its result."""
+        arguments = json.dumps(call.arguments, sort_keys=True)
+        self.state.note("tool_call", f"{call.name}({arguments})", {"id": call.id})
+        contract = spec.tool(call.name)
+        if contract is None:
+            known = ", ".join(t.name for t in spec.tools)
+            return self._tool_error(spec, call, f"unknown tool {call.name!r}; tools: {known}")
+        try:
+            args = contract.input_model.model_validate(call.arguments)
+        except ValidationError as exc:
+            return self._tool_error(spec, call, f"bad arguments for {call.name}: {problems(exc)}")
+        if contract.durable:
+            output = await run_durable(self.state, spec, self.principal, args)
+        else:
+            data = args.model_dump(mode="json")
+            rule = self._policy(spec).rule_for(contract, data)
+            if rule is not None and self.gates_on:
+                refused = await self._gate(spec, rule, call, data)
+                if refused is not None:
+                    return refused
+            try:
+                output = await self._activity_tool(contract, call, args)
+            except ActivityError as err:
+                if failure_type(err) in f.PARKING:
+                    raise unrecoverable(self.state, err) from err
+                if spec.saga:
+                    self.unwind_later("compensated", f"{call.name} failed: {failure_message(err)}")
+                return self._tool_error(spec, call, failure_message(err))
+            saga.record(self.state, contract, call, data, output)
+        text = json.dumps(output, sort_keys=True)
+        self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
+        return text
+
+    async def _activity_tool(
+        self, contract: ToolContract, call: ToolCall, args: BaseModel
+    ) -> dict[str, Any]:
+        request = ToolRequest(
+            tool=call.name,
+            arguments=args.model_dump(mode="json"),
+            idempotency_key=f"{workflow.info().workflow_id}/{call.id}",
+            identity=self.identity,
+        )
+        result = await workflow.execute_activity(
+            run_tool,
+            request,
+            start_to_close_timeout=contract.timeout,
+            heartbeat_timeout=min(contract.timeout, timedelta(seconds=10)),
+            retry_policy=contract.retry_policy(),
+            summary=f"tool {call.name} · turn {self.state.turn}",
+        )
+        return result.output
+
+    async def _gate(
+        self, spec: AgentSpec, rule: ApprovalRule, call: ToolCall, data: dict[str, Any]
+    ) -> str | None:
+        """Wait for a decision; None if approved, else the tool result the model reads."""
+        while True:
+            approval = gates.open_request(self.state, rule, call, data)
+            who = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
+            self.state.note(
+                "approval",
+                f"{approval.id} requested: {approval.summary} ({rule.description}); "
+                f"may decide: {who}",
+                {"approval": approval.id, "digest": approval.digest},
+            )
+            await gates.await_decision(self.state, rule, approval)
+            if approval.state == "approved":
+                return None
+            if approval.state == "expired" and rule.on_expiry == "park":
+                await park(self.state, f"approval {approval.id} expired undecided")
+                continue  # resumed: ask again
+            by = f" by {approval.decided_by}" if approval.decided_by else ""
+            if spec.saga:
+                self.unwind_later(
+                    "rejected",
+                    f"{call.name} {approval.state}{by}: {approval.reason or 'no reason given'}",
+                )
+            result = {
+                "approval": approval.state,
+                "approval_id": approval.id,
+                "decided_by": approval.decided_by,
+                "reason": approval.reason,
+            }
+            text = json.dumps(result, sort_keys=True)
+            self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
+            return text
+
+    def unwind_later(self, outcome: Outcome, reason: str) -> None:
+        if self.state.unwind_outcome is None:
+            self.state.unwind_outcome, self.state.unwinding = outcome, reason
+
+    @staticmethod
+    def _policy(spec: AgentSpec | None) -> ApprovalPolicy:
+        return (spec.approvals if spec else None) or ApprovalPolicy()
+
+    def _tool_error(self, spec: AgentSpec, call: ToolCall, problem: str) -> str:
+        state = self.state
+        state.tool_errors += 1
+        state.note("error", problem, {"id": call.id})
+        if state.tool_errors > spec.max_tool_errors:
+            raise EndRun("gave_up", f"stopped after {state.tool_errors} bad tool calls: {problem}")
+        return json.dumps({"error": problem})
