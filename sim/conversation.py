@@ -103,3 +103,13 @@ def first_json_object(text: str) -> dict[str, Any]:
             return value
         start = text.find("{", start + 1)
     return {}
+
+
+def is_error(turn: Turn) -> bool:
+    """Whether a tool result reports a failure that the model should react to."""
+    if turn.is_error:
+        return True
+    value = turn.value()
+    if isinstance(value, dict):
+        return value.get("error") is not None
+    return "error" in str(value).lower()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sim.conversation import Conversation, Reply, ToolCall, Turn, first_json_object
+from sim.conversation import Conversation, Reply, ToolCall, Turn, first_json_object, is_error
 
 REFUND_STEPS = (
     "verify_customer",
@@ -41,15 +41,6 @@ def _amount(raw: Any) -> str:
     except InvalidOperation:
         return str(raw)
     return str(value.quantize(Decimal("0.01"))) if value.is_finite() else str(raw)
-
-
-def _is_error(turn: Turn) -> bool:
-    if turn.is_error:
-        return True
-    value = turn.value()
-    if isinstance(value, dict):
-        return value.get("error") is not None
-    return "error" in str(value).lower()
 
 
 def _error_text(turn: Turn) -> str:
@@ -92,10 +83,10 @@ class _Saga:
     def need(self, tool: str, args: dict[str, Any], status: str | None = None) -> dict[str, Any]:
         """The step's successful result, or raise `_Next` with its (re)try or a final text."""
         results = self.results(tool, status)
-        if results and not _is_error(results[-1]):
+        if results and not is_error(results[-1]):
             value = results[-1].value()
             return value if isinstance(value, dict) else {"result": value}
-        if sum(1 for r in results if _is_error(r)) >= MAX_ATTEMPTS:
+        if sum(1 for r in results if is_error(r)) >= MAX_ATTEMPTS:
             refund_id = self.refund_id()
             outcome = (
                 f"Refund {refund_id} was issued; the ticket needs a manual update."
@@ -135,8 +126,8 @@ class _Saga:
                     "Nothing was refunded."
                 )
             )
-        if _is_error(last) or not (isinstance(value, dict) and value.get("refund_id")):
-            problem = _error_text(last) if _is_error(last) else f"unexpected result {last.text}"
+        if is_error(last) or not (isinstance(value, dict) and value.get("refund_id")):
+            problem = _error_text(last) if is_error(last) else f"unexpected result {last.text}"
             raise _Next(
                 Reply(
                     text=f"The refund of {self.amount} on order {self.order_id} could not be "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sim.conversation import Conversation, Reply, ToolCall, Turn, first_json_object
+from sim.conversation import Conversation, Reply, ToolCall, first_json_object, is_error
 from sim.refund_script import refund
 
 Script = Callable[[Conversation], Reply]
@@ -22,16 +22,6 @@ ONBOARDING_STEPS = ("create_mailbox", "order_laptop", "wait_for_event", "send_em
 def task_input(conv: Conversation) -> dict[str, Any]:
     """The task's structured input: the first JSON object in the first user message."""
     return first_json_object(conv.first_user_text())
-
-
-def is_error(turn: Turn) -> bool:
-    """Whether a tool result reports a failure that the model should react to."""
-    if turn.is_error:
-        return True
-    value = turn.value()
-    if isinstance(value, dict):
-        return value.get("error") is not None
-    return "error" in str(value).lower()
 
 
 def last_value(conv: Conversation, tool: str) -> dict[str, Any]:
