@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from datetime import timedelta
@@ -54,7 +55,9 @@ async def run_worker(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop`), then drain in-flight work and exit."""
-    client = await connect(address, namespace, wait_seconds=30)
+    # A worker may start before its server (compose, systemd): keep trying for a while.
+    patience = float(os.environ.get("DURABLE_AGENTS_CONNECT_WAIT", "30"))
+    client = await connect(address, namespace, wait_seconds=patience)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
