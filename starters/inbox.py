@@ -3,25 +3,36 @@
 Pending approvals are found with a visibility query on the `AgentStatus` search attribute and
 read from each run's `status` query; decisions go through the `decide` update, so a refused
 decision (wrong approver, unknown or already decided approval) is an error here and never
-reaches the run's history.
+reaches the run's history. Connections, queries and updates have the operator's short deadlines
+(`starters.ops`): a wrong address or a run no worker serves fails in seconds, saying why.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from agents.approvals import may_decide
 from starters import ops, render
-from starters.cli import app, call, emit
-from workers.client import connect
+from starters.cli import app, call, emit, note
+from starters.ops import connect
 from workflows.agent import AgentWorkflow
-from workflows.models import Approval, Decision, MessageAck, UserMessage
+from workflows.models import AgentStatus, Approval, Decision, MessageAck, UserMessage
+
+T = TypeVar("T")
 
 Run = Annotated[str, typer.Argument(metavar="RUN", help="The run (workflow id).")]
 Address = Annotated[str | None, typer.Option(help="Temporal address.")]
@@ -36,11 +47,26 @@ def age(since: datetime) -> str:
     return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // 1440} days"
 
 
-async def pending(client: Client, approver: str | None) -> list[dict[str, Any]]:
+async def pending(
+    client: Client, approver: str | None, problems: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Pending approvals across runs; a run that cannot answer its `status` query (no worker
+    serves it) is left out and named in `problems`, instead of holding up the whole inbox."""
     query = "WorkflowType = 'AgentWorkflow' AND AgentStatus = 'waiting_approval'"
+    ids = [wf.id async for wf in client.list_workflows(query, limit=500)]
+
+    async def read(run_id: str) -> AgentStatus | None:
+        try:
+            return await ops.status(client, run_id)
+        except ops.OpError as exc:
+            if problems is not None:
+                problems.append(str(exc))
+            return None
+
     rows = []
-    async for wf in client.list_workflows(query, limit=500):
-        status = await client.get_workflow_handle(wf.id).query(AgentWorkflow.status)
+    for run_id, status in zip(ids, await asyncio.gather(*map(read, ids)), strict=True):
+        if status is None:
+            continue
         for a in status.approvals:
             if a.state != "pending":
                 continue
@@ -48,7 +74,7 @@ async def pending(client: Client, approver: str | None) -> list[dict[str, Any]]:
                 continue
             rows.append(
                 {
-                    "run": wf.id,
+                    "run": run_id,
                     "agent": status.agent,
                     "approval": a.id,
                     "tool": a.tool,
@@ -61,18 +87,78 @@ async def pending(client: Client, approver: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-async def decide(client: Client, run_id: str, decision: Decision) -> Approval:
-    await ops.require_open(client, run_id)
+def _finished(desc: WorkflowExecutionDescription) -> str | None:
+    """None while the run is open, else how it ended (completed, failed, …)."""
+    if desc.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return None
+    return desc.status.name.lower() if desc.status else "closed"
+
+
+async def _update(
+    client: Client, run_id: str, queue: str, what: str, send: Callable[[], Awaitable[T]]
+) -> T:
+    """Deliver an update within the operator's deadline: a worker checks every update, and
+    with none running the SDK would wait for one indefinitely."""
+    seen = await ops.pollers(client, queue)
+    deadline = ops.NO_WORKER_QUERY_TIMEOUT if seen == 0 else ops.QUERY_TIMEOUT
     try:
-        return await client.get_workflow_handle(run_id).execute_update(
-            AgentWorkflow.decide, decision
+        return await asyncio.wait_for(send(), deadline.total_seconds())
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # the SDK's, on cancel
+        why = (
+            f"no worker polls its task queue {queue!r}"
+            if seen == 0
+            else f"no worker on its task queue {queue!r} answered"
         )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        text = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise ops.OpError(f"decision refused: {text}") from None
-    except RPCError as exc:
-        raise ops.OpError(f"decision not delivered to {run_id}: {exc.message}") from None
+        raise ops.OpError(
+            f"{what} not confirmed: run {run_id!r} did not answer within "
+            f"{deadline.total_seconds():g} s ({why}); start one with "
+            f"`agentctl worker --task-queue {queue}`, then check `agentctl status {run_id}`"
+        ) from None
+
+
+def recorded(approvals: list[Approval], d: Decision) -> Approval | None:
+    """The decision already on record that `d` exactly repeats, if any."""
+    verdict = "approved" if d.approve else "rejected"
+    same = [
+        a
+        for a in approvals
+        if a.decided_by == d.approver
+        and a.state == verdict
+        and d.approval_id in (None, a.id)
+        and d.digest in (None, a.digest)
+    ]
+    return same[-1] if same else None
+
+
+async def decide(client: Client, run_id: str, decision: Decision) -> Approval:
+    """Decide through the `decide` update; an exact repeat returns the recorded decision, also
+    once the run has finished (an operator retrying after a lost answer sees what happened)."""
+    desc = await ops.describe(client, run_id)
+    finished = _finished(desc)
+    if finished is None:
+        handle = client.get_workflow_handle(run_id)
+        try:
+            return await _update(
+                client,
+                run_id,
+                desc.task_queue,
+                "decision",
+                lambda: handle.execute_update(AgentWorkflow.decide, decision),
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            text = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ops.OpError(f"decision refused: {text}") from None
+        except RPCError as exc:
+            finished = _finished(await ops.describe(client, run_id))
+            if finished is None:
+                raise ops.OpError(f"decision not delivered to {run_id}: {exc.message}") from None
+    # Finished (perhaps just now): only an exact repeat of a recorded decision has an answer.
+    status = await ops.status(client, run_id)
+    earlier = recorded(status.approvals, decision)
+    if earlier is None:
+        raise ops.OpError(f"run {run_id!r} has finished ({finished}); it takes no more decisions")
+    return earlier
 
 
 def show(a: Approval) -> str:
@@ -88,11 +174,14 @@ def approvals(
     as_json: AsJson = False,
 ) -> None:
     """Every pending approval across runs: run, agent, tool, arguments, age, who may decide."""
+    problems: list[str] = []
 
     async def go() -> list[dict[str, Any]]:
-        return await pending(await connect(address), approver)
+        return await pending(await connect(address), approver, problems)
 
     rows = call(go)
+    for problem in problems:
+        note(f"warning: left out: {problem}")
     shown = [{k: v for k, v in r.items() if k != "digest"} for r in rows]
     text = render.table(shown) if rows else "no pending approvals"
     emit(rows, text, as_json)
@@ -153,10 +242,22 @@ def message(
 
     async def go() -> MessageAck:
         client = await connect(address)
-        await ops.require_open(client, run_id)
+        desc = await ops.describe(client, run_id)
+        finished = _finished(desc)
+        if finished is not None:
+            raise ops.OpError(
+                f"run {run_id!r} has finished ({finished}); it takes no more messages"
+            )
+        handle = client.get_workflow_handle(run_id)
         try:
-            return await client.get_workflow_handle(run_id).execute_update(
-                AgentWorkflow.message, UserMessage(text=text, sender=user)
+            return await _update(
+                client,
+                run_id,
+                desc.task_queue,
+                "message",
+                lambda: handle.execute_update(
+                    AgentWorkflow.message, UserMessage(text=text, sender=user)
+                ),
             )
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause

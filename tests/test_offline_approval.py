@@ -78,7 +78,7 @@ async def test_refused_reject_signal_sent_with_no_worker_changes_nothing(
     status = await asyncio.wait_for(handle.query(AgentWorkflow.status), 30)
     assert status.status == "waiting_approval"
     [approval] = status.approvals
-    assert (approval.state, approval.decided_by, approval.reason) == ("pending", None, None)
+    assert (approval.state, approval.decided_by, approval.reason) == ("pending", None, "")
     assert ledger(handle.id, "send_email") == 0
     notes = [e.text for e in await handle.query(AgentWorkflow.transcript) if e.kind == "approval"]
     assert not any("rejected" in n for n in notes), notes

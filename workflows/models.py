@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 AgentStatusValue = Literal[
     "running", "waiting_approval", "waiting_event", "needs_attention", "completed", "failed"
@@ -36,6 +36,13 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # The conversation is the bulk of every model call's payload in history: leave out
+        # fields at their defaults (they decode back to the same message).
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k == "role" or v not in (None, "", [])}
 
 
 class Usage(BaseModel):
