@@ -100,6 +100,8 @@ class AgentSpec:
     max_tool_errors: int = 3  # unknown tools and bad arguments fed back before giving up
     max_repairs: int = 2  # malformed model replies answered with a repair message
     llm_timeout: timedelta = timedelta(seconds=120)
+    # Attempts at one model (Temporal's retries) before falling back to the next in the route.
+    llm_attempts: int = 6
     max_tokens: int = 1024
     waits: Mapping[str, WaitPolicy] = field(default_factory=dict)
     default_wait: WaitPolicy = WaitPolicy(max_wait=timedelta(days=30))

@@ -122,6 +122,9 @@ def echo(conv: Conversation) -> Reply:
 
 SCRIPTS: dict[str, Script] = {
     "onboarding": onboarding,
+    # The same behaviour under a second name: a fallback model that faults aimed at the
+    # first one do not reach.
+    "onboarding-backup": onboarding,
     "refund": refund,
     "bench": bench,
     "echo": echo,

@@ -30,7 +30,7 @@ from starters import ops, render
 from starters.cli import app, call, emit, note
 from starters.ops import connect
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentStatus, Approval, Decision, MessageAck, UserMessage
+from workflows.models import AbortRequest, AgentStatus, Approval, Decision, MessageAck, UserMessage
 
 T = TypeVar("T")
 
@@ -268,16 +268,37 @@ def message(
     typer.echo(f"answered: {ack.question}" if ack.status == "answered" else "queued for next turn")
 
 
+async def _operate(address: str | None, run_id: str, send: Any) -> None:
+    """Check the run needs attention, then send the operator's choice."""
+    client = await connect(address)
+    status = await ops.status(client, run_id)
+    if status.status != "needs_attention":
+        raise ops.OpError(f"run {run_id} does not need attention (it is {status.status})")
+    await send(client.get_workflow_handle(run_id))
+
+
 @app.command()
 def resume(run_id: Run, address: Address = None) -> None:
-    """Let a run that needs attention go on; it retries the step that stopped it."""
+    """A run that needs attention retries the step that stopped it (e.g. after a key fix)."""
+    call(lambda: _operate(address, run_id, lambda h: h.signal(AgentWorkflow.resume)))
+    typer.echo(f"resumed {run_id}: it retries the step that stopped it")
 
-    async def go() -> None:
-        client = await connect(address)
-        status = await ops.status(client, run_id)
-        if status.status != "needs_attention":
-            raise ops.OpError(f"run {run_id} does not need attention (it is {status.status})")
-        await client.get_workflow_handle(run_id).signal(AgentWorkflow.resume)
 
-    call(go)
-    typer.echo(f"resumed {run_id}")
+@app.command("retry-turn")
+def retry_turn(run_id: Run, address: Address = None) -> None:
+    """A run that needs attention hands the problem to the model as the step's result."""
+    call(lambda: _operate(address, run_id, lambda h: h.signal(AgentWorkflow.retry_turn)))
+    typer.echo(f"{run_id}: the model hears of the problem and takes its turn again")
+
+
+@app.command()
+def abort(
+    run_id: Run,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the run's answer.")] = ...,  # type: ignore[assignment]
+    user: Annotated[str, typer.Option("--as", help="Who aborts.")] = "operator",
+    address: Address = None,
+) -> None:
+    """End a run that needs attention, as `aborted`; a saga undoes its steps first."""
+    request = AbortRequest(reason=reason, by=user)
+    call(lambda: _operate(address, run_id, lambda h: h.signal(AgentWorkflow.abort, request)))
+    typer.echo(f"aborted {run_id}: {reason}")

@@ -32,13 +32,17 @@ def hire(**overrides: Any) -> dict[str, Any]:
 
 
 async def start_onboarding(
-    client: Client, task_queue: str, route: str | None = None, principal: str = "tester", **run: Any
+    client: Client,
+    task_queue: str,
+    route: str | list[str] | None = None,
+    principal: str = "tester",
+    **run: Any,
 ) -> WorkflowHandle[Any, AgentResult]:
     agent_run = AgentRun(
         agent="onboarding",
         input=hire(),
         principal=principal,
-        model_route=[route] if route else None,
+        model_route=[route] if isinstance(route, str) else route,
         **run,
     )
     return await ops.start_run(client, agent_run, task_queue=task_queue)

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import gates, saga, search
     from workflows.dispatch import ToolDispatcher
     from workflows.models import (
+        AbortRequest,
         AgentResult,
         AgentRun,
         AgentStatus,
@@ -34,12 +35,14 @@ with workflow.unsafe.imports_passed_through():
         TranscriptEntry,
         UserMessage,
     )
-    from workflows.state import RunState
+    from workflows.state import OperatorAction, RunState
     from workflows.turns import ask_model
     from workflows.waits import EndRun
 
 # Runs started before approval gates existed replay without them.
 APPROVAL_GATES = "approval-gates-v1"
+# Runs started before failure strategies existed fail where newer ones fall back or park.
+FAILURE_STRATEGIES = "failure-strategies-v1"
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -100,9 +103,26 @@ class AgentWorkflow:
 
     @workflow.signal(name="resume")
     def resume(self) -> None:
-        """Let a run that needs attention go on (it retries the step that stopped it)."""
+        """A run that needs attention retries the step that stopped it (e.g. a fixed key)."""
+        self._operator("resume")
+
+    @workflow.signal(name="retry_turn")
+    def retry_turn(self) -> None:
+        """A run that needs attention gives the problem to the model and goes on."""
+        self._operator("retry_turn")
+
+    @workflow.signal(name="abort")
+    def abort(self, request: AbortRequest) -> None:
+        """A run that needs attention ends, as `aborted` (a saga unwinds first)."""
         if self._state.parked_reason is not None:
-            self._state.resume_requested = True
+            self._state.abort_reason = f"{request.reason} (by {request.by})"
+        self._operator("abort")
+
+    def _operator(self, action: OperatorAction) -> None:
+        if self._state.parked_reason is None:
+            workflow.logger.warning("ignored %s: the run does not need attention", action)
+            return
+        self._state.operator_action = action
 
     @workflow.query(name="status")
     def status(self) -> AgentStatus:
@@ -135,6 +155,7 @@ class AgentWorkflow:
         # Decided once, in the first task: a run keeps the behaviour it started with. (Asking
         # at the gate itself trips a core bug when a closed run is queried.)
         self._gates_on = workflow.patched(APPROVAL_GATES)
+        self._state.strategies = workflow.patched(FAILURE_STRATEGIES)
         workflow.upsert_search_attributes(
             [
                 search.AGENT_NAME.value_set(run.agent),
@@ -149,7 +170,12 @@ class AgentWorkflow:
             self._state.note("task", task)
             answer = await self._loop(spec)
         except EndRun as end:
-            return self._finish(end.outcome, end.answer)
+            answer = end.answer
+            if self._state.strategies and spec.saga:
+                answer += self._undone(
+                    await saga.unwind(self._state, spec, self._identity(), end.answer)
+                )
+            return self._finish(end.outcome, answer)
         except ApplicationError as err:
             self._state.last_error = err.message
             if self._spec and self._spec.saga:
@@ -160,9 +186,11 @@ class AgentWorkflow:
             return self._finish("completed", answer)
         reason = self._state.unwinding or ""
         undone = await saga.unwind(self._state, spec, self._identity(), reason)
-        if undone:
-            answer += "\n\nUndone, newest first:\n" + "\n".join(f"- {u}" for u in undone)
-        return self._finish(self._state.unwind_outcome, answer)
+        return self._finish(self._state.unwind_outcome, answer + self._undone(undone))
+
+    @staticmethod
+    def _undone(lines: list[str]) -> str:
+        return "\n\nUndone, newest first:\n" + "\n".join(f"- {u}" for u in lines) if lines else ""
 
     async def _loop(self, spec: AgentSpec) -> str:
         state = self._state
@@ -173,7 +201,7 @@ class AgentWorkflow:
             workflow.set_current_details(f"Working: turn {state.turn}.")
             state.messages.extend(state.follow_ups)
             state.follow_ups.clear()
-            reply = await ask_model(state, spec, self._route()[0])
+            reply = await ask_model(state, spec, self._route(), self._run.llm_attempts)
             state.messages.append(reply.message)
             if reply.message.content:
                 state.note("assistant", reply.message.content)

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import Identity, Outcome, ToolCall, ToolRequest
     from workflows.state import RunState
     from workflows.turns import failure_message, failure_type, unrecoverable
-    from workflows.waits import EndRun, park, run_durable
+    from workflows.waits import EndRun, aborted, park, run_durable
 
 
 @dataclass
@@ -58,14 +58,44 @@ class ToolDispatcher:
                 output = await self._activity_tool(contract, call, args)
             except ActivityError as err:
                 if failure_type(err) in f.PARKING:
-                    raise unrecoverable(self.state, err) from err
-                if spec.saga:
-                    self.unwind_later("compensated", f"{call.name} failed: {failure_message(err)}")
-                return self._tool_error(spec, call, failure_message(err))
+                    retried = await self._park_tool(spec, call, err)
+                    if retried is None:
+                        return self._tool_error(spec, call, failure_message(err))
+                    output = retried
+                else:
+                    if spec.saga:
+                        self.unwind_later(
+                            "compensated", f"{call.name} failed: {failure_message(err)}"
+                        )
+                    return self._tool_error(spec, call, failure_message(err))
             saga.record(self.state, contract, call, data, output)
         text = json.dumps(output, sort_keys=True)
         self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
         return text
+
+    async def _park_tool(
+        self, spec: AgentSpec, call: ToolCall, err: ActivityError
+    ) -> dict[str, Any] | None:
+        """A tool broke its contract: wait for an operator. The output if `resume` retried it
+        successfully, None if `retry-turn` hands the problem to the model."""
+        while True:
+            if not self.state.strategies:
+                raise unrecoverable(self.state, err) from err
+            reason = f"turn {self.state.turn}: {failure_type(err)}: {failure_message(err)}"
+            action = await park(self.state, reason)
+            if action == "abort":
+                raise aborted(self.state) from None
+            if action == "retry_turn":
+                return None
+            contract = spec.tool(call.name)
+            assert contract is not None
+            try:
+                args = contract.input_model.model_validate(call.arguments)
+                return await self._activity_tool(contract, call, args)
+            except ActivityError as again:
+                if failure_type(again) not in f.PARKING:
+                    return None  # an ordinary failure now: the model hears of it
+                err = again
 
     async def _activity_tool(
         self, contract: ToolContract, call: ToolCall, args: BaseModel
@@ -103,8 +133,11 @@ class ToolDispatcher:
             if approval.state == "approved":
                 return None
             if approval.state == "expired" and rule.on_expiry == "park":
-                await park(self.state, f"approval {approval.id} expired undecided")
-                continue  # resumed: ask again
+                action = await park(self.state, f"approval {approval.id} expired undecided")
+                if action == "abort":
+                    raise aborted(self.state)
+                if action == "resume":
+                    continue  # ask again; retry-turn tells the model it expired
             by = f" by {approval.decided_by}" if approval.decided_by else ""
             if spec.saga:
                 self.unwind_later(

@@ -27,6 +27,8 @@ LLM_NON_RETRYABLE: Final = [
     AUTHENTICATION_FAILED,
     INVALID_REQUEST,
 ]
+# The provider cannot serve now: after the retry policy's attempts, try the next model in the route.
+FALL_BACK: Final = frozenset({PROVIDER_UNAVAILABLE, TIMEOUT, RATE_LIMITED})
 # Only an operator can fix these; the run parks as needs_attention with its context intact.
 PARKING: Final = frozenset({AUTHENTICATION_FAILED, INVALID_REQUEST, TOOL_CONTRACT_VIOLATION})
 # The model made the mistake; it gets the message and another try (bounded).

@@ -15,7 +15,13 @@ AgentStatusValue = Literal[
     "running", "waiting_approval", "waiting_event", "needs_attention", "completed", "failed"
 ]
 Outcome = Literal[
-    "completed", "timed_out", "turn_budget_exhausted", "gave_up", "rejected", "compensated"
+    "completed",
+    "timed_out",
+    "turn_budget_exhausted",
+    "gave_up",
+    "rejected",
+    "compensated",
+    "aborted",
 ]
 ApprovalState = Literal["pending", "approved", "rejected", "expired"]
 
@@ -127,6 +133,7 @@ class AgentRun(BaseModel):
     # Overrides of the spec, e.g. another model route or a smaller turn budget.
     model_route: list[str] | None = None
     max_turns: int | None = None
+    llm_attempts: int | None = Field(default=None, ge=1, le=20)
 
 
 class EventSignal(BaseModel):
@@ -194,6 +201,13 @@ class Decision(BaseModel):
     approver: str
     reason: str = ""
     digest: str | None = None  # if given, must match what the approver was shown
+
+
+class AbortRequest(BaseModel):
+    """Input of the `abort` signal: an operator ends a run that needs attention."""
+
+    reason: str
+    by: str = "operator"
 
 
 class UserMessage(BaseModel):

@@ -8,7 +8,7 @@ run inside a workflow.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -38,6 +38,9 @@ def spoken(span: timedelta) -> str:
 class ReceivedEvent(BaseModel):
     event: EventSignal
     at: datetime
+
+
+OperatorAction = Literal["resume", "retry_turn", "abort"]
 
 
 class PendingCompensation(BaseModel):
@@ -76,7 +79,11 @@ class RunState(BaseModel):
     unwinding: str | None = None  # why the saga must be undone
     unwind_outcome: Outcome | None = None
     parked_reason: str | None = None
-    resume_requested: bool = False
+    operator_action: OperatorAction | None = None
+    abort_reason: str = ""
+    route_index: int = 0  # which model of the route serves the run (after fallbacks)
+    # Runs started before failure strategies existed fail where newer ones park or fall back.
+    strategies: bool = False
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(

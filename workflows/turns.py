@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -15,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import failures as f
     from workflows.models import LLMReply, LLMRequest, Message
     from workflows.state import RunState
+    from workflows.waits import aborted, park
 
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -34,43 +36,73 @@ def failure_message(err: ActivityError) -> str:
     return str(err.cause.message if isinstance(err.cause, ApplicationError) else err.cause)
 
 
-async def ask_model(state: RunState, spec: AgentSpec, route: str) -> LLMReply:
-    """One model turn; a malformed reply earns a bounded number of repair messages."""
+async def ask_model(
+    state: RunState, spec: AgentSpec, routes: list[str], attempts: int | None = None
+) -> LLMReply:
+    """One model turn, with the strategy each failure type calls for.
+
+    A malformed reply earns a bounded number of repair messages; an unavailable, slow or
+    throttled provider, once its retries are spent, hands over to the next model of the route
+    (for the rest of the run); anything else parks the run until an operator acts.
+    """
+    repair: Message | None = None
+    while True:
+        route = routes[min(state.route_index, len(routes) - 1)]
+        messages = state.messages if repair is None else [*state.messages, repair]
+        try:
+            reply = await _call(state, spec, route, messages, attempts or spec.llm_attempts)
+        except ActivityError as err:
+            kind, problem = failure_type(err), failure_message(err)
+            if kind == f.MALFORMED_MODEL_OUTPUT and state.repairs < spec.max_repairs:
+                state.repairs += 1
+                state.note("error", f"malformed model reply, asking for a repair: {problem}")
+                repair = Message(
+                    role="user",
+                    content=f"Your previous reply could not be used: {problem}. Reply again, "
+                    "with tool arguments as one valid JSON object.",
+                )
+                continue
+            if not state.strategies:
+                raise unrecoverable(state, err) from err
+            if kind in f.FALL_BACK and state.route_index + 1 < len(routes):
+                state.route_index += 1
+                state.note(
+                    "error",
+                    f"{kind} from {route}: falling back to {routes[state.route_index]}: {problem}",
+                )
+                continue
+            action = await park(state, f"turn {state.turn}: {kind}: {problem}")
+            if action == "abort":
+                raise aborted(state) from None
+            if kind in f.FALL_BACK:
+                state.route_index = 0  # an operator says the providers are back: start over
+            repair = None
+            continue
+        state.usage = state.usage.plus(reply.usage)
+        return reply
+
+
+async def _call(
+    state: RunState, spec: AgentSpec, route: str, messages: list[Message], attempts: int
+) -> LLMReply:
     request = LLMRequest(
         route=route,
         system=spec.system_prompt,
-        messages=state.messages,
+        messages=messages,
         tools=[t.schema() for t in spec.tools],
         max_tokens=spec.max_tokens,
         agent=spec.name,
         turn=state.turn,
     )
-    while True:
-        try:
-            reply: LLMReply = await workflow.execute_activity(
-                call_llm,
-                request,
-                start_to_close_timeout=spec.llm_timeout,
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=LLM_RETRY,
-                summary=f"LLM turn {state.turn} · {parse_route(route).model}",
-            )
-        except ActivityError as err:
-            repairable = failure_type(err) == f.MALFORMED_MODEL_OUTPUT
-            if not repairable or state.repairs >= spec.max_repairs:
-                raise unrecoverable(state, err) from err
-            state.repairs += 1
-            problem = failure_message(err)
-            state.note("error", f"malformed model reply, asking for a repair: {problem}")
-            repair = Message(
-                role="user",
-                content=f"Your previous reply could not be used: {problem}. Reply again, "
-                "with tool arguments as one valid JSON object.",
-            )
-            request.messages = [*state.messages, repair]
-            continue
-        state.usage = state.usage.plus(reply.usage)
-        return reply
+    reply: LLMReply = await workflow.execute_activity(
+        call_llm,
+        request,
+        start_to_close_timeout=spec.llm_timeout,
+        heartbeat_timeout=timedelta(seconds=30),
+        retry_policy=replace(LLM_RETRY, maximum_attempts=attempts),
+        summary=f"LLM turn {state.turn} · {parse_route(route).model}",
+    )
+    return reply
 
 
 def unrecoverable(state: RunState, err: ActivityError) -> ApplicationError:

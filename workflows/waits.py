@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from agents.spec import AgentSpec
     from workflows.models import Outcome
-    from workflows.state import Question, RunState, spoken
+    from workflows.state import OperatorAction, Question, RunState, spoken
 
 
 async def within(condition: Callable[[], bool], timeout: timedelta) -> bool:
@@ -103,20 +103,31 @@ async def ask_human(
     ).model_dump(mode="json")
 
 
-async def park(state: RunState, reason: str) -> None:
-    """Hold the run, context intact, until an operator resumes it (`agentctl resume`)."""
-    state.parked_reason, state.resume_requested = reason, False
+async def park(state: RunState, reason: str) -> OperatorAction:
+    """Hold the run, context intact, until an operator says how to go on.
+
+    `agentctl resume` retries the step that stopped, `agentctl retry-turn` gives the problem to
+    the model as the step's result, `agentctl abort` ends the run (a saga unwinds first).
+    """
+    state.parked_reason, state.operator_action = reason, None
     state.set_status("needs_attention")
     state.last_error = reason
     state.note("error", f"needs attention: {reason}")
     workflow.set_current_details(
-        f"Needs attention since {workflow.now():%Y-%m-%d %H:%M} UTC: {reason}. "
-        "An operator can resume it with `agentctl resume`."
+        f"Needs attention since {workflow.now():%Y-%m-%d %H:%M} UTC: {reason}. An operator "
+        "can `agentctl resume`, `agentctl retry-turn` or `agentctl abort` it."
     )
-    await workflow.wait_condition(lambda: state.resume_requested)
-    state.parked_reason, state.resume_requested = None, False
+    await workflow.wait_condition(lambda: state.operator_action is not None)
+    action = state.operator_action
+    assert action is not None
+    state.parked_reason, state.operator_action = None, None
     state.set_status("running")
-    state.note("note", "resumed by an operator")
+    state.note("note", f"an operator chose {action.replace('_', '-')}")
+    return action
+
+
+def aborted(state: RunState) -> EndRun:
+    return EndRun("aborted", f"aborted by an operator: {state.abort_reason or 'no reason given'}")
 
 
 async def run_durable(

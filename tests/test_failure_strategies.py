@@ -1,0 +1,120 @@
+"""Failure strategies over real sim HTTP: fall back along the route, park, resume, abort."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import approve_pending, start_onboarding, wait_for_status
+from tests.test_cli import address, cli, error, ok
+from workflows.agent import AgentWorkflow
+from workflows.models import AbortRequest, EventSignal
+
+
+@pytest.fixture
+def fault(sim):  # type: ignore[no-untyped-def]
+    """Queue a fault at the sim for the next `times` matching requests; clear them after."""
+
+    def queue(target: str, kind: str, times: int, **params: Any) -> None:
+        httpx.post(
+            f"{sim.url}/admin/faults",
+            json={
+                "target": target,
+                "fault": kind,
+                "params": params,
+                "times": times,
+            },
+        ).raise_for_status()
+
+    yield queue
+    httpx.delete(f"{sim.url}/admin/faults")
+
+
+async def test_unavailable_provider_falls_back_to_the_next_model(
+    ts_env, ts_worker, task_queue, fault, ledger
+):
+    fault("model:onboarding", "unavailable", times=2)  # both attempts of the first turn
+    handle = await start_onboarding(
+        ts_env.client,
+        task_queue,
+        ["sim-openai:onboarding", "sim-anthropic:onboarding-backup"],
+        llm_attempts=2,
+    )
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
+    result = await handle.result()
+
+    assert result.outcome == "completed"
+    notes = [e.text for e in await handle.query(AgentWorkflow.transcript) if e.kind == "error"]
+    assert any(
+        "ProviderUnavailable from sim-openai:onboarding: falling back to "
+        "sim-anthropic:onboarding-backup" in n
+        for n in notes
+    )
+    assert ledger(handle.id, "create_mailbox") == 1
+
+
+async def test_auth_failure_parks_with_reason_and_resume_goes_on(
+    ts_env, ts_worker, task_queue, fault, ledger
+):
+    fault("model:onboarding", "auth", times=1)
+    handle = await start_onboarding(ts_env.client, task_queue)
+    await wait_for_status(handle, "needs_attention")
+    status = await handle.query(AgentWorkflow.status)
+    assert "AuthenticationFailed" in (status.last_error or "")
+    assert status.turn == 1 and status.usage.input_tokens == 0  # context intact, nothing lost
+
+    await handle.signal(AgentWorkflow.resume)  # the operator fixed the key
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
+    assert (await handle.result()).outcome == "completed"
+    assert ledger(handle.id, "send_email") == 1
+
+
+async def test_abort_ends_a_parked_run(ts_env, ts_worker, task_queue, fault, ledger):
+    fault("model:onboarding", "context_length", times=1)
+    handle = await start_onboarding(ts_env.client, task_queue)
+    await wait_for_status(handle, "needs_attention")
+    assert "ContextWindowExceeded" in ((await handle.query(AgentWorkflow.status)).last_error or "")
+
+    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="wrong hire", by="olga"))
+    result = await handle.result()
+
+    assert result.outcome == "aborted"
+    assert "wrong hire (by olga)" in result.answer
+    assert ledger(handle.id, "create_mailbox") == 0
+    assert (await handle.query(AgentWorkflow.status)).status == "failed"
+
+
+async def test_resume_is_ignored_when_nothing_is_parked(ts_env, ts_worker, task_queue):
+    handle = await start_onboarding(ts_env.client, task_queue)
+    await wait_for_status(handle, "waiting_event")
+    await handle.signal(AgentWorkflow.resume)
+    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="no"))
+    assert (await handle.query(AgentWorkflow.status)).status == "waiting_event"
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
+    assert (await handle.result()).outcome == "completed"
+
+
+async def test_operator_commands_on_a_parked_run(dev_env, dev_worker, task_queue, fault, ledger):
+    fault("model:onboarding", "auth", times=2)
+    addr = address(dev_env)
+    handle = await start_onboarding(dev_env.client, task_queue)
+    await wait_for_status(handle, "needs_attention")
+    shown = ok(await cli("status", handle.id, "--address", addr)).stdout
+    assert "needs_attention" in shown and "AuthenticationFailed" in shown
+
+    ok(await cli("retry-turn", handle.id, "--address", addr))  # the second auth fault
+    await wait_for_status(handle, "needs_attention")
+    said = ok(
+        await cli("abort", handle.id, "--reason", "key revoked", "--as", "olga", "--address", addr)
+    ).stdout
+    assert "aborted" in said
+    result = await handle.result()
+    assert (result.outcome, ledger(handle.id, "create_mailbox")) == ("aborted", 0)
+    assert "key revoked (by olga)" in result.answer
+    refused = error(await cli("resume", handle.id, "--address", addr))
+    assert "has finished" in refused or "does not need attention" in refused
