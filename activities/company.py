@@ -6,6 +6,7 @@ which `run_tool` then checks against the tool's output model.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,10 +33,14 @@ class ToolContext:
 Implementation = Callable[[BaseModel, ToolContext], Awaitable[dict[str, Any]]]
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=8)
+def _pooled(base_url: str, loop: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url)
+
+
 def _client() -> httpx.AsyncClient:
-    # One pooled client per worker process.
-    return httpx.AsyncClient(base_url=get_settings().company_base_url)
+    # One pooled client per event loop and address (a client outlives no loop).
+    return _pooled(get_settings().company_base_url, id(asyncio.get_running_loop()))
 
 
 def _failure(response: httpx.Response, action: str) -> ApplicationError:

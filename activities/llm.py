@@ -6,11 +6,14 @@ and each failure is classified onto the taxonomy so the workflow can choose a st
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import anthropic
 import openai
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -46,14 +49,15 @@ def _key(route: Route) -> str:
     return secret.get_secret_value()
 
 
+# Clients are pooled per event loop: one bound to a closed loop would fail every call.
 @lru_cache(maxsize=32)
-def _openai_client(base_url: str | None, key: str) -> openai.AsyncOpenAI:
+def _openai_client(base_url: str | None, key: str, loop: int) -> openai.AsyncOpenAI:
     # Let Temporal own retries.
     return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
 
 
 @lru_cache(maxsize=32)
-def _anthropic_client(base_url: str | None, key: str) -> anthropic.AsyncAnthropic:
+def _anthropic_client(base_url: str | None, key: str, loop: int) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
 
 
@@ -73,7 +77,7 @@ def _timeout() -> float:
 
 
 async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
-    client = _openai_client(_base_url(route), _key(route))
+    client = _openai_client(_base_url(route), _key(route), id(asyncio.get_running_loop()))
     messages, tools = openai_wire.to_wire(request)
     extra: dict[str, Any] = {"tools": tools} if tools else {}
     try:
@@ -87,11 +91,11 @@ async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
         )
     except Exception as exc:
         raise openai_wire.classify(exc, route.provider) from exc
-    return openai_wire.from_wire(completion)
+    return _read(openai_wire.from_wire, completion, route)
 
 
 async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:
-    client = _anthropic_client(_base_url(route), _key(route))
+    client = _anthropic_client(_base_url(route), _key(route), id(asyncio.get_running_loop()))
     messages, tools = anthropic_wire.to_wire(request)
     extra: dict[str, Any] = {"tools": tools} if tools else {}
     try:
@@ -106,7 +110,19 @@ async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:
         )
     except Exception as exc:
         raise anthropic_wire.classify(exc, route.provider) from exc
-    return anthropic_wire.from_wire(reply)
+    return _read(anthropic_wire.from_wire, reply, route)
+
+
+def _read(parse: Callable[[Any], LLMReply], raw: Any, route: Route) -> LLMReply:
+    """Parse a reply; one that does not fit the wire format is the model's malformed output."""
+    try:
+        return parse(raw)
+    except ApplicationError:
+        raise
+    except (ValidationError, TypeError, ValueError, AttributeError) as exc:
+        raise error(
+            f.MALFORMED_MODEL_OUTPUT, f"{route.provider} sent a reply we cannot read: {exc}"
+        ) from None
 
 
 @activity.defn

@@ -42,7 +42,8 @@ async def run_tool(request: ToolRequest) -> ToolResult:
         output = contract.output_model.model_validate(raw)
     except ValidationError as exc:
         raise ApplicationError(
-            f"{request.tool} answered outside its contract: {problems(exc)}; answer: {raw!r}",
+            f"{request.tool} answered outside its contract: {problems(exc)}; "
+            f"answer: {repr(raw)[:500]}",
             type=f.TOOL_CONTRACT_VIOLATION,
             non_retryable=True,
         ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from agents.spec import ToolContract
 
@@ -13,7 +13,10 @@ from agents.spec import ToolContract
 class WaitForEventInput(BaseModel):
     events: list[str] = Field(min_length=1, description="Names of the events to wait for.")
     timeout_hours: float = Field(
-        default=24.0, gt=0, description="Give up after this many hours (capped by the spec)."
+        default=24.0,
+        gt=0,
+        le=24 * 366,
+        description="Give up after this many hours (capped by the spec).",
     )
 
 
@@ -25,7 +28,7 @@ class WaitForEventOutput(BaseModel):
 
 
 class SleepUntilInput(BaseModel):
-    until: datetime = Field(description="ISO 8601 time, with a timezone, to sleep until.")
+    until: AwareDatetime = Field(description="ISO 8601 time, with a timezone, to sleep until.")
 
 
 class SleepUntilOutput(BaseModel):
@@ -34,7 +37,7 @@ class SleepUntilOutput(BaseModel):
 
 class AskHumanInput(BaseModel):
     question: str = Field(min_length=1, max_length=2000)
-    timeout_hours: float = Field(default=72.0, gt=0)
+    timeout_hours: float = Field(default=72.0, gt=0, le=24 * 366)
 
 
 class AskHumanOutput(BaseModel):

@@ -22,7 +22,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     CancelledError,
     TerminatedError,
@@ -130,6 +130,8 @@ async def start_run(
             static_summary=summary(run),
             static_details=f"Input: {json.dumps(run.input, sort_keys=True)}",
             search_attributes=_initial_attributes(run),
+            # Idempotency keys are `<workflow id>/<tool call id>`: an id is never used twice.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
         raise OpError(

@@ -230,9 +230,9 @@ async def test_openai_compatible_servers_never_get_the_workers_openai_key(
     keys: list[str] = []
     real = llm._openai_client
 
-    def spy(base_url: str | None, key: str) -> Any:
+    def spy(base_url: str | None, key: str, loop: int) -> Any:
         keys.append(key)
-        return real(base_url, key)
+        return real(base_url, key, loop)
 
     monkeypatch.setattr(llm, "_openai_client", spy)
     try:

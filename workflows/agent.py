@@ -7,16 +7,18 @@ with an idempotency key. All state lives in the workflow, rebuilt from history o
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from agents import UnknownAgent, get_agent
     from agents.approvals import ApprovalPolicy
+    from agents.routes import InvalidRoute, parse_route
     from agents.spec import AgentSpec, problems
     from workflows import gates, saga, search
     from workflows.dispatch import ToolDispatcher
@@ -176,6 +178,11 @@ class AgentWorkflow:
                     await saga.unwind(self._state, spec, self._identity(), end.answer)
                 )
             return self._finish(end.outcome, answer)
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if not is_cancelled_exception(exc):
+                raise
+            await self._cancelled()
+            raise
         except ApplicationError as err:
             self._state.last_error = err.message
             if self._spec and self._spec.saga:
@@ -187,6 +194,14 @@ class AgentWorkflow:
         reason = self._state.unwinding or ""
         undone = await saga.unwind(self._state, spec, self._identity(), reason)
         return self._finish(self._state.unwind_outcome, answer + self._undone(undone))
+
+    async def _cancelled(self) -> None:
+        """Cancellation is a request: a saga still undoes its steps before the run ends."""
+        self._state.last_error = "cancelled"
+        if self._state.strategies and self._spec and self._spec.saga:
+            undone = await saga.unwind(self._state, self._spec, self._identity(), "cancelled")
+            self._state.note("note", "cancelled" + self._undone(undone))
+        self._state.set_status("failed")
 
     @staticmethod
     def _undone(lines: list[str]) -> str:
@@ -253,7 +268,9 @@ class AgentWorkflow:
         try:
             spec = get_agent(run.agent)
             data = spec.input_model.model_validate(run.input).model_dump(mode="json")
-        except UnknownAgent as exc:
+            for route in run.model_route or []:
+                parse_route(route)
+        except (UnknownAgent, InvalidRoute) as exc:
             raise ApplicationError(str(exc), type="InvalidRun", non_retryable=True) from None
         except ValidationError as exc:
             raise ApplicationError(

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import gates, saga
     from workflows.models import Identity, Outcome, ToolCall, ToolRequest
     from workflows.state import RunState
-    from workflows.turns import failure_message, failure_type, unrecoverable
+    from workflows.turns import cancelled, failure_message, failure_type, unrecoverable
     from workflows.waits import EndRun, aborted, park, run_durable
 
 
@@ -49,6 +49,9 @@ class ToolDispatcher:
             output = await run_durable(self.state, spec, self.principal, args)
         else:
             data = args.model_dump(mode="json")
+            if self._unwinding() and contract.side_effect != "read_only":
+                problem = f"{call.name} refused: the run is being undone ({self.state.unwinding})"
+                return self._tool_error(spec, call, problem)
             rule = self._policy(spec).rule_for(contract, data)
             if rule is not None and self.gates_on:
                 refused = await self._gate(spec, rule, call, data)
@@ -57,21 +60,27 @@ class ToolDispatcher:
             try:
                 output = await self._activity_tool(contract, call, args)
             except ActivityError as err:
+                if cancelled(err):
+                    raise
                 if failure_type(err) in f.PARKING:
                     retried = await self._park_tool(spec, call, err)
                     if retried is None:
                         return self._tool_error(spec, call, failure_message(err))
                     output = retried
                 else:
-                    if spec.saga:
-                        self.unwind_later(
-                            "compensated", f"{call.name} failed: {failure_message(err)}"
-                        )
-                    return self._tool_error(spec, call, failure_message(err))
+                    problem = failure_message(err)
+                    # A refusal is the model's to handle; a step that failed for good is not.
+                    given_up = failure_type(err) not in f.BACK_TO_MODEL
+                    if spec.saga and (given_up or not self.state.strategies):
+                        self.unwind_later("compensated", f"{call.name} failed: {problem}")
+                    return self._tool_error(spec, call, problem)
             saga.record(self.state, contract, call, data, output)
         text = json.dumps(output, sort_keys=True)
         self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
         return text
+
+    def _unwinding(self) -> bool:
+        return self.state.strategies and self.state.unwind_outcome is not None
 
     async def _park_tool(
         self, spec: AgentSpec, call: ToolCall, err: ActivityError
@@ -93,6 +102,8 @@ class ToolDispatcher:
                 args = contract.input_model.model_validate(call.arguments)
                 return await self._activity_tool(contract, call, args)
             except ActivityError as again:
+                if cancelled(again):
+                    raise
                 if failure_type(again) not in f.PARKING:
                     return None  # an ordinary failure now: the model hears of it
                 err = again

@@ -19,6 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from agents.toolbox import TOOL_CONTRACTS
     from workflows.models import Identity, ToolCall, ToolRequest
     from workflows.state import PendingCompensation, RunState
+    from workflows.turns import cancelled, failure_message
+    from workflows.waits import park
 
 
 def record(
@@ -28,6 +30,11 @@ def record(
     arguments: dict[str, Any],
     output: dict[str, Any],
 ) -> None:
+    if contract.side_effect == "irreversible" and state.strategies:
+        # The pivot: past an irreversible step, the earlier ones are no longer undone.
+        state.compensations.clear()
+        state.unwind_outcome = state.unwinding = None
+        return
     if contract.compensation is None:
         return
     state.compensations.append(
@@ -48,20 +55,36 @@ async def unwind(state: RunState, spec: AgentSpec, identity: Identity, reason: s
         step = spec.tool(pending.step) or TOOL_CONTRACTS[pending.step]
         assert step.compensation is not None
         args = step.compensation.arguments(
-            pending.arguments["input"], pending.arguments["output"], reason
+            pending.arguments["input"], pending.arguments["output"], reason[:1000]
         )
         if args is None:
             continue
         line = f"{pending.tool}({json.dumps(args, sort_keys=True)}) undoing {pending.step}"
-        try:
-            await _run(pending, args, identity, state.turn)
-        except ActivityError as err:
-            state.note("error", f"compensation failed: {line}: {err.cause or err}")
-            done.append(f"FAILED {line}")
-            continue
-        state.note("compensation", line)
-        done.append(line)
+        if await _undo(state, pending, args, identity, line):
+            state.note("compensation", line)
+            done.append(line)
+        else:
+            done.append(f"NOT DONE {line}")
     return done
+
+
+async def _undo(
+    state: RunState, pending: PendingCompensation, args: dict[str, Any], who: Identity, line: str
+) -> bool:
+    """Run one compensation; if it fails for good, an operator decides (resume retries it)."""
+    while True:
+        try:
+            await _run(pending, args, who, state.turn)
+            return True
+        except ActivityError as err:
+            if cancelled(err):
+                raise
+            state.note("error", f"compensation failed: {line}: {failure_message(err)}")
+            if not state.strategies:
+                return False
+            action = await park(state, f"compensation {line} failed: {failure_message(err)}")
+            if action != "resume":
+                return False  # retry-turn skips it, abort stops trying: both said in the answer
 
 
 async def _run(

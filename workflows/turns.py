@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm import call_llm
@@ -29,7 +30,14 @@ LLM_RETRY = RetryPolicy(
 
 def failure_type(err: ActivityError) -> str | None:
     cause = err.cause
+    if isinstance(cause, TemporalTimeoutError):
+        return f.TIMEOUT  # start-to-close or heartbeat ran out, e.g. on a dead worker
     return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def cancelled(err: ActivityError) -> bool:
+    """The activity ended because the run itself is being cancelled: never swallow that."""
+    return isinstance(err.cause, CancelledError)
 
 
 def failure_message(err: ActivityError) -> str:
@@ -52,6 +60,8 @@ async def ask_model(
         try:
             reply = await _call(state, spec, route, messages, attempts or spec.llm_attempts)
         except ActivityError as err:
+            if cancelled(err):
+                raise
             kind, problem = failure_type(err), failure_message(err)
             if kind == f.MALFORMED_MODEL_OUTPUT and state.repairs < spec.max_repairs:
                 state.repairs += 1

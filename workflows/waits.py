@@ -36,7 +36,8 @@ async def within(condition: Callable[[], bool], timeout: timedelta) -> bool:
     try:
         await workflow.wait_condition(condition, timeout=timeout)
     except TimeoutError:
-        return False
+        # The answer may have come in the very task in which the timer fired.
+        return condition()
     return True
 
 
