@@ -86,6 +86,17 @@ class WaitPolicy:
 
 
 @dataclass(frozen=True)
+class RunawayPolicy:
+    """When an agent counts as running away, and what then happens."""
+
+    max_repeats: int = 3  # the same tool call with the same arguments
+    max_idle_turns: int = 5  # turns in a row without a new successful tool call
+    on_detect: Literal["park", "ask"] = "park"
+    groups: tuple[str, ...] = ("operators",)  # who is asked, with on_detect="ask"
+    ask_for: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """Everything that makes an agent: prompt, model route, tools, limits."""
 
@@ -109,6 +120,7 @@ class AgentSpec:
     # A saga runs the compensations of its completed reversible steps, newest first, when an
     # approval is refused or a step fails for good.
     saga: bool = False
+    runaway: RunawayPolicy = RunawayPolicy()
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

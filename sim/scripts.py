@@ -115,6 +115,11 @@ def bench(conv: Conversation) -> Reply:
     return Reply(text=f"done after {turns} turns")
 
 
+def looper(conv: Conversation) -> Reply:
+    """A model stuck in a loop: the same echo call, forever (for runaway detection)."""
+    return Reply(tool_calls=[ToolCall("echo", {"text": "are we there yet?"})])
+
+
 def echo(conv: Conversation) -> Reply:
     """No tools: answer with the last user message, a smoke test for the wire formats."""
     return Reply(text=conv.last_user_text())
@@ -127,5 +132,6 @@ SCRIPTS: dict[str, Script] = {
     "onboarding-backup": onboarding,
     "refund": refund,
     "bench": bench,
+    "looper": looper,
     "echo": echo,
 }

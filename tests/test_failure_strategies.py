@@ -7,10 +7,11 @@ from typing import Any
 import httpx
 import pytest
 
+from starters import ops
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from tests.test_cli import address, cli, error, ok
 from workflows.agent import AgentWorkflow
-from workflows.models import AbortRequest, EventSignal
+from workflows.models import AbortRequest, AgentRun, EventSignal
 
 
 @pytest.fixture
@@ -118,3 +119,50 @@ async def test_operator_commands_on_a_parked_run(dev_env, dev_worker, task_queue
     assert "key revoked (by olga)" in result.answer
     refused = error(await cli("resume", handle.id, "--address", addr))
     assert "has finished" in refused or "does not need attention" in refused
+
+
+async def test_a_rate_limit_waits_the_retry_after(ts_env, ts_worker, task_queue, fault):
+    fault("model:onboarding", "rate_limit", times=1, retry_after=1.5)
+    handle = await start_onboarding(ts_env.client, task_queue)
+    await wait_for_status(handle, "waiting_event")
+    first = None
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_started_event_attributes"):
+            first = event
+            break
+    assert first is not None
+    started = first.activity_task_started_event_attributes
+    assert started.attempt == 2
+    async for event in handle.fetch_history_events():
+        if event.event_id == started.scheduled_event_id:
+            waited = first.event_time.ToDatetime() - event.event_time.ToDatetime()
+            assert waited.total_seconds() >= 1.5  # the server's Retry-After, not our backoff
+            break
+    await handle.terminate("done")
+
+
+async def test_a_malformed_reply_gets_a_repair_turn(ts_env, ts_worker, task_queue, fault, ledger):
+    fault("model:onboarding", "malformed_tool_json", times=1)
+    handle = await start_onboarding(ts_env.client, task_queue)
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
+    assert (await handle.result()).outcome == "completed"
+    notes = [e.text for e in await handle.query(AgentWorkflow.transcript) if e.kind == "error"]
+    assert any("asking for a repair" in n and "not valid JSON" in n for n in notes)
+    assert ledger(handle.id, "create_mailbox") == 1
+
+
+async def test_a_looping_agent_is_stopped_and_parked(ts_env, ts_worker, task_queue):
+    run = AgentRun(agent="bench", input={"turns": 50}, model_route=["sim-openai:looper"])
+    handle = await ops.start_run(ts_env.client, run, task_queue=task_queue)
+    await wait_for_status(handle, "needs_attention")
+    status = await handle.query(AgentWorkflow.status)
+    assert "the same echo call was made 3 times" in (status.last_error or "")
+    assert status.turn == 3
+
+    await handle.signal(AgentWorkflow.resume)  # still looping: stopped again after 3 more
+    await wait_for_status(handle, "running")
+    await wait_for_status(handle, "needs_attention")
+    assert (await handle.query(AgentWorkflow.status)).turn == 6
+    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="stuck in a loop"))
+    assert (await handle.result()).outcome == "aborted"

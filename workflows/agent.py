@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.approvals import ApprovalPolicy
     from agents.routes import InvalidRoute, parse_route
     from agents.spec import AgentSpec, problems
-    from workflows import gates, saga, search
+    from workflows import gates, runaway, saga, search
     from workflows.dispatch import ToolDispatcher
     from workflows.models import (
         AbortRequest,
@@ -222,11 +222,20 @@ class AgentWorkflow:
                 state.note("assistant", reply.message.content)
             if not reply.message.tool_calls:
                 return reply.message.content
+            fresh = [
+                c for c in reply.message.tool_calls if runaway.call_key(c) not in state.call_counts
+            ]
+            before = state.successes
             for call in reply.message.tool_calls:
                 content = await self._tools().dispatch(spec, call)
                 state.messages.append(
                     Message(role="tool", tool_call_id=call.id, name=call.name, content=content)
                 )
+            if state.strategies:
+                new = min(len(fresh), state.successes - before)
+                reason = runaway.record_turn(state, spec.runaway, reply.message.tool_calls, new)
+                if reason:
+                    await runaway.stop(state, spec, reason)
 
     # ---- tools ---------------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ class ToolDispatcher:
             saga.record(self.state, contract, call, data, output)
         text = json.dumps(output, sort_keys=True)
         self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
+        self.state.successes += 1
         return text
 
     def _unwinding(self) -> bool:

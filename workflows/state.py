@@ -84,6 +84,9 @@ class RunState(BaseModel):
     route_index: int = 0  # which model of the route serves the run (after fallbacks)
     # Runs started before failure strategies existed fail where newer ones park or fall back.
     strategies: bool = False
+    call_counts: dict[str, int] = Field(default_factory=dict)  # tool call + arguments -> times
+    idle_turns: int = 0
+    successes: int = 0  # tool calls that returned a result
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(
