@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
+from agents.budgets import Budget
 from workflows.models import ToolSchema
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class AgentSpec:
     # approval is refused or a step fails for good.
     saga: bool = False
     runaway: RunawayPolicy = RunawayPolicy()
+    budget: Budget = Budget()
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

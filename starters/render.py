@@ -34,6 +34,7 @@ def status(s: AgentStatus) -> str:
         ("on behalf of", s.principal),
         ("turn", f"{s.turn} of {s.max_turns}"),
         ("tokens", f"{s.usage.input_tokens} in / {s.usage.output_tokens} out"),
+        ("cost", f"{s.cost_usd:.4f} USD"),
         ("model route", " → ".join(s.model_route)),
     ]
     if s.waiting_for:

@@ -18,9 +18,10 @@ with workflow.unsafe.imports_passed_through():
 
     from agents import UnknownAgent, get_agent
     from agents.approvals import ApprovalPolicy
+    from agents.budgets import Budget
     from agents.routes import InvalidRoute, parse_route
     from agents.spec import AgentSpec, problems
-    from workflows import gates, runaway, saga, search
+    from workflows import gates, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
     from workflows.models import (
         AbortRequest,
@@ -144,6 +145,7 @@ class AgentWorkflow:
             events_pending=[r.event.name for r in s.inbox],
             approvals=s.approvals,
             question=s.question.text if s.question and s.question.answer is None else None,
+            cost_usd=s.cost_usd,
         )
 
     @workflow.query(name="transcript")
@@ -212,11 +214,14 @@ class AgentWorkflow:
         while True:
             if state.turn >= self._max_turns():
                 raise EndRun("turn_budget_exhausted", self._partial_answer())
+            if state.strategies:
+                await spending.check(state, self._budget(spec), self._partial_answer())
             state.turn += 1
             workflow.set_current_details(f"Working: turn {state.turn}.")
             state.messages.extend(state.follow_ups)
             state.follow_ups.clear()
             reply = await ask_model(state, spec, self._route(), self._run.llm_attempts)
+            spending.charge(state, self._budget(spec), self._route()[0], reply)
             state.messages.append(reply.message)
             if reply.message.content:
                 state.note("assistant", reply.message.content)
@@ -238,6 +243,9 @@ class AgentWorkflow:
                     await runaway.stop(state, spec, reason)
 
     # ---- tools ---------------------------------------------------------------------------
+
+    def _budget(self, spec: AgentSpec) -> Budget:
+        return spec.budget.overridden(self._run.budget)
 
     def _tools(self) -> ToolDispatcher:
         return ToolDispatcher(self._state, self._identity(), self._run.principal, self._gates_on)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -146,6 +147,22 @@ async def await_decision(state: RunState, rule: ApprovalRule, approval: Approval
             {"approval": approval.id},
         )
     state.stop_waiting()
+
+
+async def ask(
+    state: RunState, what: str, why: str, groups: tuple[str, ...], expires: timedelta
+) -> Approval:
+    """Ask a person (an approval, not a tool call) whether the run may go on."""
+    call = ToolCall(
+        id=f"{what}-{state.turn}-{len(state.approvals) + 1}", name=what, arguments={"why": why}
+    )
+    rule = ApprovalRule(tool=what, description=why, groups=groups, expires_after=expires)
+    approval = open_request(state, rule, call, call.arguments)
+    state.note(
+        "approval", f"{approval.id} requested: may the run go on? {why}", {"approval": approval.id}
+    )
+    await await_decision(state, rule, approval)
+    return approval
 
 
 def escalate(state: RunState, rule: ApprovalRule, approval: Approval) -> None:

@@ -7,6 +7,7 @@ out. New fields always get defaults, so runs already in flight keep decoding aft
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
@@ -22,6 +23,7 @@ Outcome = Literal[
     "rejected",
     "compensated",
     "aborted",
+    "budget_exhausted",
 ]
 ApprovalState = Literal["pending", "approved", "rejected", "expired"]
 
@@ -122,6 +124,16 @@ class ToolResult(BaseModel):
     output: dict[str, Any]
 
 
+class BudgetOverride(BaseModel):
+    """Per-run limits, narrowing or widening the spec's (set fields win)."""
+
+    max_input_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: Decimal | None = Field(default=None, gt=0)
+    deadline_hours: float | None = Field(default=None, gt=0, le=24 * 366)
+    on_exhausted: Literal["stop", "ask"] | None = None
+
+
 class AgentRun(BaseModel):
     """Input of the agent workflow."""
 
@@ -134,6 +146,7 @@ class AgentRun(BaseModel):
     model_route: list[str] | None = None
     max_turns: int | None = None
     llm_attempts: int | None = Field(default=None, ge=1, le=20)
+    budget: BudgetOverride | None = None
 
 
 class EventSignal(BaseModel):
@@ -239,6 +252,7 @@ class AgentStatus(BaseModel):
     events_pending: list[str] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
     question: str | None = None  # an ask_human question waiting for the principal
+    cost_usd: Decimal = Decimal(0)
 
 
 class AgentResult(BaseModel):

@@ -12,7 +12,6 @@ import json
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from agents.approvals import ApprovalRule
     from agents.spec import AgentSpec, RunawayPolicy
     from workflows import gates
     from workflows.models import ToolCall
@@ -46,15 +45,9 @@ async def stop(state: RunState, spec: AgentSpec, reason: str) -> None:
     state.note("error", f"runaway: {reason}")
     policy = spec.runaway
     if policy.on_detect == "ask":
-        call = ToolCall(id=f"runaway-{state.turn}", name="continue_run", arguments={"why": reason})
-        rule = ApprovalRule(
-            tool="continue_run",
-            description=f"runaway: {reason}",
-            groups=policy.groups,
-            expires_after=policy.ask_for,
+        approval = await gates.ask(
+            state, "continue_run", f"runaway: {reason}", policy.groups, policy.ask_for
         )
-        approval = gates.open_request(state, rule, call, call.arguments)
-        await gates.await_decision(state, rule, approval)
         if approval.state != "approved":
             raise EndRun("gave_up", f"stopped: {reason}; going on was {approval.state}")
     elif await park(state, f"runaway: {reason}") == "abort":

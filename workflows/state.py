@@ -8,6 +8,7 @@ run inside a workflow.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -87,6 +88,8 @@ class RunState(BaseModel):
     call_counts: dict[str, int] = Field(default_factory=dict)  # tool call + arguments -> times
     idle_turns: int = 0
     successes: int = 0  # tool calls that returned a result
+    cost_usd: Decimal = Decimal(0)
+    budget_extensions: int = 0
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(

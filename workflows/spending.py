@@ -1,0 +1,55 @@
+"""Budget checks between turns: tokens, cost and deadline, against the run's limits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from agents.budgets import Budget
+    from agents.routes import parse_route
+    from workflows import gates
+    from workflows.models import LLMReply
+    from workflows.state import RunState
+    from workflows.waits import EndRun
+
+ASK_FOR = timedelta(days=1)  # how long an extension request waits before it counts as a no
+
+
+def charge(state: RunState, budget: Budget, route: str, reply: LLMReply) -> None:
+    model = parse_route(route).model
+    state.cost_usd += budget.cost(model, reply.usage.input_tokens, reply.usage.output_tokens)
+
+
+def exceeded(state: RunState, budget: Budget) -> str | None:
+    """Which limit the run has reached, if any (each extension doubles the limits)."""
+    factor = 2**state.budget_extensions
+    usage = state.usage
+    if budget.max_input_tokens and usage.input_tokens >= budget.max_input_tokens * factor:
+        return f"{usage.input_tokens} input tokens of {budget.max_input_tokens * factor}"
+    if budget.max_output_tokens and usage.output_tokens >= budget.max_output_tokens * factor:
+        return f"{usage.output_tokens} output tokens of {budget.max_output_tokens * factor}"
+    if budget.max_cost_usd and state.cost_usd >= budget.max_cost_usd * factor:
+        return f"cost {state.cost_usd:.4f} USD of {budget.max_cost_usd * factor} USD"
+    if budget.deadline:
+        elapsed = workflow.now() - workflow.info().start_time
+        if elapsed >= budget.deadline * factor:
+            return f"{elapsed} since the start, deadline {budget.deadline * factor}"
+    return None
+
+
+async def check(state: RunState, budget: Budget, partial: str) -> None:
+    """Return if the run may take another turn; else stop it or ask to extend, as set."""
+    reason = exceeded(state, budget)
+    if reason is None:
+        return
+    state.note("error", f"budget reached: {reason}")
+    if budget.on_exhausted == "ask":
+        approval = await gates.ask(
+            state, "extend_budget", f"budget reached: {reason}", budget.approvers, ASK_FOR
+        )
+        if approval.state == "approved":
+            state.budget_extensions += 1
+            return
+    raise EndRun("budget_exhausted", f"stopped at the budget ({reason}). {partial}".strip())
