@@ -1,7 +1,8 @@
 """The `call_llm` activity: one model turn on the provider the route names.
 
 Provider SDK retries are off (`max_retries=0`): Temporal's retry policy is the only retry loop,
-and each failure is classified onto the taxonomy so the workflow can choose a strategy.
+and each failure is classified onto the taxonomy so the workflow can choose a strategy. A circuit
+breaker per provider and model (activities/circuit.py) makes calls to a failing model fail fast.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import circuit
 from activities.heartbeat import heartbeating
 from activities.providers import anthropic_wire, openai_wire
 from activities.providers.common import error
@@ -133,6 +135,11 @@ async def call_llm(request: LLMRequest) -> LLMReply:
     except InvalidRoute as exc:
         raise ApplicationError(str(exc), type=f.INVALID_REQUEST, non_retryable=True) from None
     call = _call_anthropic if route.wire_format == "anthropic" else _call_openai
-    reply = await heartbeating(call(route, request), f"waiting for {route.model}")
+    # While this model's circuit is open the call fails fast (non-retryable ProviderUnavailable)
+    # without touching the network, so the workflow falls back to the next model at once.
+    reply = await circuit.registry().call(
+        (route.provider, route.base_url or "", route.model),
+        lambda: heartbeating(call(route, request), f"waiting for {route.model}"),
+    )
     reply.provider = route.provider
     return reply

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     company_url: str | None = None  # the company systems; the sim's by default
     state_dir: Path = Path(".state")
     task_queue: str = "durable-agents"
+    # Circuit breaker per provider and model (activities/circuit.py); threshold 0 disables it.
+    breaker_threshold: int = Field(default=5, ge=0)
+    breaker_cooldown_seconds: float = Field(default=30.0, ge=0)
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
 

@@ -26,6 +26,18 @@ PRICES: dict[str, tuple[Decimal, Decimal]] = {
 }
 MILLION = Decimal(1_000_000)
 
+# Context windows in tokens; compaction starts at `AgentSpec.compact_at` of the window. The
+# sim's are small so that long runs compact offline too.
+CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-4.1": 1_000_000,
+    "gpt-4.1-mini": 1_000_000,
+    "claude-sonnet-4-5": 200_000,
+    "claude-haiku-4-5": 200_000,
+    "onboarding": 32_000,
+    "refund": 32_000,
+    "bench": 1_000_000,
+}
+
 
 @dataclass(frozen=True)
 class Budget:

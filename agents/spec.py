@@ -123,6 +123,7 @@ class AgentSpec:
     saga: bool = False
     runaway: RunawayPolicy = RunawayPolicy()
     budget: Budget = Budget()
+    compact_at: float = 0.8  # of the model's context window
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

@@ -56,6 +56,22 @@ class Conversation:
             if turn.role == "tool" and not turn.name:
                 turn.name = names.get(turn.tool_call_id or "", "")
 
+    def expand_summaries(self, header: str) -> None:
+        """Read a compaction summary back as the turns it stands for, as a model would."""
+        turns: list[Turn] = []
+        for turn in self.turns:
+            if turn.role != "user" or not turn.text.startswith(header):
+                turns.append(turn)
+                continue
+            for line in turn.text[len(header) :].splitlines():
+                item = line.removeprefix("- ")
+                if item.startswith("tool "):
+                    name, _, content = item[len("tool ") :].partition(": ")
+                    turns.append(Turn("tool", content, name=name))
+                elif item.startswith("assistant"):
+                    turns.append(Turn("assistant", item.partition(": ")[2]))
+        self.turns = turns
+
     def user_texts(self) -> list[str]:
         return [t.text for t in self.turns if t.role == "user"]
 

@@ -13,7 +13,7 @@ import math
 
 from sim.conversation import Conversation, Reply, ToolCall
 from sim.faults import MODEL_ERROR_FAULTS, Fault, FaultBook, FaultError
-from sim.scripts import SCRIPTS
+from sim.scripts import SCRIPTS, SUMMARIZE_MARKER, SUMMARY_HEADER, summarize
 
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
 UNKNOWN_TOOL = "launch_rocket"
@@ -81,7 +81,12 @@ async def run_model(
     if fault is not None and fault.name == "slow":
         await asyncio.sleep(fault.number("seconds", 5))
     conv.link_tool_names()
-    reply = script(conv)
+    # Any model can be asked to compact a conversation; the request says so in its system prompt.
+    if conv.system.startswith(SUMMARIZE_MARKER):
+        reply = summarize(conv)
+    else:
+        conv.expand_summaries(SUMMARY_HEADER)
+        reply = script(conv)
     turn = conv.assistant_count()
     reply = _apply_reply_fault(reply, fault)
     for index, call in enumerate(reply.tool_calls):

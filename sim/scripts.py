@@ -115,6 +115,22 @@ def bench(conv: Conversation) -> Reply:
     return Reply(text=f"done after {turns} turns")
 
 
+SUMMARIZE_MARKER = "You compact an agent's conversation"
+SUMMARY_HEADER = "Summary of the earlier conversation:\n"
+
+
+def summarize(conv: Conversation) -> Reply:
+    """A faithful, short summary of the transcript handed over in the user message."""
+    lines = [line for line in conv.last_user_text().splitlines() if line.strip()]
+    # Tool results verbatim (they hold the facts), what the assistant said in brief.
+    kept = [
+        ln if ln.startswith("tool ") else ln[:80]
+        for ln in lines
+        if ln.startswith(("tool ", "assistant"))
+    ]
+    return Reply(text=SUMMARY_HEADER + "\n".join(f"- {k}" for k in kept))
+
+
 def looper(conv: Conversation) -> Reply:
     """A model stuck in a loop: the same echo call, forever (for runaway detection)."""
     return Reply(tool_calls=[ToolCall("echo", {"text": "are we there yet?"})])

@@ -11,6 +11,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities import circuit
 from activities.settings import get_settings
 from sim.runner import SimServer
 from starters.devserver import binary
@@ -77,3 +78,11 @@ async def ts_worker(ts_env: WorkflowEnvironment, sim: SimServer, task_queue: str
 async def dev_worker(dev_env: WorkflowEnvironment, sim: SimServer, task_queue: str):  # type: ignore[no-untyped-def]
     async with build_worker(dev_env.client, task_queue) as worker:
         yield worker
+
+
+@pytest.fixture(autouse=True)
+def fresh_circuits() -> Iterator[None]:
+    """Each test starts with every model's circuit closed: failures do not carry over."""
+    circuit.reset()
+    yield
+    circuit.reset()

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.compaction import summarize
 from activities.llm import call_llm
 from activities.tools import run_tool
 from workers.client import TASK_QUEUE, connect
@@ -26,7 +27,7 @@ WORKFLOWS = [AgentWorkflow]
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
 )
-ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool]
+ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool, summarize]
 
 
 def build_worker(

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.budgets import Budget
     from agents.routes import InvalidRoute, parse_route
     from agents.spec import AgentSpec, problems
-    from workflows import gates, runaway, saga, search, spending
+    from workflows import compaction, gates, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
     from workflows.models import (
         AbortRequest,
@@ -220,6 +220,8 @@ class AgentWorkflow:
             workflow.set_current_details(f"Working: turn {state.turn}.")
             state.messages.extend(state.follow_ups)
             state.follow_ups.clear()
+            if state.strategies:
+                await self._compact_if_large(spec)
             reply = await ask_model(state, spec, self._route(), self._run.llm_attempts)
             spending.charge(state, self._budget(spec), self._route()[0], reply)
             state.messages.append(reply.message)
@@ -243,6 +245,13 @@ class AgentWorkflow:
                     await runaway.stop(state, spec, reason)
 
     # ---- tools ---------------------------------------------------------------------------
+
+    async def _compact_if_large(self, spec: AgentSpec) -> None:
+        route = self._route()[min(self._state.route_index, len(self._route()) - 1)]
+        ceiling = compaction.limit(spec, route, self._run.compact_at_tokens)
+        size = compaction.estimated_tokens(spec, self._state.messages)
+        if ceiling and size > ceiling:
+            await compaction.compact(self._state, spec, route, f"about {size} tokens > {ceiling}")
 
     def _budget(self, spec: AgentSpec) -> Budget:
         return spec.budget.overridden(self._run.budget)

@@ -147,6 +147,7 @@ class AgentRun(BaseModel):
     max_turns: int | None = None
     llm_attempts: int | None = Field(default=None, ge=1, le=20)
     budget: BudgetOverride | None = None
+    compact_at_tokens: int | None = Field(default=None, ge=100)
 
 
 class EventSignal(BaseModel):
@@ -173,6 +174,7 @@ class TranscriptEntry(BaseModel):
         "approval",
         "message",
         "compensation",
+        "compaction",
     ]
     text: str
     data: dict[str, Any] = Field(default_factory=dict)

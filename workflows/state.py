@@ -90,6 +90,7 @@ class RunState(BaseModel):
     successes: int = 0  # tool calls that returned a result
     cost_usd: Decimal = Decimal(0)
     budget_extensions: int = 0
+    compactions: int = 0
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(

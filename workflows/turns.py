@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.routes import parse_route
     from agents.spec import AgentSpec
     from workflows import failures as f
+    from workflows.compaction import compact
     from workflows.models import LLMReply, LLMRequest, Message
     from workflows.state import RunState
     from workflows.waits import aborted, park
@@ -74,6 +75,10 @@ async def ask_model(
                 continue
             if not state.strategies:
                 raise unrecoverable(state, err) from err
+            if kind == f.CONTEXT_WINDOW_EXCEEDED and await compact(
+                state, spec, route, "the provider said the context window is exceeded"
+            ):
+                continue
             if kind in f.FALL_BACK and state.route_index + 1 < len(routes):
                 state.route_index += 1
                 state.note(

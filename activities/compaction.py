@@ -1,0 +1,66 @@
+"""The `summarize` activity: compact older turns of a conversation into a summary.
+
+It asks the run's own model (same route, same provider retries off) and returns only the summary,
+so the workflow can replace the turns it summarised and keep the conversation within the window.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from activities.llm import call_llm
+from workflows.models import LLMRequest, Message, Usage
+
+SUMMARIZE_SYSTEM = (
+    "You compact an agent's conversation. Keep every fact the agent will need: ids, addresses, "
+    "amounts, dates, decisions, tool results and open questions. Drop pleasantries. Answer with "
+    "the summary only."
+)
+
+
+class SummarizeRequest(BaseModel):
+    route: str
+    messages: list[Message]
+    agent: str = ""
+    turn: int = 0
+    max_tokens: int = 1024
+
+
+class Summary(BaseModel):
+    text: str
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+
+
+def render(messages: list[Message]) -> str:
+    """The messages as plain lines a model can summarise."""
+    lines = []
+    for m in messages:
+        if m.role == "tool":
+            lines.append(f"tool {m.name or m.tool_call_id}: {m.content}")
+            continue
+        calls = ", ".join(
+            f"{c.name}({json.dumps(c.arguments, sort_keys=True)})" for c in m.tool_calls
+        )
+        said = m.content + (f" [calls: {calls}]" if calls else "")
+        lines.append(f"{m.role}: {said}")
+    return "\n".join(lines)
+
+
+@activity.defn
+async def summarize(request: SummarizeRequest) -> Summary:
+    """Summarise the given messages with the run's model."""
+    reply = await call_llm(
+        LLMRequest(
+            route=request.route,
+            system=SUMMARIZE_SYSTEM,
+            messages=[Message(role="user", content=render(request.messages))],
+            max_tokens=request.max_tokens,
+            agent=request.agent,
+            turn=request.turn,
+        )
+    )
+    return Summary(text=reply.message.content, usage=reply.usage, model=reply.model)

@@ -1,0 +1,75 @@
+"""Compaction: older turns replaced by a summary, as a recorded, auditable step.
+
+The task message and the latest turns stay as they are; a turn's tool results are never split
+from the call that asked for them. Triggered before a model call when the conversation's
+estimated size passes the limit, or after the provider said the context window is exceeded.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.compaction import SummarizeRequest, summarize
+    from agents.budgets import CONTEXT_WINDOWS
+    from agents.routes import parse_route
+    from agents.spec import AgentSpec
+    from workflows import failures as f
+    from workflows.models import Message
+    from workflows.state import RunState
+
+KEEP_RECENT = 4  # messages kept verbatim at the end
+SUMMARY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=6,
+    non_retryable_error_types=f.LLM_NON_RETRYABLE,
+)
+
+
+def estimated_tokens(spec: AgentSpec, messages: list[Message]) -> int:
+    """About four characters a token: enough to decide when to compact."""
+    size = len(spec.system_prompt) + sum(
+        len(m.content) + sum(len(json.dumps(c.arguments)) for c in m.tool_calls) for m in messages
+    )
+    return size // 4
+
+
+def limit(spec: AgentSpec, route: str, override: int | None) -> int | None:
+    if override:
+        return override
+    window = CONTEXT_WINDOWS.get(parse_route(route).model)
+    return int(window * spec.compact_at) if window else None
+
+
+async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> bool:
+    """Replace older turns by a summary; False if there is nothing left to compact."""
+    messages = state.messages
+    split = len(messages) - KEEP_RECENT
+    while split > 1 and messages[split].role != "assistant":
+        split -= 1  # the kept tail starts with a model turn, never with orphan tool results
+    if split <= 1:
+        return False
+    older = messages[1:split]
+    result = await workflow.execute_activity(
+        summarize,
+        SummarizeRequest(route=route, messages=older, agent=spec.name, turn=state.turn),
+        start_to_close_timeout=spec.llm_timeout,
+        heartbeat_timeout=timedelta(seconds=30),
+        retry_policy=SUMMARY_RETRY,
+        summary=f"compaction · turn {state.turn} · {len(older)} messages",
+    )
+    state.usage = state.usage.plus(result.usage)
+    summary = Message(role="user", content=result.text)
+    state.messages = [messages[0], summary, *messages[split:]]
+    state.compactions += 1
+    state.note(
+        "compaction",
+        f"replaced {len(older)} messages with a summary ({why})",
+        {"replaced": [m.model_dump(mode="json") for m in older], "summary": result.text},
+    )
+    return True
