@@ -5,9 +5,12 @@ from __future__ import annotations
 from agents.bench import BENCH
 from agents.onboarding import ONBOARDING
 from agents.refund import REFUND
+from agents.research import FACT_FINDER, RESEARCH
 from agents.spec import AgentSpec
 
-AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (ONBOARDING, REFUND, BENCH)}
+AGENTS: dict[str, AgentSpec] = {
+    spec.name: spec for spec in (ONBOARDING, REFUND, RESEARCH, FACT_FINDER, BENCH)
+}
 
 
 class UnknownAgent(LookupError):

@@ -58,6 +58,37 @@ ASK_HUMAN = ToolContract(
     durable=True,
 )
 
+
+class SpawnAgentInput(BaseModel):
+    agent: str = Field(min_length=1, description="Which agent to start (e.g. fact_finder).")
+    task: str = Field(min_length=1, max_length=4000, description="What it should do.")
+    input: dict[str, Any] = Field(default_factory=dict, description="Its structured input.")
+    budget_share: float = Field(
+        default=0.25, gt=0, le=1, description="Share of your remaining budget it may spend."
+    )
+
+
+class SpawnAgentOutput(BaseModel):
+    child: str
+    status: Literal["completed", "failed", "refused"]
+    outcome: str | None = None
+    answer: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+SPAWN_AGENT = ToolContract(
+    name="spawn_agent",
+    description=(
+        "Start another agent as a sub-agent on a part of the task and wait for its answer. "
+        "Several calls in one reply run at the same time."
+    ),
+    input_model=SpawnAgentInput,
+    output_model=SpawnAgentOutput,
+    side_effect="read_only",
+    durable=True,
+)
+
 WAIT_FOR_EVENT = ToolContract(
     name="wait_for_event",
     description=(

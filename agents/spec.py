@@ -124,6 +124,8 @@ class AgentSpec:
     runaway: RunawayPolicy = RunawayPolicy()
     budget: Budget = Budget()
     compact_at: float = 0.8  # of the model's context window
+    max_depth: int = 2  # how deep a tree of sub-agents may grow below a run people started
+    max_children: int = 3  # sub-agents running at once
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

@@ -131,6 +131,47 @@ def summarize(conv: Conversation) -> Reply:
     return Reply(text=SUMMARY_HEADER + "\n".join(f"- {k}" for k in kept))
 
 
+def research(conv: Conversation) -> Reply:
+    """Fan out one fact_finder per topic in one reply, then merge what came back."""
+    data = task_input(conv)
+    results = conv.results("spawn_agent")
+    if not results:
+        if data.get("recurse"):
+            args = {"agent": "research", "task": data.get("question", ""), "input": data}
+            return Reply(tool_calls=[ToolCall("spawn_agent", args)])
+        return Reply(
+            tool_calls=[
+                ToolCall(
+                    "spawn_agent",
+                    {
+                        "agent": "fact_finder",
+                        "task": f"Research {topic}",
+                        "input": {"topic": topic},
+                    },
+                )
+                for topic in data.get("topics", [])
+            ]
+        )
+    lines = []
+    for turn in results:
+        value = turn.value() if isinstance(turn.value(), dict) else {}
+        if value.get("status") == "completed":
+            lines.append(f"- {value.get('answer', '')}")
+        else:
+            lines.append(f"- not researched ({value.get('status')}): {value.get('answer', '')}")
+    return Reply(text=f"Findings on {data.get('question', '')}:\n" + "\n".join(lines))
+
+
+def fact_finder(conv: Conversation) -> Reply:
+    """One topic, one paragraph; the topic `wait` waits for an event (to test cancellation)."""
+    topic = task_input(conv).get("topic", "")
+    if topic == "wait" and not conv.results("wait_for_event"):
+        return Reply(
+            tool_calls=[ToolCall("wait_for_event", {"events": ["never"], "timeout_hours": 48})]
+        )
+    return Reply(text=f"{topic}: three sources agree on the main facts about {topic}.")
+
+
 def looper(conv: Conversation) -> Reply:
     """A model stuck in a loop: the same echo call, forever (for runaway detection)."""
     return Reply(tool_calls=[ToolCall("echo", {"text": "are we there yet?"})])
@@ -149,5 +190,7 @@ SCRIPTS: dict[str, Script] = {
     "refund": refund,
     "bench": bench,
     "looper": looper,
+    "research": research,
+    "fact_finder": fact_finder,
     "echo": echo,
 }

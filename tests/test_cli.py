@@ -108,7 +108,12 @@ async def test_onboarding_through_the_cli(dev_env: WorkflowEnvironment, dev_work
     text = ok(await cli("status", run, "--address", addr)).stdout
     assert "waiting for: event clearance_granted since" in text
 
-    listed = ok(await cli("list", "--status", "waiting_event", "--address", addr, "--json"))
+    # Visibility is eventually consistent: give the search attribute a moment to land.
+    for _ in range(50):
+        listed = ok(await cli("list", "--status", "waiting_event", "--address", addr, "--json"))
+        if run in [row["run"] for row in json.loads(listed.stdout)]:
+            break
+        await asyncio.sleep(0.2)
     assert run in [row["run"] for row in json.loads(listed.stdout)]
     table = ok(await cli("list", "--agent", "onboarding", "--status", "waiting_event",
                          "--address", addr)).stdout  # fmt: skip

@@ -229,18 +229,21 @@ class AgentWorkflow:
                 state.note("assistant", reply.message.content)
             if not reply.message.tool_calls:
                 return reply.message.content
-            fresh = [
-                c for c in reply.message.tool_calls if runaway.call_key(c) not in state.call_counts
-            ]
+            calls = reply.message.tool_calls
+            fresh = [c for c in calls if runaway.call_key(c) not in state.call_counts]
             before = state.successes
-            for call in reply.message.tool_calls:
-                content = await self._tools().dispatch(spec, call)
+            if len(calls) > 1 and all(c.name == "spawn_agent" for c in calls):
+                # Sub-agents of one reply work at the same time (a fan-out).
+                contents = await asyncio.gather(*(self._tools().dispatch(spec, c) for c in calls))
+            else:
+                contents = [await self._tools().dispatch(spec, c) for c in calls]
+            for call, content in zip(calls, contents, strict=True):
                 state.messages.append(
                     Message(role="tool", tool_call_id=call.id, name=call.name, content=content)
                 )
             if state.strategies:
                 new = min(len(fresh), state.successes - before)
-                reason = runaway.record_turn(state, spec.runaway, reply.message.tool_calls, new)
+                reason = runaway.record_turn(state, spec.runaway, calls, new)
                 if reason:
                     await runaway.stop(state, spec, reason)
 
@@ -257,7 +260,7 @@ class AgentWorkflow:
         return spec.budget.overridden(self._run.budget)
 
     def _tools(self) -> ToolDispatcher:
-        return ToolDispatcher(self._state, self._identity(), self._run.principal, self._gates_on)
+        return ToolDispatcher(self._state, self._identity(), self._run, self._gates_on)
 
     def _check_decision(self, decision: Decision) -> Approval:
         spec = self._spec
@@ -287,6 +290,7 @@ class AgentWorkflow:
             answer=answer,
             turns=self._state.turn,
             usage=self._state.usage,
+            cost_usd=self._state.cost_usd,
         )
 
     def _resolve(self, run: AgentRun) -> tuple[AgentSpec, dict[str, Any]]:

@@ -15,10 +15,11 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.tools import run_tool
     from agents.approvals import ApprovalPolicy, ApprovalRule
+    from agents.durable import SpawnAgentInput
     from agents.spec import AgentSpec, ToolContract, problems
     from workflows import failures as f
-    from workflows import gates, saga
-    from workflows.models import Identity, Outcome, ToolCall, ToolRequest
+    from workflows import gates, saga, subagents
+    from workflows.models import AgentRun, Identity, Outcome, ToolCall, ToolRequest
     from workflows.state import RunState
     from workflows.turns import cancelled, failure_message, failure_type, unrecoverable
     from workflows.waits import EndRun, aborted, park, run_durable
@@ -30,7 +31,7 @@ class ToolDispatcher:
 
     state: RunState
     identity: Identity
-    principal: str
+    run: AgentRun
     gates_on: bool
 
     async def dispatch(self, spec: AgentSpec, call: ToolCall) -> str:
@@ -45,8 +46,10 @@ class ToolDispatcher:
             args = contract.input_model.model_validate(call.arguments)
         except ValidationError as exc:
             return self._tool_error(spec, call, f"bad arguments for {call.name}: {problems(exc)}")
-        if contract.durable:
-            output = await run_durable(self.state, spec, self.principal, args)
+        if isinstance(args, SpawnAgentInput):
+            output = await subagents.spawn(self.state, spec, self.run, call, args)
+        elif contract.durable:
+            output = await run_durable(self.state, spec, self.run.principal, args)
         else:
             data = args.model_dump(mode="json")
             if self._unwinding() and contract.side_effect != "read_only":

@@ -148,6 +148,8 @@ class AgentRun(BaseModel):
     llm_attempts: int | None = Field(default=None, ge=1, le=20)
     budget: BudgetOverride | None = None
     compact_at_tokens: int | None = Field(default=None, ge=100)
+    depth: int = Field(default=0, ge=0)  # 0 for a run people started; sub-agents count up
+    parent: str | None = None
 
 
 class EventSignal(BaseModel):
@@ -265,3 +267,4 @@ class AgentResult(BaseModel):
     answer: str
     turns: int
     usage: Usage
+    cost_usd: Decimal = Decimal(0)  # sub-agents' included

@@ -91,6 +91,8 @@ class RunState(BaseModel):
     cost_usd: Decimal = Decimal(0)
     budget_extensions: int = 0
     compactions: int = 0
+    active_children: int = 0
+    reserved_tokens: int = 0  # budget handed to sub-agents still running
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(
