@@ -18,11 +18,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import get_settings
 from sim.runner import SimServer
+from starters import ops
 from tests.helpers import approve_pending, start_onboarding, start_time_skipping, wait_for_status
 from tests.test_refund import seed, start_refund
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
-from workflows.models import Decision, EventSignal
+from workflows.models import AgentRun, Decision, EventSignal
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -57,6 +58,22 @@ async def record_refund(env: WorkflowEnvironment, sim_url: str, name: str, appro
     print(f"recorded {name}: {len(history.events)} events")
 
 
+async def record_research(env: WorkflowEnvironment) -> None:
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    async with build_worker(env.client, queue):
+        run = AgentRun(
+            agent="research",
+            principal="tester",
+            input={"question": "What is Temporal?", "topics": ["history", "design"]},
+        )
+        # Its children's ids derive from its own: replay needs the same id as the file name.
+        handle = await ops.start_run(env.client, run, "research_fan_out", task_queue=queue)
+        await handle.result()
+        history = await handle.fetch_history()
+    (HISTORIES / "research_fan_out.json").write_text(history.to_json())
+    print(f"recorded research_fan_out: {len(history.events)} events")
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
@@ -71,6 +88,7 @@ async def main() -> None:
             await record(env, "onboarding_gated_timed_out", "sim-openai:onboarding", False)
             await record_refund(env, sim.url, "refund_escalated_approved", True)
             await record_refund(env, sim.url, "refund_escalated_rejected", False)
+            await record_research(env)
         finally:
             await env.shutdown()
 

@@ -60,3 +60,19 @@ async def test_an_approved_extension_lets_the_run_go_on(ts_env, ts_worker, task_
         await asyncio.sleep(0.1)
     assert (await handle.result()).outcome == "completed"
     assert extensions >= 1
+
+
+async def test_a_deadline_stops_the_run_at_its_next_turn(ts_env, ts_worker, task_queue, ledger):
+    from datetime import timedelta
+
+    from workflows.models import EventSignal
+
+    handle = await start_onboarding(
+        ts_env.client, task_queue, budget=BudgetOverride(deadline_hours=1)
+    )
+    await wait_for_status(handle, "waiting_event")
+    await ts_env.sleep(timedelta(hours=2))
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    result = await handle.result()
+    assert result.outcome == "budget_exhausted" and "deadline 1:00:00" in result.answer
+    assert ledger(handle.id, "send_email") == 0

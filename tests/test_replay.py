@@ -40,6 +40,7 @@ def test_histories_are_committed() -> None:
         "onboarding_timed_out",
         "refund_escalated_approved",
         "refund_escalated_rejected",
+        "research_fan_out",
     } <= names
 
 
