@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -60,11 +61,7 @@ class ToolContract:
     durable: bool = False  # runs in the workflow itself (waits, timers), not as an activity
 
     def schema(self) -> ToolSchema:
-        return ToolSchema(
-            name=self.name,
-            description=self.description,
-            parameters=self.input_model.model_json_schema(),
-        )
+        return _schema(self)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -74,6 +71,16 @@ class ToolContract:
             maximum_attempts=self.max_attempts,
             non_retryable_error_types=TOOL_NON_RETRYABLE,
         )
+
+
+@lru_cache(maxsize=256)
+def _schema(contract: ToolContract) -> ToolSchema:
+    # JSON-schema generation is slow and the answer never changes: once per tool per process.
+    return ToolSchema(
+        name=contract.name,
+        description=contract.description,
+        parameters=contract.input_model.model_json_schema(),
+    )
 
 
 @dataclass(frozen=True)
