@@ -22,6 +22,7 @@ PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "claude-sonnet-4-5": (Decimal("3.00"), Decimal("15.00")),
     "claude-haiku-4-5": (Decimal("1.00"), Decimal("5.00")),
     "onboarding": (Decimal("1.00"), Decimal("4.00")),
+    "onboarding-backup": (Decimal("1.00"), Decimal("4.00")),
     "refund": (Decimal("1.00"), Decimal("4.00")),
 }
 MILLION = Decimal(1_000_000)
@@ -34,6 +35,7 @@ CONTEXT_WINDOWS: dict[str, int] = {
     "claude-sonnet-4-5": 200_000,
     "claude-haiku-4-5": 200_000,
     "onboarding": 32_000,
+    "onboarding-backup": 32_000,
     "refund": 32_000,
     "bench": 1_000_000,
 }

@@ -38,7 +38,9 @@ ONBOARDING = AgentSpec(
     version="1.0.0",
     description="Onboard a new hire: mailbox, laptop, security clearance, welcome email.",
     system_prompt=SYSTEM_PROMPT,
-    model_route=("sim-openai:onboarding",),
+    # The primary model, then a fallback on another provider (both sims here; in production
+    # e.g. "openai:gpt-4.1" then "anthropic:claude-sonnet-4-5").
+    model_route=("sim-openai:onboarding", "sim-anthropic:onboarding-backup"),
     tools=(CREATE_MAILBOX, ORDER_LAPTOP, WAIT_FOR_EVENT, SLEEP_UNTIL, ASK_HUMAN, SEND_EMAIL),
     input_model=NewHire,
     max_turns=12,
