@@ -26,7 +26,16 @@ MODEL_ERROR_FAULTS = frozenset(
 )
 MODEL_FAULTS = MODEL_ERROR_FAULTS | {"slow", "malformed_tool_json", "unknown_tool", "refusal"}
 COMPANY_FAULTS = frozenset(
-    {"rate_limit", "unavailable", "server_error", "auth", "slow", "commit_then_fail", "delay"}
+    {
+        "rate_limit",
+        "unavailable",
+        "server_error",
+        "auth",
+        "slow",
+        "commit_then_fail",
+        "delay",
+        "off_contract",
+    }
 )
 ALL_FAULTS = MODEL_FAULTS | COMPANY_FAULTS
 _ALLOWED: dict[str, frozenset[str]] = {"model": MODEL_FAULTS, "company": COMPANY_FAULTS}

@@ -118,6 +118,9 @@ async def _after_commit(fault: Fault | None) -> Response | None:
         await asyncio.sleep(fault.number("seconds", 3))
     if fault.name == "commit_then_fail":
         return error(500, "simulated fault: the effect was committed, then the request failed")
+    if fault.name == "off_contract":
+        # A 2xx whose body is not what the API promises (a bad deploy on the other side).
+        return JSONResponse({"ok": True, "note": "simulated fault: off-contract answer"}, 201)
     return None
 
 

@@ -166,3 +166,21 @@ async def test_a_looping_agent_is_stopped_and_parked(ts_env, ts_worker, task_que
     assert (await handle.query(AgentWorkflow.status)).turn == 6
     await handle.signal(AgentWorkflow.abort, AbortRequest(reason="stuck in a loop"))
     assert (await handle.result()).outcome == "aborted"
+
+
+async def test_a_tool_answering_outside_its_contract_parks_until_fixed(
+    ts_env, ts_worker, task_queue, fault, ledger
+):
+    fault("company:create_mailbox", "off_contract", times=1)
+    handle = await start_onboarding(ts_env.client, task_queue)
+    await wait_for_status(handle, "needs_attention")
+    status = await handle.query(AgentWorkflow.status)
+    assert "ToolContractViolation" in (status.last_error or "")
+    assert "create_mailbox answered outside its contract" in (status.last_error or "")
+
+    # The other side fixed its deploy: resume retries the same call, under the same key.
+    await handle.signal(AgentWorkflow.resume)
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await approve_pending(handle)
+    assert (await handle.result()).outcome == "completed"
+    assert ledger(handle.id, "create_mailbox") == 1
