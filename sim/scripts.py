@@ -177,6 +177,12 @@ def looper(conv: Conversation) -> Reply:
     return Reply(tool_calls=[ToolCall("echo", {"text": "are we there yet?"})])
 
 
+def pingpong(conv: Conversation) -> Reply:
+    """Busy but going nowhere: ping, pong, ping, pong… (idle-turn detection)."""
+    text = "ping" if len(conv.results("echo")) % 2 == 0 else "pong"
+    return Reply(tool_calls=[ToolCall("echo", {"text": text})])
+
+
 def echo(conv: Conversation) -> Reply:
     """No tools: answer with the last user message, a smoke test for the wire formats."""
     return Reply(text=conv.last_user_text())
@@ -190,6 +196,7 @@ SCRIPTS: dict[str, Script] = {
     "refund": refund,
     "bench": bench,
     "looper": looper,
+    "pingpong": pingpong,
     "research": research,
     "fact_finder": fact_finder,
     "echo": echo,
