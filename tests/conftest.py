@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -86,3 +89,48 @@ def fresh_circuits() -> Iterator[None]:
     circuit.reset()
     yield
     circuit.reset()
+
+
+@pytest.fixture
+def fault(sim):  # type: ignore[no-untyped-def]
+    """Queue a fault at the sim for the next `times` matching requests; clear them after."""
+
+    def queue(target: str, kind: str, times: int, **params: Any) -> None:
+        httpx.post(
+            f"{sim.url}/admin/faults",
+            json={
+                "target": target,
+                "fault": kind,
+                "params": params,
+                "times": times,
+            },
+        ).raise_for_status()
+
+    yield queue
+    httpx.delete(f"{sim.url}/admin/faults")
+
+
+@pytest.fixture
+def spawn_worker(dev_env: WorkflowEnvironment, sim: SimServer, task_queue: str) -> Iterator:  # type: ignore[type-arg]
+    """Start worker processes on this test's queue; kill any left at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+    env = os.environ | {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "DURABLE_AGENTS_TASK_QUEUE": task_queue,
+        "DURABLE_AGENTS_SIM_URL": sim.url,
+    }
+
+    def spawn() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        proc.kill()
+        proc.wait()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import time
 import uuid
 from datetime import date
 from typing import Any
@@ -84,3 +87,15 @@ async def approve_pending(
     return await handle.execute_update(
         AgentWorkflow.decide, Decision(approver=approver, reason="looks right")
     )
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+async def wait_for_ledger(ledger, run_id: str, action: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while ledger(run_id, action) == 0:
+        assert time.monotonic() < deadline, f"{action} never reached the sim"
+        await asyncio.sleep(0.05)

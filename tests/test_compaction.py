@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
-import pytest
-
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
 from workflows.models import EventSignal
-
-
-@pytest.fixture
-def clear_faults(sim):  # type: ignore[no-untyped-def]
-    yield
-    httpx.delete(f"{sim.url}/admin/faults")
 
 
 async def finish(handle) -> None:  # type: ignore[no-untyped-def]
@@ -22,18 +13,11 @@ async def finish(handle) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_context_window_error_compacts_and_retries_the_turn(
-    ts_env, ts_worker, sim, task_queue, ledger, clear_faults
+    ts_env, ts_worker, fault, task_queue, ledger
 ):
     handle = await start_onboarding(ts_env.client, task_queue)
     await wait_for_status(handle, "waiting_event")  # three turns in
-    httpx.post(
-        f"{sim.url}/admin/faults",
-        json={
-            "target": "model:onboarding",
-            "fault": "context_length",
-            "times": 1,
-        },
-    ).raise_for_status()
+    fault("model:onboarding", "context_length", times=1)
     await finish(handle)
     result = await handle.result()
 

@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
-import pytest
-
 from starters import ops
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from tests.test_cli import address, cli, error, ok
 from workflows.agent import AgentWorkflow
 from workflows.models import AbortRequest, AgentRun, EventSignal
-
-
-@pytest.fixture
-def fault(sim):  # type: ignore[no-untyped-def]
-    """Queue a fault at the sim for the next `times` matching requests; clear them after."""
-
-    def queue(target: str, kind: str, times: int, **params: Any) -> None:
-        httpx.post(
-            f"{sim.url}/admin/faults",
-            json={
-                "target": target,
-                "fault": kind,
-                "params": params,
-                "times": times,
-            },
-        ).raise_for_status()
-
-    yield queue
-    httpx.delete(f"{sim.url}/admin/faults")
 
 
 async def test_unavailable_provider_falls_back_to_the_next_model(

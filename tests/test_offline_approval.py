@@ -12,13 +12,9 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from tests import test_crash
-from tests.helpers import start_onboarding, wait_for_status
-from tests.test_crash import kill
+from tests.helpers import kill, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
 from workflows.models import Decision, EventSignal
-
-spawn_worker = test_crash.spawn_worker  # the fixture: worker processes on this test's queue
 
 
 async def at_the_gate_then_no_worker(

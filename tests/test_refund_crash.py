@@ -11,17 +11,12 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 from temporalio.client import WorkflowHandle
 
-from tests import test_crash
-from tests.helpers import wait_for_status
-from tests.test_crash import kill, wait_for_ledger
+from tests.helpers import kill, wait_for_ledger, wait_for_status
 from tests.test_refund import seed, start_refund, ticket
 from workflows.agent import AgentWorkflow
 from workflows.models import Decision
-
-spawn_worker = test_crash.spawn_worker  # the fixture: worker processes on this test's queue
 
 
 async def refund_attempts(handle: WorkflowHandle[Any, Any]) -> int:
@@ -41,7 +36,7 @@ async def refund_attempts(handle: WorkflowHandle[Any, Any]) -> int:
 
 
 async def test_sigkill_between_approval_and_refund_issues_exactly_one(
-    dev_env, sim, spawn_worker, task_queue, ledger
+    dev_env, sim, fault, spawn_worker, task_queue, ledger
 ):
     order = seed(sim.url, "250.00")
     first = spawn_worker()
@@ -50,15 +45,7 @@ async def test_sigkill_between_approval_and_refund_issues_exactly_one(
     assert ledger(handle.id, "place_hold") == 1 and ledger(handle.id, "issue_refund") == 0
 
     # The next refund commits at the sim, then its answer is held back for 5 s.
-    httpx.post(
-        f"{sim.url}/admin/faults",
-        json={
-            "target": "issue_refund",
-            "fault": "delay",
-            "params": {"seconds": 5, "when": "after"},
-            "times": 1,
-        },
-    ).raise_for_status()
+    fault("issue_refund", "delay", times=1, seconds=5, when="after")
     approval = await handle.execute_update(
         AgentWorkflow.decide, Decision(approver="sam", reason="damaged in transit")
     )

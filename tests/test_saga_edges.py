@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import httpx
 import pytest
 from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
@@ -18,20 +17,12 @@ from workflows.agent import AgentWorkflow
 from workflows.models import AgentRun
 
 
-@pytest.fixture
-def clear_faults(sim):  # type: ignore[no-untyped-def]
-    yield
-    httpx.delete(f"{sim.url}/admin/faults")
-
-
 async def test_a_refund_retried_after_a_refusal_is_not_undone(
-    ts_env, ts_worker, sim, task_queue, ledger, clear_faults
+    ts_env, ts_worker, sim, fault, task_queue, ledger
 ):
     # The payments system refuses the first hold; the model tries again and all goes well:
     # the refusal was the model's to handle, and past the refund nothing is undone.
-    httpx.post(
-        f"{sim.url}/admin/faults", json={"target": "place_hold", "fault": "auth", "times": 1}
-    ).raise_for_status()
+    fault("place_hold", "auth", times=1)
     order = seed(sim.url, "45.00")
     handle = await start_refund(ts_env.client, task_queue, order)
     result = await handle.result()
