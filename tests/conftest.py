@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -134,3 +135,18 @@ def spawn_worker(dev_env: WorkflowEnvironment, sim: SimServer, task_queue: str) 
     for proc in procs:
         proc.kill()
         proc.wait()
+
+
+# Clients of the sim for the sim's own tests; `sim` resolves to the test module's own server
+# where a module defines one.
+@pytest.fixture
+async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
+        await client.delete("/admin/faults")
+        yield client
+
+
+@pytest.fixture
+async def oai(sim: SimServer, http: httpx.AsyncClient) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=sim.url + "/v1", api_key="sim", max_retries=0) as c:
+        yield c

@@ -53,19 +53,6 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
 
 
 @pytest.fixture
-async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
-        await client.delete("/admin/faults")
-        yield client
-
-
-@pytest.fixture
-async def oai(sim: SimServer, http: httpx.AsyncClient) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=sim.url + "/v1", api_key="sim", max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture
 async def claude(
     sim: SimServer, http: httpx.AsyncClient
 ) -> AsyncIterator[anthropic.AsyncAnthropic]:

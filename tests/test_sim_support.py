@@ -11,7 +11,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -43,19 +43,6 @@ HAPPY += ["issue_refund", "update_ticket"]
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     with SimServer(tmp_path_factory.mktemp("sim-support") / "sim.db") as server:
         yield server
-
-
-@pytest.fixture
-async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
-        await client.delete("/admin/faults")
-        yield client
-
-
-@pytest.fixture
-async def oai(sim: SimServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=sim.url + "/v1", api_key="sim", max_retries=0) as c:
-        yield c
 
 
 @pytest.fixture
