@@ -11,8 +11,9 @@ import json
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities.llm import call_llm
-from workflows.models import LLMRequest, Message, Usage
+from activities.conversation import resolve, store_message
+from activities.llm import complete
+from workflows.models import ConversationRef, LLMRequest, Message, Usage
 
 SUMMARIZE_SYSTEM = (
     "You compact an agent's conversation. Keep every fact the agent will need: ids, addresses, "
@@ -22,8 +23,12 @@ SUMMARIZE_SYSTEM = (
 
 
 class SummarizeRequest(BaseModel):
+    """The messages to summarise: as content (`messages`), or by reference (`conversation`, in
+    which case the summary is stored as a message too)."""
+
     route: str
-    messages: list[Message]
+    messages: list[Message] = Field(default_factory=list)
+    conversation: ConversationRef | None = None
     agent: str = ""
     turn: int = 0
     max_tokens: int = 1024
@@ -53,14 +58,20 @@ def render(messages: list[Message]) -> str:
 @activity.defn
 async def summarize(request: SummarizeRequest) -> Summary:
     """Summarise the given messages with the run's model."""
-    reply = await call_llm(
+    messages = request.messages
+    if request.conversation is not None:
+        resolved = await resolve(LLMRequest(route=request.route, conversation=request.conversation))
+        messages = resolved.request.messages
+    reply = await complete(
         LLMRequest(
             route=request.route,
             system=SUMMARIZE_SYSTEM,
-            messages=[Message(role="user", content=render(request.messages))],
+            messages=[Message(role="user", content=render(messages))],
             max_tokens=request.max_tokens,
             agent=request.agent,
             turn=request.turn,
         )
     )
+    if request.conversation is not None:
+        await store_message(Message(role="user", content=reply.message.content))
     return Summary(text=reply.message.content, usage=reply.usage, model=reply.model)

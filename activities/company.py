@@ -89,6 +89,7 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "order_laptop": _endpoint("/it/laptops", "order_laptop"),
     "send_email": _endpoint("/mail/messages", "send_email"),
     "echo": _endpoint("/tools/echo", "echo"),
+    "read_document": _endpoint("/docs/read", "read_document"),
     "verify_customer": _endpoint("/crm/verify", "verify_customer"),
     "check_refund_eligibility": _endpoint("/payments/eligibility", "check_refund_eligibility"),
     "place_hold": _endpoint("/payments/holds", "place_hold"),

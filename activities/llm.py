@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import circuit
+from activities.conversation import resolve, store_reply
 from activities.heartbeat import heartbeating
 from activities.providers import anthropic_wire, openai_wire
 from activities.providers.common import error
@@ -129,7 +130,21 @@ def _read(parse: Callable[[Any], LLMReply], raw: Any, route: Route) -> LLMReply:
 
 @activity.defn
 async def call_llm(request: LLMRequest) -> LLMReply:
-    """Ask the model for the next step of the conversation."""
+    """Ask the model for the next step of the conversation.
+
+    A conversation sent by reference is rebuilt from the message store first, and the reply is
+    stored under its hash: only the reply goes back into history.
+    """
+    resolved = await resolve(request)
+    reply = await complete(resolved.request)
+    reply.degraded = resolved.degraded
+    if request.conversation is not None:
+        await store_reply(resolved.head, reply.message)
+    return reply
+
+
+async def complete(request: LLMRequest) -> LLMReply:
+    """One model call with the conversation as content."""
     try:
         route = parse_route(request.route)
     except InvalidRoute as exc:

@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     company_url: str | None = None  # the company systems; the sim's by default
     state_dir: Path = Path(".state")
     task_queue: str = "durable-agents"
+    # The message store (activities/store.py): sqlite:////path (default <state_dir>/store.sqlite3)
+    # or redis://host:port/db for workers on several machines.
+    store_url: str | None = None
+    # Tool results larger than this (bytes of JSON) fail with PayloadTooLarge even by reference.
+    max_tool_result_bytes: int = Field(default=8_000_000, ge=1_000)
     # Circuit breaker per provider and model (activities/circuit.py); threshold 0 disables it.
     breaker_threshold: int = Field(default=5, ge=0)
     breaker_cooldown_seconds: float = Field(default=30.0, ge=0)

@@ -9,11 +9,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.company import IMPLEMENTATIONS, ToolContext
+from activities.conversation import store_message
 from activities.heartbeat import heartbeating
-from agents.spec import problems
+from activities.settings import get_settings
+from activities.store import get_store
+from agents.spec import TOOL_NON_RETRYABLE, problems
 from agents.toolbox import TOOL_CONTRACTS
+from workflows import chain
 from workflows import failures as f
-from workflows.models import ToolRequest, ToolResult
+from workflows.models import BlobRef, ToolRequest, ToolResult
 
 
 @activity.defn
@@ -37,7 +41,15 @@ async def run_tool(request: ToolRequest) -> ToolResult:
         ) from None
     limit = activity.info().start_to_close_timeout or timedelta(seconds=30)
     ctx = ToolContext(request.idempotency_key, request.identity, limit.total_seconds())
-    raw = await heartbeating(implementation(args, ctx), f"tool {request.tool}")
+    try:
+        raw = await heartbeating(implementation(args, ctx), f"tool {request.tool}")
+    except ApplicationError as err:
+        if err.type in TOOL_NON_RETRYABLE and not err.non_retryable:
+            # The type decides: a rejection is final even if the implementation forgot to say.
+            raise ApplicationError(
+                err.message, *err.details, type=err.type, non_retryable=True
+            ) from err
+        raise
     try:
         output = contract.output_model.model_validate(raw)
     except ValidationError as exc:
@@ -47,4 +59,35 @@ async def run_tool(request: ToolRequest) -> ToolResult:
             type=f.TOOL_CONTRACT_VIOLATION,
             non_retryable=True,
         ) from None
-    return ToolResult(tool=request.tool, output=output.model_dump(mode="json"))
+    result = ToolResult(tool=request.tool, output=output.model_dump(mode="json"))
+    return await _handed_back(request, result)
+
+
+async def _handed_back(request: ToolRequest, result: ToolResult) -> ToolResult:
+    """Store the result as the run's next message; a large one is passed by reference."""
+    handling = request.result
+    if handling is None:
+        return result
+    text = chain.result_text(result.output)
+    size = len(text.encode())
+    limit = get_settings().max_tool_result_bytes
+    if size > limit:
+        raise ApplicationError(
+            f"the result of {request.tool} is {size:,} bytes, over the worker's limit of "
+            f"{limit:,} (DURABLE_AGENTS_MAX_TOOL_RESULT_BYTES): ask for less",
+            {"payload": f"result of {request.tool}", "bytes": size, "limit": limit},
+            type=f.PAYLOAD_TOO_LARGE,
+            non_retryable=True,
+        )
+    if size > handling.inline_bytes:
+        body = text.encode()
+        blob = BlobRef(hash=chain.digest(body), size=size, view=handling.view)
+        await get_store().put({blob.hash: body})
+        result = ToolResult(
+            tool=request.tool,
+            output={},
+            preview=chain.preview(text, blob, handling.preview_chars),
+            blob=blob,
+        )
+    await store_message(chain.tool_message(handling.tool_call_id, request.tool, result))
+    return result

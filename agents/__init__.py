@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from agents.bench import BENCH
 from agents.onboarding import ONBOARDING
+from agents.reader import READER, SKIMMER
 from agents.refund import REFUND
 from agents.research import FACT_FINDER, RESEARCH
 from agents.spec import AgentSpec
 
 AGENTS: dict[str, AgentSpec] = {
-    spec.name: spec for spec in (ONBOARDING, REFUND, RESEARCH, FACT_FINDER, BENCH)
+    spec.name: spec for spec in (ONBOARDING, REFUND, RESEARCH, FACT_FINDER, BENCH, READER, SKIMMER)
 }
 
 

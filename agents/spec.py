@@ -69,7 +69,8 @@ class ToolContract:
             backoff_coefficient=2.0,
             maximum_interval=timedelta(seconds=30),
             maximum_attempts=self.max_attempts,
-            non_retryable_error_types=TOOL_NON_RETRYABLE,
+            # run_tool raises every TOOL_NON_RETRYABLE type non-retryable itself, so the policy
+            # in each scheduled event need not list them.
         )
 
 
@@ -133,6 +134,11 @@ class AgentSpec:
     compact_at: float = 0.8  # of the model's context window
     max_depth: int = 2  # how deep a tree of sub-agents may grow below a run people started
     max_children: int = 3  # sub-agents running at once
+    # Tool results larger than this (bytes of JSON) stay out of history, in the message store;
+    # the model reads them in full ("full") or only their first `preview_chars` ("preview").
+    inline_result_bytes: int = 16_000
+    large_results: Literal["full", "preview"] = "full"
+    preview_chars: int = 2000
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

@@ -91,7 +91,29 @@ ECHO = ToolContract(
     timeout=timedelta(seconds=10),
 )
 
+
+class ReadDocumentInput(BaseModel):
+    doc_id: str = Field(min_length=1)
+    chars: int = Field(default=2000, ge=0, le=20_000_000)
+
+
+class ReadDocumentOutput(BaseModel):
+    doc_id: str
+    text: str
+
+
+READ_DOCUMENT = ToolContract(
+    name="read_document",
+    description="Read a document of the company wiki by id (the first `chars` characters).",
+    input_model=ReadDocumentInput,
+    output_model=ReadDocumentOutput,
+    side_effect="read_only",
+    timeout=timedelta(seconds=20),
+    required_scopes=("wiki:read",),
+)
+
 # Every activity-run tool a worker can execute, by name.
 TOOL_CONTRACTS: dict[str, ToolContract] = {
-    t.name: t for t in (CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL, ECHO, *SUPPORT_TOOLS)
+    t.name: t
+    for t in (CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL, ECHO, READ_DOCUMENT, *SUPPORT_TOOLS)
 }

@@ -7,6 +7,7 @@ tickets) follow the same pattern in their own module and are added to `create_ap
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import uuid
 from datetime import date, timedelta
@@ -43,6 +44,11 @@ class EchoIn(BaseModel):
     text: str
 
 
+class DocumentIn(BaseModel):
+    doc_id: str = Field(min_length=1)
+    chars: int = Field(default=2000, ge=0, le=20_000_000)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
@@ -69,11 +75,33 @@ def echo(conn: sqlite3.Connection, body: EchoIn) -> dict[str, Any]:
     return {"text": body.text}
 
 
+WORDS = ["agents", "durable", "history", "ledger", "approval", "workflow", "message", "turn"]
+
+
+def document_text(doc_id: str, chars: int) -> str:
+    """The same text for the same document every time: words picked by the id's hash."""
+    seed = int(hashlib.sha256(doc_id.encode()).hexdigest()[:8], 16)
+    words, size, i = [], 0, 0
+    while size < chars:
+        word = WORDS[(seed + i * 7 + i // 3) % len(WORDS)]
+        words.append(word)
+        size += len(word) + 1
+        i += 1
+    return f"{doc_id}: {' '.join(words)}"[:chars]
+
+
+def read_document(conn: sqlite3.Connection, body: DocumentIn) -> dict[str, Any]:
+    return {"doc_id": body.doc_id, "text": document_text(body.doc_id, body.chars)}
+
+
 ACTIONS: list[Action] = [
     Action("create_mailbox", "/hr/mailboxes", MailboxIn, create_mailbox),
     Action("order_laptop", "/it/laptops", LaptopIn, order_laptop),
     Action("send_email", "/mail/messages", EmailIn, send_email),
     Action("echo", "/tools/echo", EchoIn, echo, status_code=200, mutating=False),
+    Action(
+        "read_document", "/docs/read", DocumentIn, read_document, status_code=200, mutating=False
+    ),
 ]
 
 

@@ -115,6 +115,38 @@ def bench(conv: Conversation) -> Reply:
     return Reply(text=f"done after {turns} turns")
 
 
+def reader(conv: Conversation) -> Reply:
+    """Read K×P documents of C characters, P per reply; optionally email a note (an irreversible,
+    approval-gated step) after `email_at` documents. Input {"turns", "chars", "per_turn",
+    "email_at", "arg_chars"}; `arg_chars` pads the first call's arguments (an oversized input).
+    The answer counts what came back in full, as JSON, and what came as a preview only."""
+    data = task_input(conv)
+    turns, chars = int(data.get("turns", 3)), int(data.get("chars", 2000))
+    per = int(data.get("per_turn", 1))
+    results = conv.results("read_document")
+    done = len(results)
+    email_at = data.get("email_at")
+    if email_at is not None and done >= int(email_at) and not conv.results("send_email"):
+        note = {"to": "hana@acme.example", "subject": "Reading", "body": f"read {done} so far"}
+        return Reply(tool_calls=[ToolCall("send_email", note)])
+    if done < turns * per:
+        calls = []
+        for i in range(per):
+            args: dict[str, Any] = {"doc_id": f"doc-{done + i + 1}", "chars": chars}
+            if done == 0 and i == 0 and data.get("arg_chars"):
+                args["doc_id"] = "x" * int(data["arg_chars"])
+            calls.append(ToolCall("read_document", args))
+        return Reply(tool_calls=calls)
+    full = [r.value() for r in results if isinstance(r.value(), dict)]
+    total = sum(len(str(v.get("text", ""))) for v in full)
+    errors = sum(1 for v in full if "error" in v)
+    previews = done - len(full)
+    return Reply(
+        text=f"read {done} documents: {total} characters in full, {previews} previews, "
+        f"{errors} errors"
+    )
+
+
 SUMMARIZE_MARKER = "You compact an agent's conversation"
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
 
@@ -195,6 +227,8 @@ SCRIPTS: dict[str, Script] = {
     "onboarding-backup": onboarding,
     "refund": refund,
     "bench": bench,
+    "reader": reader,
+    "skimmer": reader,
     "looper": looper,
     "pingpong": pingpong,
     "research": research,

@@ -52,7 +52,10 @@ async def pending(
 ) -> list[dict[str, Any]]:
     """Pending approvals across runs; a run that cannot answer its `status` query (no worker
     serves it) is left out and named in `problems`, instead of holding up the whole inbox."""
-    query = "WorkflowType = 'AgentWorkflow' AND AgentStatus = 'waiting_approval'"
+    query = (
+        f"WorkflowType = 'AgentWorkflow' AND AgentStatus = 'waiting_approval' "
+        f"AND {ops.ONE_ROW_PER_RUN}"
+    )
     ids = [wf.id async for wf in client.list_workflows(query, limit=500)]
 
     async def read(run_id: str) -> AgentStatus | None:

@@ -37,6 +37,8 @@ from agents.spec import problems
 from workers.client import TASK_QUEUE, ServerUnreachable, connect_config
 from workers.client import connect as _connect
 from workflows.agent import AgentWorkflow
+from workflows.failures import PAYLOAD_TOO_LARGE
+from workflows.history import DEFAULT_MAX_PAYLOAD
 from workflows.models import (
     AgentResult,
     AgentRun,
@@ -120,7 +122,9 @@ async def start_run(
     client: Client, run: AgentRun, workflow_id: str | None = None, task_queue: str = TASK_QUEUE
 ) -> WorkflowHandle[Any, AgentResult]:
     validate_run(run)
+    _check_size(client, run)
     wid = workflow_id or f"{run.agent}-{uuid.uuid4().hex[:10]}"
+    details = json.dumps(run.input, sort_keys=True)
     try:
         return await client.start_workflow(
             AgentWorkflow.run,
@@ -128,7 +132,7 @@ async def start_run(
             id=wid,
             task_queue=task_queue,
             static_summary=summary(run),
-            static_details=f"Input: {json.dumps(run.input, sort_keys=True)}",
+            static_details=f"Input: {details if len(details) <= 2000 else details[:2000] + ' …'}",
             search_attributes=_initial_attributes(run),
             # Idempotency keys are `<workflow id>/<tool call id>`: an id is never used twice.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -138,6 +142,17 @@ async def start_run(
             f"a run with id {wid!r} already exists; pick another --id "
             f"or look at it with `agentctl status {wid}`"
         ) from None
+
+
+def _check_size(client: Client, run: AgentRun) -> None:
+    """Refuse an input the run could not carry, before anything starts."""
+    size = client.data_converter.payload_converter.to_payloads([run])[0].ByteSize()
+    limit = run.max_payload_bytes or DEFAULT_MAX_PAYLOAD
+    if size > limit:
+        raise OpError(
+            f"{PAYLOAD_TOO_LARGE}: the run's input is {size:,} bytes, over the limit of "
+            f"{limit:,}; pass large documents by reference (an id or URL a tool can read)"
+        )
 
 
 async def pollers(client: Client, task_queue: str) -> int | None:
@@ -259,9 +274,13 @@ async def outcome(handle: WorkflowHandle[Any, AgentResult]) -> AgentResult:
         raise OpError(f"run {handle.id!r} ended without a result: {why}") from None
 
 
+# A run that continued as new is one run: show only the latest of its chain.
+ONE_ROW_PER_RUN = "ExecutionStatus != 'ContinuedAsNew'"
+
+
 def list_query(agent: str | None = None, status: str | None = None) -> str:
     """The visibility query for `agentctl list`; filter values are checked, never spliced raw."""
-    clauses = ["WorkflowType = 'AgentWorkflow'"]
+    clauses = ["WorkflowType = 'AgentWorkflow'", ONE_ROW_PER_RUN]
     if agent is not None:
         if not _NAME.fullmatch(agent):
             raise OpError(

@@ -36,6 +36,7 @@ def status(s: AgentStatus) -> str:
         ("tokens", f"{s.usage.input_tokens} in / {s.usage.output_tokens} out"),
         ("cost", f"{s.cost_usd:.4f} USD"),
         ("model route", " → ".join(s.model_route)),
+        ("history", _history(s)),
     ]
     if s.waiting_for:
         since = f" since {s.waiting_since:%Y-%m-%d %H:%M} UTC" if s.waiting_since else ""
@@ -45,6 +46,15 @@ def status(s: AgentStatus) -> str:
     if s.last_error:
         rows.append(("last error", s.last_error))
     return "\n".join(f"{k:>14}: {v}" for k, v in rows)
+
+
+def _history(s: AgentStatus) -> str:
+    size = (
+        f"{s.history_bytes / 1e6:.2f} MB" if s.history_bytes >= 1e5 else f"{s.history_bytes} bytes"
+    )
+    if not s.continued:
+        return size
+    return f"{size} in this run; continued as new {s.continued} time(s), still one run"
 
 
 def result(r: AgentResult) -> str:

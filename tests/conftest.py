@@ -28,6 +28,8 @@ from workflows.search import ALL as SEARCH_ATTRIBUTES
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     server = SimServer(tmp_path_factory.mktemp("sim") / "sim.db").start()
     os.environ["DURABLE_AGENTS_SIM_URL"] = server.url
+    store = tmp_path_factory.mktemp("store") / "store.sqlite3"
+    os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{store}"
     get_settings.cache_clear()
     yield server
     server.stop()

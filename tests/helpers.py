@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -99,3 +99,20 @@ async def wait_for_ledger(ledger, run_id: str, action: str, timeout: float = 30)
     while ledger(run_id, action) == 0:
         assert time.monotonic() < deadline, f"{action} never reached the sim"
         await asyncio.sleep(0.05)
+
+
+async def chain_histories(
+    client: Client, workflow_id: str, first_run: str
+) -> list[WorkflowHistory]:
+    """Every run of a workflow that continued as new, oldest first."""
+    histories, run_id = [], first_run
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else ""
+        )
+    return histories

@@ -19,7 +19,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.settings import get_settings
 from sim.runner import SimServer
 from starters import ops
-from tests.helpers import approve_pending, start_onboarding, start_time_skipping, wait_for_status
+from tests.helpers import (
+    approve_pending,
+    chain_histories,
+    start_onboarding,
+    start_time_skipping,
+    wait_for_status,
+)
 from tests.test_refund import seed, start_refund
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
@@ -74,6 +80,29 @@ async def record_research(env: WorkflowEnvironment) -> None:
     print(f"recorded research_fan_out: {len(history.events)} events")
 
 
+async def record_continued(env: WorkflowEnvironment) -> None:
+    """A reader that continues as new in the middle of turns and while an approval waits."""
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    async with build_worker(env.client, queue):
+        run = AgentRun(
+            agent="reader",
+            input={"turns": 4, "per_turn": 2, "chars": 2000, "email_at": 4},
+            continue_after_bytes=10_000,
+        )
+        handle = await ops.start_run(env.client, run, "reader_continued", task_queue=queue)
+        first = handle.result_run_id or ""
+        await wait_for_status(handle, "waiting_approval")
+        for i in range(6):  # history grows while the approval waits: it continues as new
+            event = EventSignal(name=f"note-{i}", payload={"text": "x" * 2000})
+            await handle.signal(AgentWorkflow.on_event, event)
+        await approve_pending(handle, approver="olga")
+        await handle.result()
+        histories = await chain_histories(env.client, handle.id, first)
+    for i, history in enumerate(histories, 1):
+        (HISTORIES / f"reader_continued_run{i}.json").write_text(history.to_json())
+    print(f"recorded reader_continued: {len(histories)} runs")
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
@@ -89,6 +118,7 @@ async def main() -> None:
             await record_refund(env, sim.url, "refund_escalated_approved", True)
             await record_refund(env, sim.url, "refund_escalated_rejected", False)
             await record_research(env)
+            await record_continued(env)
         finally:
             await env.shutdown()
 

@@ -289,8 +289,9 @@ def test_list_filters_cannot_inject_into_the_visibility_query(args: tuple[str, s
 
 
 def test_list_query_for_valid_filters():
-    assert ops.list_query() == "WorkflowType = 'AgentWorkflow'"
+    latest = "ExecutionStatus != 'ContinuedAsNew'"
+    assert ops.list_query() == f"WorkflowType = 'AgentWorkflow' AND {latest}"
     assert ops.list_query("onboarding", "waiting_event") == (
-        "WorkflowType = 'AgentWorkflow' AND AgentName = 'onboarding' "
+        f"WorkflowType = 'AgentWorkflow' AND {latest} AND AgentName = 'onboarding' "
         "AND AgentStatus = 'waiting_event'"
     )

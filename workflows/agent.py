@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.budgets import Budget
     from agents.routes import InvalidRoute, parse_route
     from agents.spec import AgentSpec, problems
-    from workflows import compaction, gates, runaway, saga, search, spending
+    from workflows import compaction, gates, history, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
     from workflows.models import (
         AbortRequest,
@@ -35,17 +35,23 @@ with workflow.unsafe.imports_passed_through():
         Message,
         MessageAck,
         Outcome,
+        ToolCall,
         TranscriptEntry,
         UserMessage,
     )
     from workflows.state import OperatorAction, RunState
     from workflows.turns import ask_model
-    from workflows.waits import EndRun
+    from workflows.waits import ContinueRun, EndRun
 
 # Runs started before approval gates existed replay without them.
 APPROVAL_GATES = "approval-gates-v1"
 # Runs started before failure strategies existed fail where newer ones fall back or park.
 FAILURE_STRATEGIES = "failure-strategies-v1"
+# Runs started before the message store sent the whole conversation with every model call and
+# never continued as new.
+HISTORY_BY_REFERENCE = "history-by-reference-v1"
+# Continue as new past this much history, unless the run says otherwise.
+CONTINUE_AFTER = 4_000_000
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -146,6 +152,8 @@ class AgentWorkflow:
             approvals=s.approvals,
             question=s.question.text if s.question and s.question.answer is None else None,
             cost_usd=s.cost_usd,
+            continued=s.continued,
+            history_bytes=workflow.info().get_current_history_size(),
         )
 
     @workflow.query(name="transcript")
@@ -159,7 +167,13 @@ class AgentWorkflow:
         # Decided once, in the first task: a run keeps the behaviour it started with. (Asking
         # at the gate itself trips a core bug when a closed run is queried.)
         self._gates_on = workflow.patched(APPROVAL_GATES)
-        self._state.strategies = workflow.patched(FAILURE_STRATEGIES)
+        strategies = workflow.patched(FAILURE_STRATEGIES)
+        by_reference = workflow.patched(HISTORY_BY_REFERENCE)
+        if run.carried is not None:
+            self._state = RunState.model_validate(run.carried)
+        self._state.strategies = strategies
+        if by_reference:
+            self._limits(run)
         workflow.upsert_search_attributes(
             [
                 search.AGENT_NAME.value_set(run.agent),
@@ -169,10 +183,14 @@ class AgentWorkflow:
         )
         try:
             spec, data = self._resolve(run)
-            task = spec.task_message(run.task, data)
-            self._state.messages.append(Message(role="user", content=task))
-            self._state.note("task", task)
+            if run.carried is None:
+                task = spec.task_message(run.task, data)
+                self._state.messages.append(Message(role="user", content=task))
+                self._state.note("task", task)
             answer = await self._loop(spec)
+        except ContinueRun:
+            await self._continue_as_new(run)
+            raise AssertionError("continue_as_new returned") from None
         except EndRun as end:
             answer = end.answer
             if self._state.strategies and spec.saga:
@@ -211,7 +229,15 @@ class AgentWorkflow:
 
     async def _loop(self, spec: AgentSpec) -> str:
         state = self._state
+        last = state.messages[-1] if state.messages else None
+        unanswered = self._unanswered()
+        if last is not None and unanswered:
+            # This run continued as new in the middle of a turn: finish the turn first.
+            turn = next(m for m in reversed(state.messages) if m.role == "assistant")
+            await self._tool_calls(spec, unanswered, turn.tool_calls)
         while True:
+            if state.continue_due():
+                raise ContinueRun
             if state.turn >= self._max_turns():
                 raise EndRun("turn_budget_exhausted", self._partial_answer())
             if state.strategies:
@@ -230,22 +256,54 @@ class AgentWorkflow:
             if not reply.message.tool_calls:
                 return reply.message.content
             calls = reply.message.tool_calls
-            fresh = [c for c in calls if runaway.call_key(c) not in state.call_counts]
-            before = state.successes
-            if len(calls) > 1 and all(c.name == "spawn_agent" for c in calls):
-                # Sub-agents of one reply work at the same time (a fan-out).
-                contents = await asyncio.gather(*(self._tools().dispatch(spec, c) for c in calls))
-            else:
-                contents = [await self._tools().dispatch(spec, c) for c in calls]
-            for call, content in zip(calls, contents, strict=True):
-                state.messages.append(
-                    Message(role="tool", tool_call_id=call.id, name=call.name, content=content)
-                )
-            if state.strategies:
-                new = min(len(fresh), state.successes - before)
-                reason = runaway.record_turn(state, spec.runaway, calls, new)
-                if reason:
-                    await runaway.stop(state, spec, reason)
+            seen = state.call_counts
+            state.turn_fresh = len([c for c in calls if runaway.call_key(c) not in seen])
+            state.turn_successes = state.successes
+            await self._tool_calls(spec, calls, calls)
+
+    async def _tool_calls(
+        self, spec: AgentSpec, calls: list[ToolCall], turn_calls: list[ToolCall]
+    ) -> None:
+        """Carry out a turn's tool calls (or what is left of them), then look for a runaway."""
+        state = self._state
+        if len(calls) > 1 and all(c.name == "spawn_agent" for c in calls):
+            # Sub-agents of one reply work at the same time (a fan-out).
+            results = await asyncio.gather(*(self._tools().dispatch(spec, c) for c in calls))
+            state.messages.extend(results)
+        else:
+            for i, call in enumerate(calls):
+                if i and state.continue_due():
+                    raise ContinueRun  # a safe point: the next run makes the remaining calls
+                state.messages.append(await self._tools().dispatch(spec, call))
+        if state.strategies:
+            new = min(state.turn_fresh, state.successes - state.turn_successes)
+            reason = runaway.record_turn(state, spec.runaway, turn_calls, new)
+            if reason:
+                await runaway.stop(state, spec, reason)
+
+    def _unanswered(self) -> list[ToolCall]:
+        """The tool calls of the last model reply that have no result yet."""
+        answered = set()
+        for message in reversed(self._state.messages):
+            if message.role == "assistant":
+                return [c for c in message.tool_calls if c.id not in answered]
+            if message.role == "tool" and message.tool_call_id:
+                answered.add(message.tool_call_id)
+        return []
+
+    async def _continue_as_new(self, run: AgentRun) -> None:
+        """Hand the state to a new run of the same workflow id: history starts afresh."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        state = self._state
+        state.continued += 1
+        state.previous_runs.append(workflow.info().run_id)
+        state.note(
+            "note",
+            f"continued as new (#{state.continued}) after "
+            f"{workflow.info().get_current_history_size():,} bytes of history",
+        )
+        carried = state.carry()
+        workflow.continue_as_new(run.model_copy(update={"carried": carried}))
 
     # ---- tools ---------------------------------------------------------------------------
 
@@ -255,6 +313,18 @@ class AgentWorkflow:
         size = compaction.estimated_tokens(spec, self._state.messages)
         if ceiling and size > ceiling:
             await compaction.compact(self._state, spec, route, f"about {size} tokens > {ceiling}")
+
+    def _limits(self, run: AgentRun) -> None:
+        state = self._state
+        state.by_reference = run.conversation == "reference"
+        state.max_payload = run.max_payload_bytes or history.DEFAULT_MAX_PAYLOAD
+        # The naive mode keeps the whole conversation in every call and never continues as new:
+        # it is the comparison for benchmarks, not a way to run agents.
+        if state.by_reference:
+            state.continue_after = run.continue_after_bytes or CONTINUE_AFTER
+        info = workflow.info()
+        state.history_at_start = info.get_current_history_size()
+        state.events_at_start = info.get_current_history_length()
 
     def _budget(self, spec: AgentSpec) -> Budget:
         return spec.budget.overridden(self._run.budget)

@@ -12,14 +12,16 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.compaction import SummarizeRequest, summarize
     from agents.budgets import CONTEXT_WINDOWS
     from agents.routes import parse_route
     from agents.spec import AgentSpec
+    from workflows import chain, history
     from workflows import failures as f
-    from workflows.models import Message
+    from workflows.models import ConversationRef, Message, TailItem
     from workflows.state import RunState
 
 KEEP_RECENT = 4  # messages kept verbatim at the end
@@ -46,6 +48,26 @@ def limit(spec: AgentSpec, route: str, override: int | None) -> int | None:
     return int(window * spec.compact_at) if window else None
 
 
+def _request(
+    state: RunState, spec: AgentSpec, route: str, older: list[Message], split: int
+) -> SummarizeRequest:
+    request = SummarizeRequest(route=route, agent=spec.name, turn=state.turn)
+    if not state.by_reference:
+        request.messages = older
+        return request
+    # By hash: the older messages are in the store already (or the activity says which are not,
+    # and they go as content in the next attempt).
+    stored = history.individually_stored(state)
+    own = history.hashes(state)[1:split]
+    request.conversation = ConversationRef(
+        tail=[
+            TailItem(hash=h, message=None if h in stored else m)
+            for h, m in zip(own, older, strict=True)
+        ]
+    )
+    return request
+
+
 async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> bool:
     """Replace older turns by a summary; False if there is nothing left to compact."""
     messages = state.messages
@@ -55,17 +77,37 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
     if split <= 1:
         return False
     older = messages[1:split]
-    result = await workflow.execute_activity(
-        summarize,
-        SummarizeRequest(route=route, messages=older, agent=spec.name, turn=state.turn),
-        start_to_close_timeout=spec.llm_timeout,
-        heartbeat_timeout=timedelta(seconds=30),
-        retry_policy=SUMMARY_RETRY,
-        summary=f"compaction · turn {state.turn} · {len(older)} messages",
-    )
+    for resend in range(history.RESENDS):
+        request = _request(state, spec, route, older, split)
+        try:
+            history.check_size(request, "the input of summarize", state.max_payload)
+        except history.TooLarge as exc:
+            state.note("error", f"cannot compact: {exc}")
+            return False
+        try:
+            result = await workflow.execute_activity(
+                summarize,
+                request,
+                start_to_close_timeout=spec.llm_timeout,
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=SUMMARY_RETRY,
+                summary=f"compaction · turn {state.turn} · {len(older)} messages",
+            )
+            break
+        except ActivityError as err:
+            cause = err.cause
+            if not isinstance(cause, ApplicationError) or cause.type != f.CONVERSATION_MISSING:
+                raise
+            if resend + 1 == history.RESENDS:
+                raise
+            history.missing(state, cause.details[0] if cause.details else {"base": True})
     state.usage = state.usage.plus(result.usage)
     summary = Message(role="user", content=result.text)
-    state.messages = [messages[0], summary, *messages[split:]]
+    kept = [messages[0], summary, *messages[split:]]
+    if state.by_reference:
+        history.replace_messages(state, kept, [chain.message_hash(summary)])
+    else:
+        state.messages = kept
     state.compactions += 1
     state.note(
         "compaction",

@@ -17,9 +17,18 @@ with workflow.unsafe.imports_passed_through():
     from agents.approvals import ApprovalPolicy, ApprovalRule
     from agents.durable import SpawnAgentInput
     from agents.spec import AgentSpec, ToolContract, problems
+    from workflows import chain, gates, history, saga, subagents
     from workflows import failures as f
-    from workflows import gates, saga, subagents
-    from workflows.models import AgentRun, Identity, Outcome, ToolCall, ToolRequest
+    from workflows.models import (
+        AgentRun,
+        Identity,
+        Message,
+        Outcome,
+        ResultHandling,
+        ToolCall,
+        ToolRequest,
+        ToolResult,
+    )
     from workflows.state import RunState
     from workflows.turns import cancelled, failure_message, failure_type, unrecoverable
     from workflows.waits import EndRun, aborted, park, run_durable
@@ -34,8 +43,14 @@ class ToolDispatcher:
     run: AgentRun
     gates_on: bool
 
-    async def dispatch(self, spec: AgentSpec, call: ToolCall) -> str:
-        """Run one tool call and return what the model should read as its result."""
+    async def dispatch(self, spec: AgentSpec, call: ToolCall) -> Message:
+        """Run one tool call and return the message the model reads as its result."""
+        outcome = await self._dispatch(spec, call)
+        if isinstance(outcome, Message):
+            return outcome
+        return Message(role="tool", tool_call_id=call.id, name=call.name, content=outcome)
+
+    async def _dispatch(self, spec: AgentSpec, call: ToolCall) -> str | Message:
         arguments = json.dumps(call.arguments, sort_keys=True)
         self.state.note("tool_call", f"{call.name}({arguments})", {"id": call.id})
         contract = spec.tool(call.name)
@@ -49,7 +64,7 @@ class ToolDispatcher:
         if isinstance(args, SpawnAgentInput):
             output = await subagents.spawn(self.state, spec, self.run, call, args)
         elif contract.durable:
-            output = await run_durable(self.state, spec, self.run.principal, args)
+            output = await run_durable(self.state, spec, self.run.principal, args, call.id)
         else:
             data = args.model_dump(mode="json")
             if self._unwinding() and contract.side_effect != "read_only":
@@ -61,7 +76,9 @@ class ToolDispatcher:
                 if refused is not None:
                     return refused
             try:
-                output = await self._activity_tool(contract, call, args)
+                result = await self._activity_tool(spec, contract, call, args)
+            except history.TooLarge as exc:
+                return self._tool_error(spec, call, f"{f.PAYLOAD_TOO_LARGE}: {exc}")
             except ActivityError as err:
                 if cancelled(err):
                     raise
@@ -69,7 +86,7 @@ class ToolDispatcher:
                     retried = await self._park_tool(spec, call, err)
                     if retried is None:
                         return self._tool_error(spec, call, failure_message(err))
-                    output = retried
+                    result = retried
                 else:
                     problem = failure_message(err)
                     # A refusal is the model's to handle; a step that failed for good is not.
@@ -77,18 +94,27 @@ class ToolDispatcher:
                     if spec.saga and (given_up or not self.state.strategies):
                         self.unwind_later("compensated", f"{call.name} failed: {problem}")
                     return self._tool_error(spec, call, problem)
-            saga.record(self.state, contract, call, data, output)
+            saga.record(self.state, contract, call, data, result.output)
+            if self.state.by_reference:
+                message = chain.tool_message(call.id, call.name, result)
+                history.produced(self.state, message)
+                self._succeeded(call, message.content)
+                return message
+            output = result.output
         text = json.dumps(output, sort_keys=True)
+        self._succeeded(call, text)
+        return text
+
+    def _succeeded(self, call: ToolCall, text: str) -> None:
         self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
         self.state.successes += 1
-        return text
 
     def _unwinding(self) -> bool:
         return self.state.strategies and self.state.unwind_outcome is not None
 
     async def _park_tool(
         self, spec: AgentSpec, call: ToolCall, err: ActivityError
-    ) -> dict[str, Any] | None:
+    ) -> ToolResult | None:
         """A tool broke its contract: wait for an operator. The output if `resume` retried it
         successfully, None if `retry-turn` hands the problem to the model."""
         while True:
@@ -104,7 +130,7 @@ class ToolDispatcher:
             assert contract is not None
             try:
                 args = contract.input_model.model_validate(call.arguments)
-                return await self._activity_tool(contract, call, args)
+                return await self._activity_tool(spec, contract, call, args)
             except ActivityError as again:
                 if cancelled(again):
                     raise
@@ -113,15 +139,25 @@ class ToolDispatcher:
                 err = again
 
     async def _activity_tool(
-        self, contract: ToolContract, call: ToolCall, args: BaseModel
-    ) -> dict[str, Any]:
+        self, spec: AgentSpec, contract: ToolContract, call: ToolCall, args: BaseModel
+    ) -> ToolResult:
+        handling = None
+        if self.state.by_reference:
+            handling = ResultHandling(
+                tool_call_id=call.id,
+                inline_bytes=spec.inline_result_bytes,
+                view=spec.large_results,
+                preview_chars=spec.preview_chars,
+            )
         request = ToolRequest(
             tool=call.name,
             arguments=args.model_dump(mode="json"),
             idempotency_key=f"{workflow.info().workflow_id}/{call.id}",
             identity=self.identity,
+            result=handling,
         )
-        result = await workflow.execute_activity(
+        history.check_size(request, f"the input of {call.name}", self.state.max_payload)
+        result: ToolResult = await workflow.execute_activity(
             run_tool,
             request,
             start_to_close_timeout=contract.timeout,
@@ -129,22 +165,24 @@ class ToolDispatcher:
             retry_policy=contract.retry_policy(),
             summary=f"tool {call.name} · turn {self.state.turn}",
         )
-        return result.output
+        return result
 
     async def _gate(
         self, spec: AgentSpec, rule: ApprovalRule, call: ToolCall, data: dict[str, Any]
     ) -> str | None:
         """Wait for a decision; None if approved, else the tool result the model reads."""
         while True:
-            approval = gates.open_request(self.state, rule, call, data)
-            who = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
-            self.state.note(
-                "approval",
-                f"{approval.id} requested: {approval.summary} ({rule.description}); "
-                f"may decide: {who}",
-                {"approval": approval.id, "digest": approval.digest},
-            )
-            await gates.await_decision(self.state, rule, approval)
+            approval = gates.pending_for(self.state, call.id)  # carried over a continue-as-new
+            if approval is None:
+                approval = gates.open_request(self.state, rule, call, data)
+                who = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
+                self.state.note(
+                    "approval",
+                    f"{approval.id} requested: {approval.summary} ({rule.description}); "
+                    f"may decide: {who}",
+                    {"approval": approval.id, "digest": approval.digest},
+                )
+            await gates.await_decision(self.state, rule, approval, safe_point=True)
             if approval.state == "approved":
                 return None
             if approval.state == "expired" and rule.on_expiry == "park":

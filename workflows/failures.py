@@ -19,6 +19,10 @@ TOOL_REJECTED: Final = "ToolRejected"
 TOOL_TRANSIENT: Final = "ToolTransient"
 TOOL_CONTRACT_VIOLATION: Final = "ToolContractViolation"
 UNKNOWN_TOOL: Final = "UnknownTool"
+# The message store lacks part of a conversation sent by reference: the workflow sends it again.
+CONVERSATION_MISSING: Final = "ConversationMissing"
+# A payload would pass the server's size limit: the step fails instead of the workflow task.
+PAYLOAD_TOO_LARGE: Final = "PayloadTooLarge"
 
 # Retrying these cannot help: the workflow must act (compact, repair, park, tell the model).
 LLM_NON_RETRYABLE: Final = [
@@ -26,10 +30,14 @@ LLM_NON_RETRYABLE: Final = [
     MALFORMED_MODEL_OUTPUT,
     AUTHENTICATION_FAILED,
     INVALID_REQUEST,
+    CONVERSATION_MISSING,
+    PAYLOAD_TOO_LARGE,
 ]
 # The provider cannot serve now: after the retry policy's attempts, try the next model in the route.
 FALL_BACK: Final = frozenset({PROVIDER_UNAVAILABLE, TIMEOUT, RATE_LIMITED})
 # Only an operator can fix these; the run parks as needs_attention with its context intact.
 PARKING: Final = frozenset({AUTHENTICATION_FAILED, INVALID_REQUEST, TOOL_CONTRACT_VIOLATION})
 # The model made the mistake; it gets the message and another try (bounded).
-BACK_TO_MODEL: Final = frozenset({TOOL_INPUT_INVALID, TOOL_REJECTED, UNKNOWN_TOOL})
+BACK_TO_MODEL: Final = frozenset(
+    {TOOL_INPUT_INVALID, TOOL_REJECTED, UNKNOWN_TOOL, PAYLOAD_TOO_LARGE}
+)

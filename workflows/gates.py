@@ -122,12 +122,25 @@ def apply(state: RunState, approval: Approval, d: Decision) -> Approval:
     return approval
 
 
+def pending_for(state: RunState, call_id: str) -> Approval | None:
+    """The undecided request for a tool call (one a run continued as new carried over)."""
+    return next(
+        (a for a in state.approvals if a.tool_call_id == call_id and a.state == "pending"), None
+    )
+
+
 def _verdict(d: Decision) -> ApprovalState:
     return "approved" if d.approve else "rejected"
 
 
-async def await_decision(state: RunState, rule: ApprovalRule, approval: Approval) -> None:
-    """Wait until the approval is decided, escalating and expiring as the rule says."""
+async def await_decision(
+    state: RunState, rule: ApprovalRule, approval: Approval, safe_point: bool = False
+) -> None:
+    """Wait until the approval is decided, escalating and expiring as the rule says.
+
+    Timers count from the request, so a run that continued as new (`safe_point`: the wait may
+    raise ContinueRun) escalates and expires on the same schedule.
+    """
     decided = lambda: approval.state != "pending"  # noqa: E731
     who = ", ".join(approval.requested_for + approval.groups)
     state.start_waiting(
@@ -135,11 +148,14 @@ async def await_decision(state: RunState, rule: ApprovalRule, approval: Approval
         rule.expires_after,
         status="waiting_approval",
     )
+    watch = state if safe_point else None
     esc = rule.escalation
-    if esc and esc.after < rule.expires_after and not await within(decided, esc.after):
-        escalate(state, rule, approval)
+    if esc and esc.after < rule.expires_after and not approval.escalations:
+        until = approval.requested_at + esc.after - workflow.now()
+        if not await within(decided, until, watch):
+            escalate(state, rule, approval)
     remaining = approval.expires_at - workflow.now()
-    if approval.state == "pending" and not await within(decided, remaining):
+    if approval.state == "pending" and not await within(decided, remaining, watch):
         approval.state = "expired"
         state.note(
             "approval",

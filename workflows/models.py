@@ -28,6 +28,20 @@ Outcome = Literal[
 ApprovalState = Literal["pending", "approved", "rejected", "expired"]
 
 
+class Compact(BaseModel):
+    """A model whose JSON leaves out fields at their defaults: activity inputs and results are
+    in history for every step, and the defaults decode back the same."""
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name, info in type(self).model_fields.items():
+            default = None if info.is_required() else info.get_default(call_default_factory=True)
+            if name in data and not info.is_required() and getattr(self, name) == default:
+                del data[name]
+        return data
+
+
 class ToolCall(BaseModel):
     """A tool call the model asked for; `id` is unique within a run's conversation."""
 
@@ -36,14 +50,27 @@ class ToolCall(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
+class BlobRef(Compact):
+    """Content kept outside history (a large tool result), by its hash."""
+
+    hash: str
+    size: int  # bytes of the stored content
+    view: Literal["full", "preview"] = "full"  # what the model reads: all of it, or the preview
+
+
 class Message(BaseModel):
-    """One message of the conversation, in a provider-neutral shape."""
+    """One message of the conversation, in a provider-neutral shape.
+
+    A message with a `blob` carries a preview as its content; the full content lives in the
+    message store under the blob's hash.
+    """
 
     role: Literal["user", "assistant", "tool"]
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    blob: BlobRef | None = None
 
     @model_serializer(mode="wrap")
     def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -53,7 +80,7 @@ class Message(BaseModel):
         return {k: v for k, v in data.items() if k == "role" or v not in (None, "", [])}
 
 
-class Usage(BaseModel):
+class Usage(Compact):
     """Tokens as the provider reported them."""
 
     input_tokens: int = 0
@@ -74,13 +101,39 @@ class ToolSchema(BaseModel):
     parameters: dict[str, Any]
 
 
-class LLMRequest(BaseModel):
-    """Input of the `call_llm` activity."""
+class TailItem(Compact):
+    """A message after the stored base of a conversation: by hash, with content if not stored."""
+
+    hash: str
+    message: Message | None = None
+
+
+class ConversationRef(Compact):
+    """A conversation by reference (workflows/chain.py).
+
+    `base` is the chain head of a prefix the message store already holds (`base_length`
+    messages); `tail` are the messages after it. `preamble` is the hash of the system prompt and
+    tool schemas, sent as content (`LLMRequest.system`, `.tools`) only when not yet stored.
+    """
+
+    base: str | None = None
+    base_length: int = 0
+    tail: list[TailItem] = Field(default_factory=list)
+    preamble: str = ""
+
+
+class LLMRequest(Compact):
+    """Input of the `call_llm` activity.
+
+    Either the whole conversation as content (`messages`, the way runs started before the
+    message store did it) or `conversation`, a reference the activity resolves from the store.
+    """
 
     route: str
-    system: str
-    messages: list[Message]
+    system: str = ""
+    messages: list[Message] = Field(default_factory=list)
     tools: list[ToolSchema] = Field(default_factory=list)
+    conversation: ConversationRef | None = None
     max_tokens: int = 1024
     agent: str = ""
     turn: int = 0
@@ -88,7 +141,7 @@ class LLMRequest(BaseModel):
     extra_headers: dict[str, str] = Field(default_factory=dict)
 
 
-class LLMReply(BaseModel):
+class LLMReply(Compact):
     """Output of the `call_llm` activity: the assistant's message and what it cost."""
 
     message: Message
@@ -96,9 +149,10 @@ class LLMReply(BaseModel):
     provider: str = ""
     model: str = ""
     finish_reason: str = ""
+    degraded: list[str] = Field(default_factory=list)  # e.g. a large result read as preview
 
 
-class Identity(BaseModel):
+class Identity(Compact):
     """Who acts: the agent, its run, and the person and scopes it acts for."""
 
     agent: str
@@ -108,20 +162,36 @@ class Identity(BaseModel):
     scopes: list[str] = Field(default_factory=list)
 
 
-class ToolRequest(BaseModel):
+class ResultHandling(Compact):
+    """How `run_tool` hands back its result: stored as the run's next message, and a result
+    larger than `inline_bytes` kept in the store and passed by reference."""
+
+    tool_call_id: str
+    inline_bytes: int = 16_000
+    view: Literal["full", "preview"] = "full"
+    preview_chars: int = 2000
+
+
+class ToolRequest(Compact):
     """Input of the `run_tool` activity."""
 
     tool: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str
     identity: Identity
+    result: ResultHandling | None = None  # None: the whole output in history, nothing stored
 
 
-class ToolResult(BaseModel):
-    """Output of the `run_tool` activity, already checked against the tool's output model."""
+class ToolResult(Compact):
+    """Output of the `run_tool` activity, already checked against the tool's output model.
+
+    A result passed by reference has an empty `output`, a `preview` and a `blob`.
+    """
 
     tool: str
     output: dict[str, Any]
+    preview: str = ""
+    blob: BlobRef | None = None
 
 
 class BudgetOverride(BaseModel):
@@ -150,6 +220,15 @@ class AgentRun(BaseModel):
     compact_at_tokens: int | None = Field(default=None, ge=100)
     depth: int = Field(default=0, ge=0)  # 0 for a run people started; sub-agents count up
     parent: str | None = None
+    # History: continue as new past this many bytes (or when Temporal suggests it); no activity
+    # input may pass `max_payload_bytes`; "inline" sends the whole conversation with every model
+    # call (the naive way, kept for benchmarks), "reference" sends it by hash.
+    continue_after_bytes: int | None = Field(default=None, ge=10_000)
+    max_payload_bytes: int | None = Field(default=None, ge=1_000)
+    conversation: Literal["reference", "inline"] = "reference"
+    # Set by the run itself when it continues as new: its state, and how many times it has.
+    carried: dict[str, Any] | None = None
+    continued: int = 0
 
 
 class EventSignal(BaseModel):
@@ -257,6 +336,8 @@ class AgentStatus(BaseModel):
     approvals: list[Approval] = Field(default_factory=list)
     question: str | None = None  # an ask_human question waiting for the principal
     cost_usd: Decimal = Decimal(0)
+    continued: int = 0  # times the run continued as new (it is still one run)
+    history_bytes: int = 0  # of the current run of the chain
 
 
 class AgentResult(BaseModel):

@@ -42,6 +42,11 @@ class ReceivedEvent(BaseModel):
 
 
 OperatorAction = Literal["resume", "retry_turn", "abort"]
+# A run of the chain makes at least this much progress (history events) before it continues as
+# new again, even when what it carries over is itself large.
+MIN_EVENTS_PER_RUN = 30
+# Transcript texts longer than this are shortened when a run continues as new.
+CARRIED_TEXT = 400
 
 
 class PendingCompensation(BaseModel):
@@ -56,6 +61,7 @@ class PendingCompensation(BaseModel):
 class Question(BaseModel):
     text: str
     asked_at: datetime
+    call_id: str = ""
     answer: str | None = None
     answered_by: str | None = None
 
@@ -93,6 +99,28 @@ class RunState(BaseModel):
     compactions: int = 0
     active_children: int = 0
     reserved_tokens: int = 0  # budget handed to sub-agents still running
+    # History by reference (workflows/history.py). `hashes`/`heads` are caches, rebuilt after a
+    # continue-as-new; `stored_prefix` messages are in the store with their chain links,
+    # `stored` are hashes of other things believed stored (the preamble, tool results).
+    by_reference: bool = False
+    max_payload: int = 1_800_000
+    preamble: str = ""
+    stored_prefix: int = 0
+    stored: list[str] = Field(default_factory=list)
+    hashes: list[str] = Field(default_factory=list, exclude=True)
+    heads: list[str] = Field(default_factory=list, exclude=True)
+    # Continue-as-new (workflows/continuation.py): past `continue_after` bytes of history, or
+    # when Temporal suggests it, at the next safe point.
+    continue_after: int | None = None
+    history_at_start: int = Field(default=0, exclude=True)  # bytes and events when this
+    events_at_start: int = Field(default=0, exclude=True)  # run (of the chain) began
+    continue_blocked_below: int = 0  # history size under which not to try again
+    continued: int = 0  # how many times the run has continued as new
+    previous_runs: list[str] = Field(default_factory=list)
+    # The turn in progress, so a run continued in its middle can finish it.
+    turn_fresh: int = 0  # tool calls of this turn never made before
+    turn_successes: int = 0  # successes before this turn's tool calls
+    waits: dict[str, datetime] = Field(default_factory=dict)  # durable tool call id -> began
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(
@@ -123,6 +151,46 @@ class RunState(BaseModel):
         self.waiting_for = self.waiting_since = None
         self.set_status("running")
         workflow.set_current_details(f"Working: turn {self.turn}.")
+
+    def continue_due(self) -> bool:
+        """Whether this is a safe moment's reason to continue as new: history past the
+        threshold (or Temporal suggesting it), some progress since this run began, and no
+        sub-agent running (children cannot follow their parent into a new run)."""
+        if self.continue_after is None or self.active_children:
+            return False
+        info = workflow.info()
+        size = info.get_current_history_size()
+        if size < self.continue_blocked_below:
+            return False
+        if info.get_current_history_length() < self.events_at_start + MIN_EVENTS_PER_RUN:
+            return False
+        if not info.is_continue_as_new_suggested() and size <= max(
+            self.continue_after, 2 * self.history_at_start
+        ):
+            return False
+        carried = workflow.payload_converter().to_payloads([self.carry()])[0].ByteSize()
+        if carried > self.max_payload:
+            # The state itself is too large to hand over (a huge conversation): go on here,
+            # and try again only after as much history again.
+            self.continue_blocked_below = size + self.continue_after
+            workflow.logger.warning(
+                "cannot continue as new: the state is %s bytes, over the payload limit %s",
+                carried,
+                self.max_payload,
+            )
+            return False
+        return True
+
+    def carry(self) -> dict[str, Any]:
+        """The state for the next run of the chain. The conversation goes whole; long
+        transcript texts are shortened (they are in full in this run's history)."""
+        carried = self.model_dump(mode="json")
+        for entry in carried["transcript"]:
+            if len(entry["text"]) > CARRIED_TEXT:
+                entry["text"] = entry["text"][:CARRIED_TEXT] + " … (shortened when the run "
+                entry["text"] += "continued as new; in full in an earlier run's history)"
+            entry["data"].pop("replaced", None)
+        return carried
 
     def put_event(self, event: EventSignal) -> None:
         self.inbox.append(ReceivedEvent(event=event, at=workflow.now()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,17 +16,20 @@ with workflow.unsafe.imports_passed_through():
     from agents.routes import parse_route
     from agents.spec import AgentSpec
     from workflows import failures as f
+    from workflows import history
     from workflows.compaction import compact
-    from workflows.models import LLMReply, LLMRequest, Message
+    from workflows.models import ConversationRef, LLMReply, LLMRequest, Message
     from workflows.state import RunState
     from workflows.waits import aborted, park
 
+# Which failures are worth retrying is the activity's call: every type in f.LLM_NON_RETRYABLE is
+# raised non-retryable (activities/providers/common.error), so the policy need not list them in
+# every scheduled event.
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=6,
-    non_retryable_error_types=f.LLM_NON_RETRYABLE,
 )
 
 
@@ -60,6 +64,11 @@ async def ask_model(
         messages = state.messages if repair is None else [*state.messages, repair]
         try:
             reply = await _call(state, spec, route, messages, attempts or spec.llm_attempts)
+        except history.TooLarge as exc:
+            action = await park(state, f"turn {state.turn}: {f.PAYLOAD_TOO_LARGE}: {exc}")
+            if action == "abort":
+                raise aborted(state) from None
+            continue
         except ActivityError as err:
             if cancelled(err):
                 raise
@@ -94,21 +103,57 @@ async def ask_model(
             repair = None
             continue
         state.usage = state.usage.plus(reply.usage)
+        for problem in reply.degraded:
+            state.note("note", problem)
         return reply
 
 
 async def _call(
     state: RunState, spec: AgentSpec, route: str, messages: list[Message], attempts: int
 ) -> LLMReply:
+    if not state.by_reference:
+        system, tools = spec.system_prompt, [t.schema() for t in spec.tools]
+        return await _execute(state, spec, route, attempts, system, messages, tools)
+    for resend in range(history.RESENDS):
+        system, tools = history.preamble(state, spec)
+        if state.preamble in state.stored:
+            system, tools = "", []
+        ref = history.reference(state, messages)
+        try:
+            reply = await _execute(state, spec, route, attempts, system, [], tools, ref)
+        except ActivityError as err:
+            if failure_type(err) != f.CONVERSATION_MISSING or resend + 1 == history.RESENDS:
+                raise
+            details = err.cause.details if isinstance(err.cause, ApplicationError) else ()
+            history.missing(state, details[0] if details else {"base": True})
+            state.note("note", f"the message store lacked part of the conversation: {err.cause}")
+            continue
+        history.replied(state, len(messages), reply.message, plain=messages is state.messages)
+        return reply
+    raise AssertionError("unreachable")
+
+
+async def _execute(
+    state: RunState,
+    spec: AgentSpec,
+    route: str,
+    attempts: int,
+    system: str,
+    messages: list[Message],
+    tools: list[Any],
+    ref: ConversationRef | None = None,
+) -> LLMReply:
     request = LLMRequest(
         route=route,
-        system=spec.system_prompt,
+        system=system,
         messages=messages,
-        tools=[t.schema() for t in spec.tools],
+        tools=tools,
+        conversation=ref,
         max_tokens=spec.max_tokens,
         agent=spec.name,
         turn=state.turn,
     )
+    history.check_size(request, f"the input of call_llm for turn {state.turn}", state.max_payload)
     reply: LLMReply = await workflow.execute_activity(
         call_llm,
         request,

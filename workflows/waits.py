@@ -25,20 +25,32 @@ with workflow.unsafe.imports_passed_through():
     from workflows.state import OperatorAction, Question, RunState, spoken
 
 
-async def within(condition: Callable[[], bool], timeout: timedelta) -> bool:
+class ContinueRun(Exception):  # noqa: N818  (a control-flow signal, like EndRun)
+    """Raised at a safe point to continue the run as new; the state carries everything over."""
+
+
+async def within(
+    condition: Callable[[], bool], timeout: timedelta, state: RunState | None = None
+) -> bool:
     """True if the condition came true within the timeout.
+
+    With `state`, the wait is a safe point: if the run should continue as new first (its
+    history grew while it waited), ContinueRun is raised and the new run waits on.
 
     Waits end through return values, never `finally`: a `finally` that issues commands would
     also run when the worker evicts the run from its cache, and break its next replay.
     """
+    due = state.continue_due if state is not None else lambda: False
     if timeout <= timedelta(0):
         return condition()
     try:
-        await workflow.wait_condition(condition, timeout=timeout)
+        await workflow.wait_condition(lambda: condition() or due(), timeout=timeout)
     except TimeoutError:
         # The answer may have come in the very task in which the timer fired.
         return condition()
-    return True
+    if condition():
+        return True
+    raise ContinueRun
 
 
 class EndRun(Exception):
@@ -51,19 +63,24 @@ class EndRun(Exception):
 
 
 async def wait_for_event(
-    state: RunState, spec: AgentSpec, args: WaitForEventInput
+    state: RunState, spec: AgentSpec, args: WaitForEventInput, call_id: str = ""
 ) -> dict[str, Any]:
     policy = spec.wait_policy(args.events)
     timeout = min(timedelta(hours=args.timeout_hours), policy.max_wait)
     names = " or ".join(args.events)
-    started = state.start_waiting(f"event {names}", timeout)
-    if not await within(lambda: state.has_event(args.events), timeout):
+    state.start_waiting(f"event {names}", timeout)
+    # A run continued as new while waiting waits on from when the wait began.
+    started = state.waits.setdefault(call_id, workflow.now())
+    left = timeout - (workflow.now() - started)
+    if not await within(lambda: state.has_event(args.events), left, state):
+        state.waits.pop(call_id, None)
         state.stop_waiting()
         hours = timeout.total_seconds() / 3600
         state.note("wait", f"no {names} within {hours:g} h")
         if policy.on_timeout == "end_run":
             raise EndRun("timed_out", f"no {names} came within {hours:g} h")
         return WaitForEventOutput(status="timeout", waited_hours=hours).model_dump(mode="json")
+    state.waits.pop(call_id, None)
     state.stop_waiting()
     received = state.take_event(args.events)
     assert received is not None
@@ -86,14 +103,18 @@ async def sleep_until(state: RunState, args: SleepUntilInput) -> dict[str, Any]:
 
 
 async def ask_human(
-    state: RunState, spec: AgentSpec, principal: str, args: AskHumanInput
+    state: RunState, spec: AgentSpec, principal: str, args: AskHumanInput, call_id: str = ""
 ) -> dict[str, Any]:
     """Put a question to the run's principal; the `message` update carries the answer."""
-    question = Question(text=args.question, asked_at=workflow.now())
-    state.question = question
+    question = state.question
+    if question is None or question.call_id != call_id or not call_id:
+        # (A run continued as new while asking asks on: the answer may already be in.)
+        question = Question(text=args.question, asked_at=workflow.now(), call_id=call_id)
+        state.question = question
     timeout = min(timedelta(hours=args.timeout_hours), spec.default_wait.max_wait)
     state.start_waiting(f"an answer from {principal} to: {args.question}", timeout)
-    answered = await within(lambda: question.answer is not None, timeout)
+    left = timeout - (workflow.now() - question.asked_at)
+    answered = await within(lambda: question.answer is not None, left, state)
     state.question = None
     state.stop_waiting()
     if not answered:
@@ -132,13 +153,13 @@ def aborted(state: RunState) -> EndRun:
 
 
 async def run_durable(
-    state: RunState, spec: AgentSpec, principal: str, args: Any
+    state: RunState, spec: AgentSpec, principal: str, args: Any, call_id: str = ""
 ) -> dict[str, Any]:
     """Dispatch a validated durable-tool input to its implementation."""
     if isinstance(args, WaitForEventInput):
-        return await wait_for_event(state, spec, args)
+        return await wait_for_event(state, spec, args, call_id)
     if isinstance(args, SleepUntilInput):
         return await sleep_until(state, args)
     if isinstance(args, AskHumanInput):
-        return await ask_human(state, spec, principal, args)
+        return await ask_human(state, spec, principal, args, call_id)
     raise TypeError(f"no durable implementation for {type(args).__name__}")

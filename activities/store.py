@@ -1,0 +1,203 @@
+"""The content-addressed message store: what the workflow sends to activities by hash.
+
+Objects (messages, preambles, large tool results) are kept under the SHA-256 of their bytes;
+links (`head -> parent, message`) name whole conversations (workflows/chain.py). Correctness never
+depends on the store: whoever reads verifies every hash, and a missing object makes the activity
+fail with `ConversationMissing`, after which the workflow sends that content once.
+
+Two implementations, chosen by `DURABLE_AGENTS_STORE_URL`:
+- `sqlite:///path` (the default, `<state_dir>/store.sqlite3`): embedded, for the workers of one
+  machine; WAL mode, so several worker processes may share the file.
+- `redis://host:port/db`: shared by workers on several machines (the `redis` client library).
+  Chains are walked on the server by a Lua script, one round trip per conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import redis.asyncio as aioredis
+
+from activities.settings import get_settings
+
+Link = tuple[str, str | None, str]  # head, parent head (None at the root), message hash
+
+
+class MessageStore(Protocol):
+    async def put(self, objects: dict[str, bytes]) -> None: ...
+
+    async def get(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        """The objects found; absent ones are left out."""
+        ...
+
+    async def put_links(self, links: list[Link]) -> None: ...
+
+    async def walk(self, head: str, length: int) -> list[str] | None:
+        """The message hashes of the conversation `head` names, oldest first; None if any link
+        is missing or the chain does not have `length` messages."""
+        ...
+
+    async def clear(self) -> None: ...
+
+
+class SQLiteStore:
+    """One file, shared by the worker processes of a machine."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS objects (hash TEXT PRIMARY KEY, body BLOB NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS links "
+                "(head TEXT PRIMARY KEY, parent TEXT, message TEXT NOT NULL)"
+            )
+
+    async def put(self, objects: dict[str, bytes]) -> None:
+        if objects:
+            with self._lock:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO objects (hash, body) VALUES (?, ?)", objects.items()
+                )
+
+    async def get(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT hash, body FROM objects WHERE hash IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+                found.update(rows)
+        return found
+
+    async def put_links(self, links: list[Link]) -> None:
+        if links:
+            with self._lock:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO links (head, parent, message) VALUES (?, ?, ?)", links
+                )
+
+    async def walk(self, head: str, length: int) -> list[str] | None:
+        with self._lock:
+            rows = self._db.execute(
+                "WITH RECURSIVE chain(head, parent, message, depth) AS ("
+                " SELECT head, parent, message, 0 FROM links WHERE head = ?"
+                " UNION ALL SELECT l.head, l.parent, l.message, chain.depth + 1"
+                " FROM links l JOIN chain ON l.head = chain.parent WHERE chain.depth < ?)"
+                " SELECT parent, message FROM chain ORDER BY depth DESC",
+                (head, length),
+            ).fetchall()
+        if len(rows) != length or (rows and rows[0][0] is not None):
+            return None
+        return [message for _, message in rows]
+
+    async def clear(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM objects")
+            self._db.execute("DELETE FROM links")
+
+
+# Walks a chain on the server: KEYS[1] is the key prefix, ARGV the head and the length.
+WALK = """
+local out = {}
+local head = ARGV[1]
+for i = 1, tonumber(ARGV[2]) do
+  local v = redis.call('GET', KEYS[1] .. 'l:' .. head)
+  if not v then return false end
+  local sep = string.find(v, ':', 1, true)
+  out[i] = string.sub(v, sep + 1)
+  head = string.sub(v, 1, sep - 1)
+end
+if head ~= '' then return false end
+return out
+"""
+
+
+class RedisStore:
+    """Shared by workers on several machines."""
+
+    def __init__(self, url: str, prefix: str = "durable-agents:") -> None:
+        self._redis = aioredis.Redis.from_url(url)
+        self._prefix = prefix
+        self._walk = self._redis.register_script(WALK)
+
+    async def put(self, objects: dict[str, bytes]) -> None:
+        if objects:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for h, body in objects.items():
+                    pipe.set(f"{self._prefix}o:{h}", body, nx=True)
+                await pipe.execute()
+
+    async def get(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(hashes))
+        if not wanted:
+            return {}
+        values = await self._redis.mget([f"{self._prefix}o:{h}" for h in wanted])
+        return {
+            h: v if isinstance(v, bytes) else v.encode()
+            for h, v in zip(wanted, values, strict=True)
+            if v is not None
+        }
+
+    async def put_links(self, links: list[Link]) -> None:
+        if links:
+            await self._redis.mset(
+                {f"{self._prefix}l:{head}": f"{parent or ''}:{msg}" for head, parent, msg in links}
+            )
+
+    async def walk(self, head: str, length: int) -> list[str] | None:
+        found = await self._walk(keys=[self._prefix], args=[head, length])
+        if not found:
+            return None if length else []
+        # The script walks from the head back to the root.
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in reversed(found)]
+
+    async def clear(self) -> None:
+        async for key in self._redis.scan_iter(match=f"{self._prefix}*", count=1000):
+            await self._redis.delete(key)
+
+
+def _open(url: str) -> MessageStore:
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        # As SQLAlchemy spells it: sqlite:///relative/path, sqlite:////absolute/path.
+        return SQLiteStore(Path(url.removeprefix("sqlite:///")))
+    if parsed.scheme in ("redis", "rediss", "unix"):
+        return RedisStore(url)
+    raise ValueError(
+        f"unsupported DURABLE_AGENTS_STORE_URL {url!r}: use sqlite:///path or redis://host:port/db"
+    )
+
+
+@lru_cache(maxsize=8)
+def _cached(url: str, loop: int) -> MessageStore:
+    return _open(url)
+
+
+def store_url() -> str:
+    settings = get_settings()
+    return settings.store_url or f"sqlite:///{(settings.state_dir / 'store.sqlite3').resolve()}"
+
+
+def get_store() -> MessageStore:
+    """The worker's store (per event loop: a Redis client is bound to the loop it was made on)."""
+    url = store_url()
+    loop = id(asyncio.get_running_loop()) if url.startswith(("redis", "unix")) else 0
+    return _cached(url, loop)

@@ -1,0 +1,138 @@
+"""Keeping a run's history linear: the conversation by reference, and no payload over the limit.
+
+Every message's content enters history once: the run's input, a `run_tool` result or a
+`call_llm` reply (the activities store what they produce), or, for what the workflow itself
+writes (tool errors, follow-ups), the first model call that sends it. Later calls name the
+conversation by the chain head of what the store holds plus the few messages after it. What the
+workflow believes is stored is only a belief: an activity that misses something says so
+(`ConversationMissing`) and the next attempt sends that content again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from agents.spec import AgentSpec
+    from workflows import chain
+    from workflows import failures as f
+    from workflows.models import ConversationRef, Message, TailItem, ToolSchema
+    from workflows.state import RunState
+
+# Temporal's default blob limit is 2 MiB (`limit.blobSize.error`); stay clear of it, with room
+# for a codec's envelope.
+DEFAULT_MAX_PAYLOAD = 1_800_000
+RESENDS = 3  # attempts at a model call whose conversation the store lacked
+
+
+class TooLarge(Exception):
+    """A payload the workflow will not schedule: it would fail the workflow task forever."""
+
+    def __init__(self, payload: str, size: int, limit: int) -> None:
+        self.payload, self.size, self.limit = payload, size, limit
+        super().__init__(
+            f"{payload} would be {size:,} bytes, over the limit of {limit:,} bytes "
+            "(AgentRun.max_payload_bytes)"
+        )
+
+    def error(self) -> ApplicationError:
+        return ApplicationError(
+            str(self),
+            {"payload": self.payload, "bytes": self.size, "limit": self.limit},
+            type=f.PAYLOAD_TOO_LARGE,
+            non_retryable=True,
+        )
+
+
+def size_of(value: Any) -> int:
+    """Bytes of `value` as Temporal will carry it (before any codec)."""
+    return int(workflow.payload_converter().to_payloads([value])[0].ByteSize())
+
+
+def check_size(value: Any, what: str, limit: int) -> None:
+    size = size_of(value)
+    if size > limit:
+        raise TooLarge(what, size, limit)
+
+
+def hashes(state: RunState) -> list[str]:
+    """Hashes of the run's messages, computed once each."""
+    known = state.hashes
+    if len(known) > len(state.messages):
+        known.clear()
+    known.extend(chain.message_hash(m) for m in state.messages[len(known) :])
+    return known
+
+
+def heads(state: RunState) -> list[str]:
+    state.heads = chain.heads(hashes(state), state.heads)
+    return state.heads
+
+
+def preamble(state: RunState, spec: AgentSpec) -> tuple[str, list[ToolSchema]]:
+    tools = [t.schema() for t in spec.tools]
+    if not state.preamble:
+        state.preamble = chain.digest(chain.encode_preamble(spec.system_prompt, tools))
+    return spec.system_prompt, tools
+
+
+def reference(
+    state: RunState, messages: list[Message], with_preamble: bool = True
+) -> ConversationRef:
+    """`messages` (the run's conversation, maybe plus a repair message) by reference."""
+    own = hashes(state)
+    all_hashes = own + [chain.message_hash(m) for m in messages[len(own) :]]
+    k = min(state.stored_prefix, len(own))
+    base = heads(state)[k - 1] if k else None
+    stored = set(state.stored)
+    tail = [
+        TailItem(hash=h, message=None if h in stored else m)
+        for h, m in zip(all_hashes[k:], messages[k:], strict=True)
+    ]
+    return ConversationRef(
+        base=base, base_length=k, tail=tail, preamble=state.preamble if with_preamble else ""
+    )
+
+
+def replied(state: RunState, sent: int, reply: Message, plain: bool) -> None:
+    """After a model call on the first `sent` messages: those are stored with their links,
+    and so is the reply (linked to them when no repair message came between)."""
+    state.stored_prefix = sent + 1 if plain else sent
+    state.stored = [state.preamble, chain.message_hash(reply)]
+
+
+def produced(state: RunState, message: Message) -> None:
+    """A message an activity stored as it produced it (a tool result, a summary)."""
+    state.stored.append(chain.message_hash(message))
+
+
+def missing(state: RunState, details: dict[str, Any]) -> None:
+    """The store lacked what `details` (from ConversationMissing) lists: send it again."""
+    gone = set(details.get("messages") or [])
+    if details.get("base"):
+        state.stored_prefix = 0
+    own = hashes(state)
+    first = next((i for i, h in enumerate(own) if h in gone), None)
+    if first is not None:
+        state.stored_prefix = min(state.stored_prefix, first)
+    drop = gone | ({state.preamble} if details.get("preamble") else set())
+    state.stored = [h for h in state.stored if h not in drop]
+
+
+def individually_stored(state: RunState) -> set[str]:
+    """Hashes of the messages the store holds on their own (each prefix message is)."""
+    own = hashes(state)
+    return set(own[: state.stored_prefix]) | set(state.stored)
+
+
+def replace_messages(state: RunState, messages: list[Message], also_stored: list[str]) -> None:
+    """A new conversation (after a compaction): the chain starts again from its first message,
+    and whatever was stored before still is."""
+    known = individually_stored(state) | set(also_stored)
+    state.messages = messages
+    state.hashes, state.heads = [], []
+    state.stored_prefix = 0
+    state.stored = [state.preamble] + [h for h in hashes(state) if h in known]
