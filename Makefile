@@ -28,6 +28,7 @@ test: lint typecheck
 
 bench: install
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.history
 
 # Re-record the replay histories in tests/histories/ (commit the result).
 histories: install

@@ -19,6 +19,8 @@ def _interval() -> float:
 
 async def heartbeating(work: Awaitable[T], detail: str = "") -> T:
     """Await `work`, heartbeating at half the heartbeat timeout until it finishes."""
+    if activity.info().is_local:  # local activities cannot heartbeat (nor need to)
+        return await work
     task = asyncio.ensure_future(work)
     interval = _interval()
     try:

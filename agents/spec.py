@@ -45,6 +45,9 @@ class Compensation:
     arguments: Callable[[Mapping[str, Any], Mapping[str, Any], str], dict[str, Any] | None]
 
 
+LOCAL_MAX = timedelta(seconds=30)
+
+
 @dataclass(frozen=True)
 class ToolContract:
     """A tool's promise: typed input and output, its side effect, limits and required scopes."""
@@ -59,9 +62,18 @@ class ToolContract:
     required_scopes: tuple[str, ...] = ()
     compensation: Compensation | None = None
     durable: bool = False  # runs in the workflow itself (waits, timers), not as an activity
+    # A local activity runs in the worker that runs the workflow, recorded as one marker event
+    # instead of a scheduled/started/completed triple and an extra workflow task: for short,
+    # read-only calls. None: decided by `runs_locally` (read-only and at most LOCAL_MAX long).
+    local: bool | None = None
 
     def schema(self) -> ToolSchema:
         return _schema(self)
+
+    def runs_locally(self) -> bool:
+        if self.local is not None:
+            return self.local
+        return self.side_effect == "read_only" and self.timeout <= LOCAL_MAX
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(

@@ -4,6 +4,7 @@ limits. All on the dev server, with the real sim over HTTP and the SQLite messag
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import uuid
@@ -21,6 +22,7 @@ from activities.settings import get_settings
 from activities.store import SQLiteStore
 from starters import inbox, ops
 from tests.helpers import approve_pending, chain_histories, wait_for_status
+from tests.test_cli import address, cli, ok
 from workflows import failures as f
 from workflows.agent import AgentWorkflow
 from workflows.models import AbortRequest, AgentResult, AgentRun, EventSignal, TranscriptEntry
@@ -50,23 +52,31 @@ def largest_event(histories: list[WorkflowHistory]) -> int:
 
 
 def failures(histories: list[WorkflowHistory], kind: str) -> int:
-    return sum(
-        1
-        for h in histories
-        for e in h.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
-        and e.activity_task_failed_event_attributes.failure.application_failure_info.type == kind
-    )
+    """Failed activity attempts of one type, scheduled or local (a marker with a failure)."""
+    count = 0
+    for e in (e for h in histories for e in h.events):
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            failure = e.activity_task_failed_event_attributes.failure
+        elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            failure = e.marker_recorded_event_attributes.failure
+        else:
+            continue
+        while failure.HasField("cause") and not failure.HasField("application_failure_info"):
+            failure = failure.cause
+        count += failure.application_failure_info.type == kind
+    return count
 
 
 def scheduled(histories: list[WorkflowHistory], activity: str) -> int:
-    return sum(
-        1
-        for h in histories
-        for e in h.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
-    )
+    """Executions of an activity: scheduled ones, and local ones (recorded as markers)."""
+    count = 0
+    for e in (e for h in histories for e in h.events):
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            count += e.activity_task_scheduled_event_attributes.activity_type.name == activity
+        elif e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            data = e.marker_recorded_event_attributes.details["data"].payloads[0].data
+            count += json.loads(data).get("activity_type") == activity
+    return count
 
 
 def carried_runs(histories: list[WorkflowHistory]) -> list[AgentRun]:
@@ -160,6 +170,21 @@ async def test_continues_as_new_in_the_middle_of_a_turn_and_makes_every_call_onc
     assert [e.text for e in transcript if e.kind == "tool_call"].count(
         'read_document({"chars": 2000, "doc_id": "doc-24"})'
     ) >= 1
+    # To the operator it is one run.
+    addr = address(dev_env)
+    shown = ok(await cli("status", handle.id, "--address", addr)).stdout
+    assert f"continued as new {len(histories) - 1} time(s), still one run" in shown
+    assert "read 24 documents" in ok(await cli("result", handle.id, "--address", addr)).stdout
+    lines = ok(await cli("transcript", handle.id, "--address", addr)).stdout.splitlines()
+    assert "Carry out the reader task" in lines[0]  # the first run's task, then the rest
+    assert sum("continued as new (#" in line for line in lines) == len(histories) - 1
+    for _ in range(50):  # visibility is eventually consistent
+        out = ok(await cli("list", "--agent", "reader", "--address", addr, "--json")).stdout
+        listed = [r["run"] for r in json.loads(out)].count(handle.id)
+        if listed:
+            break
+        await asyncio.sleep(0.1)
+    assert listed == 1  # not one row per run of the chain
 
 
 async def test_continues_as_new_while_an_approval_waits_and_loses_no_signal(

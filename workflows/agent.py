@@ -160,6 +160,11 @@ class AgentWorkflow:
     def transcript(self) -> list[TranscriptEntry]:
         return self._state.transcript
 
+    @workflow.query(name="conversation")
+    def conversation(self) -> list[Message]:
+        """The messages the model reads next turn (large results as their previews)."""
+        return self._state.messages
+
     # ---- the loop ------------------------------------------------------------------------
 
     @workflow.run

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -157,13 +157,38 @@ class ToolDispatcher:
             result=handling,
         )
         history.check_size(request, f"the input of {call.name}", self.state.max_payload)
+        summary = f"tool {call.name} · turn {self.state.turn}"
+        if self.state.by_reference and contract.runs_locally():
+            try:
+                local: ToolResult = await workflow.execute_local_activity(
+                    run_tool,
+                    request,
+                    start_to_close_timeout=contract.timeout,
+                    retry_policy=contract.retry_policy(),
+                    summary=summary,
+                )
+            except ActivityError:
+                raise
+            except FailureError as err:
+                # A local activity's failure arrives bare: wrap it as a scheduled one's, so
+                # every failure strategy reads it the same way.
+                raise ActivityError(
+                    f"local activity run_tool ({call.name}) failed",
+                    scheduled_event_id=0,
+                    started_event_id=0,
+                    identity="",
+                    activity_type="run_tool",
+                    activity_id="",
+                    retry_state=None,
+                ) from err
+            return local
         result: ToolResult = await workflow.execute_activity(
             run_tool,
             request,
             start_to_close_timeout=contract.timeout,
             heartbeat_timeout=min(contract.timeout, timedelta(seconds=10)),
             retry_policy=contract.retry_policy(),
-            summary=f"tool {call.name} · turn {self.state.turn}",
+            summary=summary,
         )
         return result
 
