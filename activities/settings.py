@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     # The message store (activities/store.py): sqlite:////path (default <state_dir>/store.sqlite3)
     # or redis://host:port/db for workers on several machines.
     store_url: str | None = None
+    audit_path: Path | None = None  # the audit log (default <state_dir>/audit.sqlite3)
     # Tool results larger than this (bytes of JSON) fail with PayloadTooLarge even by reference.
     max_tool_result_bytes: int = Field(default=8_000_000, ge=1_000)
     # Circuit breaker per provider and model (activities/circuit.py); threshold 0 disables it.

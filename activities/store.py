@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import redis.asyncio as aioredis
 
 from activities.settings import get_settings
+from workers.codec import CodecConfigError, Keyring, configured_keyring
 
 Link = tuple[str, str | None, str]  # head, parent head (None at the root), message hash
 
@@ -174,6 +175,40 @@ class RedisStore:
             await self._redis.delete(key)
 
 
+class EncryptedStore:
+    """Objects encrypted with the payload codec's keys (hashes and links stay as they are: they
+    name content, they do not reveal it)."""
+
+    def __init__(self, inner: MessageStore, keyring: Keyring) -> None:
+        self._inner, self._keys = inner, keyring
+
+    async def put(self, objects: dict[str, bytes]) -> None:
+        sealed = {}
+        for h, body in objects.items():
+            kid, data = self._keys.encrypt(body)
+            sealed[h] = kid.encode() + b"\0" + data
+        await self._inner.put(sealed)
+
+    async def get(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        found = {}
+        for h, body in (await self._inner.get(hashes)).items():
+            kid, sep, data = body.partition(b"\0")
+            try:
+                found[h] = self._keys.decrypt(kid.decode(errors="replace"), data) if sep else body
+            except CodecConfigError:
+                continue  # unreadable counts as missing: the workflow sends it again
+        return found
+
+    async def put_links(self, links: list[Link]) -> None:
+        await self._inner.put_links(links)
+
+    async def walk(self, head: str, length: int) -> list[str] | None:
+        return await self._inner.walk(head, length)
+
+    async def clear(self) -> None:
+        await self._inner.clear()
+
+
 def _open(url: str) -> MessageStore:
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -188,7 +223,9 @@ def _open(url: str) -> MessageStore:
 
 @lru_cache(maxsize=8)
 def _cached(url: str, loop: int) -> MessageStore:
-    return _open(url)
+    store = _open(url)
+    keyring = configured_keyring()
+    return EncryptedStore(store, keyring) if keyring is not None else store
 
 
 def store_url() -> str:

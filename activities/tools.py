@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.audit import AuditEntry, AuditKind, audit_log
 from activities.company import IMPLEMENTATIONS, ToolContext
 from activities.conversation import store_message
 from activities.heartbeat import heartbeating
@@ -20,8 +22,45 @@ from workflows import failures as f
 from workflows.models import BlobRef, ToolRequest, ToolResult
 
 
+def _audit(request: ToolRequest, kind: AuditKind, outcome: str, **details: Any) -> None:
+    contract = TOOL_CONTRACTS.get(request.tool)
+    if contract is None or contract.side_effect == "read_only":
+        return  # reads change nothing: their trail is the run's history
+    who = request.identity
+    suffix = {"side_effect": "", "side_effect_failed": "#failed", "refused": "#refused"}
+    audit_log().append(
+        AuditEntry(
+            key=request.idempotency_key + suffix.get(kind, "#" + kind),
+            kind=kind,
+            run=who.workflow_id,
+            agent=who.agent,
+            agent_version=who.agent_version,
+            principal=who.principal,
+            scopes=who.scopes,
+            tool=request.tool,
+            side_effect=contract.side_effect,
+            outcome=outcome,
+            details={"arguments": request.arguments, **details},
+        )
+    )
+
+
 @activity.defn
 async def run_tool(request: ToolRequest) -> ToolResult:
+    """Run one tool call; side effects (and refusals, and final failures) are audited once."""
+    try:
+        result = await _run_tool(request)
+    except ApplicationError as err:
+        if err.non_retryable:
+            kind: AuditKind = "refused" if err.type == f.PERMISSION_DENIED else "side_effect_failed"
+            _audit(request, kind, err.type or "failed", error=err.message)
+        raise
+    blob = result.blob.model_dump(mode="json") if result.blob else None
+    _audit(request, "side_effect", "ok", output=result.output, blob=blob)
+    return result
+
+
+async def _run_tool(request: ToolRequest) -> ToolResult:
     """Run one tool call; the idempotency key makes a retried call a no-op at the system."""
     contract = TOOL_CONTRACTS.get(request.tool)
     implementation = IMPLEMENTATIONS.get(request.tool)
@@ -29,6 +68,15 @@ async def run_tool(request: ToolRequest) -> ToolResult:
         raise ApplicationError(
             f"no tool named {request.tool!r} on this worker",
             type=f.UNKNOWN_TOOL,
+            non_retryable=True,
+        )
+    missing = [s for s in contract.required_scopes if s not in request.identity.scopes]
+    if request.identity.enforced and missing:
+        # The workflow checks first; this is the check that holds even if it did not.
+        raise ApplicationError(
+            f"{request.tool} needs scope {', '.join(missing)}, not granted to "
+            f"{request.identity.workflow_id} (acting for {request.identity.principal})",
+            type=f.PERMISSION_DENIED,
             non_retryable=True,
         )
     try:

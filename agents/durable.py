@@ -66,6 +66,10 @@ class SpawnAgentInput(BaseModel):
     budget_share: float = Field(
         default=0.25, gt=0, le=1, description="Share of your remaining budget it may spend."
     )
+    scopes: list[str] | None = Field(
+        default=None,
+        description="Scopes it may use, among yours (default: all of yours). Never more.",
+    )
 
 
 class SpawnAgentOutput(BaseModel):

@@ -25,7 +25,13 @@ if TYPE_CHECKING:
 SideEffect = Literal["read_only", "reversible", "irreversible"]
 
 # Failures a retry cannot fix: the activity says so and the workflow decides what to do.
-TOOL_NON_RETRYABLE = ["ToolInputInvalid", "ToolRejected", "ToolContractViolation", "UnknownTool"]
+TOOL_NON_RETRYABLE = [
+    "ToolInputInvalid",
+    "ToolRejected",
+    "ToolContractViolation",
+    "UnknownTool",
+    "PermissionDenied",
+]
 
 
 def problems(exc: ValidationError) -> str:
@@ -148,9 +154,18 @@ class AgentSpec:
     max_children: int = 3  # sub-agents running at once
     # Tool results larger than this (bytes of JSON) stay out of history, in the message store;
     # the model reads them in full ("full") or only their first `preview_chars` ("preview").
+    # What a run is granted when whoever starts it names no scopes: None, every scope its tools
+    # and their compensations require (see `scopes`).
+    default_scopes: tuple[str, ...] | None = None
     inline_result_bytes: int = 16_000
     large_results: Literal["full", "preview"] = "full"
     preview_chars: int = 2000
+
+    def scopes(self) -> tuple[str, ...]:
+        """The standing grant: `default_scopes`, or every scope the agent's tools require."""
+        if self.default_scopes is not None:
+            return self.default_scopes
+        return tuple(sorted({s for t in self.tools for s in t.required_scopes}))
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

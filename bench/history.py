@@ -56,22 +56,26 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def payload_sizes(message: Proto) -> list[int]:
-    """Sizes of every Payload inside a protobuf message, at any depth."""
+def payloads_in(message: Proto) -> list[Payload]:
+    """Every Payload inside a protobuf message (a history event), at any depth."""
     if isinstance(message, Payload):
-        return [message.ByteSize()]
-    sizes: list[int] = []
+        return [message]
+    found: list[Payload] = []
     for field, value in message.ListFields():
         if field.type != field.TYPE_MESSAGE:
             continue
         if isinstance(value, Proto):
-            sizes += payload_sizes(value)
+            found += payloads_in(value)
             continue
         items = value.values() if hasattr(value, "values") else value  # a map, or a list
         for item in items:
             if isinstance(item, Proto):
-                sizes += payload_sizes(item)
-    return sizes
+                found += payloads_in(item)
+    return found
+
+
+def payload_sizes(message: Proto) -> list[int]:
+    return [p.ByteSize() for p in payloads_in(message)]
 
 
 async def chain_of(client: Client, workflow_id: str, first_run: str) -> list[WorkflowHistory]:

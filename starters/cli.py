@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 from starters import ops, render
 from starters.devserver import SetupError
 from workers.client import TASK_QUEUE, ServerUnreachable
+from workers.codec import CodecConfigError
 from workflows.models import AgentRun
 
 T = TypeVar("T")
@@ -45,7 +46,7 @@ def call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run an async operation; turn the errors an operator can act on into one clear line."""
     try:
         return asyncio.run(work())
-    except (ops.OpError, ServerUnreachable, SetupError) as exc:
+    except (ops.OpError, ServerUnreachable, SetupError, CodecConfigError) as exc:
         fail(str(exc))
     except RPCError as exc:
         fail(f"the Temporal server refused the request ({exc.status.name}): {exc.message}")
@@ -56,7 +57,7 @@ def call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def call_sync(work: Callable[[], T]) -> T:
     try:
         return work()
-    except ops.OpError as exc:
+    except (ops.OpError, CodecConfigError) as exc:
         fail(str(exc))
 
 
@@ -79,7 +80,10 @@ def run(
     input: Annotated[str, typer.Option("--input", "-i", help="The agent's input as JSON.")] = "{}",
     task: Annotated[str, typer.Option(help="The task in words.")] = "",
     as_user: Annotated[str, typer.Option("--as", help="Principal the agent acts for.")] = "cli",
-    scope: Annotated[list[str] | None, typer.Option(help="Granted scope (repeatable).")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Granted scope (repeatable); default: the agent's standing grant."),
+    ] = None,
     model: Annotated[
         list[str] | None, typer.Option(help="Model route override (repeat: fallbacks).")
     ] = None,
@@ -99,7 +103,7 @@ def run(
         input=data,
         task=task,
         principal=as_user,
-        scopes=scope or [],
+        scopes=scope or None,
         model_route=model or None,
     )
     call_sync(lambda: ops.validate_run(agent_run))

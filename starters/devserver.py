@@ -70,6 +70,7 @@ class DevServer:
     port: int = 7233
     ui_port: int = 8233
     headless: bool = False
+    ui_codec_endpoint: str | None = None  # a codec server the UI decodes payloads with
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -94,6 +95,8 @@ class DevServer:
             "--ui-disable-news-fetch",
         ]
         cmd += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
+        if self.ui_codec_endpoint and not self.headless:
+            cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--db-filename", str(self.db_file)]

@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from agents import UnknownAgent, get_agent
 from agents.routes import InvalidRoute, parse_route
 from agents.spec import problems
+from agents.toolbox import TOOL_CONTRACTS
 from workers.client import TASK_QUEUE, ServerUnreachable, connect_config
 from workers.client import connect as _connect
 from workflows.agent import AgentWorkflow
@@ -111,6 +112,12 @@ def validate_run(run: AgentRun) -> None:
             parse_route(route)
         except InvalidRoute as exc:
             raise OpError(str(exc)) from None
+    known = {s for t in TOOL_CONTRACTS.values() for s in t.required_scopes}
+    unknown = sorted(set(run.scopes or []) - known)
+    if unknown:
+        raise OpError(
+            f"unknown scope {', '.join(map(repr, unknown))}; scopes: {', '.join(sorted(known))}"
+        )
 
 
 def summary(run: AgentRun) -> str:

@@ -1,18 +1,23 @@
-"""`agentctl server | sim | worker | demo`: the processes of the embedded default stack."""
+"""`agentctl server | sim | worker | demo | codec-server`: the processes of the default stack."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 
-from starters import inbox  # noqa: F401  (registers approvals, approve, reject, …)
-from starters.cli import app, call
+from starters import audit_cli, inbox  # noqa: F401  (register approvals, approve, audit, …)
+from starters.cli import app, call, call_sync, fail
+from starters.codec_server import create_app
 from starters.devserver import DevServer
+from workers.codec import configured_keyring
 
 StateDir = Annotated[Path, typer.Option(help="Folder for the SQLite files (git-ignored).")]
 
@@ -22,9 +27,18 @@ def server(
     port: Annotated[int, typer.Option(help="gRPC port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Web UI port.")] = 8233,
     state_dir: StateDir = Path(".state"),
+    codec_endpoint: Annotated[
+        str | None,
+        typer.Option(help="Codec server the UI decodes payloads with (`agentctl codec-server`)."),
+    ] = None,
 ) -> None:
     """Run the Temporal dev server on 127.0.0.1, persisted in STATE_DIR/temporal.db."""
-    dev = DevServer(db_file=state_dir / "temporal.db", port=port, ui_port=ui_port)
+    dev = DevServer(
+        db_file=state_dir / "temporal.db",
+        port=port,
+        ui_port=ui_port,
+        ui_codec_endpoint=codec_endpoint,
+    )
     call(lambda: asyncio.to_thread(dev.start, 60, False))
     typer.echo(f"Temporal dev server on {dev.address}, UI at {dev.ui_url} (Ctrl-C stops it)")
     try:
@@ -32,6 +46,36 @@ def server(
         dev.proc.wait()
     except KeyboardInterrupt:
         dev.stop()
+
+
+@app.command("codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8888,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Browser origin allowed (repeatable); default: the local Temporal UI."),
+    ] = None,
+    ui_port: Annotated[
+        int, typer.Option(help="The local UI's port, for the default origin.")
+    ] = 8233,
+) -> None:
+    """Decode encrypted payloads for the Temporal UI and CLI, for holders of the token.
+
+    Keys: DURABLE_AGENTS_CODEC_KEYS (or _FILE); token: DURABLE_AGENTS_CODEC_TOKEN, or a new one
+    printed at start.
+    """
+    keyring = call_sync(configured_keyring)
+    if keyring is None:
+        fail("no keys: set DURABLE_AGENTS_CODEC_KEYS (id=<base64 32 bytes>,…) or _KEYS_FILE")
+    token = os.environ.get("DURABLE_AGENTS_CODEC_TOKEN") or secrets.token_urlsafe(24)
+    origins = tuple(origin or (f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"))
+    url = f"http://127.0.0.1:{port}"
+    typer.echo(f"codec server on {url}, keys {', '.join(keyring.ids)} ({keyring.current} encrypts)")
+    typer.echo(f"  CLI: --codec-endpoint {url} --codec-auth 'Bearer {token}'")
+    typer.echo(f"  UI:  agentctl server --codec-endpoint {url}/t/{token}")
+    uvicorn.run(
+        create_app(keyring, token, origins), host="127.0.0.1", port=port, log_level="warning"
+    )
 
 
 @app.command()

@@ -30,6 +30,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     os.environ["DURABLE_AGENTS_SIM_URL"] = server.url
     store = tmp_path_factory.mktemp("store") / "store.sqlite3"
     os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{store}"
+    os.environ["DURABLE_AGENTS_AUDIT_PATH"] = str(store.parent / "audit.sqlite3")
     get_settings.cache_clear()
     yield server
     server.stop()

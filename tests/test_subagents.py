@@ -22,7 +22,7 @@ async def start(env, task_queue: str, budget: BudgetOverride | None = None, **da
         agent="research",
         input={"question": "What is Temporal?"} | data,
         principal="tester",
-        scopes=["web:read"],
+        scopes=["wiki:read"],
         budget=budget,
     )
     return await ops.start_run(env.client, run, task_queue=task_queue)
@@ -85,7 +85,7 @@ async def test_children_get_a_slice_of_the_parents_budget(ts_env, ts_worker, tas
         first.input.payloads, [AgentRun]
     )[0]
     assert child_run.depth == 1 and child_run.parent == handle.id
-    assert child_run.scopes == ["web:read"]
+    assert child_run.scopes == ["wiki:read"]
     assert child_run.budget and 0 < child_run.budget.max_input_tokens <= 8000 * 0.25
 
 

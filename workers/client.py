@@ -6,9 +6,10 @@ import os
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from workers.codec import data_converter
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 TASK_QUEUE = os.environ.get("DURABLE_AGENTS_TASK_QUEUE", "durable-agents")
@@ -33,6 +34,7 @@ async def connect(
 ) -> Client:
     """Connect with the pydantic converter; keep trying for `wait_seconds` (server starting)."""
     config = connect_config(address, namespace)
+    converter = data_converter()  # encrypted when DURABLE_AGENTS_CODEC_KEYS is set
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(wait_seconds),
@@ -41,7 +43,7 @@ async def connect(
             reraise=True,
         ):
             with attempt:
-                return await Client.connect(**config, data_converter=pydantic_data_converter)
+                return await Client.connect(**config, data_converter=converter)
     except RuntimeError as exc:
         target = config["target_host"]
         raise ServerUnreachable(

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit import record_audit
 from activities.compaction import summarize
 from activities.llm import call_llm
 from activities.tools import run_tool
@@ -30,7 +31,7 @@ WORKFLOWS = [AgentWorkflow]
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
 )
-ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool, summarize]
+ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool, summarize, record_audit]
 
 
 @lru_cache(maxsize=1)

@@ -50,6 +50,8 @@ FAILURE_STRATEGIES = "failure-strategies-v1"
 # Runs started before the message store sent the whole conversation with every model call and
 # never continued as new.
 HISTORY_BY_REFERENCE = "history-by-reference-v1"
+# Runs started before identities were enforced run their tools unchecked and audit no approval.
+SCOPES = "identity-audit-v1"
 # Continue as new past this much history, unless the run says otherwise.
 CONTINUE_AFTER = 4_000_000
 
@@ -174,6 +176,7 @@ class AgentWorkflow:
         self._gates_on = workflow.patched(APPROVAL_GATES)
         strategies = workflow.patched(FAILURE_STRATEGIES)
         by_reference = workflow.patched(HISTORY_BY_REFERENCE)
+        scoped = workflow.patched(SCOPES)
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried)
         self._state.strategies = strategies
@@ -188,6 +191,9 @@ class AgentWorkflow:
         )
         try:
             spec, data = self._resolve(run)
+            if scoped and self._state.scopes is None:
+                self._state.scopes = list(spec.scopes() if run.scopes is None else run.scopes)
+                self._state.identity = self._identity()
             if run.carried is None:
                 task = spec.task_message(run.task, data)
                 self._state.messages.append(Message(role="user", content=task))
@@ -387,13 +393,16 @@ class AgentWorkflow:
         return spec, data
 
     def _identity(self) -> Identity:
+        if self._state.identity is not None:
+            return self._state.identity
         assert self._spec is not None
         return Identity(
             agent=self._spec.name,
             agent_version=self._spec.version,
             workflow_id=workflow.info().workflow_id,
             principal=self._run.principal,
-            scopes=self._run.scopes,
+            scopes=self._state.scopes if self._state.scopes is not None else self._run.scopes or [],
+            enforced=self._state.scopes is not None,
         )
 
     def _route(self) -> list[str]:

@@ -61,6 +61,15 @@ class ToolDispatcher:
             args = contract.input_model.model_validate(call.arguments)
         except ValidationError as exc:
             return self._tool_error(spec, call, f"bad arguments for {call.name}: {problems(exc)}")
+        missing = [s for s in contract.required_scopes if s not in self.identity.scopes]
+        if self.identity.enforced and missing:
+            granted = ", ".join(self.identity.scopes) or "none"
+            return self._tool_error(
+                spec,
+                call,
+                f"{f.PERMISSION_DENIED}: {call.name} needs scope {', '.join(missing)}, which "
+                f"this run was not granted (granted: {granted}); ask the person you act for",
+            )
         if isinstance(args, SpawnAgentInput):
             output = await subagents.spawn(self.state, spec, self.run, call, args)
         elif contract.durable:

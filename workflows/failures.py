@@ -19,6 +19,8 @@ TOOL_REJECTED: Final = "ToolRejected"
 TOOL_TRANSIENT: Final = "ToolTransient"
 TOOL_CONTRACT_VIOLATION: Final = "ToolContractViolation"
 UNKNOWN_TOOL: Final = "UnknownTool"
+# The run was not granted a scope the tool requires: refused before it runs, the model is told.
+PERMISSION_DENIED: Final = "PermissionDenied"
 # The message store lacks part of a conversation sent by reference: the workflow sends it again.
 CONVERSATION_MISSING: Final = "ConversationMissing"
 # A payload would pass the server's size limit: the step fails instead of the workflow task.
@@ -39,5 +41,5 @@ FALL_BACK: Final = frozenset({PROVIDER_UNAVAILABLE, TIMEOUT, RATE_LIMITED})
 PARKING: Final = frozenset({AUTHENTICATION_FAILED, INVALID_REQUEST, TOOL_CONTRACT_VIOLATION})
 # The model made the mistake; it gets the message and another try (bounded).
 BACK_TO_MODEL: Final = frozenset(
-    {TOOL_INPUT_INVALID, TOOL_REJECTED, UNKNOWN_TOOL, PAYLOAD_TOO_LARGE}
+    {TOOL_INPUT_INVALID, TOOL_REJECTED, UNKNOWN_TOOL, PAYLOAD_TOO_LARGE, PERMISSION_DENIED}
 )

@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.audit import AuditEntry, record_audit
     from agents.approvals import ApprovalRule, may_decide
     from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
     from workflows.state import RunState, spoken
@@ -163,6 +164,42 @@ async def await_decision(
             {"approval": approval.id},
         )
     state.stop_waiting()
+    await audit(state, approval)
+
+
+async def audit(state: RunState, approval: Approval) -> None:
+    """Append the decision (or the expiry) to the audit log, once per approval."""
+    who = state.identity
+    if who is None:
+        return  # a run from before the audit log
+    await workflow.execute_local_activity(
+        record_audit,
+        AuditEntry(
+            key=f"{who.workflow_id}/{approval.id}",
+            kind="approval",
+            run=who.workflow_id,
+            agent=who.agent,
+            agent_version=who.agent_version,
+            principal=who.principal,
+            scopes=who.scopes,
+            tool=approval.tool,
+            approver=approval.decided_by,
+            outcome=approval.state,
+            details={
+                "approval": approval.id,
+                "tool_call_id": approval.tool_call_id,
+                "arguments": approval.arguments,
+                "digest": approval.digest,
+                "rule": approval.rule,
+                "reason": approval.reason,
+                "requested_at": approval.requested_at.isoformat(),
+                "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
+                "escalated_to": [e.model_dump(mode="json") for e in approval.escalations],
+            },
+        ),
+        start_to_close_timeout=timedelta(seconds=10),
+        summary=f"audit {approval.id}: {approval.state}",
+    )
 
 
 async def ask(

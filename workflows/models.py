@@ -160,6 +160,8 @@ class Identity(Compact):
     workflow_id: str
     principal: str
     scopes: list[str] = Field(default_factory=list)
+    # Runs from before scopes were enforced carry scopes they were never checked against.
+    enforced: bool = False
 
 
 class ResultHandling(Compact):
@@ -211,7 +213,8 @@ class AgentRun(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
     task: str = ""
     principal: str = "system"
-    scopes: list[str] = Field(default_factory=list)
+    # Granted scopes; None: the agent's standing grant (AgentSpec.default_scopes).
+    scopes: list[str] | None = None
     # Overrides of the spec, e.g. another model route or a smaller turn budget.
     model_route: list[str] | None = None
     max_turns: int | None = None

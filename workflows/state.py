@@ -19,6 +19,7 @@ from workflows.models import (
     AgentStatusValue,
     Approval,
     EventSignal,
+    Identity,
     Message,
     Outcome,
     TranscriptEntry,
@@ -121,6 +122,11 @@ class RunState(BaseModel):
     turn_fresh: int = 0  # tool calls of this turn never made before
     turn_successes: int = 0  # successes before this turn's tool calls
     waits: dict[str, datetime] = Field(default_factory=dict)  # durable tool call id -> began
+    # The scopes granted at the start, checked before every tool call; None: not enforced (runs
+    # from before scopes were).
+    scopes: list[str] | None = None
+    # Who acts (set at the start of runs that audit their approval decisions).
+    identity: Identity | None = None
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(

@@ -24,6 +24,12 @@ def refusal(child: str, why: str) -> dict[str, Any]:
     return SpawnAgentOutput(child=child, status="refused", answer=why).model_dump(mode="json")
 
 
+def narrowed(state: RunState, run: AgentRun, requested: list[str] | None) -> list[str]:
+    """A child's scopes: the parent's, or those of them it asked for; never more."""
+    held = state.scopes if state.scopes is not None else list(run.scopes or [])
+    return held if requested is None else [s for s in held if s in requested]
+
+
 def slice_of(state: RunState, run: AgentRun, spec: AgentSpec, share: float) -> int | None:
     """Input tokens the child may spend: a share of what the parent has left, or None."""
     limit = (run.budget.max_input_tokens if run.budget else None) or spec.budget.max_input_tokens
@@ -54,7 +60,7 @@ async def spawn(
         input=args.input,
         task=args.task,
         principal=run.principal,
-        scopes=list(run.scopes),  # never more than the parent holds
+        scopes=narrowed(state, run, args.scopes),  # never more than the parent holds
         budget=BudgetOverride(max_input_tokens=tokens) if tokens else None,
         depth=run.depth + 1,
         parent=workflow.info().workflow_id,

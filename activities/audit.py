@@ -1,0 +1,169 @@
+"""The audit log: every side effect and every approval decision, append-only and hash-chained.
+
+Each entry's hash covers the previous entry's hash and the entry itself, so changing, removing or
+reordering any entry breaks the chain from there on (`agentctl audit --verify` finds where).
+Entries are keyed: the idempotency key of a side effect, `<run>/<approval id>` of a decision; a
+retried activity appends nothing new. The log lives outside Temporal's history, in SQLite
+(`DURABLE_AGENTS_AUDIT_PATH`, by default `<state_dir>/audit.sqlite3`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from activities.settings import get_settings
+
+GENESIS = "0" * 64
+AuditKind = Literal["side_effect", "side_effect_failed", "refused", "approval"]
+
+
+class AuditEntry(BaseModel):
+    """What happened, who did it, for whom, under which grant, and who approved it."""
+
+    key: str  # idempotency key, or <run>/<approval id>
+    kind: AuditKind
+    run: str
+    agent: str = ""
+    agent_version: str = ""
+    principal: str = ""
+    scopes: list[str] = Field(default_factory=list)  # the run's grant at the time
+    tool: str = ""
+    side_effect: str = ""
+    approver: str | None = None
+    outcome: str = ""  # e.g. "ok", "approved", "rejected", "expired", an error type
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recorded(BaseModel):
+    seq: int
+    at: str
+    entry: AuditEntry
+    prev: str
+    hash: str
+
+
+def _digest(prev: str, at: str, entry: AuditEntry) -> str:
+    body = json.dumps(
+        {"prev": prev, "at": at, "entry": entry.model_dump(mode="json")},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    entries: int
+    broken_at: int | None = None  # the first entry whose hash does not hold
+    problem: str = ""
+
+
+class AuditLog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "key TEXT NOT NULL UNIQUE, run TEXT NOT NULL, at TEXT NOT NULL, "
+                "entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS audit_run ON audit (run)")
+
+    def append(self, entry: AuditEntry) -> Recorded:
+        """Append once per key; a repeat returns the entry already there."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # one writer at a time across processes
+            try:
+                row = self._db.execute(
+                    "SELECT seq, at, entry, prev, hash FROM audit WHERE key = ?", (entry.key,)
+                ).fetchone()
+                if row is None:
+                    last = self._db.execute(
+                        "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1"
+                    ).fetchone()
+                    prev = last[0] if last else GENESIS
+                    at = datetime.now(UTC).isoformat()
+                    digest = _digest(prev, at, entry)
+                    body = entry.model_dump_json()
+                    cur = self._db.execute(
+                        "INSERT INTO audit (key, run, at, entry, prev, hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (entry.key, entry.run, at, body, prev, digest),
+                    )
+                    row = (cur.lastrowid, at, body, prev, digest)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return _recorded(row)
+
+    def trail(self, run: str | None = None) -> list[Recorded]:
+        query = "SELECT seq, at, entry, prev, hash FROM audit"
+        args: tuple[str, ...] = ()
+        if run is not None:
+            query, args = query + " WHERE run = ? OR run LIKE ?", (run, f"{run}--%")
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+        return [_recorded(r) for r in rows]
+
+    def verify(self) -> Verdict:
+        prev, count = GENESIS, 0
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, at, entry, prev, hash FROM audit ORDER BY seq"
+            ).fetchall()
+        for seq, at, body, stored_prev, stored_hash in rows:
+            count += 1
+            if stored_prev != prev:
+                return Verdict(False, count, seq, "an entry before it was removed or changed")
+            try:
+                entry = AuditEntry.model_validate_json(body)
+            except ValueError:
+                return Verdict(False, count, seq, "the entry is not readable")
+            if _digest(prev, at, entry) != stored_hash:
+                return Verdict(False, count, seq, "the entry was changed after it was written")
+            prev = stored_hash
+        return Verdict(True, count)
+
+
+def _recorded(row: tuple[Any, ...]) -> Recorded:
+    seq, at, body, prev, digest = row
+    return Recorded(
+        seq=seq, at=at, entry=AuditEntry.model_validate_json(body), prev=prev, hash=digest
+    )
+
+
+def audit_path() -> Path:
+    settings = get_settings()
+    return settings.audit_path or settings.state_dir / "audit.sqlite3"
+
+
+@lru_cache(maxsize=4)
+def _open(path: Path) -> AuditLog:
+    return AuditLog(path)
+
+
+def audit_log() -> AuditLog:
+    return _open(audit_path().resolve())
+
+
+@activity.defn
+async def record_audit(entry: AuditEntry) -> int:
+    """Append an entry (an approval decision; side effects are recorded by `run_tool`)."""
+    return audit_log().append(entry).seq

@@ -1,0 +1,60 @@
+"""`agentctl audit`: the audit trail of a run, and the check that the log was not tampered with."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from activities.audit import AuditLog, Recorded, audit_path
+from starters.cli import app, fail
+
+
+def _line(r: Recorded) -> str:
+    e = r.entry
+    who = f"{e.agent}/{e.agent_version} for {e.principal}" if e.agent else e.principal
+    if e.kind == "approval":
+        what = f"approval {e.details.get('approval')} of {e.tool}: {e.outcome}"
+        what += f" by {e.approver}" if e.approver else ""
+        what += f" ({e.details['reason']})" if e.details.get("reason") else ""
+    else:
+        what = f"{e.tool} [{e.side_effect}] {e.kind.replace('_', ' ')}: {e.outcome}"
+    grant = ", ".join(e.scopes) or "no scopes"
+    return f"#{r.seq:<5} {r.at[:19]}  {e.run}  {what}  · {who} · grant: {grant} · key {e.key}"
+
+
+@app.command()
+def audit(
+    run_id: Annotated[str | None, typer.Argument(help="Run (workflow id); omit for all.")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Print the audit trail (side effects and approval decisions), or verify the log's chain."""
+    path = audit_path()
+    if not path.exists():
+        fail(
+            f"no audit log at {path}: set DURABLE_AGENTS_AUDIT_PATH (or DURABLE_AGENTS_STATE_DIR) "
+            "to where the workers write it"
+        )
+    log = AuditLog(path)
+    if verify:
+        verdict = log.verify()
+        if as_json:
+            typer.echo(json.dumps(verdict.__dict__))
+        if not verdict.ok:
+            fail(
+                f"the audit log at {path} is broken at entry #{verdict.broken_at}: "
+                f"{verdict.problem} ({verdict.entries} entries read)"
+            )
+        if not as_json:
+            typer.echo(f"audit log {path}: {verdict.entries} entries, the hash chain holds")
+        return
+    trail = log.trail(run_id)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in trail], indent=2))
+        return
+    if not trail:
+        typer.echo(f"no audit entries{' for ' + run_id if run_id else ''}", err=True)
+    for r in trail:
+        typer.echo(_line(r))

@@ -1,0 +1,141 @@
+"""Encrypted payloads: AES-256-GCM on everything the client and workers send to Temporal.
+
+Keys come from the environment or a file, never from history:
+- `DURABLE_AGENTS_CODEC_KEYS="k2=<base64 32 bytes>,k1=<base64 32 bytes>"`, or
+- `DURABLE_AGENTS_CODEC_KEYS_FILE=/path` with one `id=<base64>` per line (`#` comments).
+The first key encrypts; every listed key decrypts, so rotation is: put the new key first, keep the
+old ones until no history needs them. Each payload's metadata names its key id
+(`encryption-key-id`); the key id is also bound to the ciphertext as associated data. Make a key
+with `python -c "import os, base64; print(base64.b64encode(os.urandom(32)).decode())"`.
+
+Without keys the codec is off and payloads are plain JSON, as Temporal stores them by default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+NONCE = 12
+
+
+class CodecConfigError(ValueError):
+    """The key configuration is unusable; the message says how to fix it."""
+
+
+class Keyring:
+    """Named AES-256 keys; the first one encrypts."""
+
+    def __init__(self, keys: list[tuple[str, bytes]]) -> None:
+        if not keys:
+            raise CodecConfigError("a keyring needs at least one key")
+        for kid, key in keys:
+            if len(key) != 32:
+                raise CodecConfigError(
+                    f"key {kid!r} is {len(key)} bytes; AES-256 needs 32 (base64 of 32 random bytes)"
+                )
+        self.current = keys[0][0]
+        self._keys = {kid: AESGCM(key) for kid, key in keys}
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._keys)
+
+    def encrypt(self, plain: bytes, kid: str | None = None) -> tuple[str, bytes]:
+        kid = kid or self.current
+        nonce = os.urandom(NONCE)
+        return kid, nonce + self._keys[kid].encrypt(nonce, plain, kid.encode())
+
+    def decrypt(self, kid: str, sealed: bytes) -> bytes:
+        aead = self._keys.get(kid)
+        if aead is None:
+            raise CodecConfigError(
+                f"payload encrypted with key {kid!r}, which is not configured (have: "
+                f"{', '.join(self._keys)}); add it to DURABLE_AGENTS_CODEC_KEYS to read old data"
+            )
+        try:
+            return aead.decrypt(sealed[:NONCE], sealed[NONCE:], kid.encode())
+        except InvalidTag:
+            raise CodecConfigError(
+                f"payload under key {kid!r} does not decrypt: wrong key material, or tampered"
+            ) from None
+
+
+def parse_keys(text: str, source: str) -> Keyring:
+    keys = []
+    for raw in text.replace(",", "\n").splitlines():
+        item = raw.split("#", 1)[0].strip()
+        if not item:
+            continue
+        kid, sep, material = item.partition("=")
+        if not sep or not kid.strip():
+            raise CodecConfigError(f"{source}: expected id=<base64 key>, got {item[:20]!r}…")
+        try:
+            key = base64.b64decode(material.strip(), validate=True)
+        except binascii.Error:
+            raise CodecConfigError(f"{source}: key {kid.strip()!r} is not base64") from None
+        keys.append((kid.strip(), key))
+    if not keys:
+        raise CodecConfigError(f"{source} names no keys")
+    return Keyring(keys)
+
+
+@lru_cache(maxsize=1)
+def configured_keyring() -> Keyring | None:
+    """The keys from the environment (or the file it names); None: encryption is off."""
+    if text := os.environ.get("DURABLE_AGENTS_CODEC_KEYS"):
+        return parse_keys(text, "DURABLE_AGENTS_CODEC_KEYS")
+    if path := os.environ.get("DURABLE_AGENTS_CODEC_KEYS_FILE"):
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise CodecConfigError(
+                f"DURABLE_AGENTS_CODEC_KEYS_FILE: cannot read {path}: {exc}"
+            ) from None
+        return parse_keys(text, path)
+    return None
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-GCM over each whole payload (its metadata too); plain payloads pass through."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for p in payloads:
+            kid, sealed = self.keyring.encrypt(p.SerializeToString())
+            out.append(Payload(metadata={"encoding": ENCODING, KEY_ID: kid.encode()}, data=sealed))
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for p in payloads:
+            if p.metadata.get("encoding") != ENCODING:
+                out.append(p)
+                continue
+            kid = p.metadata.get(KEY_ID, b"").decode()
+            out.append(Payload.FromString(self.keyring.decrypt(kid, p.data)))
+        return out
+
+
+def data_converter(keyring: Keyring | None = None) -> DataConverter:
+    """The project's converter: pydantic JSON, encrypted when keys are configured."""
+    keyring = keyring or configured_keyring()
+    if keyring is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring))
