@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import circuit
+from activities import circuit, observe
 from activities.conversation import resolve, store_reply
 from activities.heartbeat import heartbeating
 from activities.providers import anthropic_wire, openai_wire
@@ -140,6 +140,13 @@ async def call_llm(request: LLMRequest) -> LLMReply:
     reply.degraded = resolved.degraded
     if request.conversation is not None:
         await store_reply(resolved.head, reply.message)
+    activity.logger.info(
+        "model %s answered: %s input / %s output tokens",
+        reply.model,
+        reply.usage.input_tokens,
+        reply.usage.output_tokens,
+        extra={"agent": request.agent, "turn": request.turn},
+    )
     return reply
 
 
@@ -150,11 +157,14 @@ async def complete(request: LLMRequest) -> LLMReply:
     except InvalidRoute as exc:
         raise ApplicationError(str(exc), type=f.INVALID_REQUEST, non_retryable=True) from None
     call = _call_anthropic if route.wire_format == "anthropic" else _call_openai
-    # While this model's circuit is open the call fails fast (non-retryable ProviderUnavailable)
-    # without touching the network, so the workflow falls back to the next model at once.
-    reply = await circuit.registry().call(
-        (route.provider, route.base_url or "", route.model),
-        lambda: heartbeating(call(route, request), f"waiting for {route.model}"),
-    )
-    reply.provider = route.provider
+    with observe.llm_call(route, request) as replies:
+        # While this model's circuit is open the call fails fast (non-retryable
+        # ProviderUnavailable) without touching the network, so the workflow falls back to the
+        # next model at once.
+        reply = await circuit.registry().call(
+            (route.provider, route.base_url or "", route.model),
+            lambda: heartbeating(call(route, request), f"waiting for {route.model}"),
+        )
+        reply.provider = route.provider
+        replies.append(reply)
     return reply

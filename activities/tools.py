@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import observe
 from activities.audit import AuditEntry, AuditKind, audit_log
 from activities.company import IMPLEMENTATIONS, ToolContext
 from activities.conversation import store_message
@@ -48,13 +49,21 @@ def _audit(request: ToolRequest, kind: AuditKind, outcome: str, **details: Any) 
 @activity.defn
 async def run_tool(request: ToolRequest) -> ToolResult:
     """Run one tool call; side effects (and refusals, and final failures) are audited once."""
+    contract = TOOL_CONTRACTS.get(request.tool)
     try:
-        result = await _run_tool(request)
+        with observe.tool_call(request, contract.side_effect if contract else "unknown"):
+            result = await _run_tool(request)
     except ApplicationError as err:
         if err.non_retryable:
             kind: AuditKind = "refused" if err.type == f.PERMISSION_DENIED else "side_effect_failed"
             _audit(request, kind, err.type or "failed", error=err.message)
         raise
+    who = request.identity
+    activity.logger.info(
+        "tool %s done",
+        request.tool,
+        extra={"agent": who.agent, "principal": who.principal, "tool": request.tool},
+    )
     blob = result.blob.model_dump(mode="json") if result.blob else None
     _audit(request, "side_effect", "ok", output=result.output, blob=blob)
     return result

@@ -19,6 +19,7 @@ from starters import ops, render
 from starters.devserver import SetupError
 from workers.client import TASK_QUEUE, ServerUnreachable
 from workers.codec import CodecConfigError
+from workers.telemetry import TelemetryConfigError, setup_tracing
 from workflows.models import AgentRun
 
 T = TypeVar("T")
@@ -46,7 +47,13 @@ def call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run an async operation; turn the errors an operator can act on into one clear line."""
     try:
         return asyncio.run(work())
-    except (ops.OpError, ServerUnreachable, SetupError, CodecConfigError) as exc:
+    except (
+        ops.OpError,
+        ServerUnreachable,
+        SetupError,
+        CodecConfigError,
+        TelemetryConfigError,
+    ) as exc:
         fail(str(exc))
     except RPCError as exc:
         fail(f"the Temporal server refused the request ({exc.status.name}): {exc.message}")
@@ -194,6 +201,12 @@ async def _with_client(address: str | None, work: Callable[[Any], Awaitable[T]])
 
 def main() -> None:
     from starters import services  # noqa: F401  (registers server, sim, worker, demo)
+
+    try:
+        # Runs started here begin their trace here (exported only if DURABLE_AGENTS_TRACING says).
+        setup_tracing("agentctl", default="propagate")
+    except TelemetryConfigError as exc:
+        fail(str(exc))
 
     code: int | str | None = 0
     try:

@@ -111,13 +111,32 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     say(render.result(outcome) + "\n")
     counts = await ledger_counts(sim.url, handle.id)
     say("sim ledger for this run: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    from activities.audit import audit_log
+
+    trail = audit_log().trail(handle.id)
+    verdict = audit_log().verify()
+    said = ", ".join(
+        f"{r.entry.tool} {r.entry.outcome}"
+        + (f" by {r.entry.approver}" if r.entry.approver else "")
+        for r in trail
+    )
+    say(
+        f"audit log: {said}; hash chain {'holds' if verdict.ok else 'is BROKEN'} "
+        f"(`agentctl audit {handle.id}`)"
+    )
     if keep:
         say(
             f"\nstack kept running: UI {dev.ui_url}, Temporal {dev.address}, sim {sim.url}. "
             "Ctrl-C stops it."
         )
         await asyncio.Event().wait()
-    return outcome.outcome == "completed" and all(v == 1 for v in counts.values())
+    effects = [r for r in trail if r.entry.kind == "side_effect"]
+    return (
+        outcome.outcome == "completed"
+        and all(v == 1 for v in counts.values())
+        and len(effects) == 3
+        and verdict.ok
+    )
 
 
 async def ledger_counts(sim_url: str, run_id: str) -> dict[str, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import secrets
 import signal
@@ -18,6 +17,7 @@ from starters.cli import app, call, call_sync, fail
 from starters.codec_server import create_app
 from starters.devserver import DevServer
 from workers.codec import configured_keyring
+from workers.telemetry import setup_logging
 
 StateDir = Annotated[Path, typer.Option(help="Folder for the SQLite files (git-ignored).")]
 
@@ -102,7 +102,7 @@ def worker(
     from workers.client import TASK_QUEUE
     from workers.main import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging()  # JSON lines by default (DURABLE_AGENTS_LOG_FORMAT=text for plain)
     call(lambda: run_worker(address=address, task_queue=task_queue or TASK_QUEUE))
 
 

@@ -31,6 +31,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     store = tmp_path_factory.mktemp("store") / "store.sqlite3"
     os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{store}"
     os.environ["DURABLE_AGENTS_AUDIT_PATH"] = str(store.parent / "audit.sqlite3")
+    # Worker processes the tests start: no metrics port to fight over, no spans on stderr (the
+    # telemetry tests turn both on for themselves).
+    os.environ["DURABLE_AGENTS_METRICS_ADDRESS"] = "off"
+    os.environ["DURABLE_AGENTS_TRACING"] = "off"
     get_settings.cache_clear()
     yield server
     server.stop()

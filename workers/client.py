@@ -7,8 +7,10 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from workers import telemetry
 from workers.codec import data_converter
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
@@ -30,7 +32,10 @@ def connect_config(address: str | None = None, namespace: str | None = None) -> 
 
 
 async def connect(
-    address: str | None = None, namespace: str | None = None, wait_seconds: float = 0
+    address: str | None = None,
+    namespace: str | None = None,
+    wait_seconds: float = 0,
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect with the pydantic converter; keep trying for `wait_seconds` (server starting)."""
     config = connect_config(address, namespace)
@@ -43,7 +48,12 @@ async def connect(
             reraise=True,
         ):
             with attempt:
-                return await Client.connect(**config, data_converter=converter)
+                return await Client.connect(
+                    **config,
+                    data_converter=converter,
+                    interceptors=telemetry.interceptors(),  # tracing, once set up
+                    runtime=runtime,
+                )
     except RuntimeError as exc:
         target = config["target_host"]
         raise ServerUnreachable(

@@ -21,6 +21,7 @@ from activities.audit import record_audit
 from activities.compaction import summarize
 from activities.llm import call_llm
 from activities.tools import run_tool
+from workers import telemetry
 from workers.client import TASK_QUEUE, connect
 from workflows.agent import AgentWorkflow
 
@@ -79,7 +80,12 @@ async def run_worker(
     """Run until SIGTERM/SIGINT (or `stop`), then drain in-flight work and exit."""
     # A worker may start before its server (compose, systemd): keep trying for a while.
     patience = float(os.environ.get("DURABLE_AGENTS_CONNECT_WAIT", "30"))
-    client = await connect(address, namespace, wait_seconds=patience)
+    telemetry.setup_tracing("durable-agents-worker")
+    runtime = telemetry.metrics_runtime()
+    client = await connect(address, namespace, wait_seconds=patience, runtime=runtime)
+    reporter = None
+    if runtime is not None:
+        reporter = asyncio.create_task(telemetry.report_runs_forever(client, runtime.metric_meter))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -91,4 +97,6 @@ async def run_worker(
     async with worker:
         await stop.wait()
         log.info("shutting down: draining in-flight activities")
+    if reporter is not None:
+        reporter.cancel()
     log.info("worker stopped")

@@ -8,6 +8,7 @@ with an idempotency key. All state lives in the workflow, rebuilt from history o
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from temporalio import workflow
@@ -245,7 +246,8 @@ class AgentWorkflow:
         if last is not None and unanswered:
             # This run continued as new in the middle of a turn: finish the turn first.
             turn = next(m for m in reversed(state.messages) if m.role == "assistant")
-            await self._tool_calls(spec, unanswered, turn.tool_calls)
+            with self._turn_group():
+                await self._tool_calls(spec, unanswered, turn.tool_calls)
         while True:
             if state.continue_due():
                 raise ContinueRun
@@ -257,20 +259,28 @@ class AgentWorkflow:
             workflow.set_current_details(f"Working: turn {state.turn}.")
             state.messages.extend(state.follow_ups)
             state.follow_ups.clear()
-            if state.strategies:
-                await self._compact_if_large(spec)
-            reply = await ask_model(state, spec, self._route(), self._run.llm_attempts)
-            spending.charge(state, self._budget(spec), self._route()[0], reply)
-            state.messages.append(reply.message)
-            if reply.message.content:
-                state.note("assistant", reply.message.content)
-            if not reply.message.tool_calls:
-                return reply.message.content
-            calls = reply.message.tool_calls
-            seen = state.call_counts
-            state.turn_fresh = len([c for c in calls if runaway.call_key(c) not in seen])
-            state.turn_successes = state.successes
-            await self._tool_calls(spec, calls, calls)
+            # In the UI, a turn's model call and tool calls form one group.
+            with self._turn_group():
+                if state.strategies:
+                    await self._compact_if_large(spec)
+                reply = await ask_model(state, spec, self._route(), self._run.llm_attempts)
+                served = self._route()[min(state.route_index, len(self._route()) - 1)]
+                spending.charge(state, self._budget(spec), served, reply)
+                state.messages.append(reply.message)
+                if reply.message.content:
+                    state.note("assistant", reply.message.content)
+                if not reply.message.tool_calls:
+                    return reply.message.content
+                calls = reply.message.tool_calls
+                seen = state.call_counts
+                state.turn_fresh = len([c for c in calls if runaway.call_key(c) not in seen])
+                state.turn_successes = state.successes
+                await self._tool_calls(spec, calls, calls)
+
+    def _turn_group(self) -> AbstractContextManager[None]:
+        if self._state.identity is None:  # runs from before: their commands carry no group
+            return nullcontext()
+        return workflow.create_event_group(f"turn {self._state.turn}").scope()
 
     async def _tool_calls(
         self, spec: AgentSpec, calls: list[ToolCall], turn_calls: list[ToolCall]

@@ -56,6 +56,9 @@ def open_request(
         groups=groups,
     )
     state.approvals.append(approval)
+    workflow.metric_meter().create_counter(
+        "durable_agents_approvals_requested", "approvals requested", "approvals"
+    ).add(1, {"tool": call.name})
     return approval
 
 
@@ -164,6 +167,15 @@ async def await_decision(
             {"approval": approval.id},
         )
     state.stop_waiting()
+    meter = workflow.metric_meter()
+    labels = {"tool": approval.tool, "outcome": approval.state}
+    meter.create_counter("durable_agents_approvals_decided", "approvals decided", "approvals").add(
+        1, labels
+    )
+    waited = int((workflow.now() - approval.requested_at).total_seconds())
+    meter.create_histogram(
+        "durable_agents_approval_age", "how long an approval waited for its decision", "s"
+    ).record(waited, labels)
     await audit(state, approval)
 
 

@@ -19,7 +19,12 @@ ASK_FOR = timedelta(days=1)  # how long an extension request waits before it cou
 
 def charge(state: RunState, budget: Budget, route: str, reply: LLMReply) -> None:
     model = parse_route(route).model
-    state.cost_usd += budget.cost(model, reply.usage.input_tokens, reply.usage.output_tokens)
+    cost = budget.cost(model, reply.usage.input_tokens, reply.usage.output_tokens)
+    state.cost_usd += cost
+    agent = state.identity.agent if state.identity else "-"
+    workflow.metric_meter().create_counter(
+        "durable_agents_cost", "what model calls cost", "micro-USD"
+    ).add(int(cost * 1_000_000), {"agent": agent, "model": model})
 
 
 def exceeded(state: RunState, budget: Budget) -> str | None:

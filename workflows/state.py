@@ -134,10 +134,26 @@ class RunState(BaseModel):
                 at=workflow.now(), turn=self.turn, kind=kind, text=text, data=data or {}
             )
         )
+        # The transcript, as structured logs too (workflow.logger stays quiet on replay).
+        workflow.logger.info(
+            "%s: %s", kind, text if len(text) <= 500 else text[:500] + " …", extra=self.context()
+        )
+
+    def context(self) -> dict[str, Any]:
+        """Who and where, for a log record."""
+        who = self.identity
+        out: dict[str, Any] = {"turn": self.turn}
+        if who is not None:
+            out |= {"agent": who.agent, "principal": who.principal}
+        return out
 
     def set_status(self, status: AgentStatusValue) -> None:
         if status != self.status:
             workflow.upsert_search_attributes([search.AGENT_STATUS.value_set(status)])
+            agent = self.identity.agent if self.identity else "-"
+            workflow.metric_meter().create_counter(
+                "durable_agents_run_transitions", "runs entering a status", "runs"
+            ).add(1, {"agent": agent, "status": status})
         self.status = status
 
     def start_waiting(
