@@ -84,13 +84,12 @@ async def resolve(request: LLMRequest, store: MessageStore | None = None) -> Res
         raise missing.error()
     order = hashes + [item.hash for item in ref.tail]
     # Write through what came as content, and the links, so the next call sends only hashes.
-    await store.put({h: chain.encode_message(m) for h, m in inline.items()})
     heads = chain.heads(order)
-    if ref.tail:
-        start = len(hashes)
-        await store.put_links(
-            [(heads[i], heads[i - 1] if i else None, order[i]) for i in range(start, len(order))]
-        )
+    start = len(hashes)
+    await store.put_all(
+        {h: chain.encode_message(m) for h, m in inline.items()},
+        [(heads[i], heads[i - 1] if i else None, order[i]) for i in range(start, len(order))],
+    )
     conversation, degraded = await _expand(store, [messages[h] for h in order])
     full = request.model_copy(
         update={"system": system, "tools": tools, "messages": conversation, "conversation": None}
@@ -144,8 +143,7 @@ async def store_reply(head: str | None, reply: Message, store: MessageStore | No
     """The model's reply, and the conversation that ends with it, for the next call."""
     store = store or get_store()
     h = chain.message_hash(reply)
-    await store.put({h: chain.encode_message(reply)})
-    await store.put_links([(chain.link(head, h), head, h)])
+    await store.put_all({h: chain.encode_message(reply)}, [(chain.link(head, h), head, h)])
 
 
 async def store_message(message: Message, store: MessageStore | None = None) -> str:

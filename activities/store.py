@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,10 @@ class MessageStore(Protocol):
         ...
 
     async def put_links(self, links: list[Link]) -> None: ...
+
+    async def put_all(self, objects: dict[str, bytes], links: list[Link]) -> None:
+        """Objects and links in one go (one transaction where the store has them)."""
+        ...
 
     async def walk(self, head: str, length: int) -> list[str] | None:
         """The message hashes of the conversation `head` names, oldest first; None if any link
@@ -94,6 +99,21 @@ class SQLiteStore:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO links (head, parent, message) VALUES (?, ?, ?)", links
                 )
+
+    async def put_all(self, objects: dict[str, bytes], links: list[Link]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO objects (hash, body) VALUES (?, ?)", objects.items()
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO links (head, parent, message) VALUES (?, ?, ?)", links
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     async def walk(self, head: str, length: int) -> list[str] | None:
         with self._lock:
@@ -163,6 +183,14 @@ class RedisStore:
                 {f"{self._prefix}l:{head}": f"{parent or ''}:{msg}" for head, parent, msg in links}
             )
 
+    async def put_all(self, objects: dict[str, bytes], links: list[Link]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for h, body in objects.items():
+                pipe.set(f"{self._prefix}o:{h}", body, nx=True)
+            for head, parent, msg in links:
+                pipe.set(f"{self._prefix}l:{head}", f"{parent or ''}:{msg}")
+            await pipe.execute()
+
     async def walk(self, head: str, length: int) -> list[str] | None:
         found = await self._walk(keys=[self._prefix], args=[head, length])
         if not found:
@@ -183,11 +211,7 @@ class EncryptedStore:
         self._inner, self._keys = inner, keyring
 
     async def put(self, objects: dict[str, bytes]) -> None:
-        sealed = {}
-        for h, body in objects.items():
-            kid, data = self._keys.encrypt(body)
-            sealed[h] = kid.encode() + b"\0" + data
-        await self._inner.put(sealed)
+        await self._inner.put(self._seal(objects))
 
     async def get(self, hashes: Iterable[str]) -> dict[str, bytes]:
         found = {}
@@ -202,10 +226,88 @@ class EncryptedStore:
     async def put_links(self, links: list[Link]) -> None:
         await self._inner.put_links(links)
 
+    async def put_all(self, objects: dict[str, bytes], links: list[Link]) -> None:
+        await self._inner.put_all(self._seal(objects), links)
+
+    def _seal(self, objects: dict[str, bytes]) -> dict[str, bytes]:
+        sealed = {}
+        for h, body in objects.items():
+            kid, data = self._keys.encrypt(body)
+            sealed[h] = kid.encode() + b"\0" + data
+        return sealed
+
     async def walk(self, head: str, length: int) -> list[str] | None:
         return await self._inner.walk(head, length)
 
     async def clear(self) -> None:
+        await self._inner.clear()
+
+
+class CachedStore:
+    """A worker's memory of what it stored or read. Content-addressed entries never change, so
+    the cache is never stale; it only saves round trips. Bounded: least recently used goes."""
+
+    def __init__(self, inner: MessageStore, max_bytes: int = 64_000_000, max_links: int = 200_000):
+        self._inner = inner
+        self._objects: OrderedDict[str, bytes] = OrderedDict()
+        self._links: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
+        self._bytes, self._max_bytes, self._max_links = 0, max_bytes, max_links
+
+    def _remember(self, objects: dict[str, bytes], links: list[Link]) -> None:
+        for h, body in objects.items():
+            if h not in self._objects:
+                self._objects[h] = body
+                self._bytes += len(body)
+        while self._bytes > self._max_bytes and self._objects:
+            self._bytes -= len(self._objects.popitem(last=False)[1])
+        for head, parent, msg in links:
+            self._links[head] = (parent, msg)
+        while len(self._links) > self._max_links:
+            self._links.popitem(last=False)
+
+    async def put(self, objects: dict[str, bytes]) -> None:
+        await self._inner.put({h: b for h, b in objects.items() if h not in self._objects})
+        self._remember(objects, [])
+
+    async def get(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(hashes))
+        found = {h: self._objects[h] for h in wanted if h in self._objects}
+        for h in found:
+            self._objects.move_to_end(h)
+        missing = [h for h in wanted if h not in found]
+        if missing:
+            fetched = await self._inner.get(missing)
+            self._remember(fetched, [])
+            found |= fetched
+        return found
+
+    async def put_links(self, links: list[Link]) -> None:
+        await self.put_all({}, links)
+
+    async def put_all(self, objects: dict[str, bytes], links: list[Link]) -> None:
+        new_objects = {h: b for h, b in objects.items() if h not in self._objects}
+        new_links = [link for link in links if link[0] not in self._links]
+        if new_objects or new_links:
+            await self._inner.put_all(new_objects, new_links)
+        self._remember(objects, links)
+
+    async def walk(self, head: str, length: int) -> list[str] | None:
+        tail: list[str] = []
+        at: str | None = head
+        while at is not None and len(tail) < length and at in self._links:
+            at, message = self._links[at]
+            tail.append(message)
+        if at is None:
+            return tail[::-1] if len(tail) == length else None
+        if len(tail) == length:
+            return None  # longer than it should be
+        rest = await self._inner.walk(at, length - len(tail))
+        return None if rest is None else rest + tail[::-1]
+
+    async def clear(self) -> None:
+        self._objects.clear()
+        self._links.clear()
+        self._bytes = 0
         await self._inner.clear()
 
 
@@ -225,12 +327,17 @@ def _open(url: str) -> MessageStore:
 def _cached(url: str, loop: int) -> MessageStore:
     store = _open(url)
     keyring = configured_keyring()
-    return EncryptedStore(store, keyring) if keyring is not None else store
+    return CachedStore(EncryptedStore(store, keyring) if keyring is not None else store)
 
 
 def store_url() -> str:
     settings = get_settings()
-    return settings.store_url or f"sqlite:///{(settings.state_dir / 'store.sqlite3').resolve()}"
+    return settings.store_url or _default_url(settings.state_dir)
+
+
+@lru_cache(maxsize=4)
+def _default_url(state_dir: Path) -> str:
+    return f"sqlite:///{(state_dir / 'store.sqlite3').resolve()}"
 
 
 def get_store() -> MessageStore:

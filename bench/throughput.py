@@ -13,7 +13,8 @@ are reported.
 Definitions:
 - a *step* is one LLM call or one tool call, i.e. one activity execution; a K-turn run has
   2K + 1 steps (K model calls that ask for a tool, K tool calls, one model call that answers).
-  The step count is checked against each run's history, so retries would show up.
+  The step count is checked against each run's history, so retries would show up (a short
+  read-only tool like `echo` runs as a local activity: one marker event, counted as a step).
 - `runs_per_s`: runs completed per second of wall-clock time for the whole batch.
 - `ms_per_step`: wall-clock milliseconds of the batch divided by the steps it executed, i.e. the
   cost of one step at this concurrency (`step_latency_ms` is the per-run view: a run's latency
@@ -71,6 +72,16 @@ Starter = Callable[[Client, int], Awaitable[WorkflowHandle[Any, Any]]]
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+def is_step(event: HistoryEvent) -> bool:
+    """An activity execution: a scheduled activity, or a local one (recorded as a marker)."""
+    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        return True
+    marker = event.marker_recorded_event_attributes
+    return event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and (
+        marker.marker_name == "core_local_activity"
+    )
 
 
 def steps_per_run(turns: int) -> int:
@@ -186,9 +197,7 @@ async def run_batch(
     for handle in batch.handles:
         events = (await handle.fetch_history()).events
         batch.history_bytes.append(sum(e.ByteSize() for e in events))
-        batch.steps.append(
-            sum(1 for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
-        )
+        batch.steps.append(sum(1 for e in events if is_step(e)))
     if any(s != steps_per_run(turns) for s in batch.steps):
         raise RuntimeError(f"{side.name}: steps per run {set(batch.steps)}, expected 2K+1")
     return batch

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities import store as store_module
 from activities.settings import get_settings
 from activities.store import SQLiteStore
 from starters import inbox, ops
@@ -123,8 +124,10 @@ async def test_a_store_emptied_mid_run_is_refilled_and_the_transcript_is_the_sam
         handle = await start_reader(dev_env.client, task_queue, input=data)
         await wait_for_status(handle, "waiting_approval")
         if empty_store:
+            # A wiped disk, and a worker that remembers nothing (a new process).
             url = os.environ["DURABLE_AGENTS_STORE_URL"]
             await SQLiteStore(Path(url.removeprefix("sqlite:///"))).clear()
+            store_module._cached.cache_clear()
         await approve_pending(handle, approver="olga")
         result = await finish(handle)
         transcript = await handle.query(AgentWorkflow.transcript)

@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.conversation import resolve, store_reply
 from activities.settings import get_settings
-from activities.store import MessageStore, RedisStore, SQLiteStore
+from activities.store import CachedStore, MessageStore, RedisStore, SQLiteStore
 from starters import ops
 from starters.devserver import free_port
 from workers.main import build_worker
@@ -54,16 +54,36 @@ def redis_url() -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "cached"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
 ) -> AsyncIterator[MessageStore]:
     if request.param == "sqlite":
         yield SQLiteStore(tmp_path / "store.sqlite3")
         return
+    if request.param == "cached":
+        yield CachedStore(SQLiteStore(tmp_path / "store.sqlite3"))
+        return
     shared = RedisStore(redis_url, prefix=f"test-{uuid.uuid4().hex[:6]}:")
     yield shared
     await shared.clear()
+
+
+async def test_a_workers_cache_walks_what_it_knows_and_asks_the_store_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    shared = SQLiteStore(tmp_path / "store.sqlite3")
+    messages = conversation(3)
+    hashes = [chain.message_hash(m) for m in messages]
+    heads = chain.heads(hashes)
+    links = [(heads[i], heads[i - 1] if i else None, hashes[i]) for i in range(len(hashes))]
+    await shared.put_links(links[:4])  # another worker wrote the first part
+    mine = CachedStore(shared)
+    await mine.put_all({}, links[4:])  # this one the rest
+    assert await mine.walk(heads[-1], len(hashes)) == hashes
+    assert await mine.walk(heads[-1], len(hashes) - 1) is None
+    await shared.clear()  # the shared part is gone: what only the store knew is missing
+    assert await mine.walk(heads[-1], len(hashes)) is None
 
 
 def conversation(n: int) -> list[Message]:

@@ -35,11 +35,26 @@ class Compact(BaseModel):
     @model_serializer(mode="wrap")
     def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        for name, info in type(self).model_fields.items():
-            default = None if info.is_required() else info.get_default(call_default_factory=True)
-            if name in data and not info.is_required() and getattr(self, name) == default:
+        for name, default in _defaults(type(self)):
+            if name in data and getattr(self, name) == default:
                 del data[name]
         return data
+
+
+_DEFAULTS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _defaults(cls: type[BaseModel]) -> tuple[tuple[str, Any], ...]:
+    """A model's optional fields and their defaults, worked out once per class (only compared,
+    never handed out, so a shared default list is safe)."""
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = _DEFAULTS[cls] = tuple(
+            (name, info.get_default(call_default_factory=True))
+            for name, info in cls.model_fields.items()
+            if not info.is_required()
+        )
+    return found
 
 
 class ToolCall(BaseModel):
