@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -23,7 +24,7 @@ from temporalio.worker import Replayer
 
 from starters import ops
 from starters.devserver import free_port
-from tests.helpers import approve_pending
+from tests.helpers import approve_pending, wait_for_status
 from workers import telemetry
 from workers.main import SANDBOX, WORKFLOWS, build_worker
 from workflows.models import AgentRun
@@ -132,6 +133,13 @@ async def test_metrics_on_the_workers_prometheus_endpoint(
     run = AgentRun(agent="reader", input={"turns": 2, "email_at": 1}, principal="tester")
     async with build_worker(client, task_queue):
         handle = await ops.start_run(client, run, f"metered-{uuid.uuid4().hex[:6]}", task_queue)
+        await wait_for_status(handle, "waiting_approval")
+        for _ in range(50):  # visibility catches up
+            ages = await telemetry.report_approvals(client, runtime.metric_meter)
+            if ages:
+                break
+            await asyncio.sleep(0.1)
+        assert len(ages) >= 1 and all(age >= 0 for age in ages)
         await approve_pending(handle, approver="olga")
         await handle.result()
     counts = await telemetry.report_runs(client, runtime.metric_meter)
@@ -153,6 +161,8 @@ async def test_metrics_on_the_workers_prometheus_endpoint(
     assert value("durable_agents_approval_age", "_count") >= 1
     assert value("durable_agents_run_transitions", 'status="completed"') >= 1
     assert value("durable_agents_runs", 'status="completed"') >= 1
+    assert any(ln.startswith("durable_agents_approvals_pending") for ln in lines)
+    assert any(ln.startswith("durable_agents_approval_oldest") for ln in lines)
     assert any(ln.startswith("temporal_") for ln in lines)  # the SDK's own, alongside
 
 

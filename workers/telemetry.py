@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
@@ -35,7 +36,7 @@ from temporalio.common import MetricMeter
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from workflows.models import AgentStatusValue
+from workflows.models import AgentStatus, AgentStatusValue
 
 log = logging.getLogger("durable_agents.telemetry")
 _tracing_on = False
@@ -136,7 +137,42 @@ async def report_runs(client: Client, meter: MetricMeter) -> dict[str, int]:
         )
         counts[status] = (await client.count_workflows(query)).count
         gauge.set(counts[status], {"status": status})
+    await report_approvals(client, meter)
     return counts
+
+
+async def report_approvals(client: Client, meter: MetricMeter, limit: int = 200) -> list[float]:
+    """Pending approvals and the age of the oldest, from the waiting runs' `status` (at most
+    `limit` runs; a run no worker answers for is skipped). Returns the ages in seconds."""
+    query = (
+        "WorkflowType = 'AgentWorkflow' AND AgentStatus = 'waiting_approval' "
+        "AND ExecutionStatus != 'ContinuedAsNew'"
+    )
+    ids = [wf.id async for wf in client.list_workflows(query, limit=limit)]
+
+    async def status(run: str) -> AgentStatus | None:
+        try:
+            return await client.get_workflow_handle(run).query(
+                "status", result_type=AgentStatus, rpc_timeout=timedelta(seconds=2)
+            )
+        except Exception:  # noqa: BLE001  (no worker for it now: leave it out)
+            return None
+
+    now = datetime.now(UTC)
+    ages = [
+        (now - a.requested_at).total_seconds()
+        for s in await asyncio.gather(*(status(run) for run in ids))
+        if s is not None
+        for a in s.approvals
+        if a.state == "pending"
+    ]
+    meter.create_gauge("durable_agents_approvals_pending", "approvals waiting for a person").set(
+        len(ages)
+    )
+    meter.create_gauge(
+        "durable_agents_approval_oldest", "age of the oldest pending approval", "s"
+    ).set(int(max(ages, default=0)))
+    return ages
 
 
 async def report_runs_forever(client: Client, meter: MetricMeter, every: float = 15) -> None:
