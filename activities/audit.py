@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,8 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.settings import get_settings
+from activities.sqlite import open_shared
+from workflows.models import Identity
 
 GENESIS = "0" * 64
 AuditKind = Literal["side_effect", "side_effect_failed", "refused", "approval"]
@@ -43,6 +44,20 @@ class AuditEntry(BaseModel):
     approver: str | None = None
     outcome: str = ""  # e.g. "ok", "approved", "rejected", "expired", an error type
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+def entry_for(who: Identity, key: str, kind: AuditKind, **fields: Any) -> AuditEntry:
+    """An entry in the name of a run's identity."""
+    return AuditEntry(
+        key=key,
+        kind=kind,
+        run=who.workflow_id,
+        agent=who.agent,
+        agent_version=who.agent_version,
+        principal=who.principal,
+        scopes=who.scopes,
+        **fields,
+    )
 
 
 class Recorded(BaseModel):
@@ -72,18 +87,14 @@ class Verdict:
 
 class AuditLog:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "key TEXT NOT NULL UNIQUE, run TEXT NOT NULL, at TEXT NOT NULL, "
-                "entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)"
-            )
-            self._db.execute("CREATE INDEX IF NOT EXISTS audit_run ON audit (run)")
+        self._db = open_shared(
+            path,
+            "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "key TEXT NOT NULL UNIQUE, run TEXT NOT NULL, at TEXT NOT NULL, "
+            "entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS audit_run ON audit (run)",
+        )
 
     def append(self, entry: AuditEntry) -> Recorded:
         """Append once per key; a repeat returns the entry already there."""

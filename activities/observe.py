@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -21,10 +22,17 @@ from workflows.models import LLMReply, LLMRequest, ToolRequest
 tracer = trace.get_tracer("durable_agents")
 
 
-def _failed(span: Span, exc: BaseException) -> None:
-    kind = exc.type if isinstance(exc, ApplicationError) and exc.type else type(exc).__name__
-    span.set_attribute("error.type", kind)
-    span.set_status(Status(StatusCode.ERROR, str(exc)[:300]))
+@contextmanager
+def _span(name: str, kind: SpanKind, attributes: dict[str, Any]) -> Iterator[Span]:
+    """A span that records a failure as `error.type` (the taxonomy's type) and an error status."""
+    with tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            failure = exc.type if isinstance(exc, ApplicationError) and exc.type else None
+            span.set_attribute("error.type", failure or type(exc).__name__)
+            span.set_status(Status(StatusCode.ERROR, str(exc)[:300]))
+            raise
 
 
 @contextmanager
@@ -43,14 +51,9 @@ def llm_call(route: Route, request: LLMRequest) -> Iterator[list[LLMReply]]:
         "durable_agents.attempt": info.attempt,
     }
     started = time.monotonic()
-    with tracer.start_as_current_span(
-        f"chat {route.model}", kind=SpanKind.CLIENT, attributes=attributes
-    ) as span:
+    with _span(f"chat {route.model}", SpanKind.CLIENT, attributes) as span:
         try:
             yield replies
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
         finally:
             elapsed_ms = int((time.monotonic() - started) * 1000)
             labels = {"agent": request.agent or "-", "model": route.model}
@@ -83,11 +86,5 @@ def tool_call(request: ToolRequest, side_effect: str) -> Iterator[Span]:
         "durable_agents.side_effect": side_effect,
         "durable_agents.idempotency_key": request.idempotency_key,
     }
-    with tracer.start_as_current_span(
-        f"execute_tool {request.tool}", kind=SpanKind.INTERNAL, attributes=attributes
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
+    with _span(f"execute_tool {request.tool}", SpanKind.INTERNAL, attributes) as span:
+        yield span

@@ -15,7 +15,6 @@ Two implementations, chosen by `DURABLE_AGENTS_STORE_URL`:
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from urllib.parse import urlparse
 import redis.asyncio as aioredis
 
 from activities.settings import get_settings
+from activities.sqlite import open_shared
 from workers.codec import CodecConfigError, Keyring, configured_keyring
 
 Link = tuple[str, str | None, str]  # head, parent head (None at the root), message hash
@@ -57,20 +57,13 @@ class SQLiteStore:
     """One file, shared by the worker processes of a machine."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS objects (hash TEXT PRIMARY KEY, body BLOB NOT NULL)"
-            )
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS links "
-                "(head TEXT PRIMARY KEY, parent TEXT, message TEXT NOT NULL)"
-            )
+        self._db = open_shared(
+            path,
+            "CREATE TABLE IF NOT EXISTS objects (hash TEXT PRIMARY KEY, body BLOB NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS links "
+            "(head TEXT PRIMARY KEY, parent TEXT, message TEXT NOT NULL)",
+        )
 
     async def put(self, objects: dict[str, bytes]) -> None:
         if objects:

@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import observe
-from activities.audit import AuditEntry, AuditKind, audit_log
+from activities.audit import AuditKind, audit_log, entry_for
 from activities.company import IMPLEMENTATIONS, ToolContext
 from activities.conversation import store_message
 from activities.heartbeat import heartbeating
@@ -30,14 +30,10 @@ def _audit(request: ToolRequest, kind: AuditKind, outcome: str, **details: Any) 
     who = request.identity
     suffix = {"side_effect": "", "side_effect_failed": "#failed", "refused": "#refused"}
     audit_log().append(
-        AuditEntry(
-            key=request.idempotency_key + suffix.get(kind, "#" + kind),
-            kind=kind,
-            run=who.workflow_id,
-            agent=who.agent,
-            agent_version=who.agent_version,
-            principal=who.principal,
-            scopes=who.scopes,
+        entry_for(
+            who,
+            request.idempotency_key + suffix.get(kind, "#" + kind),
+            kind,
             tool=request.tool,
             side_effect=contract.side_effect,
             outcome=outcome,

@@ -15,7 +15,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditEntry, record_audit
+    from activities.audit import entry_for, record_audit
     from agents.approvals import ApprovalRule, may_decide
     from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
     from workflows.state import RunState, spoken
@@ -186,14 +186,10 @@ async def audit(state: RunState, approval: Approval) -> None:
         return  # a run from before the audit log
     await workflow.execute_local_activity(
         record_audit,
-        AuditEntry(
-            key=f"{who.workflow_id}/{approval.id}",
-            kind="approval",
-            run=who.workflow_id,
-            agent=who.agent,
-            agent_version=who.agent_version,
-            principal=who.principal,
-            scopes=who.scopes,
+        entry_for(
+            who,
+            f"{who.workflow_id}/{approval.id}",
+            "approval",
             tool=approval.tool,
             approver=approval.decided_by,
             outcome=approval.state,
