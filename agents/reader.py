@@ -2,7 +2,7 @@
 
 It exercises what keeps history linear (the conversation by reference, large results by
 reference, continue-as-new by size): `reader` reads large results in full, `skimmer` reads only
-their previews.
+their previews, and reads as local activities.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ READER = AgentSpec(
 SKIMMER = replace(
     READER,
     name="skimmer",
-    description="Like reader, but reads only a preview of large documents.",
+    description="Like reader, but reads only a preview of large documents (as local activities).",
     model_route=("sim-openai:skimmer",),
+    tools=(replace(READ_DOCUMENT, local=True), SEND_EMAIL),
     large_results="preview",
     preview_chars=300,
 )

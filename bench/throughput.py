@@ -13,8 +13,8 @@ are reported.
 Definitions:
 - a *step* is one LLM call or one tool call, i.e. one activity execution; a K-turn run has
   2K + 1 steps (K model calls that ask for a tool, K tool calls, one model call that answers).
-  The step count is checked against each run's history, so retries would show up (a short
-  read-only tool like `echo` runs as a local activity: one marker event, counted as a step).
+  The step count is checked against each run's history, so retries would show up (a tool that
+  runs as a local activity is one marker event, counted as a step too).
 - `runs_per_s`: runs completed per second of wall-clock time for the whole batch.
 - `ms_per_step`: wall-clock milliseconds of the batch divided by the steps it executed, i.e. the
   cost of one step at this concurrency (`step_latency_ms` is the per-run view: a run's latency

@@ -263,10 +263,17 @@ def small_result_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
+@pytest.mark.parametrize("agent", ["reader", "skimmer"])  # an activity, a local activity
 async def test_an_oversized_tool_result_is_a_typed_error_the_model_hears(
-    dev_env: WorkflowEnvironment, small_result_limit: None, dev_worker: Any, task_queue: str
+    dev_env: WorkflowEnvironment,
+    small_result_limit: None,
+    dev_worker: Any,
+    task_queue: str,
+    agent: str,
 ) -> None:
-    handle = await start_reader(dev_env.client, task_queue, input={"turns": 1, "chars": 50_000})
+    handle = await start_reader(
+        dev_env.client, task_queue, agent=agent, input={"turns": 1, "chars": 50_000}
+    )
     result = await finish(handle)
     assert result.answer == "read 1 documents: 0 characters in full, 0 previews, 1 errors"
     histories = await runs(dev_env.client, handle)
