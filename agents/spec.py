@@ -70,9 +70,9 @@ class ToolContract:
     durable: bool = False  # runs in the workflow itself (waits, timers), not as an activity
     # A local activity runs in the worker that runs the workflow, recorded as one marker event
     # instead of a scheduled/started/completed triple and an extra workflow task: about 700 bytes
-    # less history per call. Measured here it also costs latency under load (bench.throughput:
-    # 1.34x the baseline's ms per step against 1.15x), so it is a choice per tool, and only for
-    # short, read-only calls (at most LOCAL_MAX).
+    # less history per call. Measured here it also costs latency under load (bench.throughput,
+    # echo as a local activity: 1.20x and 1.38x the baseline's ms per step, against 1.18x and
+    # 1.16x without), so it is a choice per tool, and only for short, read-only calls.
     local: bool = False
 
     def schema(self) -> ToolSchema:
