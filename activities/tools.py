@@ -16,15 +16,20 @@ from activities.conversation import store_message
 from activities.heartbeat import heartbeating
 from activities.settings import get_settings
 from activities.store import get_store
-from agents.spec import TOOL_NON_RETRYABLE, problems
+from agents.spec import TOOL_NON_RETRYABLE, ToolContract, problems
 from agents.toolbox import TOOL_CONTRACTS
 from workflows import chain
 from workflows import failures as f
 from workflows.models import BlobRef, ToolRequest, ToolResult
 
 
-def _audit(request: ToolRequest, kind: AuditKind, outcome: str, **details: Any) -> None:
-    contract = TOOL_CONTRACTS.get(request.tool)
+def _audit(
+    request: ToolRequest,
+    contract: ToolContract | None,
+    kind: AuditKind,
+    outcome: str,
+    **details: Any,
+) -> None:
     if contract is None or contract.side_effect == "read_only":
         return  # reads change nothing: their trail is the run's history
     who = request.identity
@@ -52,7 +57,7 @@ async def run_tool(request: ToolRequest) -> ToolResult:
     except ApplicationError as err:
         if err.non_retryable:
             kind: AuditKind = "refused" if err.type == f.PERMISSION_DENIED else "side_effect_failed"
-            _audit(request, kind, err.type or "failed", error=err.message)
+            _audit(request, contract, kind, err.type or "failed", error=err.message)
         raise
     who = request.identity
     activity.logger.info(
@@ -61,7 +66,7 @@ async def run_tool(request: ToolRequest) -> ToolResult:
         extra={"agent": who.agent, "principal": who.principal, "tool": request.tool},
     )
     blob = result.blob.model_dump(mode="json") if result.blob else None
-    _audit(request, "side_effect", "ok", output=result.output, blob=blob)
+    _audit(request, contract, "side_effect", "ok", output=result.output, blob=blob)
     return result
 
 

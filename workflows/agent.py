@@ -52,7 +52,7 @@ FAILURE_STRATEGIES = "failure-strategies-v1"
 # never continued as new.
 HISTORY_BY_REFERENCE = "history-by-reference-v1"
 # Runs started before identities were enforced run their tools unchecked and audit no approval.
-SCOPES = "identity-audit-v1"
+IDENTITY_AUDIT = "identity-audit-v1"
 # Continue as new past this much history, unless the run says otherwise.
 CONTINUE_AFTER = 4_000_000
 
@@ -177,7 +177,7 @@ class AgentWorkflow:
         self._gates_on = workflow.patched(APPROVAL_GATES)
         strategies = workflow.patched(FAILURE_STRATEGIES)
         by_reference = workflow.patched(HISTORY_BY_REFERENCE)
-        scoped = workflow.patched(SCOPES)
+        scoped = workflow.patched(IDENTITY_AUDIT)
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried)
         self._state.strategies = strategies
@@ -241,9 +241,8 @@ class AgentWorkflow:
 
     async def _loop(self, spec: AgentSpec) -> str:
         state = self._state
-        last = state.messages[-1] if state.messages else None
         unanswered = self._unanswered()
-        if last is not None and unanswered:
+        if unanswered:
             # This run continued as new in the middle of a turn: finish the turn first.
             turn = next(m for m in reversed(state.messages) if m.role == "assistant")
             with self._turn_group():
@@ -317,7 +316,6 @@ class AgentWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         state = self._state
         state.continued += 1
-        state.previous_runs.append(workflow.info().run_id)
         state.note(
             "note",
             f"continued as new (#{state.continued}) after "

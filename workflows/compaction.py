@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.compaction import SummarizeRequest, summarize
@@ -77,7 +77,7 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
     if split <= 1:
         return False
     older = messages[1:split]
-    for resend in range(history.RESENDS):
+    for attempt in range(history.RESENDS):
         request = _request(state, spec, route, older, split)
         try:
             history.check_size(request, "the input of summarize", state.max_payload)
@@ -95,12 +95,8 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
             )
             break
         except ActivityError as err:
-            cause = err.cause
-            if not isinstance(cause, ApplicationError) or cause.type != f.CONVERSATION_MISSING:
+            if not history.lacked(state, err, attempt):
                 raise
-            if resend + 1 == history.RESENDS:
-                raise
-            history.missing(state, cause.details[0] if cause.details else {"base": True})
     state.usage = state.usage.plus(result.usage)
     summary = Message(role="user", content=result.text)
     kept = [messages[0], summary, *messages[split:]]

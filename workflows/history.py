@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agents.spec import AgentSpec
@@ -73,15 +73,16 @@ def heads(state: RunState) -> list[str]:
 
 
 def preamble(state: RunState, spec: AgentSpec) -> tuple[str, list[ToolSchema]]:
+    """The system prompt and tool schemas to send as content: nothing once the store has them."""
+    if state.preamble and state.preamble in state.stored:
+        return "", []
     tools = [t.schema() for t in spec.tools]
     if not state.preamble:
         state.preamble = chain.digest(chain.encode_preamble(spec.system_prompt, tools))
     return spec.system_prompt, tools
 
 
-def reference(
-    state: RunState, messages: list[Message], with_preamble: bool = True
-) -> ConversationRef:
+def reference(state: RunState, messages: list[Message]) -> ConversationRef:
     """`messages` (the run's conversation, maybe plus a repair message) by reference."""
     own = hashes(state)
     all_hashes = own + [chain.message_hash(m) for m in messages[len(own) :]]
@@ -92,9 +93,7 @@ def reference(
         TailItem(hash=h, message=None if h in stored else m)
         for h, m in zip(all_hashes[k:], messages[k:], strict=True)
     ]
-    return ConversationRef(
-        base=base, base_length=k, tail=tail, preamble=state.preamble if with_preamble else ""
-    )
+    return ConversationRef(base=base, base_length=k, tail=tail, preamble=state.preamble)
 
 
 def replied(state: RunState, sent: int, reply: Message, plain: bool) -> None:
@@ -107,6 +106,19 @@ def replied(state: RunState, sent: int, reply: Message, plain: bool) -> None:
 def produced(state: RunState, message: Message) -> None:
     """A message an activity stored as it produced it (a tool result, a summary)."""
     state.stored.append(chain.message_hash(message))
+
+
+def lacked(state: RunState, err: ActivityError, attempt: int) -> bool:
+    """Whether `err` says the store lacked part of what an activity was sent by reference and
+    another attempt is left; if so, what it lacked is marked to go as content next time."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError) or cause.type != f.CONVERSATION_MISSING:
+        return False
+    if attempt + 1 >= RESENDS:
+        return False
+    missing(state, cause.details[0] if cause.details else {"base": True})
+    state.note("note", f"the message store lacked part of the conversation: {cause.message}")
+    return True
 
 
 def missing(state: RunState, details: dict[str, Any]) -> None:

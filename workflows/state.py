@@ -110,14 +110,13 @@ class RunState(BaseModel):
     stored: list[str] = Field(default_factory=list)
     hashes: list[str] = Field(default_factory=list, exclude=True)
     heads: list[str] = Field(default_factory=list, exclude=True)
-    # Continue-as-new (workflows/continuation.py): past `continue_after` bytes of history, or
-    # when Temporal suggests it, at the next safe point.
+    # Continue-as-new (workflows/agent.py, `continue_due`): past `continue_after` bytes of
+    # history, or when Temporal suggests it, at the next safe point.
     continue_after: int | None = None
     history_at_start: int = Field(default=0, exclude=True)  # bytes and events when this
     events_at_start: int = Field(default=0, exclude=True)  # run (of the chain) began
     continue_blocked_below: int = 0  # history size under which not to try again
     continued: int = 0  # how many times the run has continued as new
-    previous_runs: list[str] = Field(default_factory=list)
     # The turn in progress, so a run continued in its middle can finish it.
     turn_fresh: int = 0  # tool calls of this turn never made before
     turn_successes: int = 0  # successes before this turn's tool calls

@@ -114,20 +114,15 @@ async def _call(
     if not state.by_reference:
         system, tools = spec.system_prompt, [t.schema() for t in spec.tools]
         return await _execute(state, spec, route, attempts, system, messages, tools)
-    for resend in range(history.RESENDS):
+    for attempt in range(history.RESENDS):
         system, tools = history.preamble(state, spec)
-        if state.preamble in state.stored:
-            system, tools = "", []
         ref = history.reference(state, messages)
         try:
             reply = await _execute(state, spec, route, attempts, system, [], tools, ref)
         except ActivityError as err:
-            if failure_type(err) != f.CONVERSATION_MISSING or resend + 1 == history.RESENDS:
-                raise
-            details = err.cause.details if isinstance(err.cause, ApplicationError) else ()
-            history.missing(state, details[0] if details else {"base": True})
-            state.note("note", f"the message store lacked part of the conversation: {err.cause}")
-            continue
+            if history.lacked(state, err, attempt):
+                continue
+            raise
         history.replied(state, len(messages), reply.message, plain=messages is state.messages)
         return reply
     raise AssertionError("unreachable")
