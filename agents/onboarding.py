@@ -37,6 +37,7 @@ ONBOARDING = AgentSpec(
     name="onboarding",
     version="1.0.0",
     description="Onboard a new hire: mailbox, laptop, security clearance, welcome email.",
+    describe_run=lambda d: f"{d['full_name']} ({d['employee_id']}), starts {d['start_date']}",
     system_prompt=SYSTEM_PROMPT,
     # The primary model, then a fallback on another provider (both sims here; in production
     # e.g. "openai:gpt-4.1" then "anthropic:claude-sonnet-4-5").

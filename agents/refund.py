@@ -55,6 +55,7 @@ REFUND = AgentSpec(
     name="refund",
     version="1.0.0",
     description="Refund a customer's order, with approval over the limit, as a saga.",
+    describe_run=lambda d: f"{d['amount']} on order {d['order_id']} (ticket {d['ticket_id']})",
     system_prompt=SYSTEM_PROMPT,
     model_route=("sim-openai:refund",),
     tools=(VERIFY_CUSTOMER, CHECK_ELIGIBILITY, ASK_HUMAN, UPDATE_TICKET, PLACE_HOLD, ISSUE_REFUND),

@@ -160,6 +160,14 @@ class AgentSpec:
     inline_result_bytes: int = 16_000
     large_results: Literal["full", "preview"] = "full"
     preview_chars: int = 2000
+    # What a run is about in a few words, from its validated input: the run's title in the
+    # Temporal UI and in listings (e.g. "refund 250.00 on order O-1"). None: the agent's name.
+    describe_run: Callable[[Mapping[str, Any]], str] | None = None
+
+    def run_summary(self, data: Mapping[str, Any], principal: str) -> str:
+        """The run's one-line title: what it does and for whom."""
+        about = self.describe_run(data) if self.describe_run else ""
+        return f"{self.name}{': ' + about if about else ''} · for {principal}"
 
     def scopes(self) -> tuple[str, ...]:
         """The standing grant: `default_scopes`, or every scope the agent's tools require."""

@@ -13,7 +13,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 AgentStatusValue = Literal[
-    "running", "waiting_approval", "waiting_event", "needs_attention", "completed", "failed"
+    "running",
+    "waiting_approval",
+    "waiting_event",
+    "needs_attention",
+    # Terminal: how the run ended. `failed` means a failure; the others are outcomes.
+    "completed",
+    "rejected",
+    "aborted",
+    "timed_out",
+    "budget_exhausted",
+    "failed",
 ]
 Outcome = Literal[
     "completed",
