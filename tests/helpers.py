@@ -85,7 +85,7 @@ async def approve_pending(
     """Wait for the run to ask for approval, then approve it through the `decide` update."""
     await wait_for_status(handle, "waiting_approval", timeout)
     return await handle.execute_update(
-        AgentWorkflow.decide, Decision(approver=approver, reason="looks right")
+        AgentWorkflow.decide, Decision(approve=True, approver=approver, reason="looks right")
     )
 
 

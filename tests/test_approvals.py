@@ -50,23 +50,27 @@ async def test_the_record_says_what_waits_and_for_whom(ts_env, ts_worker, task_q
     kinds = [e.kind for e in await handle.query(AgentWorkflow.transcript)]
     assert "approval" in kinds
     # Leave nothing running: an orphaned run's timers stall the time-skipping server.
-    await handle.execute_update(AgentWorkflow.decide, Decision(approver="hana"))
+    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="hana"))
     await handle.result()
 
 
 async def test_validator_refuses_before_history(ts_env, ts_worker, task_queue, ledger):
     handle = await at_the_gate(ts_env, task_queue)
 
-    stranger = await refused(handle, Decision(approver="mallory"))
-    unknown = await refused(handle, Decision(approval_id="apr-9", approver="hana"))
-    stale = await refused(handle, Decision(approver="hana", digest="0" * 16))
+    stranger = await refused(handle, Decision(approve=True, approver="mallory"))
+    unknown = await refused(handle, Decision(approve=True, approval_id="apr-9", approver="hana"))
+    stale = await refused(handle, Decision(approve=True, approver="hana", digest="0" * 16))
     assert "'mallory' may not decide approval apr-1" in stranger
     assert "no approval 'apr-9'" in unknown and "pending: apr-1" in unknown
     assert "digest" in stale
     assert await updates_in_history(handle) == 0
 
-    first = await handle.execute_update(AgentWorkflow.decide, Decision(approver="hana"))
-    again = await handle.execute_update(AgentWorkflow.decide, Decision(approver="hana"))
+    first = await handle.execute_update(
+        AgentWorkflow.decide, Decision(approve=True, approver="hana")
+    )
+    again = await handle.execute_update(
+        AgentWorkflow.decide, Decision(approve=True, approver="hana")
+    )
     assert again == first  # idempotent: the first decision stands
     second = await refused(handle, Decision(approver="hugo", approve=False))
     assert "already approved by hana" in second
@@ -79,8 +83,10 @@ async def test_validator_refuses_before_history(ts_env, ts_worker, task_queue, l
 
 async def test_four_eyes_the_runs_own_principal_may_not_approve(ts_env, ts_worker, task_queue):
     handle = await at_the_gate(ts_env, task_queue, principal="hana")  # hana is an HR manager
-    assert "may not approve its own request" in await refused(handle, Decision(approver="hana"))
-    await handle.execute_update(AgentWorkflow.decide, Decision(approver="hugo"))
+    assert "may not approve its own request" in await refused(
+        handle, Decision(approve=True, approver="hana")
+    )
+    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="hugo"))
     assert (await handle.result()).outcome == "completed"
 
 
@@ -90,13 +96,17 @@ async def test_a_refused_signal_changes_nothing(dev_env, dev_worker, task_queue,
     handle = await at_the_gate(dev_env, task_queue)
     before = await handle.query(AgentWorkflow.status)
 
-    await handle.signal(AgentWorkflow.approve, Decision(approver="mallory"))
-    await handle.signal(AgentWorkflow.reject, Decision(approval_id="apr-7", approver="hana"))
+    await handle.signal(AgentWorkflow.approve, Decision(approve=True, approver="mallory"))
+    await handle.signal(
+        AgentWorkflow.reject, Decision(approve=False, approval_id="apr-7", approver="hana")
+    )
     after = await handle.query(AgentWorkflow.status)
     assert after.approvals == before.approvals
     assert after.status == "waiting_approval"
 
-    await handle.signal(AgentWorkflow.reject, Decision(approver="hugo", reason="too casual"))
+    await handle.signal(
+        AgentWorkflow.reject, Decision(approve=False, approver="hugo", reason="too casual")
+    )
     result = await handle.result()
     assert ledger(handle.id, "send_email") == 0
     await handle.fetch_history()
@@ -113,7 +123,9 @@ async def test_escalates_after_a_day_and_approval_on_day_two_completes(
     ts_env, ts_worker, task_queue, ledger
 ):
     handle = await at_the_gate(ts_env, task_queue)
-    assert "may not decide" in await refused(handle, Decision(approver="olga"))  # not yet
+    assert "may not decide" in await refused(
+        handle, Decision(approve=True, approver="olga")
+    )  # not yet
 
     await ts_env.sleep(timedelta(hours=25))
     [approval] = (await handle.query(AgentWorkflow.status)).approvals
@@ -122,7 +134,9 @@ async def test_escalates_after_a_day_and_approval_on_day_two_completes(
     assert abs(waited - timedelta(hours=24)) < timedelta(seconds=1)
 
     await ts_env.sleep(timedelta(hours=23))  # day 2
-    decided = await handle.execute_update(AgentWorkflow.decide, Decision(approver="olga"))
+    decided = await handle.execute_update(
+        AgentWorkflow.decide, Decision(approve=True, approver="olga")
+    )
     assert decided.state == "approved"
     assert (await handle.result()).outcome == "completed"
     assert ledger(handle.id, "send_email") == 1

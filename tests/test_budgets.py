@@ -54,7 +54,9 @@ async def test_an_approved_extension_lets_the_run_go_on(ts_env, ts_worker, task_
         "failed",
     ):
         if status.status == "waiting_approval":
-            await handle.execute_update(AgentWorkflow.decide, Decision(approver="olga"))
+            await handle.execute_update(
+                AgentWorkflow.decide, Decision(approve=True, approver="olga")
+            )
             extensions += 1
         assert extensions < 10
         await asyncio.sleep(0.1)

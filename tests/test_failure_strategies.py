@@ -6,7 +6,7 @@ from starters import ops
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from tests.test_cli import address, cli, error, ok
 from workflows.agent import AgentWorkflow
-from workflows.models import AbortRequest, AgentRun, EventSignal
+from workflows.models import AbortRequest, AgentRun, EventSignal, OperatorRequest
 
 
 async def test_unavailable_provider_falls_back_to_the_next_model(
@@ -43,7 +43,9 @@ async def test_auth_failure_parks_with_reason_and_resume_goes_on(
     assert "AuthenticationFailed" in (status.last_error or "")
     assert status.turn == 1 and status.usage.input_tokens == 0  # context intact, nothing lost
 
-    await handle.signal(AgentWorkflow.resume)  # the operator fixed the key
+    await handle.signal(
+        AgentWorkflow.resume, OperatorRequest(by="olga")
+    )  # the operator fixed the key
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await approve_pending(handle)
     assert (await handle.result()).outcome == "completed"
@@ -62,14 +64,14 @@ async def test_abort_ends_a_parked_run(ts_env, ts_worker, task_queue, fault, led
     assert result.outcome == "aborted"
     assert "wrong hire (by olga)" in result.answer
     assert ledger(handle.id, "create_mailbox") == 0
-    assert (await handle.query(AgentWorkflow.status)).status == "failed"
+    assert (await handle.query(AgentWorkflow.status)).status == "aborted"
 
 
 async def test_resume_is_ignored_when_nothing_is_parked(ts_env, ts_worker, task_queue):
     handle = await start_onboarding(ts_env.client, task_queue)
     await wait_for_status(handle, "waiting_event")
-    await handle.signal(AgentWorkflow.resume)
-    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="no"))
+    await handle.signal(AgentWorkflow.resume, OperatorRequest(by="olga"))
+    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="no", by="olga"))
     assert (await handle.query(AgentWorkflow.status)).status == "waiting_event"
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await approve_pending(handle)
@@ -136,11 +138,13 @@ async def test_a_looping_agent_is_stopped_and_parked(ts_env, ts_worker, task_que
     assert "the same echo call was made 3 times" in (status.last_error or "")
     assert status.turn == 3
 
-    await handle.signal(AgentWorkflow.resume)  # still looping: stopped again after 3 more
+    await handle.signal(
+        AgentWorkflow.resume, OperatorRequest(by="olga")
+    )  # still looping: stopped again after 3 more
     await wait_for_status(handle, "running")
     await wait_for_status(handle, "needs_attention")
     assert (await handle.query(AgentWorkflow.status)).turn == 6
-    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="stuck in a loop"))
+    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="stuck in a loop", by="olga"))
     assert (await handle.result()).outcome == "aborted"
 
 
@@ -155,7 +159,7 @@ async def test_a_tool_answering_outside_its_contract_parks_until_fixed(
     assert "create_mailbox answered outside its contract" in (status.last_error or "")
 
     # The other side fixed its deploy: resume retries the same call, under the same key.
-    await handle.signal(AgentWorkflow.resume)
+    await handle.signal(AgentWorkflow.resume, OperatorRequest(by="olga"))
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await approve_pending(handle)
     assert (await handle.result()).outcome == "completed"

@@ -42,7 +42,9 @@ async def test_approve_signal_sent_with_no_worker_is_applied_when_one_starts(
 ):
     handle = await at_the_gate_then_no_worker(dev_env, spawn_worker, task_queue)
 
-    await handle.signal(AgentWorkflow.approve, Decision(approver="hana", reason="checked"))
+    await handle.signal(
+        AgentWorkflow.approve, Decision(approve=True, approver="hana", reason="checked")
+    )
     assert await signals_in_history(handle, "approve") == 1  # durable before any worker saw it
     await asyncio.sleep(0.5)
     assert ledger(handle.id, "send_email") == 0  # nothing happens without a worker
@@ -66,7 +68,9 @@ async def test_refused_reject_signal_sent_with_no_worker_changes_nothing(
     handle = await at_the_gate_then_no_worker(dev_env, spawn_worker, task_queue)
 
     # mallory is in no approver group: the signal is kept, but the run refuses it on replay.
-    await handle.signal(AgentWorkflow.reject, Decision(approver="mallory", reason="no"))
+    await handle.signal(
+        AgentWorkflow.reject, Decision(approve=False, approver="mallory", reason="no")
+    )
     assert await signals_in_history(handle, "reject") == 1
 
     spawn_worker()
@@ -80,7 +84,7 @@ async def test_refused_reject_signal_sent_with_no_worker_changes_nothing(
     assert not any("rejected" in n for n in notes), notes
 
     # The gate still works for someone allowed; the run ends normally.
-    await handle.execute_update(AgentWorkflow.decide, Decision(approver="hugo"))
+    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="hugo"))
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.outcome == "completed", result.answer
     assert ledger(handle.id, "send_email") == 1

@@ -62,7 +62,7 @@ async def test_no_clearance_times_out_after_the_spec_limit(
     assert result.outcome == "timed_out"
     assert "168 h" in result.answer
     assert ledger(handle.id, "send_email") == 0
-    assert (await handle.query(AgentWorkflow.status)).status == "failed"
+    assert (await handle.query(AgentWorkflow.status)).status == "timed_out"
 
 
 async def test_event_sent_before_the_wait_is_not_lost(

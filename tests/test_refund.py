@@ -11,7 +11,8 @@ from temporalio.client import Client, WorkflowHandle
 from starters import ops
 from tests.helpers import wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun, Decision
+from workflows.models import AgentResult, AgentRun, Decision, OperatorRequest
+from workflows.search import AGENT_STATUS
 
 
 def seed(sim_url: str, amount: str) -> dict[str, Any]:
@@ -52,7 +53,7 @@ async def test_large_refund_approved_by_a_lead_issues_exactly_one(
     assert approval.tool == "issue_refund" and approval.arguments["amount"] == "250.00"
     assert ledger(handle.id, "place_hold") == 1 and ledger(handle.id, "issue_refund") == 0
 
-    await handle.execute_update(AgentWorkflow.decide, Decision(approver="sam"))
+    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="sam"))
     result = await handle.result()
 
     assert result.outcome == "completed", result.answer
@@ -74,6 +75,10 @@ async def test_rejected_refund_runs_compensations_in_reverse(
 
     assert result.outcome == "rejected"
     assert "rejected by lee: outside policy" in result.answer
+    # A correct rejection is its own outcome, not a failure: in status and the search attribute.
+    assert (await handle.query(AgentWorkflow.status)).status == "rejected"
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(AGENT_STATUS) == "rejected"
     assert ledger(handle.id, "issue_refund") == 0
     assert ledger(handle.id, "release_hold") == 1
     notes = ticket(sim.url, order["ticket_id"])
@@ -96,7 +101,7 @@ async def test_expired_refund_parks_until_an_operator_resumes(
     assert status.status == "needs_attention"
     assert "apr-1 expired" in (status.last_error or "")
 
-    await handle.signal(AgentWorkflow.resume)
+    await handle.signal(AgentWorkflow.resume, OperatorRequest(by="olga"))
     await wait_for_status(handle, "waiting_approval")
     [old, new] = (await handle.query(AgentWorkflow.status)).approvals
     assert (old.state, old.escalations[0].groups, new.state) == (
@@ -104,6 +109,8 @@ async def test_expired_refund_parks_until_an_operator_resumes(
         ["support-managers"],
         "pending",
     )
-    await handle.execute_update(AgentWorkflow.decide, Decision(approval_id="apr-2", approver="sam"))
+    await handle.execute_update(
+        AgentWorkflow.decide, Decision(approve=True, approval_id="apr-2", approver="sam")
+    )
     assert (await handle.result()).outcome == "completed"
     assert ledger(handle.id, "issue_refund") == 1

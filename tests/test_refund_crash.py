@@ -47,7 +47,7 @@ async def test_sigkill_between_approval_and_refund_issues_exactly_one(
     # The next refund commits at the sim, then its answer is held back for 5 s.
     fault("issue_refund", "delay", times=1, seconds=5, when="after")
     approval = await handle.execute_update(
-        AgentWorkflow.decide, Decision(approver="sam", reason="damaged in transit")
+        AgentWorkflow.decide, Decision(approve=True, approver="sam", reason="damaged in transit")
     )
     assert (approval.state, approval.decided_by) == ("approved", "sam")
     await wait_for_ledger(ledger, handle.id, "issue_refund")

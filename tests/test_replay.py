@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.workflow import NondeterminismError
 
-from workers.main import SANDBOX, WORKFLOWS
+from workers.main import INTERCEPTORS, SANDBOX, WORKFLOWS
 from workflows.agent import AgentWorkflow
 from workflows.models import AgentResult, AgentRun
 
@@ -29,7 +29,10 @@ def load(path: Path) -> WorkflowHistory:
 
 def replayer(*workflows: type, runner: WorkflowRunner = SANDBOX) -> Replayer:
     return Replayer(
-        workflows=list(workflows), data_converter=pydantic_data_converter, workflow_runner=runner
+        workflows=list(workflows),
+        data_converter=pydantic_data_converter,
+        workflow_runner=runner,
+        interceptors=INTERCEPTORS,
     )
 
 

@@ -23,6 +23,7 @@ from activities.llm import call_llm
 from activities.tools import run_tool
 from workers import telemetry
 from workers.client import TASK_QUEUE, connect
+from workers.inbound_guard import InboundGuard
 from workflows.agent import AgentWorkflow
 
 log = logging.getLogger("durable_agents.worker")
@@ -44,6 +45,7 @@ SHARED = (
             "failures",
             "gates",
             "history",
+            "inbound",
             "models",
             "runaway",
             "saga",
@@ -51,6 +53,7 @@ SHARED = (
             "spending",
             "state",
             "subagents",
+            "text",
             "turns",
             "waits",
         )
@@ -63,6 +66,7 @@ SANDBOX = SandboxedWorkflowRunner(
     )
 )
 ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool, summarize, record_audit]
+INTERCEPTORS = (InboundGuard(),)
 
 
 @lru_cache(maxsize=1)
@@ -89,6 +93,7 @@ def build_worker(
 ) -> Worker:
     """A worker for every agent workflow and activity of this project."""
     options.setdefault("build_id", code_checksum())
+    options["interceptors"] = [*INTERCEPTORS, *options.get("interceptors", ())]
     return Worker(
         client,
         task_queue=task_queue,

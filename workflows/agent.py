@@ -8,10 +8,13 @@ with an idempotency key. All state lives in the workflow, rebuilt from history o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -20,21 +23,25 @@ with workflow.unsafe.imports_passed_through():
     from agents import UnknownAgent, get_agent
     from agents.approvals import ApprovalPolicy
     from agents.budgets import Budget
+    from agents.people import UnknownPerson, person
     from agents.routes import InvalidRoute, parse_route
     from agents.spec import AgentSpec, problems
-    from workflows import compaction, gates, history, runaway, saga, search, spending
+    from workflows import compaction, gates, history, inbound, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
+    from workflows.inbound import NOTHING, MessageRefused
     from workflows.models import (
         AbortRequest,
         AgentResult,
         AgentRun,
         AgentStatus,
+        AgentStatusValue,
         Approval,
         Decision,
         EventSignal,
         Identity,
         Message,
         MessageAck,
+        OperatorRequest,
         Outcome,
         ToolCall,
         TranscriptEntry,
@@ -53,8 +60,24 @@ FAILURE_STRATEGIES = "failure-strategies-v1"
 HISTORY_BY_REFERENCE = "history-by-reference-v1"
 # Runs started before identities were enforced run their tools unchecked and audit no approval.
 IDENTITY_AUDIT = "identity-audit-v1"
+# Runs started before strict messages read payloads leniently (unknown fields ignored, a
+# decision defaulting to approve, names as sent) and end every outcome but `completed` as
+# `failed`; their histories must replay the same.
+STRICT_MESSAGES = "strict-messages-v1"
 # Continue as new past this much history, unless the run says otherwise.
 CONTINUE_AFTER = 4_000_000
+# How each outcome shows in AgentStatus: `failed` is kept for failures.
+TERMINAL: dict[Outcome, AgentStatusValue] = {
+    "completed": "completed",
+    "rejected": "rejected",
+    "aborted": "aborted",
+    "timed_out": "timed_out",
+    "budget_exhausted": "budget_exhausted",
+    "turn_budget_exhausted": "budget_exhausted",
+    "compensated": "failed",  # a step failed for good; the saga undid the rest
+    "gave_up": "failed",
+}
+M = TypeVar("M", bound=BaseModel)
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -65,36 +88,50 @@ class AgentWorkflow:
         self._spec: AgentSpec | None = None
         self._state = RunState()
         self._gates_on = False
+        self._strict = False
 
     # ---- messages in and out -------------------------------------------------------------
+    # Every handler takes its payload raw and reads it with `workflows.inbound`: what does not
+    # fit is refused (an update to its sender, a signal into `status` and the transcript),
+    # never a failed workflow task. The descriptions are what `temporal workflow metadata` shows.
 
-    @workflow.signal(name="event")
-    def on_event(self, event: EventSignal) -> None:
-        """An outside fact; kept until a `wait_for_event` asks for it."""
+    @workflow.signal(name="event", description=inbound.describe("event"))
+    def on_event(self, payload: RawValue = NOTHING) -> None:
+        event = self._take("event", payload, EventSignal)
+        if event is None:
+            return
         self._state.put_event(event)
         self._state.note("event", f"event {event.name} received", event.model_dump(mode="json"))
 
-    @workflow.update(name="decide")
-    def decide(self, decision: Decision) -> Approval:
-        """Approve or reject a pending approval; an exact repeat returns the first decision."""
-        return gates.apply(self._state, self._check_decision(decision), decision)
+    @workflow.update(name="decide", description=inbound.describe("decide"))
+    def decide(self, payload: RawValue = NOTHING) -> Approval:
+        try:
+            approval, decision = self._decision("decide", payload)
+        except MessageRefused as exc:  # a replayed update its validator took (no validator ran)
+            raise exc.as_update_error() from None
+        return gates.apply(self._state, approval, decision)
 
     @decide.validator
-    def _validate_decide(self, decision: Decision) -> None:
-        self._check_decision(decision)  # refused here, nothing reaches history
+    def _validate_decide(self, payload: RawValue = NOTHING) -> None:
+        try:
+            self._decision("decide", payload)  # refused here, nothing reaches history
+        except MessageRefused as exc:
+            raise exc.as_update_error() from None
 
-    @workflow.signal(name="approve")
-    def approve(self, decision: Decision) -> None:
-        """For tools that can only signal; refusals are logged and change nothing."""
-        self._signal_decision(decision.model_copy(update={"approve": True}))
+    @workflow.signal(name="approve", description=inbound.describe("approve"))
+    def approve(self, payload: RawValue = NOTHING) -> None:
+        self._signal_decision("approve", payload)
 
-    @workflow.signal(name="reject")
-    def reject(self, decision: Decision) -> None:
-        self._signal_decision(decision.model_copy(update={"approve": False}))
+    @workflow.signal(name="reject", description=inbound.describe("reject"))
+    def reject(self, payload: RawValue = NOTHING) -> None:
+        self._signal_decision("reject", payload)
 
-    @workflow.update(name="message")
-    def message(self, msg: UserMessage) -> MessageAck:
-        """The principal's answer to a pending question, or a follow-up for the next turn."""
+    @workflow.update(name="message", description=inbound.describe("message"))
+    def message(self, payload: RawValue = NOTHING) -> MessageAck:
+        try:
+            msg = self._user_message(payload)
+        except MessageRefused as exc:
+            raise exc.as_update_error() from None
         question = self._state.question
         self._state.note("message", f"{msg.sender}: {msg.text}")
         if question is not None and question.answer is None:
@@ -104,35 +141,85 @@ class AgentWorkflow:
         return MessageAck(status="queued")
 
     @message.validator
-    def _validate_message(self, msg: UserMessage) -> None:
-        if msg.sender != self._run.principal:
-            raise ValueError(
-                f"only {self._run.principal!r}, for whom this run acts, may message it; "
-                f"not {msg.sender!r}"
-            )
-        if not msg.text.strip():
-            raise ValueError("the message is empty")
+    def _validate_message(self, payload: RawValue = NOTHING) -> None:
+        try:
+            self._user_message(payload)
+        except MessageRefused as exc:
+            raise exc.as_update_error() from None
 
-    @workflow.signal(name="resume")
-    def resume(self) -> None:
-        """A run that needs attention retries the step that stopped it (e.g. a fixed key)."""
-        self._operator("resume")
+    @workflow.signal(name="resume", description=inbound.describe("resume"))
+    def resume(self, payload: RawValue = NOTHING) -> None:
+        self._operator("resume", payload)
 
-    @workflow.signal(name="retry_turn")
-    def retry_turn(self) -> None:
-        """A run that needs attention gives the problem to the model and goes on."""
-        self._operator("retry_turn")
+    @workflow.signal(name="retry_turn", description=inbound.describe("retry_turn"))
+    def retry_turn(self, payload: RawValue = NOTHING) -> None:
+        self._operator("retry_turn", payload)
 
-    @workflow.signal(name="abort")
-    def abort(self, request: AbortRequest) -> None:
-        """A run that needs attention ends, as `aborted` (a saga unwinds first)."""
+    @workflow.signal(name="abort", description=inbound.describe("abort"))
+    def abort(self, payload: RawValue = NOTHING) -> None:
+        request = self._take("abort", payload, AbortRequest, "by")
+        if request is None:
+            return
+        if self._strict:
+            try:
+                request.by = inbound.someone(request.by, "by")
+            except MessageRefused as exc:
+                self._refuse("abort", exc)
+                return
         if self._state.parked_reason is not None:
             self._state.abort_reason = f"{request.reason} (by {request.by})"
-        self._operator("abort")
+        self._operator("abort", None)
 
-    def _operator(self, action: OperatorAction) -> None:
+    @workflow.signal(dynamic=True, description="Any other signal: refused and recorded.")
+    def unknown_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
+        self._refuse(name, MessageRefused(inbound.unknown(name, "signal")))
+
+    @workflow.update(dynamic=True, description="Any other update: refused.")
+    def unknown_update(self, name: str, payloads: Sequence[RawValue]) -> None:
+        raise MessageRefused(inbound.unknown(name, "update")).as_update_error()
+
+    @unknown_update.validator
+    def _validate_unknown_update(self, name: str, payloads: Sequence[RawValue]) -> None:
+        raise MessageRefused(inbound.unknown(name, "update")).as_update_error()
+
+    def refuse(self, handler: str, reason: str) -> None:
+        """Record a signal refused before its handler ran (workers/inbound_guard.py)."""
+        self._refuse(handler, MessageRefused(reason))
+
+    def _refuse(self, handler: str, exc: MessageRefused) -> None:
+        # A string, not the exception: its traceback would pin the workflow's frames.
+        self._state.refuse(handler, exc.sender, exc.reason)
+
+    def _take(
+        self, handler: str, payload: RawValue, model: type[M], sender_field: str = ""
+    ) -> M | None:
+        """The signal's payload as `model`, or None once the refusal is recorded."""
+        try:
+            return self._read(handler, payload, model, sender_field)
+        except MessageRefused as exc:
+            self._refuse(handler, exc)
+            return None
+
+    def _read(self, handler: str, payload: RawValue, model: type[M], sender_field: str = "") -> M:
+        example = inbound.EXAMPLES[handler]
+        if self._strict:
+            return inbound.read(payload, model, example, sender_field)
+        return inbound.read_legacy(payload, model, example)
+
+    def _operator(self, action: OperatorAction, payload: RawValue | None) -> None:
+        if payload is not None and self._strict:
+            request = self._take(action, payload, OperatorRequest, "by")
+            if request is None:
+                return
+            try:
+                by = inbound.someone(request.by, "by")
+            except MessageRefused as exc:
+                self._refuse(action, exc)
+                return
+            self._state.note("note", f"{action.replace('_', '-')} asked by {by}: {request.reason}")
         if self._state.parked_reason is None:
-            workflow.logger.warning("ignored %s: the run does not need attention", action)
+            why = f"the run does not need attention (it is {self._state.status})"
+            self._refuse(action, MessageRefused(why))
             return
         self._state.operator_action = action
 
@@ -157,6 +244,7 @@ class AgentWorkflow:
             cost_usd=s.cost_usd,
             continued=s.continued,
             history_bytes=workflow.info().get_current_history_size(),
+            refused=s.refused,
         )
 
     @workflow.query(name="transcript")
@@ -178,8 +266,11 @@ class AgentWorkflow:
         strategies = workflow.patched(FAILURE_STRATEGIES)
         by_reference = workflow.patched(HISTORY_BY_REFERENCE)
         scoped = workflow.patched(IDENTITY_AUDIT)
+        self._strict = workflow.patched(STRICT_MESSAGES)
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried)
+        unknown_principal = self._principal(run) if self._strict else None
+        run = self._run
         self._state.strategies = strategies
         if by_reference:
             self._limits(run)
@@ -191,6 +282,8 @@ class AgentWorkflow:
             ]
         )
         try:
+            if unknown_principal is not None:
+                raise ApplicationError(unknown_principal, type="InvalidRun", non_retryable=True)
             spec, data = self._resolve(run)
             if scoped and self._state.scopes is None:
                 self._state.scopes = list(spec.scopes() if run.scopes is None else run.scopes)
@@ -351,26 +444,62 @@ class AgentWorkflow:
     def _tools(self) -> ToolDispatcher:
         return ToolDispatcher(self._state, self._identity(), self._run, self._gates_on)
 
-    def _check_decision(self, decision: Decision) -> Approval:
+    def _decision(self, handler: str, payload: RawValue) -> tuple[Approval, Decision]:
+        """The approval a decision is for and the decision (approver in normal form), or
+        MessageRefused (DecisionRefused when the run will not take it from this person)."""
+        decision = self._read(handler, payload, Decision, "approver")
+        if handler != "decide" and self._strict and decision.approve != (handler == "approve"):
+            raise MessageRefused(
+                f"the {handler} signal says approve={str(decision.approve).lower()}: send "
+                f"the {'reject' if handler == 'approve' else 'approve'} signal instead, or fix "
+                "the payload",
+                decision.approver[:64],
+            )
+        if handler != "decide" and not self._strict:
+            decision.approve = handler == "approve"  # what runs from before did
+        if self._strict:
+            decision.approver = inbound.someone(decision.approver, "approver")
         spec = self._spec
         self_ok = (spec.approvals or ApprovalPolicy()).self_approval if spec else False
-        return gates.check(self._state, self._run.principal, self_ok, decision)
+        return gates.check(self._state, self._run.principal, self_ok, decision), decision
 
-    def _signal_decision(self, decision: Decision) -> None:
+    def _signal_decision(self, handler: str, payload: RawValue) -> None:
         try:
-            approval = self._check_decision(decision)
-        except gates.DecisionRefused as exc:
-            # A string, not the exception: its traceback would pin the workflow's frames.
-            workflow.logger.warning(
-                "refused a decision signal from %r: %s", decision.approver, str(exc)
-            )
+            approval, decision = self._decision(handler, payload)
+        except MessageRefused as exc:
+            self._refuse(handler, exc)
             return
         gates.apply(self._state, approval, decision)
 
+    def _user_message(self, payload: RawValue) -> UserMessage:
+        msg = self._read("message", payload, UserMessage, "sender")
+        if self._strict:
+            msg.sender = inbound.someone(msg.sender, "sender")
+        if msg.sender != self._run.principal:
+            raise MessageRefused(
+                f"only {self._run.principal!r}, for whom this run acts, may message it; "
+                f"not {msg.sender!r}",
+                msg.sender,
+            )
+        if not msg.text.strip():
+            raise MessageRefused("the message is empty", msg.sender)
+        return msg
+
     # ---- helpers -------------------------------------------------------------------------
 
+    def _principal(self, run: AgentRun) -> str | None:
+        """Put the run's principal in normal form; what is wrong with it, if it is no one."""
+        try:
+            self._run = run.model_copy(update={"principal": person(run.principal)})
+        except UnknownPerson as exc:
+            return f"principal: {exc}"
+        return None
+
     def _finish(self, outcome: Outcome, answer: str) -> AgentResult:
-        self._state.set_status("completed" if outcome == "completed" else "failed")
+        if self._strict:
+            self._state.set_status(TERMINAL[outcome])
+        else:
+            self._state.set_status("completed" if outcome == "completed" else "failed")
         self._state.note("note", f"run ended: {outcome}")
         workflow.set_current_details(f"Finished: {outcome}.")
         return AgentResult(

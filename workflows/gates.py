@@ -17,13 +17,17 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.audit import entry_for, record_audit
     from agents.approvals import ApprovalRule, may_decide
+    from workflows.inbound import DECISION_REFUSED, MessageRefused
     from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
     from workflows.state import RunState, spoken
+    from workflows.text import printable
     from workflows.waits import within
 
 
-class DecisionRefused(ValueError):
+class DecisionRefused(MessageRefused):
     """A decision the run will not take; the message says why and what to do."""
+
+    kind = DECISION_REFUSED
 
 
 def digest(arguments: dict[str, Any]) -> str:
@@ -32,7 +36,9 @@ def digest(arguments: dict[str, Any]) -> str:
 
 
 def describe_call(call: ToolCall, arguments: dict[str, Any]) -> str:
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(arguments.items()) if len(str(v)) <= 80)
+    shown = ", ".join(
+        f"{k}={printable(str(v))}" for k, v in sorted(arguments.items()) if len(str(v)) <= 80
+    )
     return f"{call.name}({shown})"
 
 
@@ -156,10 +162,12 @@ async def await_decision(
     esc = rule.escalation
     if esc and esc.after < rule.expires_after and not approval.escalations:
         until = approval.requested_at + esc.after - workflow.now()
-        if not await within(decided, until, watch):
+        label = f"escalate {approval.id} after {spoken(esc.after)}"
+        if not await within(decided, until, watch, label):
             escalate(state, rule, approval)
     remaining = approval.expires_at - workflow.now()
-    if approval.state == "pending" and not await within(decided, remaining, watch):
+    label = f"{approval.id} expires after {spoken(rule.expires_after)}"
+    if approval.state == "pending" and not await within(decided, remaining, watch, label):
         approval.state = "expired"
         state.note(
             "approval",

@@ -6,11 +6,21 @@ out. New fields always get defaults, so runs already in flight keep decoding aft
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    field_validator,
+    model_serializer,
+)
 
 AgentStatusValue = Literal[
     "running",
@@ -259,11 +269,41 @@ class AgentRun(BaseModel):
     continued: int = 0
 
 
-class EventSignal(BaseModel):
+# Bounds on what people and ops tools send into a run (README: "Messages a run takes").
+MAX_REASON = 2_000  # characters of a decision's or an abort's reason
+MAX_TEXT = 8_000  # characters of a message to the run
+MAX_EVENT_PAYLOAD = 16_000  # bytes of an event's payload, as compact JSON
+MAX_INBOUND_BYTES = 64_000  # bytes of any one message as it arrives, before it is read
+MAX_PERSON = 200  # characters of a name as sent (normalised and checked against the directory)
+EVENT_NAME = r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$"
+APPROVAL_ID = r"^[a-z_]+-[0-9]{1,6}$"
+DIGEST = r"^[0-9a-f]{16}$"
+
+
+class Inbound(BaseModel):
+    """A message into a run: unknown fields are refused, strings are not coerced to numbers
+    or booleans, and every text is bounded. The workflow reads each one with
+    `workflows.inbound`, which also checks names against the directory."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class EventSignal(Inbound):
     """Payload of the `event` signal: an outside fact an agent may be waiting for."""
 
-    name: str
-    payload: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(pattern=EVENT_NAME)
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @field_validator("payload")
+    @classmethod
+    def _bounded(cls, payload: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        size = len(json.dumps(payload, separators=(",", ":")).encode())
+        if size > MAX_EVENT_PAYLOAD:
+            raise ValueError(
+                f"the payload is {size:,} bytes of JSON, over the limit of {MAX_EVENT_PAYLOAD:,}: "
+                "send a reference (an id or URL) instead"
+            )
+        return payload
 
 
 class TranscriptEntry(BaseModel):
@@ -284,6 +324,7 @@ class TranscriptEntry(BaseModel):
         "message",
         "compensation",
         "compaction",
+        "refused",
     ]
     text: str
     data: dict[str, Any] = Field(default_factory=dict)
@@ -317,28 +358,48 @@ class Approval(BaseModel):
     decided_at: datetime | None = None
 
 
-class Decision(BaseModel):
-    """Input of the `decide` update and of the `approve`/`reject` signals."""
+class Decision(Inbound):
+    """Input of the `decide` update and of the `approve`/`reject` signals.
 
-    approval_id: str | None = None  # None: the run's only pending approval
-    approve: bool = True
-    approver: str
-    reason: str = ""
-    digest: str | None = None  # if given, must match what the approver was shown
+    `approve` is always required, also with the signals (where it must agree with the
+    signal's name): a decision is never read from a default.
+    """
+
+    approve: StrictBool
+    approver: str = Field(min_length=1, max_length=MAX_PERSON)
+    approval_id: str | None = Field(default=None, pattern=APPROVAL_ID)  # None: the only one
+    reason: str = Field(default="", max_length=MAX_REASON)
+    digest: str | None = Field(default=None, pattern=DIGEST)  # must match what was shown
 
 
-class AbortRequest(BaseModel):
+class AbortRequest(Inbound):
     """Input of the `abort` signal: an operator ends a run that needs attention."""
 
-    reason: str
-    by: str = "operator"
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    by: str = Field(min_length=1, max_length=MAX_PERSON)
 
 
-class UserMessage(BaseModel):
+class OperatorRequest(Inbound):
+    """Input of the `resume` and `retry_turn` signals: who asks, and why."""
+
+    by: str = Field(min_length=1, max_length=MAX_PERSON)
+    reason: str = Field(default="", max_length=MAX_REASON)
+
+
+class UserMessage(Inbound):
     """Input of the `message` update: a follow-up or an answer from the run's principal."""
 
-    text: str
-    sender: str
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    sender: str = Field(min_length=1, max_length=MAX_PERSON)
+
+
+class RefusedMessage(BaseModel):
+    """A signal the run would not take: kept (the latest few) for `status` and the transcript."""
+
+    at: datetime
+    handler: str
+    sender: str  # as the message claimed it, or "unknown"
+    reason: str
 
 
 class MessageAck(BaseModel):
@@ -366,6 +427,7 @@ class AgentStatus(BaseModel):
     cost_usd: Decimal = Decimal(0)
     continued: int = 0  # times the run continued as new (it is still one run)
     history_bytes: int = 0  # of the current run of the chain
+    refused: list[RefusedMessage] = Field(default_factory=list)  # the latest refused signals
 
 
 class AgentResult(BaseModel):

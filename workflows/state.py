@@ -22,6 +22,7 @@ from workflows.models import (
     Identity,
     Message,
     Outcome,
+    RefusedMessage,
     TranscriptEntry,
     Usage,
 )
@@ -48,6 +49,9 @@ OperatorAction = Literal["resume", "retry_turn", "abort"]
 MIN_EVENTS_PER_RUN = 30
 # Transcript texts longer than this are shortened when a run continues as new.
 CARRIED_TEXT = 400
+# Refused signals: how many `status` shows, and how many the transcript notes one by one.
+REFUSED_KEPT = 10
+REFUSED_NOTED = 50
 
 
 class PendingCompensation(BaseModel):
@@ -126,6 +130,9 @@ class RunState(BaseModel):
     scopes: list[str] | None = None
     # Who acts (set at the start of runs that audit their approval decisions).
     identity: Identity | None = None
+    # Signals the run would not take: the latest few, and how many in all.
+    refused: list[RefusedMessage] = Field(default_factory=list)
+    refused_count: int = 0
 
     def note(self, kind: Any, text: str, data: dict[str, Any] | None = None) -> None:
         self.transcript.append(
@@ -137,6 +144,25 @@ class RunState(BaseModel):
         workflow.logger.info(
             "%s: %s", kind, text if len(text) <= 500 else text[:500] + " …", extra=self.context()
         )
+
+    def refuse(self, handler: str, sender: str, reason: str) -> None:
+        """Record a refused signal: in `status` (the latest few), the transcript (the first
+        ones; a flood is counted, not written out), the logs and a metric."""
+        self.refused_count += 1
+        self.refused = [
+            *self.refused[-(REFUSED_KEPT - 1) :],
+            RefusedMessage(at=workflow.now(), handler=handler, sender=sender, reason=reason),
+        ]
+        workflow.metric_meter().create_counter(
+            "durable_agents_messages_refused", "signals and updates a run refused", "messages"
+        ).add(1, {"handler": handler[:64]})
+        workflow.logger.warning(
+            "refused %s from %s: %s", handler[:64], sender, reason, extra=self.context()
+        )
+        if self.refused_count <= REFUSED_NOTED:
+            self.note("refused", f"refused {handler[:64]} from {sender}: {reason}")
+        elif self.refused_count == REFUSED_NOTED + 1:
+            self.note("refused", "more messages refused: counted in status, not written here")
 
     def context(self) -> dict[str, Any]:
         """Who and where, for a log record."""

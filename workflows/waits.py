@@ -23,6 +23,10 @@ with workflow.unsafe.imports_passed_through():
     from agents.spec import AgentSpec
     from workflows.models import Outcome
     from workflows.state import OperatorAction, Question, RunState, spoken
+    from workflows.text import printable
+
+# Characters of a timer's label in the UI.
+SUMMARY = 200
 
 
 class ContinueRun(Exception):  # noqa: N818  (a control-flow signal, like EndRun)
@@ -30,12 +34,16 @@ class ContinueRun(Exception):  # noqa: N818  (a control-flow signal, like EndRun
 
 
 async def within(
-    condition: Callable[[], bool], timeout: timedelta, state: RunState | None = None
+    condition: Callable[[], bool],
+    timeout: timedelta,
+    state: RunState | None = None,
+    summary: str | None = None,
 ) -> bool:
     """True if the condition came true within the timeout.
 
-    With `state`, the wait is a safe point: if the run should continue as new first (its
-    history grew while it waited), ContinueRun is raised and the new run waits on.
+    `summary` labels the wait's timer in the Temporal UI. With `state`, the wait is a safe
+    point: if the run should continue as new first (its history grew while it waited),
+    ContinueRun is raised and the new run waits on.
 
     Waits end through return values, never `finally`: a `finally` that issues commands would
     also run when the worker evicts the run from its cache, and break its next replay.
@@ -44,7 +52,11 @@ async def within(
     if timeout <= timedelta(0):
         return condition()
     try:
-        await workflow.wait_condition(lambda: condition() or due(), timeout=timeout)
+        await workflow.wait_condition(
+            lambda: condition() or due(),
+            timeout=timeout,
+            timeout_summary=printable(summary, SUMMARY) if summary else None,
+        )
     except TimeoutError:
         # The answer may have come in the very task in which the timer fired.
         return condition()
@@ -72,7 +84,8 @@ async def wait_for_event(
     # A run continued as new while waiting waits on from when the wait began.
     started = state.waits.setdefault(call_id, workflow.now())
     left = timeout - (workflow.now() - started)
-    if not await within(lambda: state.has_event(args.events), left, state):
+    summary = f"wait for {names}, at most {spoken(timeout)}"
+    if not await within(lambda: state.has_event(args.events), left, state, summary):
         state.waits.pop(call_id, None)
         state.stop_waiting()
         hours = timeout.total_seconds() / 3600
@@ -97,7 +110,7 @@ async def sleep_until(state: RunState, args: SleepUntilInput) -> dict[str, Any]:
     delay = args.until - workflow.now()
     if delay > timedelta(0):
         state.start_waiting(f"the time {args.until.isoformat()}", delay)
-        await workflow.sleep(delay)
+        await workflow.sleep(delay, summary=f"sleep until {args.until:%Y-%m-%d %H:%M} UTC")
         state.stop_waiting()
     return {"woke_at": workflow.now().isoformat()}
 
@@ -114,7 +127,8 @@ async def ask_human(
     timeout = min(timedelta(hours=args.timeout_hours), spec.default_wait.max_wait)
     state.start_waiting(f"an answer from {principal} to: {args.question}", timeout)
     left = timeout - (workflow.now() - question.asked_at)
-    answered = await within(lambda: question.answer is not None, left, state)
+    summary = f"answer from {principal}, at most {spoken(timeout)}"
+    answered = await within(lambda: question.answer is not None, left, state, summary)
     state.question = None
     state.stop_waiting()
     if not answered:

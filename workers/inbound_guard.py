@@ -1,0 +1,62 @@
+"""A worker interceptor that keeps a signal or update with the wrong number of payloads out of
+the agent workflow's handlers.
+
+Each handler takes one raw payload (`workflows.inbound`). The SDK hands a handler its payloads
+typed only when their count matches, so `temporal workflow signal --input a --input b` would
+call it with two decoded values, and the TypeError would fail the workflow task on every retry.
+Here such a signal is refused and recorded by the run, and such an update refused with a
+named error, before any handler runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    HandleSignalInput,
+    HandleUpdateInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+MESSAGE_REFUSED = "MessageRefused"
+
+
+def _too_many(args: list[Any] | tuple[Any, ...], name: str) -> str | None:
+    if len(args) <= 1 or name.startswith("__"):
+        return None
+    return f"{len(args)} payloads: send one JSON object"
+
+
+class _Inbound(WorkflowInboundInterceptor):
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        why = _too_many(input.args, input.signal)
+        refuse = getattr(workflow.instance(), "refuse", None)
+        if why is not None and refuse is not None:
+            refuse(input.signal, why)
+            return
+        await super().handle_signal(input)
+
+    def handle_update_validator(self, input: HandleUpdateInput) -> None:
+        why = _too_many(input.args, input.update)
+        if why is not None and hasattr(workflow.instance(), "refuse"):
+            raise ApplicationError(why, type=MESSAGE_REFUSED, non_retryable=True)
+        super().handle_update_validator(input)
+
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        why = _too_many(input.args, input.update)
+        if why is not None and hasattr(workflow.instance(), "refuse"):
+            raise ApplicationError(why, type=MESSAGE_REFUSED, non_retryable=True)
+        return await super().handle_update_handler(input)
+
+
+class InboundGuard(Interceptor):
+    """Install on every worker that runs the agent workflow (and on replayers)."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        return _Inbound
