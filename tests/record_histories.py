@@ -14,6 +14,8 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import get_settings
@@ -56,7 +58,7 @@ async def record_refund(env: WorkflowEnvironment, sim_url: str, name: str, appro
         handle = await start_refund(env.client, queue, order)
         await wait_for_status(handle, "waiting_approval")
         await env.sleep(timedelta(hours=30))  # past the escalation
-        decision = Decision(approver="maria", approve=approve, reason="checked the photos")
+        decision = Decision(approve=approve, approver="maria", reason="checked the photos")
         await handle.execute_update(AgentWorkflow.decide, decision)
         await handle.result()
         history = await handle.fetch_history()
@@ -103,6 +105,26 @@ async def record_continued(env: WorkflowEnvironment) -> None:
     print(f"recorded reader_continued: {len(histories)} runs")
 
 
+async def record_refused(env: WorkflowEnvironment) -> None:
+    """An onboarding run that an ops tool sends every kind of broken message, then completes."""
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    async with build_worker(env.client, queue):
+        handle = await start_onboarding(env.client, queue, principal="Tester ")
+        await wait_for_status(handle, "waiting_event")
+        raw = RawValue(Payload(metadata={"encoding": b"binary/plain"}, data=b"raw bytes"))
+        await handle.signal("event", raw)
+        await handle.signal("approve", {"approver": "hana", "approved": False})
+        await handle.signal("event", args=[{"name": "clearance_granted"}, {"name": "x"}])
+        await handle.signal("evnet", {"name": "clearance_granted"})
+        await handle.signal("resume", {"by": "olga"})
+        await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+        await approve_pending(handle, approver="HANA")
+        await handle.result()
+        history = await handle.fetch_history()
+    (HISTORIES / "onboarding_messages_refused.json").write_text(history.to_json())
+    print(f"recorded onboarding_messages_refused: {len(history.events)} events")
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
@@ -110,8 +132,9 @@ async def main() -> None:
         env = await start_time_skipping()
         try:
             HISTORIES.mkdir(exist_ok=True)
-            # Histories from before approval gates (onboarding_*_completed, _timed_out) stay
-            # committed as they were recorded: they prove `workflow.patched` keeps them working.
+            # Histories from before approval gates (onboarding_*_completed, _timed_out) and
+            # those named *_before_* stay committed as they were recorded: they prove
+            # `workflow.patched` keeps older runs working.
             await record(env, "onboarding_openai_approved", "sim-openai:onboarding", True)
             await record(env, "onboarding_anthropic_approved", "sim-anthropic:onboarding", True)
             await record(env, "onboarding_gated_timed_out", "sim-openai:onboarding", False)
@@ -119,6 +142,7 @@ async def main() -> None:
             await record_refund(env, sim.url, "refund_escalated_rejected", False)
             await record_research(env)
             await record_continued(env)
+            await record_refused(env)
         finally:
             await env.shutdown()
 

@@ -14,7 +14,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 from temporalio.workflow import NondeterminismError
 
 from workers.main import INTERCEPTORS, SANDBOX, WORKFLOWS
-from workflows.agent import AgentWorkflow
+from workflows.agent import STRICT_MESSAGES, AgentWorkflow
 from workflows.models import AgentResult, AgentRun
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -55,6 +55,12 @@ def test_histories_are_committed() -> None:
         "reader_continued_run1",
         "reader_continued_run2",
         "reader_continued_run3",
+        # refused signals of every kind (not JSON, unknown fields, two payloads, a typo)
+        "onboarding_messages_refused",
+        "onboarding_openai_approved_before_strict",
+        "refund_escalated_rejected_before_strict",
+        # recorded by the code before strict messages: a mistyped signal read as an approval
+        "onboarding_mistyped_approve_before_strict",
     } <= names
 
 
@@ -87,5 +93,18 @@ async def test_approval_gates_without_the_patch_would_break_older_runs(monkeypat
     """Old runs replay only because the gate is behind `workflow.patched`: force it on."""
     monkeypatch.setattr(workflow, "patched", lambda patch_id: True)
     old = load(next(p for p in HISTORIES if p.stem == "onboarding_openai_completed"))
+    with pytest.raises(NondeterminismError):
+        await replayer(AgentWorkflow, runner=UnsandboxedWorkflowRunner()).replay_workflow(old)
+
+
+async def test_strict_messages_without_the_patch_would_break_older_runs(monkeypatch) -> None:
+    """Recorded by the code from before strict messages: an ops tool's mistyped signal
+    (`"approved": false`) was read as an approval and the email went out. The run replays
+    only because strict reading is behind `workflow.patched`: force that patch on."""
+    real = workflow.patched
+    monkeypatch.setattr(
+        workflow, "patched", lambda patch_id: patch_id == STRICT_MESSAGES or real(patch_id)
+    )
+    old = load(next(p for p in HISTORIES if p.stem == "onboarding_mistyped_approve_before_strict"))
     with pytest.raises(NondeterminismError):
         await replayer(AgentWorkflow, runner=UnsandboxedWorkflowRunner()).replay_workflow(old)

@@ -10,6 +10,7 @@ named error, before any handler runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio import workflow
@@ -25,8 +26,10 @@ from temporalio.worker import (
 MESSAGE_REFUSED = "MessageRefused"
 
 
-def _too_many(args: list[Any] | tuple[Any, ...], name: str) -> str | None:
-    if len(args) <= 1 or name.startswith("__"):
+def _too_many(args: Sequence[Any], name: str) -> str | None:
+    """Why a message for one of the workflow's one-payload handlers (its `MESSAGES`) cannot
+    be handled, if it cannot; other workflows and handlers are left alone."""
+    if len(args) <= 1 or name not in getattr(workflow.instance(), "MESSAGES", ()):
         return None
     return f"{len(args)} payloads: send one JSON object"
 
@@ -34,21 +37,20 @@ def _too_many(args: list[Any] | tuple[Any, ...], name: str) -> str | None:
 class _Inbound(WorkflowInboundInterceptor):
     async def handle_signal(self, input: HandleSignalInput) -> None:
         why = _too_many(input.args, input.signal)
-        refuse = getattr(workflow.instance(), "refuse", None)
-        if why is not None and refuse is not None:
-            refuse(input.signal, why)
+        if why is not None:
+            workflow.instance().refuse(input.signal, why)
             return
         await super().handle_signal(input)
 
     def handle_update_validator(self, input: HandleUpdateInput) -> None:
         why = _too_many(input.args, input.update)
-        if why is not None and hasattr(workflow.instance(), "refuse"):
+        if why is not None:
             raise ApplicationError(why, type=MESSAGE_REFUSED, non_retryable=True)
         super().handle_update_validator(input)
 
     async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
         why = _too_many(input.args, input.update)
-        if why is not None and hasattr(workflow.instance(), "refuse"):
+        if why is not None:
             raise ApplicationError(why, type=MESSAGE_REFUSED, non_retryable=True)
         return await super().handle_update_handler(input)
 

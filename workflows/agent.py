@@ -82,6 +82,9 @@ M = TypeVar("M", bound=BaseModel)
 
 @workflow.defn(name="AgentWorkflow")
 class AgentWorkflow:
+    # The signals and updates that take one payload each (workers/inbound_guard.py).
+    MESSAGES = frozenset(inbound.EXAMPLES)
+
     @workflow.init
     def __init__(self, run: AgentRun) -> None:
         self._run = run
@@ -168,7 +171,7 @@ class AgentWorkflow:
                 return
         if self._state.parked_reason is not None:
             self._state.abort_reason = f"{request.reason} (by {request.by})"
-        self._operator("abort", None)
+        self._operator("abort", None, request.by)
 
     @workflow.signal(dynamic=True, description="Any other signal: refused and recorded.")
     def unknown_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
@@ -206,7 +209,7 @@ class AgentWorkflow:
             return inbound.read(payload, model, example, sender_field)
         return inbound.read_legacy(payload, model, example)
 
-    def _operator(self, action: OperatorAction, payload: RawValue | None) -> None:
+    def _operator(self, action: OperatorAction, payload: RawValue | None, by: str = "") -> None:
         if payload is not None and self._strict:
             request = self._take(action, payload, OperatorRequest, "by")
             if request is None:
@@ -216,14 +219,18 @@ class AgentWorkflow:
             except MessageRefused as exc:
                 self._refuse(action, exc)
                 return
-            self._state.note("note", f"{action.replace('_', '-')} asked by {by}: {request.reason}")
         if self._state.parked_reason is None:
             why = f"the run does not need attention (it is {self._state.status})"
-            self._refuse(action, MessageRefused(why))
+            self._refuse(action, MessageRefused(why, by or "unknown"))
             return
+        if by:
+            self._state.note("note", f"{action.replace('_', '-')} asked by {by}")
         self._state.operator_action = action
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description="What the run does or waits for, usage, cost, approvals, refused messages.",
+    )
     def status(self) -> AgentStatus:
         s = self._state
         return AgentStatus(
@@ -247,11 +254,11 @@ class AgentWorkflow:
             refused=s.refused,
         )
 
-    @workflow.query(name="transcript")
+    @workflow.query(name="transcript", description="The run's record, entry by entry.")
     def transcript(self) -> list[TranscriptEntry]:
         return self._state.transcript
 
-    @workflow.query(name="conversation")
+    @workflow.query(name="conversation", description="The messages the model reads next turn.")
     def conversation(self) -> list[Message]:
         """The messages the model reads next turn (large results as their previews)."""
         return self._state.messages
