@@ -26,6 +26,7 @@ from workflows.models import (
     TranscriptEntry,
     Usage,
 )
+from workflows.text import printable
 
 
 def spoken(span: timedelta) -> str:
@@ -49,6 +50,8 @@ OperatorAction = Literal["resume", "retry_turn", "abort"]
 MIN_EVENTS_PER_RUN = 30
 # Transcript texts longer than this are shortened when a run continues as new.
 CARRIED_TEXT = 400
+# Characters of outside text (a question, an error) in the UI's current details.
+DETAILS = 1000
 # Refused signals: how many `status` shows, and how many the transcript notes one by one.
 REFUSED_KEPT = 10
 REFUSED_NOTED = 50
@@ -189,7 +192,8 @@ class RunState(BaseModel):
         self.set_status(status)
         limit = spoken(timeout)
         workflow.set_current_details(
-            f"Waiting since {now:%Y-%m-%d %H:%M} UTC for {what} (gives up after {limit})."
+            f"Waiting since {now:%Y-%m-%d %H:%M} UTC for {printable(what, DETAILS)} "
+            f"(gives up after {limit})."
         )
         self.note("wait", f"waiting for {what}, at most {limit}")
         return now

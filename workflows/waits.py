@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from agents.spec import AgentSpec
     from workflows.models import Outcome
-    from workflows.state import OperatorAction, Question, RunState, spoken
+    from workflows.state import DETAILS, OperatorAction, Question, RunState, spoken
     from workflows.text import printable
 
 # Characters of a timer's label in the UI.
@@ -150,7 +150,8 @@ async def park(state: RunState, reason: str) -> OperatorAction:
     state.last_error = reason
     state.note("error", f"needs attention: {reason}")
     workflow.set_current_details(
-        f"Needs attention since {workflow.now():%Y-%m-%d %H:%M} UTC: {reason}. An operator "
+        f"Needs attention since {workflow.now():%Y-%m-%d %H:%M} UTC: "
+        f"{printable(reason, DETAILS)}. An operator "
         "can `agentctl resume`, `agentctl retry-turn` or `agentctl abort` it."
     )
     await workflow.wait_condition(lambda: state.operator_action is not None)
