@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,27 @@ async def test_every_handler_is_documented_for_ops_tools(dev_env, dev_worker, ta
     queries = {d.get("name", ""): d.get("description", "") for d in meta["queryDefinitions"]}
     assert all(queries[name] for name in ("status", "transcript", "conversation"))
     await handle.cancel()
+
+
+def readme_commands() -> list[list[str]]:
+    """The `temporal workflow …` examples of the README's messages section, as argv lists."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Messages a run takes", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [shlex.split(line)[1:] for line in block.splitlines() if line.strip()]
+
+
+async def test_the_readme_examples_work_as_written(dev_env, dev_worker, sim, task_queue, ledger):
+    handle = await start_onboarding(dev_env.client, task_queue)
+    await wait_for_status(handle, "waiting_event")
+    event, decide = readme_commands()
+    assert event[:2] == ["workflow", "signal"] and decide[:3] == ["workflow", "update", "execute"]
+
+    code, out = await temporal(dev_env, *[handle.id if a == "RUN" else a for a in event])
+    assert code == 0, out
+    await wait_for_status(handle, "waiting_approval")
+    code, out = await temporal(dev_env, *[handle.id if a == "RUN" else a for a in decide])
+    assert code == 0, out
+    assert (await handle.result()).outcome == "completed"
+    assert ledger(handle.id, "send_email") == 1
+    assert (await status(handle)).refused == []
