@@ -170,6 +170,18 @@ async def test_names_are_normalised_and_checked_against_the_directory(
         dev_env, "workflow", "result", "--workflow-id", "nobody-" + task_queue
     )
     assert "InvalidRun" in out and "principal: the name is empty" in out
+    for name, bad in (
+        ("misspelt", {"agent": "onboarding", "input": hire(), "principle": "hana"}),
+        ("nobody-said", {"agent": "onboarding", "input": hire()}),
+    ):
+        wid = f"{name}-{task_queue}"
+        code, out = await temporal(
+            dev_env, *start, "--workflow-id", wid, "--input", json.dumps(bad)
+        )
+        assert code == 0, out
+        code, out = await temporal(dev_env, "workflow", "result", "--workflow-id", wid)
+        assert "InvalidRun" in out, out
+        assert ("unknown fields 'principle'" if name == "misspelt" else "say for whom") in out
 
     # A run for "Hana " acts for hana: hana may not approve it, in any spelling.
     handle = await start_onboarding(dev_env.client, task_queue, principal="Hana ")

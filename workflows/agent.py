@@ -276,7 +276,7 @@ class AgentWorkflow:
         self._strict = workflow.patched(STRICT_MESSAGES)
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried)
-        unknown_principal = self._principal(run) if self._strict else None
+        problem = self._check_run(run) if self._strict else None
         run = self._run
         self._state.strategies = strategies
         if by_reference:
@@ -289,8 +289,8 @@ class AgentWorkflow:
             ]
         )
         try:
-            if unknown_principal is not None:
-                raise ApplicationError(unknown_principal, type="InvalidRun", non_retryable=True)
+            if problem is not None:
+                raise ApplicationError(problem, type="InvalidRun", non_retryable=True)
             spec, data = self._resolve(run)
             if scoped and self._state.scopes is None:
                 self._state.scopes = list(spec.scopes() if run.scopes is None else run.scopes)
@@ -494,8 +494,17 @@ class AgentWorkflow:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _principal(self, run: AgentRun) -> str | None:
-        """Put the run's principal in normal form; what is wrong with it, if it is no one."""
+    def _check_run(self, run: AgentRun) -> str | None:
+        """What is wrong with the run's input as an ops tool may have sent it (a misspelt
+        field, no principal, a principal who is no one), if anything; the principal is put in
+        normal form. (Our own clients always send every field.)"""
+        if run.model_extra:
+            fields = ", ".join(sorted(AgentRun.model_fields))
+            return (
+                f"unknown fields {', '.join(map(repr, sorted(run.model_extra)))}; fields: {fields}"
+            )
+        if "principal" not in run.model_fields_set:
+            return "principal: say for whom the run acts (a person of the directory)"
         try:
             self._run = run.model_copy(update={"principal": person(run.principal)})
         except UnknownPerson as exc:

@@ -242,7 +242,12 @@ class BudgetOverride(BaseModel):
 
 
 class AgentRun(BaseModel):
-    """Input of the agent workflow."""
+    """Input of the agent workflow.
+
+    Unknown fields are kept, not dropped, so the run can refuse them with a clear reason (a
+    payload the workflow could not decode would fail its first task instead)."""
+
+    model_config = ConfigDict(extra="allow")
 
     agent: str
     input: dict[str, Any] = Field(default_factory=dict)
