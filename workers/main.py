@@ -46,6 +46,7 @@ SHARED = (
             "gates",
             "history",
             "inbound",
+            "messages",
             "models",
             "runaway",
             "saga",

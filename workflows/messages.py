@@ -1,0 +1,216 @@
+"""The agent workflow's signal and update handlers: how messages get into a run.
+
+Every handler takes its payload raw and reads it with `workflows.inbound`: what does not fit is
+refused (an update to its sender, a signal into `status` and the transcript), never a failed
+workflow task. The descriptions are what `temporal workflow metadata` shows. `AgentWorkflow`
+inherits these; they act on its state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RawValue
+
+with workflow.unsafe.imports_passed_through():
+    from agents.approvals import ApprovalPolicy
+    from agents.spec import AgentSpec
+    from workflows import gates, inbound
+    from workflows.inbound import NOTHING, MessageRefused
+    from workflows.models import (
+        AbortRequest,
+        AgentRun,
+        Approval,
+        Decision,
+        EventSignal,
+        Message,
+        MessageAck,
+        OperatorRequest,
+        UserMessage,
+    )
+    from workflows.state import OperatorAction, RunState
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class MessageHandlers:
+    # The signals and updates that take one payload each (workers/inbound_guard.py).
+    MESSAGES = frozenset(inbound.EXAMPLES)
+    _run: AgentRun
+    _spec: AgentSpec | None
+    _state: RunState
+    # Runs from before strict messages read payloads as they always did (agent.py).
+    _strict: bool
+
+    @workflow.signal(name="event", description=inbound.describe("event"))
+    def on_event(self, payload: RawValue = NOTHING) -> None:
+        event = self._take("event", payload, EventSignal)
+        if event is None:
+            return
+        self._state.put_event(event)
+        self._state.note("event", f"event {event.name} received", event.model_dump(mode="json"))
+
+    @workflow.update(name="decide", description=inbound.describe("decide"))
+    def decide(self, payload: RawValue = NOTHING) -> Approval:
+        try:
+            approval, decision = self._decision("decide", payload)
+        except MessageRefused as exc:  # a replayed update its validator took (no validator ran)
+            raise exc.as_update_error() from None
+        return gates.apply(self._state, approval, decision)
+
+    @decide.validator
+    def _validate_decide(self, payload: RawValue = NOTHING) -> None:
+        try:
+            self._decision("decide", payload)  # refused here, nothing reaches history
+        except MessageRefused as exc:
+            raise exc.as_update_error() from None
+
+    @workflow.signal(name="approve", description=inbound.describe("approve"))
+    def approve(self, payload: RawValue = NOTHING) -> None:
+        self._signal_decision("approve", payload)
+
+    @workflow.signal(name="reject", description=inbound.describe("reject"))
+    def reject(self, payload: RawValue = NOTHING) -> None:
+        self._signal_decision("reject", payload)
+
+    @workflow.update(name="message", description=inbound.describe("message"))
+    def message(self, payload: RawValue = NOTHING) -> MessageAck:
+        try:
+            msg = self._user_message(payload)
+        except MessageRefused as exc:
+            raise exc.as_update_error() from None
+        question = self._state.question
+        self._state.note("message", f"{msg.sender}: {msg.text}")
+        if question is not None and question.answer is None:
+            question.answer, question.answered_by = msg.text, msg.sender
+            return MessageAck(status="answered", question=question.text)
+        self._state.follow_ups.append(Message(role="user", content=msg.text))
+        return MessageAck(status="queued")
+
+    @message.validator
+    def _validate_message(self, payload: RawValue = NOTHING) -> None:
+        try:
+            self._user_message(payload)
+        except MessageRefused as exc:
+            raise exc.as_update_error() from None
+
+    @workflow.signal(name="resume", description=inbound.describe("resume"))
+    def resume(self, payload: RawValue = NOTHING) -> None:
+        self._operator("resume", payload)
+
+    @workflow.signal(name="retry_turn", description=inbound.describe("retry_turn"))
+    def retry_turn(self, payload: RawValue = NOTHING) -> None:
+        self._operator("retry_turn", payload)
+
+    @workflow.signal(name="abort", description=inbound.describe("abort"))
+    def abort(self, payload: RawValue = NOTHING) -> None:
+        request = self._take("abort", payload, AbortRequest, "by")
+        if request is None:
+            return
+        if self._strict:
+            try:
+                request.by = inbound.someone(request.by, "by")
+            except MessageRefused as exc:
+                self._refuse("abort", exc)
+                return
+        if self._state.parked_reason is not None:
+            self._state.abort_reason = f"{request.reason} (by {request.by})"
+        self._operator("abort", None, request.by)
+
+    @workflow.signal(dynamic=True, description="Any other signal: refused and recorded.")
+    def unknown_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
+        self._refuse(name, MessageRefused(inbound.unknown(name, "signal")))
+
+    @workflow.update(dynamic=True, description="Any other update: refused.")
+    def unknown_update(self, name: str, payloads: Sequence[RawValue]) -> None:
+        raise MessageRefused(inbound.unknown(name, "update")).as_update_error()
+
+    @unknown_update.validator
+    def _validate_unknown_update(self, name: str, payloads: Sequence[RawValue]) -> None:
+        raise MessageRefused(inbound.unknown(name, "update")).as_update_error()
+
+    def refuse(self, handler: str, reason: str) -> None:
+        """Record a signal refused before its handler ran (workers/inbound_guard.py)."""
+        self._refuse(handler, MessageRefused(reason))
+
+    def _refuse(self, handler: str, exc: MessageRefused) -> None:
+        # A string, not the exception: its traceback would pin the workflow's frames.
+        self._state.refuse(handler, exc.sender, exc.reason)
+
+    def _take(
+        self, handler: str, payload: RawValue, model: type[M], sender_field: str = ""
+    ) -> M | None:
+        """The signal's payload as `model`, or None once the refusal is recorded."""
+        try:
+            return self._read(handler, payload, model, sender_field)
+        except MessageRefused as exc:
+            self._refuse(handler, exc)
+            return None
+
+    def _read(self, handler: str, payload: RawValue, model: type[M], sender_field: str = "") -> M:
+        example = inbound.EXAMPLES[handler]
+        if self._strict:
+            return inbound.read(payload, model, example, sender_field)
+        return inbound.read_legacy(payload, model, example)
+
+    def _operator(self, action: OperatorAction, payload: RawValue | None, by: str = "") -> None:
+        if payload is not None and self._strict:
+            request = self._take(action, payload, OperatorRequest, "by")
+            if request is None:
+                return
+            try:
+                by = inbound.someone(request.by, "by")
+            except MessageRefused as exc:
+                self._refuse(action, exc)
+                return
+        if self._state.parked_reason is None:
+            why = f"the run does not need attention (it is {self._state.status})"
+            self._refuse(action, MessageRefused(why, by or "unknown"))
+            return
+        if by:
+            self._state.note("note", f"{action.replace('_', '-')} asked by {by}")
+        self._state.operator_action = action
+
+    def _decision(self, handler: str, payload: RawValue) -> tuple[Approval, Decision]:
+        """The approval a decision is for and the decision (approver in normal form), or
+        MessageRefused (DecisionRefused when the run will not take it from this person)."""
+        decision = self._read(handler, payload, Decision, "approver")
+        if handler != "decide" and self._strict and decision.approve != (handler == "approve"):
+            raise MessageRefused(
+                f"the {handler} signal says approve={str(decision.approve).lower()}: send "
+                f"the {'reject' if handler == 'approve' else 'approve'} signal instead, or fix "
+                "the payload",
+                decision.approver[:64],
+            )
+        if handler != "decide" and not self._strict:
+            decision.approve = handler == "approve"  # what runs from before did
+        if self._strict:
+            decision.approver = inbound.someone(decision.approver, "approver")
+        spec = self._spec
+        self_ok = (spec.approvals or ApprovalPolicy()).self_approval if spec else False
+        return gates.check(self._state, self._run.principal, self_ok, decision), decision
+
+    def _signal_decision(self, handler: str, payload: RawValue) -> None:
+        try:
+            approval, decision = self._decision(handler, payload)
+        except MessageRefused as exc:
+            self._refuse(handler, exc)
+            return
+        gates.apply(self._state, approval, decision)
+
+    def _user_message(self, payload: RawValue) -> UserMessage:
+        msg = self._read("message", payload, UserMessage, "sender")
+        if self._strict:
+            msg.sender = inbound.someone(msg.sender, "sender")
+        if msg.sender != self._run.principal:
+            raise MessageRefused(
+                f"only {self._run.principal!r}, for whom this run acts, may message it; "
+                f"not {msg.sender!r}",
+                msg.sender,
+            )
+        if not msg.text.strip():
+            raise MessageRefused("the message is empty", msg.sender)
+        return msg
