@@ -29,6 +29,7 @@ test: lint typecheck
 bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.history
+	$(BIN)/python -m bench.cli_startup
 
 # Re-record the replay histories in tests/histories/ (commit the result).
 histories: install

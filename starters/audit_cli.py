@@ -1,17 +1,25 @@
-"""`agentctl audit`: the audit trail of a run, and the check that the log was not tampered with."""
+"""`agentctl audit`: the audit trail of a run, and the check that the log was not tampered with.
+
+The trail is shown safe to read (a reason with a newline cannot forge an entry's line); `--json`
+prints the entries exactly as the hash chain covers them.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from activities.audit import AuditLog, Recorded, audit_path
 from starters.cli import app, fail
+
+if TYPE_CHECKING:
+    from activities.audit import Recorded
 
 
 def _line(r: Recorded) -> str:
+    from workflows.text import printable
+
     e = r.entry
     who = f"{e.agent}/{e.agent_version} for {e.principal}" if e.agent else e.principal
     if e.kind == "approval":
@@ -21,7 +29,8 @@ def _line(r: Recorded) -> str:
     else:
         what = f"{e.tool} [{e.side_effect}] {e.kind.replace('_', ' ')}: {e.outcome}"
     grant = ", ".join(e.scopes) or "no scopes"
-    return f"#{r.seq:<5} {r.at[:19]}  {e.run}  {what}  · {who} · grant: {grant} · key {e.key}"
+    line = f"#{r.seq:<5} {r.at[:19]}  {e.run}  {what}  · {who} · grant: {grant} · key {e.key}"
+    return printable(line)
 
 
 @app.command()
@@ -31,6 +40,8 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Print the audit trail (side effects and approval decisions), or verify the log's chain."""
+    from activities.audit import AuditLog, audit_path
+
     path = audit_path()
     if not path.exists():
         fail(

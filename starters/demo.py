@@ -16,6 +16,7 @@ from starters import inbox, ops, render
 from starters.devserver import DevServer, free_port
 
 LEDGER_ACTIONS = ("create_mailbox", "order_laptop", "send_email")
+TERMINAL = ("completed", "rejected", "aborted", "timed_out", "budget_exhausted", "failed")
 
 
 def say(text: str = "", bold: bool = False) -> None:
@@ -38,7 +39,7 @@ async def wait_until(client, run_id: str, status: str, timeout: float = 60):  # 
         s = await ops.status(client, run_id)
         if s.status == status:
             return s
-        if s.status in ("completed", "failed", "needs_attention"):
+        if s.status in TERMINAL or s.status == "needs_attention":
             raise ops.OpError(f"run {run_id} ended early ({s.status}): {s.last_error}")
         await asyncio.sleep(0.2)
     raise ops.OpError(f"run {run_id} did not reach {status} within {timeout:g} s")
@@ -82,7 +83,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     )
     handle = await ops.start_run(client, run)
     say(f"run id: {handle.id}", bold=True)
-    say(f"Temporal UI: {ops.ui_link(handle.id)}\n")
+    say(f"Temporal UI: {ops.ui_link(handle.id, client.namespace)}\n")
 
     waiting = await wait_until(client, handle.id, "waiting_event")
     say(
@@ -94,13 +95,21 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     )
     await wait_until(client, handle.id, "waiting_approval")
     say("the welcome email is external, so it waits for HR. `agentctl approvals` shows:", bold=True)
-    rows = [
-        {k: v for k, v in r.items() if k != "digest"} for r in await inbox.pending(client, None)
-    ]
+    rows = await inbox.pending(client, None)
     say(render.table(rows) + "\n")
-    say(f"approving as hana (hr-managers): agentctl approve {handle.id} --as hana")
+    [row] = [r for r in rows if r["run"] == handle.id]
+    say(f"what hana reads first: agentctl approvals show {handle.id} {row['approval']}")
+    status = await ops.status(client, handle.id)
+    [asked] = [a for a in status.approvals if a.id == row["approval"]]
+    say(render.approval(asked, status.agent) + "\n")
+    say(
+        f"approving as hana (hr-managers): agentctl approve {handle.id} --as hana "
+        f"--digest {asked.digest}"
+    )
     decided = await inbox.decide(
-        client, handle.id, Decision(approver="hana", reason="warm and accurate")
+        client,
+        handle.id,
+        Decision(approve=True, approver="hana", reason="warm and accurate", digest=asked.digest),
     )
     say(inbox.show(decided) + "\n")
     outcome = await asyncio.wait_for(handle.result(), timeout=120)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workflows.search import ALL as SEARCH_ATTRIBUTES
-
 HOST = "127.0.0.1"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class SetupError(RuntimeError):
@@ -71,6 +72,10 @@ class DevServer:
     ui_port: int = 8233
     headless: bool = False
     ui_codec_endpoint: str | None = None  # a codec server the UI decodes payloads with
+    # Stop the server when the process that started it dies, even of SIGKILL (Linux: the
+    # parent-death signal; it fires when the *thread* that started the server ends, so start
+    # it from the main thread).
+    die_with_parent: bool = False
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -100,13 +105,19 @@ class DevServer:
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--db-filename", str(self.db_file)]
+        from workflows.search import ALL as SEARCH_ATTRIBUTES
+
         for key in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
         return cmd
 
     def start(self, timeout: float = 60, quiet: bool = True) -> DevServer:
         out = subprocess.DEVNULL if quiet else None
-        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=out, start_new_session=True)
+        preexec = _die_with_parent() if self.die_with_parent else None
+        # Its own session: a Ctrl-C at the terminal reaches us, and we stop it in order.
+        self.proc = subprocess.Popen(
+            self.command(), stdout=out, stderr=out, start_new_session=True, preexec_fn=preexec
+        )
         wait_for_port(self.port, timeout, self.proc)
         return self
 
@@ -125,3 +136,21 @@ class DevServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get SIGTERM when its parent dies (Linux's
+    PR_SET_PDEATHSIG), and exit at once if the parent is already gone; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return preexec

@@ -1,43 +1,47 @@
-"""The operator's inbox: `agentctl approvals | approve | reject | message | resume`.
+"""The operator's inbox: `agentctl approvals [show] | approve | reject | message | resume | …`.
 
 Pending approvals are found with a visibility query on the `AgentStatus` search attribute and
 read from each run's `status` query; decisions go through the `decide` update, so a refused
-decision (wrong approver, unknown or already decided approval) is an error here and never
-reaches the run's history. Connections, queries and updates have the operator's short deadlines
-(`starters.ops`): a wrong address or a run no worker serves fails in seconds, saying why.
+decision (wrong approver, unknown or already decided approval, a stale digest) is an error here
+and never reaches the run's history. Connections, queries and updates have the operator's short
+deadlines (`starters.ops`): a wrong address or a run no worker serves fails in seconds, saying
+why. A decision or message that was sent but not confirmed in time exits 3, saying how to check.
+
+Only typer is imported at the top (see starters/cli.py); each command imports what it needs.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import (
-    Client,
-    WorkflowExecutionDescription,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 
-from agents.approvals import may_decide
-from starters import ops, render
-from starters.cli import app, call, emit, note
-from starters.ops import connect
-from workflows.agent import AgentWorkflow
-from workflows.models import AbortRequest, AgentStatus, Approval, Decision, MessageAck, UserMessage
+from starters.cli import app, call, call_sync, emit, fail, warn_left_out
+from starters.errors import OpError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from temporalio.client import Client
 
+    from workflows.models import Approval, Decision, MessageAck
+
+M = TypeVar("M", bound="BaseModel")
 Run = Annotated[str, typer.Argument(metavar="RUN", help="The run (workflow id).")]
 Address = Annotated[str | None, typer.Option(help="Temporal address.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-User = Annotated[str, typer.Option("--as", help="Who decides (checked against the policy).")]
+User = Annotated[
+    str, typer.Option("--as", help="Who decides: a person of the directory (checked by the run).")
+]
+Digest = Annotated[
+    str | None,
+    typer.Option(
+        help="The digest of the arguments you read (`agentctl approvals show RUN`): the decision "
+        "is refused if the request is no longer that one."
+    ),
+]
+DIGEST = re.compile(r"[0-9a-f]{16}")
 
 
 def age(since: datetime) -> str:
@@ -47,24 +51,44 @@ def age(since: datetime) -> str:
     return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // 1440} days"
 
 
+def _why(exc: BaseException) -> str:
+    """What went wrong reading a run, in a few words."""
+    from temporalio.service import RPCError
+
+    if isinstance(exc, OpError):
+        return str(exc)
+    if isinstance(exc, RPCError):
+        return f"its status query failed ({exc.status.name}): {exc.message}"
+    return f"its status could not be read ({type(exc).__name__}: {exc})"
+
+
 async def pending(
-    client: Client, approver: str | None, problems: list[str] | None = None
+    client: Client, approver: str | None, problems: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """Pending approvals across runs; a run that cannot answer its `status` query (no worker
-    serves it) is left out and named in `problems`, instead of holding up the whole inbox."""
+    """Pending approvals across runs. A run that cannot answer its `status` query (no worker
+    serves it, its workflow task keeps failing, any other error) is left out and named in
+    `problems` (run id → why), instead of taking the whole inbox down."""
+    import asyncio
+
+    from agents.approvals import may_decide
+    from starters import ops
+    from workflows.models import AgentStatus
+
     query = (
-        f"WorkflowType = 'AgentWorkflow' AND AgentStatus = 'waiting_approval' "
+        f"WorkflowType = '{ops.WORKFLOW}' AND AgentStatus = 'waiting_approval' "
         f"AND {ops.ONE_ROW_PER_RUN}"
     )
     ids = [wf.id async for wf in client.list_workflows(query, limit=500)]
+    gate = asyncio.Semaphore(ops.CONCURRENCY)
 
     async def read(run_id: str) -> AgentStatus | None:
-        try:
-            return await ops.status(client, run_id)
-        except ops.OpError as exc:
-            if problems is not None:
-                problems.append(str(exc))
-            return None
+        async with gate:
+            try:
+                return await ops.status(client, run_id)
+            except Exception as exc:  # one run's trouble is never the inbox's
+                if problems is not None:
+                    problems[run_id] = _why(exc)
+                return None
 
     rows = []
     for run_id, status in zip(ids, await asyncio.gather(*map(read, ids)), strict=True):
@@ -90,35 +114,6 @@ async def pending(
     return rows
 
 
-def _finished(desc: WorkflowExecutionDescription) -> str | None:
-    """None while the run is open, else how it ended (completed, failed, …)."""
-    if desc.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
-        return None
-    return desc.status.name.lower() if desc.status else "closed"
-
-
-async def _update(
-    client: Client, run_id: str, queue: str, what: str, send: Callable[[], Awaitable[T]]
-) -> T:
-    """Deliver an update within the operator's deadline: a worker checks every update, and
-    with none running the SDK would wait for one indefinitely."""
-    seen = await ops.pollers(client, queue)
-    deadline = ops.NO_WORKER_QUERY_TIMEOUT if seen == 0 else ops.QUERY_TIMEOUT
-    try:
-        return await asyncio.wait_for(send(), deadline.total_seconds())
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # the SDK's, on cancel
-        why = (
-            f"no worker polls its task queue {queue!r}"
-            if seen == 0
-            else f"no worker on its task queue {queue!r} answered"
-        )
-        raise ops.OpError(
-            f"{what} not confirmed: run {run_id!r} did not answer within "
-            f"{deadline.total_seconds():g} s ({why}); start one with "
-            f"`agentctl worker --task-queue {queue}`, then check `agentctl status {run_id}`"
-        ) from None
-
-
 def recorded(approvals: list[Approval], d: Decision) -> Approval | None:
     """The decision already on record that `d` exactly repeats, if any."""
     verdict = "approved" if d.approve else "rejected"
@@ -135,59 +130,155 @@ def recorded(approvals: list[Approval], d: Decision) -> Approval | None:
 
 async def decide(client: Client, run_id: str, decision: Decision) -> Approval:
     """Decide through the `decide` update; an exact repeat returns the recorded decision, also
-    once the run has finished (an operator retrying after a lost answer sees what happened)."""
+    once the run has finished (an operator retrying after a lost answer sees what happened).
+    Sent but not confirmed in time: `Unconfirmed` (exit 3)."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+    from temporalio.service import RPCError
+
+    from starters import ops
+    from workflows.models import Approval
+
     desc = await ops.describe(client, run_id)
-    finished = _finished(desc)
+    finished = ops.finished(desc)
     if finished is None:
         handle = client.get_workflow_handle(run_id)
         try:
-            return await _update(
+            return await ops.update(
                 client,
                 run_id,
                 desc.task_queue,
                 "decision",
-                lambda: handle.execute_update(AgentWorkflow.decide, decision),
+                lambda: handle.execute_update(ops.DECIDE_UPDATE, decision, result_type=Approval),
+                check=f"`agentctl approvals show {run_id}` or `agentctl status {run_id}`",
             )
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             text = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ops.OpError(f"decision refused: {text}") from None
+            if decision.digest is not None and "digest" in text:
+                text += f" (`agentctl approvals show {run_id}` prints what waits, with its digest)"
+            raise OpError(f"decision refused: {text}") from None
         except RPCError as exc:
-            finished = _finished(await ops.describe(client, run_id))
+            finished = ops.finished(await ops.describe(client, run_id))
             if finished is None:
-                raise ops.OpError(f"decision not delivered to {run_id}: {exc.message}") from None
+                raise OpError(f"decision not delivered to {run_id}: {exc.message}") from None
     # Finished (perhaps just now): only an exact repeat of a recorded decision has an answer.
     status = await ops.status(client, run_id)
     earlier = recorded(status.approvals, decision)
     if earlier is None:
-        raise ops.OpError(f"run {run_id!r} has finished ({finished}); it takes no more decisions")
+        raise OpError(f"run {run_id!r} has finished ({finished}); it takes no more decisions")
     return earlier
 
 
 def show(a: Approval) -> str:
+    """A recorded decision on one line."""
+    from workflows.text import printable
+
     when = f"{a.decided_at:%Y-%m-%d %H:%M} UTC" if a.decided_at else "-"
-    because = f" ({a.reason})" if a.reason else ""
-    return f"{a.id} {a.state} by {a.decided_by} at {when}{because}: {a.summary}"
+    because = f" ({printable(a.reason, 200)})" if a.reason else ""
+    return f"{a.id} {a.state} by {a.decided_by} at {when}{because}: {printable(a.summary, 400)}"
 
 
-@app.command()
+approvals_app = typer.Typer(
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(approvals_app, name="approvals")
+
+
+@approvals_app.callback()
 def approvals(
+    ctx: typer.Context,
     approver: Annotated[str | None, typer.Option(help="Only what this person may decide.")] = None,
     address: Address = None,
     as_json: AsJson = False,
 ) -> None:
-    """Every pending approval across runs: run, agent, tool, arguments, age, who may decide."""
-    problems: list[str] = []
+    """Every pending approval across runs; `approvals show RUN` prints one in full.
+
+    A row: run, agent, approval, tool, arguments, age, who may decide, digest. A run that cannot
+    answer is left out with a warning; the rest of the inbox is shown."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from starters import ops, render
+
+    who = call_sync(lambda: ops.person(approver, "--approver")) if approver is not None else None
+    problems: dict[str, str] = {}
 
     async def go() -> list[dict[str, Any]]:
-        return await pending(await connect(address), approver, problems)
+        return await pending(await ops.connect(address), who, problems)
 
     rows = call(go)
-    for problem in problems:
-        note(f"warning: left out: {problem}")
-    shown = [{k: v for k, v in r.items() if k != "digest"} for r in rows]
-    text = render.table(shown) if rows else "no pending approvals"
+    warn_left_out(problems)
+    text = render.table(rows) if rows else "no pending approvals"
     emit(rows, text, as_json)
+
+
+@approvals_app.command("show")
+def approvals_show(
+    run_id: Run,
+    approval_id: Annotated[
+        str | None, typer.Argument(metavar="[APPROVAL]", help="One approval; default: all.")
+    ] = None,
+    address: Address = None,
+    as_json: AsJson = False,
+) -> None:
+    """An approval in full: every argument (the whole email, the whole refund), the tool, the
+    rule, who may decide, when it was asked and expires, and its digest (`approve --digest`)."""
+    from starters import ops, render
+
+    async def go() -> Any:
+        return await ops.status(await ops.connect(address), run_id)
+
+    status = call(go)
+    chosen = [a for a in status.approvals if approval_id in (None, a.id)]
+    if approval_id is not None and not chosen:
+        known = ", ".join(a.id for a in status.approvals) or "none"
+        fail(f"no approval {approval_id!r} on run {run_id}; it has: {known}")
+    if as_json:
+        emit(chosen[0] if approval_id else [a.model_dump(mode="json") for a in chosen], "", True)
+        return
+    if not chosen:
+        typer.echo(f"run {run_id} has asked for no approval")
+        return
+    typer.echo("\n\n".join(render.approval(a, status.agent) for a in chosen))
+
+
+def _decision(
+    approval_id: str | None, approve: bool, user: str, reason: str, digest: str | None
+) -> Decision:
+    """The decision as the run reads it, checked here first: who (the directory), the digest's
+    form; anything else the run refuses is refused by its validator."""
+    from starters import ops
+    from workflows.models import Decision
+
+    approver = ops.person(user)
+    if digest is not None and not DIGEST.fullmatch(digest):
+        raise OpError(
+            f"--digest {digest!r} is not a digest (16 hex characters): "
+            "`agentctl approvals show RUN` prints each approval's arguments and digest"
+        )
+    return built(
+        Decision,
+        approval_id=approval_id,
+        approve=approve,
+        approver=approver,
+        reason=reason,
+        digest=digest,
+    )
+
+
+def built(model: type[M], **fields: Any) -> M:
+    """A message into a run, built as the run reads it; what it would refuse for its form (a
+    reason over the limit, an empty text) is refused here, in one line."""
+    from pydantic import ValidationError
+
+    from agents.spec import problems
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise OpError(f"cannot send this {model.__name__}: {problems(exc)}") from None
 
 
 def _decide(
@@ -196,13 +287,16 @@ def _decide(
     user: str,
     reason: str,
     approve: bool,
+    digest: str | None,
     address: str | None,
     as_json: bool,
 ) -> None:
-    decision = Decision(approval_id=approval_id, approve=approve, approver=user, reason=reason)
+    from starters import ops
+
+    decision = call_sync(lambda: _decision(approval_id, approve, user, reason, digest))
 
     async def go() -> Approval:
-        return await decide(await connect(address), run_id, decision)
+        return await decide(await ops.connect(address), run_id, decision)
 
     approval = call(go)
     emit(approval, show(approval), as_json)
@@ -211,97 +305,151 @@ def _decide(
 @app.command()
 def approve(
     run_id: Run,
+    user: User,
     approval_id: Annotated[str | None, typer.Argument(help="Needed if several wait.")] = None,
-    user: User = ...,  # type: ignore[assignment]
     reason: Annotated[str, typer.Option(help="Why; recorded with the decision.")] = "",
+    digest: Digest = None,
     address: Address = None,
     as_json: AsJson = False,
 ) -> None:
-    """Approve a pending request of RUN as USER; prints the recorded decision."""
-    _decide(run_id, approval_id, user, reason, True, address, as_json)
+    """Approve a pending request of RUN as USER; prints the recorded decision.
+
+    Exit 3: sent but not confirmed in time (it may still be applied; `agentctl approvals show
+    RUN` says)."""
+    _decide(run_id, approval_id, user, reason, True, digest, address, as_json)
 
 
 @app.command()
 def reject(
     run_id: Run,
+    user: User,
     approval_id: Annotated[str | None, typer.Argument(help="Needed if several wait.")] = None,
-    user: User = ...,  # type: ignore[assignment]
     reason: Annotated[str, typer.Option(help="Why; the agent reads it.")] = "",
+    digest: Digest = None,
     address: Address = None,
     as_json: AsJson = False,
 ) -> None:
-    """Reject a pending request of RUN as USER; the agent is told, with the reason."""
-    _decide(run_id, approval_id, user, reason, False, address, as_json)
+    """Reject a pending request of RUN as USER; the agent is told, with the reason.
+
+    Exit 3: sent but not confirmed in time (it may still be applied; `agentctl approvals show
+    RUN` says)."""
+    _decide(run_id, approval_id, user, reason, False, digest, address, as_json)
 
 
 @app.command()
 def message(
     run_id: Run,
     text: str,
-    user: Annotated[str, typer.Option("--as", help="The run's principal.")] = ...,  # type: ignore[assignment]
+    user: Annotated[str, typer.Option("--as", help="The run's principal.")],
     address: Address = None,
 ) -> None:
-    """Answer the agent's question, or give it a follow-up for its next turn."""
+    """Answer the agent's question, or give it a follow-up for its next turn.
+
+    Exit 3: sent but not confirmed in time (it may still be taken; `agentctl transcript RUN`
+    shows it once it is)."""
+    from starters import ops
+
+    sender = call_sync(lambda: ops.person(user))
 
     async def go() -> MessageAck:
-        client = await connect(address)
+        from temporalio.client import WorkflowUpdateFailedError
+        from temporalio.exceptions import ApplicationError
+
+        from workflows.models import MessageAck, UserMessage
+
+        client = await ops.connect(address)
         desc = await ops.describe(client, run_id)
-        finished = _finished(desc)
+        finished = ops.finished(desc)
         if finished is not None:
-            raise ops.OpError(
-                f"run {run_id!r} has finished ({finished}); it takes no more messages"
-            )
+            raise OpError(f"run {run_id!r} has finished ({finished}); it takes no more messages")
         handle = client.get_workflow_handle(run_id)
+        msg = built(UserMessage, text=text, sender=sender)
         try:
-            return await _update(
+            return await ops.update(
                 client,
                 run_id,
                 desc.task_queue,
                 "message",
-                lambda: handle.execute_update(
-                    AgentWorkflow.message, UserMessage(text=text, sender=user)
-                ),
+                lambda: handle.execute_update(ops.MESSAGE_UPDATE, msg, result_type=MessageAck),
+                check=f"`agentctl transcript {run_id}` or `agentctl status {run_id}`",
             )
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             why = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise ops.OpError(f"message refused: {why}") from None
+            raise OpError(f"message refused: {why}") from None
 
     ack = call(go)
-    typer.echo(f"answered: {ack.question}" if ack.status == "answered" else "queued for next turn")
+    if ack.status == "answered":
+        from workflows.text import printable
+
+        typer.echo(f"answered: {printable(ack.question or '', 400)}")
+    else:
+        typer.echo("queued for next turn")
 
 
-async def _operate(address: str | None, run_id: str, send: Any) -> None:
+Operator = Annotated[str, typer.Option("--as", help="Who asks: a person of the directory.")]
+
+
+async def _operate(address: str | None, run_id: str, signal: str, arg: Any) -> None:
     """Check the run needs attention, then send the operator's choice."""
-    client = await connect(address)
+    from starters import ops
+
+    client = await ops.connect(address)
     status = await ops.status(client, run_id)
     if status.status != "needs_attention":
-        raise ops.OpError(f"run {run_id} does not need attention (it is {status.status})")
-    await send(client.get_workflow_handle(run_id))
+        raise OpError(f"run {run_id} does not need attention (it is {status.status})")
+    await client.get_workflow_handle(run_id).signal(signal, arg)
+
+
+OperatorReason = Annotated[str, typer.Option(help="Why; recorded in the run's transcript.")]
+
+
+def _operator_request(user: str, reason: str) -> Any:
+    from starters import ops
+    from workflows.models import OperatorRequest
+
+    return built(OperatorRequest, by=ops.person(user), reason=reason)
 
 
 @app.command()
-def resume(run_id: Run, address: Address = None) -> None:
+def resume(
+    run_id: Run, user: Operator, reason: OperatorReason = "", address: Address = None
+) -> None:
     """A run that needs attention retries the step that stopped it (e.g. after a key fix)."""
-    call(lambda: _operate(address, run_id, lambda h: h.signal(AgentWorkflow.resume)))
+    from starters import ops
+
+    request = call_sync(lambda: _operator_request(user, reason))
+    call(lambda: _operate(address, run_id, ops.RESUME_SIGNAL, request))
     typer.echo(f"resumed {run_id}: it retries the step that stopped it")
 
 
 @app.command("retry-turn")
-def retry_turn(run_id: Run, address: Address = None) -> None:
+def retry_turn(
+    run_id: Run, user: Operator, reason: OperatorReason = "", address: Address = None
+) -> None:
     """A run that needs attention hands the problem to the model as the step's result."""
-    call(lambda: _operate(address, run_id, lambda h: h.signal(AgentWorkflow.retry_turn)))
+    from starters import ops
+
+    request = call_sync(lambda: _operator_request(user, reason))
+    call(lambda: _operate(address, run_id, ops.RETRY_TURN_SIGNAL, request))
     typer.echo(f"{run_id}: the model hears of the problem and takes its turn again")
 
 
 @app.command()
 def abort(
     run_id: Run,
-    reason: Annotated[str, typer.Option(help="Why; recorded in the run's answer.")] = ...,  # type: ignore[assignment]
-    user: Annotated[str, typer.Option("--as", help="Who aborts.")] = "operator",
+    reason: Annotated[str, typer.Option(help="Why; recorded in the run's answer.")],
+    user: Operator,
     address: Address = None,
 ) -> None:
     """End a run that needs attention, as `aborted`; a saga undoes its steps first."""
-    request = AbortRequest(reason=reason, by=user)
-    call(lambda: _operate(address, run_id, lambda h: h.signal(AgentWorkflow.abort, request)))
-    typer.echo(f"aborted {run_id}: {reason}")
+    from starters import ops
+    from workflows.models import AbortRequest
+    from workflows.text import printable
+
+    by = call_sync(lambda: ops.person(user))
+    if not reason.strip():
+        fail("--reason must say why the run is aborted")
+    request = call_sync(lambda: built(AbortRequest, reason=reason, by=by))
+    call(lambda: _operate(address, run_id, ops.ABORT_SIGNAL, request))
+    typer.echo(f"aborted {run_id}: {printable(reason, 400)}")

@@ -1,4 +1,10 @@
-"""What operators do to runs: start, signal, inspect. The CLI is a thin layer over these."""
+"""What operators do to runs: start, signal, inspect. The CLI is a thin layer over these.
+
+Runs are addressed by the workflow's public names (`AgentWorkflow`, the `status` query, the
+`decide` update, …: the constants below), never through the workflow class, so inspecting a run
+loads neither the agent loop nor the model clients: `agentctl status` starts in a fraction of a
+second. What a command needs beyond the Temporal client is imported where it is used.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,13 @@ import asyncio
 import json
 import os
 import re
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
+from urllib.parse import quote
 
-from pydantic import ValidationError
 from temporalio.api.enums.v1 import TaskQueueType, WorkflowExecutionStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -31,15 +38,7 @@ from temporalio.exceptions import (
 from temporalio.exceptions import TimeoutError as WorkflowTimeout
 from temporalio.service import RPCError, RPCStatusCode
 
-from agents import UnknownAgent, get_agent
-from agents.routes import InvalidRoute, parse_route
-from agents.spec import problems
-from agents.toolbox import TOOL_CONTRACTS
-from workers.client import TASK_QUEUE, ServerUnreachable, connect_config
-from workers.client import connect as _connect
-from workflows.agent import AgentWorkflow
-from workflows.failures import PAYLOAD_TOO_LARGE
-from workflows.history import DEFAULT_MAX_PAYLOAD
+from starters.errors import OpError, Unconfirmed
 from workflows.models import (
     AgentResult,
     AgentRun,
@@ -50,8 +49,26 @@ from workflows.models import (
 )
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
+if TYPE_CHECKING:
+    from agents.spec import AgentSpec
+
+__all__ = ["OpError", "Unconfirmed"]  # raised from here; defined light for the CLI
+
 T = TypeVar("T")
+
+# The agent workflow's public names (workflows/agent.py); keep them in step.
+WORKFLOW = "AgentWorkflow"
+STATUS_QUERY = "status"
+TRANSCRIPT_QUERY = "transcript"
+EVENT_SIGNAL = "event"
+DECIDE_UPDATE = "decide"
+MESSAGE_UPDATE = "message"
+RESUME_SIGNAL = "resume"
+RETRY_TURN_SIGNAL = "retry_turn"
+ABORT_SIGNAL = "abort"
+
 UI_URL = os.environ.get("DURABLE_AGENTS_UI_URL", "http://127.0.0.1:8233")
+DEFAULT_ADDRESS = "127.0.0.1:7233"
 # An operator waits this long for a server that accepts connections but does not answer.
 CONNECT_TIMEOUT = float(os.environ.get("DURABLE_AGENTS_CONNECT_TIMEOUT", "5"))
 # Queries need a worker to answer; without one the server would hold the call for a long time.
@@ -62,26 +79,51 @@ START_HINT = (
     "Start one with `agentctl server` (or `make demo`), or set TEMPORAL_ADDRESS "
     "(or --address) to a running server."
 )
+SUMMARY_LIMIT = 200  # characters of a run's title in the UI
 
 
-class OpError(Exception):
-    """A request an operator made that cannot be carried out; the message says what to do."""
+def connect_config(address: str | None = None) -> dict[str, Any]:
+    """TEMPORAL_* settings and profiles (envconfig), `address` over them: the same settings as
+    `workers.client.connect_config`, read without loading the worker's telemetry."""
+    from temporalio.envconfig import ClientConfig
+
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if address:
+        config["target_host"] = address
+    return config
 
 
 async def connect(address: str | None = None, timeout: float | None = None) -> Client:
-    """The operator's client: TEMPORAL_* settings (envconfig), `address` over them, and a short
-    deadline, so a wrong address fails in seconds with what was tried and what to do."""
+    """The operator's client: TEMPORAL_* settings (envconfig), `address` over them, the
+    project's data converter (encrypted when DURABLE_AGENTS_CODEC_KEYS is set), tracing if this
+    process set it up, and a short deadline, so a wrong address fails in seconds with what was
+    tried and what to do."""
+    from workers.codec import data_converter
+
     try:
-        target = connect_config(address)["target_host"]
+        config = connect_config(address)
     except RuntimeError as exc:  # envconfig: unknown TEMPORAL_PROFILE, unreadable config file
         raise OpError(f"Temporal client configuration is invalid: {exc}") from None
+    target = config["target_host"]
+    # Tracing is set up only by commands that start runs; a process that never loaded the
+    # telemetry module has no tracer to carry.
+    telemetry = sys.modules.get("workers.telemetry")
+    interceptors = telemetry.interceptors() if telemetry is not None else []
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
     try:
-        return await asyncio.wait_for(_connect(address), timeout)
+        return await asyncio.wait_for(
+            Client.connect(**config, data_converter=data_converter(), interceptors=interceptors),
+            timeout,
+        )
     except TimeoutError:
-        raise ServerUnreachable(
+        raise OpError(
             f"cannot reach the Temporal server at {target} (no answer within {timeout:g} s). "
             + START_HINT
+        ) from None
+    except RuntimeError as exc:
+        raise OpError(
+            f"cannot reach the Temporal server at {target} ({exc}). " + START_HINT
         ) from None
 
 
@@ -97,16 +139,45 @@ def parse_json(text: str, what: str) -> dict[str, Any]:
     return value
 
 
-def validate_run(run: AgentRun) -> None:
-    """Refuse a run the workflow would refuse, before anything is started."""
+def person(name: str, option: str = "--as") -> str:
+    """A person's name in its one normal form, if the directory knows them (agents.people);
+    else an OpError saying what is wrong with `option`."""
+    from agents.people import UnknownPerson
+    from agents.people import person as known
+
     try:
-        spec = get_agent(run.agent)
+        return known(name)
+    except UnknownPerson as exc:
+        raise OpError(f"{option}: {exc}") from None
+
+
+def _spec(agent: str) -> AgentSpec:
+    from agents import UnknownAgent, get_agent
+
+    try:
+        return get_agent(agent)
     except UnknownAgent as exc:
         raise OpError(str(exc)) from None
+
+
+def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from agents.spec import problems
+
     try:
-        spec.input_model.model_validate(run.input)
+        return spec.input_model.model_validate(data).model_dump(mode="json")
     except ValidationError as exc:
-        raise OpError(f"input does not fit agent {run.agent!r}: {problems(exc)}") from None
+        raise OpError(f"input does not fit agent {spec.name!r}: {problems(exc)}") from None
+
+
+def validate_run(run: AgentRun) -> None:
+    """Refuse a run the workflow would refuse, before anything is started."""
+    from agents.routes import InvalidRoute, parse_route
+    from agents.toolbox import TOOL_CONTRACTS
+
+    person(run.principal, "principal")
+    _validated_input(_spec(run.agent), run.input)
     for route in run.model_route or []:
         try:
             parse_route(route)
@@ -121,23 +192,34 @@ def validate_run(run: AgentRun) -> None:
 
 
 def summary(run: AgentRun) -> str:
-    who = run.input.get("full_name") or run.input.get("employee_id") or ""
-    return f"{run.agent} agent{' for ' + str(who) if who else ''} · on behalf of {run.principal}"
+    """The run's title in the UI and listings: the spec's `run_summary` of its validated input,
+    safe to show on one line."""
+    from workflows.text import printable
+
+    spec = _spec(run.agent)
+    return printable(
+        spec.run_summary(_validated_input(spec, run.input), run.principal), SUMMARY_LIMIT
+    )
 
 
 async def start_run(
-    client: Client, run: AgentRun, workflow_id: str | None = None, task_queue: str = TASK_QUEUE
+    client: Client, run: AgentRun, workflow_id: str | None = None, task_queue: str | None = None
 ) -> WorkflowHandle[Any, AgentResult]:
+    if task_queue is None:
+        from workers.client import TASK_QUEUE
+
+        task_queue = TASK_QUEUE
     validate_run(run)
     _check_size(client, run)
     wid = workflow_id or f"{run.agent}-{uuid.uuid4().hex[:10]}"
     details = json.dumps(run.input, sort_keys=True)
     try:
         return await client.start_workflow(
-            AgentWorkflow.run,
+            WORKFLOW,
             run,
             id=wid,
             task_queue=task_queue,
+            result_type=AgentResult,
             static_summary=summary(run),
             static_details=f"Input: {details if len(details) <= 2000 else details[:2000] + ' …'}",
             search_attributes=_initial_attributes(run),
@@ -153,6 +235,9 @@ async def start_run(
 
 def _check_size(client: Client, run: AgentRun) -> None:
     """Refuse an input the run could not carry, before anything starts."""
+    from workflows.failures import PAYLOAD_TOO_LARGE
+    from workflows.history import DEFAULT_MAX_PAYLOAD
+
     size = client.data_converter.payload_converter.to_payloads([run])[0].ByteSize()
     limit = run.max_payload_bytes or DEFAULT_MAX_PAYLOAD
     if size > limit:
@@ -199,17 +284,32 @@ async def describe(client: Client, run_id: str) -> WorkflowExecutionDescription:
         raise
 
 
+def finished(desc: WorkflowExecutionDescription) -> str | None:
+    """None while the run is open, else how it ended (completed, failed, …)."""
+    if desc.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
+        return None
+    return desc.status.name.lower() if desc.status else "closed"
+
+
 async def require_open(client: Client, run_id: str) -> None:
     desc = await describe(client, run_id)
-    if desc.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
-        state = desc.status.name.lower() if desc.status else "closed"
+    state = finished(desc)
+    if state is not None:
         raise OpError(f"run {run_id!r} has finished ({state}); it takes no more signals")
 
 
 async def send_event(client: Client, run_id: str, name: str, payload: dict[str, Any]) -> None:
     await require_open(client, run_id)
     await client.get_workflow_handle(run_id).signal(
-        AgentWorkflow.on_event, EventSignal(name=name, payload=payload)
+        EVENT_SIGNAL, EventSignal(name=name, payload=payload)
+    )
+
+
+def _no_worker(queue: str, seen: int | None) -> str:
+    return (
+        f"no worker polls its task queue {queue!r}"
+        if seen == 0
+        else f"no worker on its task queue {queue!r} answered"
     )
 
 
@@ -223,39 +323,70 @@ async def _query(client: Client, run_id: str, ask: Callable[[timedelta], Awaitab
     seen = await pollers(client, queue)
     deadline = NO_WORKER_QUERY_TIMEOUT if seen == 0 else QUERY_TIMEOUT
     try:
-        return await ask(deadline)
+        # The RPC's deadline, and ours: the client may retry a query that ran out of time.
+        return await asyncio.wait_for(ask(deadline), deadline.total_seconds() + 0.5)
     except WorkflowQueryFailedError as exc:
         raise OpError(f"run {run_id!r} could not answer: {exc.message}") from None
-    except RPCError as exc:
-        if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+    except (RPCError, TimeoutError) as exc:
+        if isinstance(exc, RPCError) and exc.status not in (
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.CANCELLED,
+        ):
             raise
-        why = (
-            f"no worker polls its task queue {queue!r}"
-            if seen == 0
-            else f"no worker on its task queue {queue!r} answered"
-        )
         raise OpError(
-            f"run {run_id!r} did not answer within {deadline.total_seconds():g} s: {why}; "
-            f"start one with `agentctl worker --task-queue {queue}`"
+            f"run {run_id!r} did not answer within {deadline.total_seconds():g} s: "
+            f"{_no_worker(queue, seen)}; start one with `agentctl worker --task-queue {queue}`"
         ) from None
 
 
 async def status(client: Client, run_id: str) -> AgentStatus:
     handle = client.get_workflow_handle(run_id)
-    return await _query(client, run_id, lambda t: handle.query(AgentWorkflow.status, rpc_timeout=t))
+    return await _query(
+        client,
+        run_id,
+        lambda t: handle.query(STATUS_QUERY, result_type=AgentStatus, rpc_timeout=t),
+    )
 
 
 async def transcript(client: Client, run_id: str) -> list[TranscriptEntry]:
     handle = client.get_workflow_handle(run_id)
     return await _query(
-        client, run_id, lambda t: handle.query(AgentWorkflow.transcript, rpc_timeout=t)
+        client,
+        run_id,
+        lambda t: handle.query(TRANSCRIPT_QUERY, result_type=list[TranscriptEntry], rpc_timeout=t),
     )
+
+
+async def update(
+    client: Client,
+    run_id: str,
+    queue: str,
+    what: str,
+    send: Callable[[], Awaitable[T]],
+    check: str,
+) -> T:
+    """Deliver an update within the operator's deadline: a worker checks every update, and with
+    none running the SDK would wait for one indefinitely. Past the deadline the update has been
+    sent and the server keeps it for the run's next worker: `Unconfirmed`, saying how to check
+    (`check`) before sending it again."""
+    seen = await pollers(client, queue)
+    deadline = NO_WORKER_QUERY_TIMEOUT if seen == 0 else QUERY_TIMEOUT
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    try:
+        return await asyncio.wait_for(send(), deadline.total_seconds())
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):  # the SDK's, on cancel
+        raise Unconfirmed(
+            f"{what} sent to {run_id} but not confirmed within {deadline.total_seconds():g} s "
+            f"({_no_worker(queue, seen)}): it may still be applied when a worker takes the run "
+            f"up. Check with {check} before sending it again; start a worker with "
+            f"`agentctl worker --task-queue {queue}`"
+        ) from None
 
 
 async def result(client: Client, run_id: str, wait: bool) -> AgentResult:
     desc = await describe(client, run_id)
-    running = desc.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
-    if running and not wait:
+    if finished(desc) is None and not wait:
         raise OpError(
             f"run {run_id!r} is still running; `agentctl status {run_id}` says why, "
             "or wait for it with --wait"
@@ -287,7 +418,7 @@ ONE_ROW_PER_RUN = "ExecutionStatus != 'ContinuedAsNew'"
 
 def list_query(agent: str | None = None, status: str | None = None) -> str:
     """The visibility query for `agentctl list`; filter values are checked, never spliced raw."""
-    clauses = ["WorkflowType = 'AgentWorkflow'", ONE_ROW_PER_RUN]
+    clauses = [f"WorkflowType = '{WORKFLOW}'", ONE_ROW_PER_RUN]
     if agent is not None:
         if not _NAME.fullmatch(agent):
             raise OpError(
@@ -302,25 +433,94 @@ def list_query(agent: str | None = None, status: str | None = None) -> str:
 
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+# How many runs are looked at at once (describe, status) for one listing.
+CONCURRENCY = 16
 
 
-async def list_runs(client: Client, query: str, limit: int) -> list[dict[str, Any]]:
-    rows = []
+async def list_runs(
+    client: Client, query: str, limit: int, problems: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Runs from visibility, newest first. A run that cannot be shown (its row does not decode,
+    or its workflow task keeps failing: it is not what its search attributes say) is left out
+    and named in `problems` (run id → why), so one broken run never takes the listing down."""
+    rows: list[dict[str, Any]] = []
     async for wf in client.list_workflows(query, limit=limit):
-        attrs = wf.typed_search_attributes
-        rows.append(
-            {
-                "run": wf.id,
-                "agent": attrs.get(AGENT_NAME),
-                "status": attrs.get(AGENT_STATUS),
-                "principal": attrs.get(PRINCIPAL),
-                "started": wf.start_time.isoformat(timespec="seconds"),
-                "temporal": wf.status.name.lower() if wf.status else "",
-            }
-        )
-    return rows
+        try:
+            attrs = wf.typed_search_attributes
+            rows.append(
+                {
+                    "run": wf.id,
+                    "agent": attrs.get(AGENT_NAME),
+                    "status": attrs.get(AGENT_STATUS),
+                    "principal": attrs.get(PRINCIPAL),
+                    "started": wf.start_time.isoformat(timespec="seconds"),
+                    "temporal": wf.status.name.lower() if wf.status else "",
+                }
+            )
+        except Exception as exc:  # one bad row: leave it out, say so, go on
+            _note(problems, wf.id, f"its listing cannot be read ({type(exc).__name__}: {exc})")
+    broken = await stuck([r["run"] for r in rows if r["temporal"] == "running"], client)
+    for run_id, why in broken.items():
+        _note(problems, run_id, why)
+    return [r for r in rows if r["run"] not in broken]
 
 
-def ui_link(workflow_id: str, run_id: str | None = None, namespace: str = "default") -> str:
-    tail = f"/{run_id}" if run_id else ""
-    return f"{UI_URL}/namespaces/{namespace}/workflows/{workflow_id}{tail}/history"
+def _note(problems: dict[str, str] | None, run_id: str, why: str) -> None:
+    if problems is not None:
+        problems[run_id] = why
+
+
+async def stuck(run_ids: list[str], client: Client) -> dict[str, str]:
+    """Of these open runs, those whose workflow task keeps failing (the code cannot run them:
+    queries and updates get "Workflow Task in failed state"), each with the failure."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def check(run_id: str) -> str | None:
+        async with gate:
+            try:
+                return await why_stuck(client, run_id)
+            except (RPCError, OpError):
+                return None  # gone or unreadable since it was listed: nothing to say
+
+    found = await asyncio.gather(*map(check, run_ids))
+    return {r: why for r, why in zip(run_ids, found, strict=True) if why is not None}
+
+
+async def why_stuck(client: Client, run_id: str) -> str | None:
+    """Why the run's workflow task keeps failing, or None if it does not (a retried task after a
+    worker's crash is not a failure of the run)."""
+    from temporalio.api.workflowservice.v1 import (
+        GetWorkflowExecutionHistoryReverseRequest,
+    )
+
+    desc = await describe(client, run_id)
+    pending = desc.raw_description.pending_workflow_task
+    if finished(desc) is not None or pending.attempt < 2:
+        return None
+    resp = await client.workflow_service.get_workflow_execution_history_reverse(
+        GetWorkflowExecutionHistoryReverseRequest(
+            namespace=client.namespace,
+            execution=desc.raw_description.workflow_execution_info.execution,
+            maximum_page_size=20,
+        ),
+        timeout=timedelta(seconds=5),
+    )
+    for event in resp.history.events:
+        if event.HasField("workflow_task_failed_event_attributes"):
+            failure = event.workflow_task_failed_event_attributes.failure
+            return (
+                f"its workflow task keeps failing (attempt {pending.attempt}): "
+                f"{failure.message or 'no message'}"
+            )
+        if event.HasField("workflow_task_completed_event_attributes") or event.HasField(
+            "workflow_task_timed_out_event_attributes"
+        ):
+            return None
+    return None
+
+
+def ui_link(workflow_id: str, namespace: str) -> str:
+    """The run's page in the Temporal UI (2.54: `/namespaces/<ns>/workflows/<id>`)."""
+    return (
+        f"{UI_URL}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+    )

@@ -1,10 +1,20 @@
-"""How runs look in a terminal."""
+"""How runs look in a terminal.
+
+Everything shown here may have come from outside (a model's reply, a tool's result, an operator's
+reason, an event's name): it goes through `printable`, so a newline or an escape sequence is
+shown, never obeyed, and no one can forge a line of the output. `--json` prints values exactly.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import unicodedata
+from typing import TYPE_CHECKING, Any
 
-from workflows.models import AgentResult, AgentStatus, TranscriptEntry
+from workflows.text import printable
+
+if TYPE_CHECKING:
+    from workflows.models import AgentResult, AgentStatus, Approval, TranscriptEntry
 
 _MARK = {
     "task": "▶",
@@ -16,12 +26,15 @@ _MARK = {
     "note": "•",
     "error": "✖",
 }
+TRANSCRIPT_LIMIT = 400  # characters of one transcript line's text
+CELL_LIMIT = 80  # characters of one table cell
+FIELD_LIMIT = 1000  # characters of one status field
 
 
 def transcript(entries: list[TranscriptEntry]) -> str:
     lines = []
     for e in entries:
-        text = e.text if len(e.text) <= 400 else e.text[:400] + " …"
+        text = printable(e.text, TRANSCRIPT_LIMIT)
         lines.append(f"{e.at:%Y-%m-%d %H:%M:%S} t{e.turn:<2} {_MARK.get(e.kind, '·')} {text}")
     return "\n".join(lines)
 
@@ -41,11 +54,18 @@ def status(s: AgentStatus) -> str:
     if s.waiting_for:
         since = f" since {s.waiting_since:%Y-%m-%d %H:%M} UTC" if s.waiting_since else ""
         rows.append(("waiting for", f"{s.waiting_for}{since}"))
+    if s.question:
+        rows.append(("question", s.question))
     if s.events_pending:
         rows.append(("events pending", ", ".join(s.events_pending)))
+    pending = [a for a in s.approvals if a.state == "pending"]
+    if pending:
+        rows.append(
+            ("approvals", ", ".join(f"{a.id} ({a.tool}, digest {a.digest})" for a in pending))
+        )
     if s.last_error:
         rows.append(("last error", s.last_error))
-    return "\n".join(f"{k:>14}: {v}" for k, v in rows)
+    return "\n".join(f"{k:>14}: {printable(str(v), FIELD_LIMIT)}" for k, v in rows)
 
 
 def _history(s: AgentStatus) -> str:
@@ -58,17 +78,63 @@ def _history(s: AgentStatus) -> str:
 
 
 def result(r: AgentResult) -> str:
+    # The answer is the model's text: its lines are kept, each made safe to read.
+    answer = "\n".join(printable(line) for line in r.answer.splitlines())
     return (
         f"outcome: {r.outcome} after {r.turns} turns "
-        f"({r.usage.input_tokens} tokens in, {r.usage.output_tokens} out)\n{r.answer}"
+        f"({r.usage.input_tokens} tokens in, {r.usage.output_tokens} out)\n{answer}"
     )
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], limit: int = CELL_LIMIT) -> str:
     if not rows:
         return "no runs"
     keys = list(rows[0])
-    widths = {k: max(len(k), *(len(str(r[k] or "")) for r in rows)) for k in keys}
+    cells = [
+        {k: printable(str(r[k] if r[k] is not None else ""), limit) for k in keys} for r in rows
+    ]
+    widths = {k: max(len(k), *(len(c[k]) for c in cells)) for k in keys}
     head = "  ".join(k.upper().ljust(widths[k]) for k in keys)
-    body = ["  ".join(str(r[k] or "").ljust(widths[k]) for k in keys) for r in rows]
+    body = ["  ".join(c[k].ljust(widths[k]) for k in keys) for c in cells]
     return "\n".join([head, *body])
+
+
+def safe_json(value: Any) -> str:
+    """Pretty JSON that is safe to show: JSON already escapes control characters below U+0020;
+    the rest (DEL, C1 controls, format characters such as U+202E, separators) are written as
+    `\\uXXXX` escapes too, so the text is still the same JSON, exactly, and cannot repaint a
+    terminal or reorder what is read."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return "".join(f"\\u{ord(ch):04x}" if _unsafe(ch) else ch for ch in text)
+
+
+def _unsafe(ch: str) -> bool:
+    if ch == "\n":  # JSON's own line breaks (in strings a newline is already `\n`)
+        return False
+    return ch != "\u200d" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")
+
+
+def approval(a: Approval, agent: str = "") -> str:
+    """One approval in full: what is decided (every argument), by whom, until when."""
+    may = ", ".join(a.requested_for + [f"group {g}" for g in a.groups]) or "-"
+    rows = [
+        ("approval", f"{a.id} of run {a.run}" + (f" ({agent})" if agent else "")),
+        ("state", a.state),
+        ("tool", a.tool),
+        ("rule", a.rule),
+        ("may decide", may),
+        ("requested", f"{a.requested_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("expires", f"{a.expires_at:%Y-%m-%d %H:%M:%S} UTC"),
+    ]
+    for esc in a.escalations:
+        to = ", ".join(esc.principals + [f"group {g}" for g in esc.groups])
+        rows.append(("escalated", f"{esc.at:%Y-%m-%d %H:%M:%S} UTC to {to}"))
+    if a.decided_by:
+        when = f" at {a.decided_at:%Y-%m-%d %H:%M:%S} UTC" if a.decided_at else ""
+        rows.append(("decided", f"{a.state} by {a.decided_by}{when}"))
+    if a.reason:
+        rows.append(("reason", a.reason))
+    rows.append(("digest", a.digest))
+    head = "\n".join(f"{k:>10}: {printable(str(v), FIELD_LIMIT)}" for k, v in rows)
+    args = "\n".join("    " + line for line in safe_json(a.arguments).splitlines())
+    return f"{head}\n arguments:\n{args}"

@@ -1,25 +1,37 @@
-"""`agentctl server | sim | worker | demo | codec-server`: the processes of the default stack."""
+"""`agentctl server | sim | worker | demo | codec-server`: the processes of the default stack.
+
+None of them changes how SIGPIPE is handled: a server or worker that writes to a connection its
+peer closed gets an error it handles (a retry, a dropped connection), never a silent death.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from starters import audit_cli, inbox  # noqa: F401  (register approvals, approve, audit, …)
 from starters.cli import app, call, call_sync, fail
-from starters.codec_server import create_app
-from starters.devserver import DevServer
-from workers.codec import configured_keyring
-from workers.telemetry import setup_logging
 
 StateDir = Annotated[Path, typer.Option(help="Folder for the SQLite files (git-ignored).")]
+# Signals that stop `agentctl server` (and with it the dev server): a terminal's Ctrl-C or
+# hang-up, a service manager's or a script's SIGTERM.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class Stopped(Exception):
+    """A stop signal arrived."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
 
 
 @app.command()
@@ -32,20 +44,45 @@ def server(
         typer.Option(help="Codec server the UI decodes payloads with (`agentctl codec-server`)."),
     ] = None,
 ) -> None:
-    """Run the Temporal dev server on 127.0.0.1, persisted in STATE_DIR/temporal.db."""
+    """Run the Temporal dev server on 127.0.0.1, persisted in STATE_DIR/temporal.db.
+
+    SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop it; it also stops if this process is killed."""
+    from starters.devserver import DevServer
+
     dev = DevServer(
         db_file=state_dir / "temporal.db",
         port=port,
         ui_port=ui_port,
         ui_codec_endpoint=codec_endpoint,
+        die_with_parent=True,  # started from this (main) thread: see DevServer
     )
-    call(lambda: asyncio.to_thread(dev.start, 60, False))
-    typer.echo(f"Temporal dev server on {dev.address}, UI at {dev.ui_url} (Ctrl-C stops it)")
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stopped)
     try:
+        call_sync(lambda: dev.start(60, quiet=False))
         assert dev.proc is not None
-        dev.proc.wait()
-    except KeyboardInterrupt:
-        dev.stop()
+        typer.echo(
+            f"Temporal dev server (pid {dev.proc.pid}) on {dev.address}, UI at {dev.ui_url} "
+            "(Ctrl-C stops it)"
+        )
+        code = dev.proc.wait()
+    except Stopped as stop:
+        _stop(dev)
+        typer.echo(f"stopped the Temporal dev server ({stop})", err=True)
+        return
+    finally:
+        _stop(dev)
+    fail(f"the Temporal dev server exited on its own (code {code}); its log is above")
+
+
+def _stop(dev: object) -> None:
+    """Stop the dev server, not to be cut short by another stop signal."""
+    from starters.devserver import DevServer
+
+    assert isinstance(dev, DevServer)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    dev.stop()
 
 
 @app.command("codec-server")
@@ -64,6 +101,13 @@ def codec_server(
     Keys: DURABLE_AGENTS_CODEC_KEYS (or _FILE); token: DURABLE_AGENTS_CODEC_TOKEN, or a new one
     printed at start.
     """
+    import secrets
+
+    import uvicorn
+
+    from starters.codec_server import create_app
+    from workers.codec import configured_keyring
+
     keyring = call_sync(configured_keyring)
     if keyring is None:
         fail("no keys: set DURABLE_AGENTS_CODEC_KEYS (id=<base64 32 bytes>,…) or _KEYS_FILE")
@@ -101,6 +145,7 @@ def worker(
     """Run a worker; SIGTERM or Ctrl-C drains in-flight work, then exits."""
     from workers.client import TASK_QUEUE
     from workers.main import run_worker
+    from workers.telemetry import setup_logging
 
     setup_logging()  # JSON lines by default (DURABLE_AGENTS_LOG_FORMAT=text for plain)
     call(lambda: run_worker(address=address, task_queue=task_queue or TASK_QUEUE))
@@ -112,14 +157,9 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Keep the stack running afterwards.")] = False,
 ) -> None:
     """Start everything, run the onboarding agent end to end, print the record, stop."""
+    from starters.cli import _trace
     from starters.demo import run_demo
 
+    _trace()
     ok = call(lambda: run_demo(state_dir, keep))
     raise typer.Exit(0 if ok else 1)
-
-
-def _ignore_sigpipe() -> None:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-
-
-_ignore_sigpipe()

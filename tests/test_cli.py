@@ -22,13 +22,13 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-import starters.services  # noqa: F401  (registers every command, as `main()` does)
 from agents import AGENTS
 from starters import ops
-from starters.cli import app
+from starters.cli import app, register_commands
 from starters.devserver import free_port
 from tests.helpers import hire
 
+register_commands()  # every command, as `main()` does
 RUNNER = CliRunner()
 AGENTCTL = Path(sys.executable).parent / "agentctl"
 
@@ -86,12 +86,21 @@ async def until_status(run: str, addr: str, want: str, timeout: float = 30) -> d
     raise AssertionError(f"run {run} still {seen.get('status')!r}, not {want!r}")
 
 
+async def until_polled(env: WorkflowEnvironment, task_queue: str, timeout: float = 10) -> None:
+    """A worker just started has not polled yet: wait until the server has seen it poll."""
+    deadline = time.monotonic() + timeout
+    while (await ops.pollers(env.client, task_queue) or 0) == 0:
+        assert time.monotonic() < deadline, f"no worker polled {task_queue} within {timeout} s"
+        await asyncio.sleep(0.1)
+
+
 # --- the operator's day, on the dev server ----------------------------------------------------
 
 
 async def test_onboarding_through_the_cli(dev_env: WorkflowEnvironment, dev_worker, task_queue):
     addr = address(dev_env)
     new_hire = json.dumps(hire(full_name="Grace Hopper"))
+    await until_polled(dev_env, task_queue)
     started = ok(
         await cli(
             "run", "onboarding", "--input", new_hire, "--as", "ops-anna",
@@ -155,7 +164,7 @@ async def test_the_console_script_honours_temporal_address(
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
     env["TEMPORAL_ADDRESS"] = address(dev_env)
     proc = await asyncio.create_subprocess_exec(
-        str(AGENTCTL), "run", "onboarding", "--input", json.dumps(hire()),
+        str(AGENTCTL), "run", "onboarding", "--input", json.dumps(hire()), "--as", "ops-anna",
         "--task-queue", task_queue, "--json",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -175,8 +184,8 @@ async def test_the_console_script_honours_temporal_address(
 async def test_run_and_status_without_a_worker(dev_env: WorkflowEnvironment, task_queue):
     addr = address(dev_env)
     started = ok(
-        await cli("run", "onboarding", "--input", json.dumps(hire()), "--task-queue", task_queue,
-                  "--address", addr, "--json")
+        await cli("run", "onboarding", "--input", json.dumps(hire()), "--as", "alice",
+                  "--task-queue", task_queue, "--address", addr, "--json")
     )  # fmt: skip
     run = json.loads(started.stdout)["run"]  # still valid JSON: the warning went to stderr
     assert f"warning: no worker polls task queue {task_queue!r}" in started.stderr
@@ -201,7 +210,7 @@ async def test_runs_that_are_not_there_or_taken(dev_env: WorkflowEnvironment, ta
         assert f"no run {ghost!r}" in line and "agentctl list" in line, args
 
     run = f"taken-{uuid.uuid4().hex[:6]}"
-    start = ("run", "onboarding", "--input", json.dumps(hire()), "--id", run)
+    start = ("run", "onboarding", "--input", json.dumps(hire()), "--id", run, "--as", "alice")
     ok(await cli(*start, "--task-queue", task_queue, "--address", addr))
     line = error(await cli(*start, "--task-queue", task_queue, "--address", addr))
     assert f"a run with id {run!r} already exists" in line
@@ -211,7 +220,7 @@ async def test_runs_that_are_not_there_or_taken(dev_env: WorkflowEnvironment, ta
 
 
 def test_unknown_agent_lists_the_known_ones():
-    line = error(invoke("run", "payroll", "--address", dead_address()))
+    line = error(invoke("run", "payroll", "--as", "alice", "--address", dead_address()))
     assert "unknown agent 'payroll'" in line
     assert f"known agents: {', '.join(sorted(AGENTS))}" in line
 
@@ -220,7 +229,16 @@ def test_input_that_fails_the_schema_names_the_fields():
     data = hire(personal_email="not-an-email")
     del data["ship_to"]
     line = error(
-        invoke("run", "onboarding", "--input", json.dumps(data), "--address", dead_address())
+        invoke(
+            "run",
+            "onboarding",
+            "--input",
+            json.dumps(data),
+            "--as",
+            "alice",
+            "--address",
+            dead_address(),
+        )  # fmt: skip
     )
     assert "input does not fit agent 'onboarding'" in line
     assert "ship_to: Field required" in line and "personal_email" in line
@@ -229,8 +247,14 @@ def test_input_that_fails_the_schema_names_the_fields():
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("run", "onboarding", "--input", "{employee_id: 1}"), "--input is not valid JSON"),
-        (("run", "onboarding", "--input", "[1, 2]"), "--input must be a JSON object"),
+        (
+            ("run", "onboarding", "--as", "alice", "--input", "{employee_id: 1}"),
+            "--input is not valid JSON",
+        ),
+        (
+            ("run", "onboarding", "--as", "alice", "--input", "[1, 2]"),
+            "--input must be a JSON object",
+        ),
         (("signal", "some-run", "go", "--data", "{'a': 1}"), "--data is not valid JSON"),
         (("signal", "some-run", "go", "--data", '"text"'), "--data must be a JSON object"),
     ],
@@ -241,7 +265,10 @@ def test_malformed_json_is_refused_before_connecting(args: tuple[str, ...], expe
 
 
 def test_invalid_model_route_is_refused():
-    line = error(invoke("run", "onboarding", "--input", json.dumps(hire()), "--model", "nope"))
+    line = error(
+        invoke("run", "onboarding", "--input", json.dumps(hire()), "--as", "alice",
+               "--model", "nope")
+    )  # fmt: skip
     assert "model route 'nope' is not 'provider:model'" in line
     assert "nope" in line
 
@@ -249,7 +276,10 @@ def test_invalid_model_route_is_refused():
 def test_unreachable_server_names_the_address_and_how_to_start_one():
     dead = dead_address()
     t0 = time.monotonic()
-    line = error(invoke("run", "onboarding", "--input", json.dumps(hire()), "--address", dead))
+    line = error(
+        invoke("run", "onboarding", "--input", json.dumps(hire()), "--as", "alice",
+               "--address", dead)
+    )  # fmt: skip
     assert time.monotonic() - t0 < 5
     assert f"cannot reach the Temporal server at {dead}" in line
     assert "agentctl server" in line and "make demo" in line and "TEMPORAL_ADDRESS" in line

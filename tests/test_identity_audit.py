@@ -80,7 +80,7 @@ def test_sub_agents_get_at_most_their_parents_scopes() -> None:
 
 
 def test_unknown_scopes_are_refused_before_anything_starts() -> None:
-    result = invoke("run", "reader", "--scope", "wiki:read", "--scope", "root")
+    result = invoke("run", "reader", "--as", "tester", "--scope", "wiki:read", "--scope", "root")
     assert result.exit_code == 1
     assert "unknown scope 'root'" in result.stderr and "wiki:read" in result.stderr
 

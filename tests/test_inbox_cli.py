@@ -23,6 +23,15 @@ from tests.test_refund import seed, ticket
 from workers.main import build_worker
 
 
+def unconfirmed(result: Any) -> str:
+    """Sent, not confirmed: exit 3 and one line on stderr saying how to check."""
+    assert result.exit_code == 3, (result.stdout, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == ""
+    return str(lines[0])
+
+
 async def start(addr: str, task_queue: str, agent: str, data: dict[str, Any], who: str) -> str:
     started = ok(
         await cli("run", agent, "--input", json.dumps(data), "--as", who,
@@ -119,11 +128,11 @@ async def test_message_answers_the_agents_question(
     assert f"an answer from agent-desk to: {question}" in text
 
     # Only the person the run acts for may message it; `resume` is for parked runs only.
-    other = error(await cli("message", run, "it is fine", "--as", "someone-else",
+    other = error(await cli("message", run, "it is fine", "--as", "mallory",
                             "--address", addr))  # fmt: skip
     assert "message refused: only 'agent-desk', for whom this run acts, may message it" in other
-    assert "'someone-else'" in other
-    not_parked = error(await cli("resume", run, "--address", addr))
+    assert "'mallory'" in other
+    not_parked = error(await cli("resume", run, "--as", "olga", "--address", addr))
     assert f"run {run} does not need attention (it is waiting_event)" in not_parked
 
     answered = ok(await cli("message", run, "it arrived broken", "--as", "agent-desk",
@@ -134,7 +143,7 @@ async def test_message_answers_the_agents_question(
     assert ledger(run, "issue_refund") == 1
     assert ticket(sim.url, order["ticket_id"])["status"] == "resolved"
 
-    finished = error(await cli("resume", run, "--address", addr))
+    finished = error(await cli("resume", run, "--as", "olga", "--address", addr))
     assert f"run {run} does not need attention (it is completed)" in finished
     late = error(await cli("message", run, "one more thing", "--as", "agent-desk",
                            "--address", addr))  # fmt: skip
@@ -158,12 +167,12 @@ async def test_a_run_no_worker_serves_neither_blocks_the_inbox_nor_hangs_a_decis
     listed = ok(await cli("approvals", "--address", addr, "--json"))
     assert time.monotonic() - t0 < 8
     assert run not in [r["run"] for r in json.loads(listed.stdout)]
-    assert f"warning: left out: run {run!r} did not answer within 2 s" in listed.stderr
+    assert f"warning: left out {run}: run {run!r} did not answer within 2 s" in listed.stderr
 
     t0 = time.monotonic()
-    line = error(await cli("approve", run, "--as", "hana", "--address", addr))
+    line = unconfirmed(await cli("approve", run, "--as", "hana", "--address", addr))
     assert time.monotonic() - t0 < 8
-    assert line.startswith(f"error: decision not confirmed: run {run!r} did not answer within")
+    assert line.startswith(f"unconfirmed: decision sent to {run} but not confirmed within")
     assert f"agentctl worker --task-queue {task_queue}" in line
 
     # With a worker back the decision goes through (an exact repeat if the first one landed).
