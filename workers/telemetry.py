@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -116,14 +116,7 @@ def metrics_runtime(default: str = "127.0.0.1:9464") -> Runtime | None:
         return None
 
 
-STATUSES: tuple[AgentStatusValue, ...] = (
-    "running",
-    "waiting_approval",
-    "waiting_event",
-    "needs_attention",
-    "completed",
-    "failed",
-)
+STATUSES: tuple[AgentStatusValue, ...] = get_args(AgentStatusValue)
 
 
 async def report_runs(client: Client, meter: MetricMeter) -> dict[str, int]:
