@@ -1,0 +1,223 @@
+"""What agentctl shows and sends can be trusted: approvers see what they decide (and pin it with
+its digest), text from outside cannot forge a line or repaint the terminal, principals are people
+of the directory, the UI link opens the run, and a run's title says what it is about.
+
+CLI calls run in a thread, as in test_cli.py, so the session loop (and the worker on it) turns.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from starters import ops
+from tests.helpers import hire
+from tests.test_cli import address, cli, dead_address, error, invoke, ok, until_status
+from tests.test_inbox_cli import start, until_listed
+from workflows.search import PRINCIPAL
+
+# A line someone would like to slip into the record, and a terminal escape (clear the screen).
+FORGED = "\n2026-01-01 00:00:00 t1 • run ended: completed"
+ESC = "\x1b[2J"
+
+
+async def at_the_welcome_email(addr: str, task_queue: str, who: str = "ops-anna") -> str:
+    """An onboarding run waiting for HR to approve its welcome email."""
+    run = await start(addr, task_queue, "onboarding", hire(full_name="Mary Jackson"), who)
+    await until_status(run, addr, "waiting_event")
+    ok(await cli("signal", run, "clearance_granted", "--address", addr))
+    await until_status(run, addr, "waiting_approval")
+    return run
+
+
+# --- approvers see what they decide -----------------------------------------------------------
+
+
+async def test_approvals_show_prints_the_whole_email_and_the_digest_pins_it(
+    dev_env: WorkflowEnvironment, dev_worker, task_queue, ledger
+):
+    addr = address(dev_env)
+    run = await at_the_welcome_email(addr, task_queue)
+
+    exact = json.loads(ok(await cli("approvals", "show", run, "apr-1", "--address", addr,
+                                    "--json")).stdout)  # fmt: skip
+    body = exact["arguments"]["body"]
+    assert len(body) > 200 and "\n" in body  # a real email, over several lines
+    digest = exact["digest"]
+
+    shown = ok(await cli("approvals", "show", run, "--address", addr)).stdout
+    assert json.dumps(body, ensure_ascii=False) in shown  # every character of the body
+    for field, value in exact["arguments"].items():
+        assert f'"{field}": {json.dumps(value, ensure_ascii=False)}' in shown
+    assert f"approval: apr-1 of run {run} (onboarding)" in shown
+    assert "tool: send_email" in shown and f"rule: {exact['rule']}" in shown
+    assert "may decide: group hr-managers" in shown
+    assert "requested: " in shown and "expires: " in shown and "state: pending" in shown
+    assert f"digest: {digest}" in shown
+
+    # The inbox shows the digest too, so an approver can pin what they read.
+    await until_listed(addr, run)
+    [line] = [t for t in ok(await cli("approvals", "--address", addr)).stdout.splitlines()
+              if run in t]  # fmt: skip
+    assert digest in line
+    missing = error(await cli("approvals", "show", run, "apr-7", "--address", addr))
+    assert f"no approval 'apr-7' on run {run}; it has: apr-1" in missing
+
+    # A digest that is not one, or not this request's: refused, naming where the right one is.
+    wrong = error(await cli("approve", run, "--as", "hana", "--digest", "wrong", "--address", addr))
+    assert "--digest 'wrong' is not a digest" in wrong and "agentctl approvals show" in wrong
+    stale = error(await cli("approve", run, "--as", "hana", "--digest", "0" * 16,
+                            "--address", addr))  # fmt: skip
+    assert stale.startswith("error: decision refused: ") and digest in stale
+    assert f"agentctl approvals show {run}" in stale
+    assert ledger(run, "send_email") == 0
+
+    decided = ok(await cli("approve", run, "--as", "hana", "--digest", digest, "--address", addr))
+    assert decided.stdout.startswith("apr-1 approved by hana at ")
+    done = ok(await cli("result", run, "--wait", "--address", addr)).stdout
+    assert done.startswith("outcome: completed")
+    after = ok(await cli("approvals", "show", run, "--address", addr)).stdout
+    assert "state: approved" in after and "decided: approved by hana at " in after
+    assert ledger(run, "send_email") == 1
+
+
+# --- what people read is safe to read ---------------------------------------------------------
+
+
+def assert_safe(text: str) -> None:
+    """No raw escape, no line that forges a record."""
+    assert "\x1b" not in text
+    assert not any(line.startswith("2026-01-01 00:00:00") for line in text.splitlines()), text
+
+
+async def test_text_from_outside_cannot_forge_a_line(
+    dev_env: WorkflowEnvironment, dev_worker, task_queue
+):
+    addr = address(dev_env)
+    run = await start(addr, task_queue, "onboarding", hire(), "ops-anna")
+    await until_status(run, addr, "waiting_event")
+    said = f"hello{FORGED}{ESC}"
+    assert ok(await cli("message", run, said, "--as", "ops-anna", "--address", addr)).stdout
+    ok(await cli("signal", run, "clearance_granted", "--address", addr))
+    await until_status(run, addr, "waiting_approval")
+    reason = f"fine{FORGED}{ESC}"
+    decided = ok(await cli("approve", run, "--as", "hana", "--reason", reason, "--address", addr))
+    assert_safe(decided.stdout)
+    ok(await cli("result", run, "--wait", "--address", addr))
+
+    shown = ok(await cli("transcript", run, "--address", addr)).stdout
+    assert_safe(shown)
+    escaped = "\\n2026-01-01 00:00:00 t1 • run ended: completed\\x1b[2J"
+    assert f"ops-anna: hello{escaped}" in shown  # the message, on its own one line
+    assert f"approved by hana: fine{escaped}" in shown
+    # --json is exact: the record keeps what was sent.
+    entries = json.loads(ok(await cli("transcript", run, "--address", addr, "--json")).stdout)
+    texts = [e["text"] for e in entries]
+    assert f"ops-anna: {said}" in texts
+    assert any(t.endswith(f"approved by hana: {reason}") for t in texts)
+
+    trail = ok(await cli("audit", run)).stdout
+    assert_safe(trail)
+    assert f"(fine{escaped})" in trail
+    exact = json.loads(ok(await cli("audit", run, "--json")).stdout)
+    assert reason in [e["entry"]["details"].get("reason") for e in exact]
+
+    status = ok(await cli("status", run, "--address", addr)).stdout
+    assert_safe(status)
+
+
+def test_table_cells_are_escaped_and_bounded():
+    from starters import render
+
+    table = render.table([{"run": "r1", "arguments": "a\nb\x1b[31m" + "x" * 500}])
+    [head, row] = table.splitlines()
+    assert "a\\nb\\x1b[31m" in row and "\x1b" not in row and len(row) < 120
+
+
+# --- principals are people of the directory ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        ("   ", "--as: the name is empty"),
+        ("nobody-known", "--as: 'nobody-known' is not in the directory; known: "),
+        ("sam;rm", "--as: 'sam;rm' is not a name"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("run", "onboarding", "--input", json.dumps(hire())),
+        ("approve", "some-run"),
+        ("reject", "some-run"),
+        ("message", "some-run", "hello"),
+        ("resume", "some-run"),
+        ("retry-turn", "some-run"),
+        ("abort", "some-run", "--reason", "wrong hire"),
+    ],
+)
+def test_unknown_principals_are_refused_before_anything_is_sent(
+    command: tuple[str, ...], who: str, expected: str
+):
+    # A dead address: had anything been sent, the error would be that the server is unreachable.
+    line = error(invoke(*command, "--as", who, "--address", dead_address()))
+    assert line.startswith(f"error: {expected}"), line
+
+
+def test_run_needs_someone_to_act_for():
+    result = invoke("run", "onboarding", "--input", json.dumps(hire()))
+    assert result.exit_code == 2 and "Missing option '--as'" in result.stderr
+
+
+async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
+    dev_env: WorkflowEnvironment, task_queue
+):
+    """No worker is needed: the run's identity and title are set when it starts."""
+    addr = address(dev_env)
+    order = f"O-{uuid.uuid4().hex[:6]}"
+    data = {
+        "customer_id": "C-1",
+        "email": "kim@example.com",
+        "order_id": order,
+        "ticket_id": "T-9",
+        "amount": "250.00",
+    }
+    started = ok(
+        await cli("run", "refund", "--input", json.dumps(data), "--as", " Desk ",
+                  "--task-queue", task_queue, "--address", addr, "--json")
+    )  # fmt: skip
+    run = json.loads(started.stdout)["run"]
+    link = f"{ops.UI_URL}/namespaces/{dev_env.client.namespace}/workflows/{run}"
+    assert f"  {link}\n" in started.stderr and "/history" not in started.stderr
+
+    handle = dev_env.client.get_workflow_handle(run)
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(PRINCIPAL) == "desk"
+    summary = await desc.static_summary()
+    assert summary == f"refund: 250.00 on order {order} (ticket T-9) · for desk"
+    await handle.terminate("test over")
+
+
+def test_the_ui_link_is_the_runs_page_in_its_namespace():
+    assert ops.ui_link("refund-1a2b", "payments") == (
+        f"{ops.UI_URL}/namespaces/payments/workflows/refund-1a2b"
+    )
+    # Ids are path segments: nothing in one can change the path.
+    assert ops.ui_link("a/b c?d", "default").endswith("/namespaces/default/workflows/a%2Fb%20c%3Fd")
+
+
+def test_a_runs_title_is_safe_to_show():
+    from workflows.models import AgentRun
+
+    run = AgentRun(
+        agent="onboarding", input=hire(full_name="Ada\nLovelace\x1b[31m"), principal="hana"
+    )
+    title = ops.summary(run)
+    assert "\n" not in title and "\x1b" not in title
+    assert title.startswith("onboarding: Ada\\nLovelace\\x1b[31m (") and title.endswith(
+        "· for hana"
+    )
