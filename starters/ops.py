@@ -198,7 +198,8 @@ def summary(run: AgentRun) -> str:
 
     spec = _spec(run.agent)
     return printable(
-        spec.run_summary(_validated_input(spec, run.input), run.principal), SUMMARY_LIMIT
+        spec.run_summary(_validated_input(spec, run.input), person(run.principal, "principal")),
+        SUMMARY_LIMIT,
     )
 
 
@@ -264,10 +265,12 @@ async def pollers(client: Client, task_queue: str) -> int | None:
 
 
 def _initial_attributes(run: AgentRun) -> TypedSearchAttributes:
+    """What `list` and the inbox filter on, from the start: the principal in its one form (the
+    run normalises the name it was given the same way)."""
     return TypedSearchAttributes(
         [
             SearchAttributePair(AGENT_NAME, run.agent),
-            SearchAttributePair(PRINCIPAL, run.principal),
+            SearchAttributePair(PRINCIPAL, person(run.principal, "principal")),
             SearchAttributePair(AGENT_STATUS, "running"),
         ]
     )

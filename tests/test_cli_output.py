@@ -201,6 +201,17 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
     assert summary == f"refund: 250.00 on order {order} (ticket T-9) · for desk"
     await handle.terminate("test over")
 
+    # Started from code with a name not in its one form: visibility has the one form from the start.
+    from workflows.models import AgentRun
+
+    other = await ops.start_run(
+        dev_env.client, AgentRun(agent="refund", input=data, principal="Tester "), None, task_queue
+    )
+    desc = await other.describe()
+    assert desc.typed_search_attributes.get(PRINCIPAL) == "tester"
+    assert (await desc.static_summary() or "").endswith("· for tester")
+    await other.terminate("test over")
+
 
 def test_the_ui_link_is_the_runs_page_in_its_namespace():
     assert ops.ui_link("refund-1a2b", "payments") == (
