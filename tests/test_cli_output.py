@@ -7,7 +7,10 @@ CLI calls run in a thread, as in test_cli.py, so the session loop (and the worke
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import uuid
 
 import pytest
@@ -232,3 +235,44 @@ def test_a_runs_title_is_safe_to_show():
     assert title.startswith("onboarding: Ada\\nLovelace\\x1b[31m (") and title.endswith(
         "· for hana"
     )
+
+
+# --- agentctl starts fast: a command loads only what it needs ---------------------------------
+
+HEAVY = ("workflows.agent", "activities", "openai", "anthropic", "fastapi", "uvicorn")
+PROBE = """
+import sys
+sys.argv = ["agentctl", *sys.argv[1:]]
+from starters import cli
+cli.register_commands()
+try:
+    cli.app(prog_name="agentctl")
+except SystemExit:
+    pass
+heavy = sorted({m for m in sys.modules for h in %r if m == h or m.startswith(h + ".")})
+print("LOADED", " ".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("status", "ghost-run"),
+        ("transcript", "ghost-run"),
+        ("approvals",),
+        ("approvals", "show", "ghost-run"),
+        ("list",),
+    ],
+)
+async def test_inspecting_loads_neither_the_agent_loop_nor_the_model_clients(
+    args: tuple[str, ...], dev_env: WorkflowEnvironment
+):
+    env = os.environ | {"TEMPORAL_ADDRESS": address(dev_env)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PROBE % (HEAVY,), *args, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    [loaded] = [line for line in err.decode().splitlines() if line.startswith("LOADED")]
+    assert loaded == "LOADED ", loaded
