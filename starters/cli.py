@@ -9,13 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from starters.errors import (
-    EXIT_BROKEN_PIPE,
-    EXIT_ERROR,
-    EXIT_UNCONFIRMED,
-    OpError,
-    Unconfirmed,
-)
+from starters.errors import EXIT_ERROR, EXIT_UNCONFIRMED, OpError, Unconfirmed
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -306,7 +300,7 @@ def main() -> None:
     except SystemExit as exc:
         code = exc.code
     except BrokenPipeError:
-        code = EXIT_BROKEN_PIPE
+        code = EXIT_ERROR  # quietly: see _flush
     except Exception:
         sys.excepthook(*sys.exc_info())
         code = EXIT_ERROR
@@ -324,14 +318,12 @@ def main() -> None:
 
 
 def _flush(code: int) -> int:
-    """Flush our output. A reader that went away (`agentctl list | head -1`) is no error worth
-    a traceback: exit 141 quietly, as a shell reports a pipe's writer stopped by SIGPIPE. (SIGPIPE
-    itself keeps Python's handling, so servers and workers never die of a closed socket.)"""
+    """Flush our output. A reader that went away (`agentctl list | head -0`) is no error worth a
+    traceback: exit 1 quietly, as Click does when a write fails inside a command. (SIGPIPE keeps
+    Python's handling, ignored, so servers and workers never die of a closed socket.)"""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BrokenPipeError:
-            code = code or EXIT_BROKEN_PIPE
         except (OSError, ValueError):
             code = code or EXIT_ERROR
     return code

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 # Exit codes of agentctl (README, "Exit codes").
 EXIT_OK = 0
-EXIT_ERROR = 1  # refused, failed, or a usage error Click reports (2)
+EXIT_ERROR = 1  # refused or failed; also, quietly, when the reader of our output went away
 EXIT_UNCONFIRMED = 3  # sent, but not confirmed in time: it may still be applied
-EXIT_BROKEN_PIPE = 141  # the reader of our output went away (128 + SIGPIPE), said quietly
 
 
 class OpError(Exception):
