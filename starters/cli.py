@@ -47,17 +47,22 @@ _OPERATOR_ERRORS = (
 )
 
 
+def one_line(message: str) -> str:
+    """A message as one line, safe to show (it may quote what someone sent)."""
+    from starters.render import controls_escaped
+
+    return controls_escaped(" ".join(message.split()))
+
+
 def fail(message: str) -> NoReturn:
     """One line on stderr, exit 1: what went wrong and what to do about it."""
-    line = " ".join(message.split())
-    typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {one_line(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(EXIT_ERROR)
 
 
 def unconfirmed(message: str) -> NoReturn:
     """One line on stderr, exit 3: sent, not confirmed; how to check."""
-    line = " ".join(message.split())
-    typer.secho(f"unconfirmed: {line}", fg=typer.colors.YELLOW, err=True)
+    typer.secho(f"unconfirmed: {one_line(message)}", fg=typer.colors.YELLOW, err=True)
     raise typer.Exit(EXIT_UNCONFIRMED)
 
 

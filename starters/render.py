@@ -78,8 +78,9 @@ def _history(s: AgentStatus) -> str:
 
 
 def result(r: AgentResult) -> str:
-    # The answer is the model's text: its lines are kept, each made safe to read.
-    answer = "\n".join(printable(line) for line in r.answer.splitlines())
+    # The answer is the model's text: its lines are kept, each made safe to read and indented,
+    # so no line of it can pass for the outcome line.
+    answer = "\n".join("  " + printable(line) for line in r.answer.splitlines())
     return (
         f"outcome: {r.outcome} after {r.turns} turns "
         f"({r.usage.input_tokens} tokens in, {r.usage.output_tokens} out)\n{answer}"
@@ -105,12 +106,23 @@ def safe_json(value: Any) -> str:
     `\\uXXXX` escapes too, so the text is still the same JSON, exactly, and cannot repaint a
     terminal or reorder what is read."""
     text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    return "".join(f"\\u{ord(ch):04x}" if _unsafe(ch) else ch for ch in text)
+    # JSON's own line breaks stay (in its strings a newline is already `\\n`).
+    return "".join(f"\\u{ord(ch):04x}" if ch != "\n" and _unsafe(ch) else ch for ch in text)
+
+
+def controls_escaped(text: str) -> str:
+    """`text` with control and format characters escaped (`\\x1b`, `\\u202e`) and nothing else
+    changed: for messages that already quote what they show (`repr`), where `printable`'s doubled
+    backslashes would only add noise."""
+    if text.isprintable():
+        return text
+    return "".join(
+        (f"\\x{ord(ch):02x}" if ord(ch) <= 0xFF else f"\\u{ord(ch):04x}") if _unsafe(ch) else ch
+        for ch in text
+    )
 
 
 def _unsafe(ch: str) -> bool:
-    if ch == "\n":  # JSON's own line breaks (in strings a newline is already `\n`)
-        return False
     return ch != "\u200d" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")
 
 

@@ -138,6 +138,28 @@ def test_table_cells_are_escaped_and_bounded():
     table = render.table([{"run": "r1", "arguments": "a\nb\x1b[31m" + "x" * 500}])
     [head, row] = table.splitlines()
     assert "a\\nb\\x1b[31m" in row and "\x1b" not in row and len(row) < 120
+    # Arguments in full: still the same JSON, with nothing left that a terminal would obey.
+    args = {"body": "Hi\n\u202egnp.exe\x7f\x1b[2J", "to": "ada@example.com"}
+    shown = render.safe_json(args)
+    assert json.loads(shown) == args
+    assert shown.isascii() and "\\u202e" in shown and "\\u001b" in shown
+
+
+def test_an_answer_cannot_pass_for_the_outcome_and_errors_stay_one_line():
+    from starters import render
+    from starters.cli import one_line
+    from workflows.models import AgentResult, Usage
+
+    answer = f"Done.\noutcome: rejected after 1 turns{ESC}"
+    text = render.result(
+        AgentResult(agent="refund", outcome="completed", answer=answer, turns=3, usage=Usage())
+    )
+    lines = text.splitlines()
+    assert lines[0].startswith("outcome: completed after 3 turns")
+    assert lines[1:] == ["  Done.", "  outcome: rejected after 1 turns\\x1b[2J"]
+    assert one_line(f"refused: {FORGED}{ESC} \u202e 'a\\\\b'") == (
+        "refused: 2026-01-01 00:00:00 t1 • run ended: completed\\x1b[2J \\u202e 'a\\\\b'"
+    )
 
 
 # --- principals are people of the directory ---------------------------------------------------
