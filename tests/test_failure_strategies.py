@@ -86,7 +86,7 @@ async def test_operator_commands_on_a_parked_run(dev_env, dev_worker, task_queue
     shown = ok(await cli("status", handle.id, "--address", addr)).stdout
     assert "needs_attention" in shown and "AuthenticationFailed" in shown
 
-    ok(await cli("retry-turn", handle.id, "--address", addr))  # the second auth fault
+    ok(await cli("retry-turn", handle.id, "--as", "olga", "--address", addr))  # 2nd auth fault
     await wait_for_status(handle, "needs_attention")
     said = ok(
         await cli("abort", handle.id, "--reason", "key revoked", "--as", "olga", "--address", addr)
@@ -95,7 +95,7 @@ async def test_operator_commands_on_a_parked_run(dev_env, dev_worker, task_queue
     result = await handle.result()
     assert (result.outcome, ledger(handle.id, "create_mailbox")) == ("aborted", 0)
     assert "key revoked (by olga)" in result.answer
-    refused = error(await cli("resume", handle.id, "--address", addr))
+    refused = error(await cli("resume", handle.id, "--as", "olga", "--address", addr))
     assert "has finished" in refused or "does not need attention" in refused
 
 

@@ -39,7 +39,7 @@ async def test_onboarding_end_to_end(
         "completed",
         "tester",
     )
-    assert "onboarding agent for Ada Lovelace" in (await desc.static_summary() or "")
+    assert "onboarding: Ada Lovelace (E" in (await desc.static_summary() or "")
     for action in ("create_mailbox", "order_laptop", "send_email"):
         assert ledger(handle.id, action) == 1
     emails = [
