@@ -47,28 +47,41 @@ from workflows.models import (
     EventSignal,
     TranscriptEntry,
 )
+from workflows.names import (
+    ABORT_SIGNAL,
+    DECIDE_UPDATE,
+    EVENT_SIGNAL,
+    MESSAGE_UPDATE,
+    RESUME_SIGNAL,
+    RETRY_TURN_SIGNAL,
+    STATUS_QUERY,
+    TRANSCRIPT_QUERY,
+    WORKFLOW,
+)
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 if TYPE_CHECKING:
     from agents.spec import AgentSpec
 
-__all__ = ["OpError", "Unconfirmed"]  # raised from here; defined light for the CLI
+# Raised from here, defined light for the CLI; the workflow's public names, for the commands.
+__all__ = [
+    "ABORT_SIGNAL",
+    "DECIDE_UPDATE",
+    "EVENT_SIGNAL",
+    "MESSAGE_UPDATE",
+    "RESUME_SIGNAL",
+    "RETRY_TURN_SIGNAL",
+    "STATUS_QUERY",
+    "TRANSCRIPT_QUERY",
+    "WORKFLOW",
+    "OpError",
+    "Unconfirmed",
+]
 
 T = TypeVar("T")
 
-# The agent workflow's public names (workflows/agent.py); keep them in step.
-WORKFLOW = "AgentWorkflow"
-STATUS_QUERY = "status"
-TRANSCRIPT_QUERY = "transcript"
-EVENT_SIGNAL = "event"
-DECIDE_UPDATE = "decide"
-MESSAGE_UPDATE = "message"
-RESUME_SIGNAL = "resume"
-RETRY_TURN_SIGNAL = "retry_turn"
-ABORT_SIGNAL = "abort"
 
 UI_URL = os.environ.get("DURABLE_AGENTS_UI_URL", "http://127.0.0.1:8233")
-DEFAULT_ADDRESS = "127.0.0.1:7233"
 # An operator waits this long for a server that accepts connections but does not answer.
 CONNECT_TIMEOUT = float(os.environ.get("DURABLE_AGENTS_CONNECT_TIMEOUT", "5"))
 # Queries need a worker to answer; without one the server would hold the call for a long time.
@@ -82,23 +95,12 @@ START_HINT = (
 SUMMARY_LIMIT = 200  # characters of a run's title in the UI
 
 
-def connect_config(address: str | None = None) -> dict[str, Any]:
-    """TEMPORAL_* settings and profiles (envconfig), `address` over them: the same settings as
-    `workers.client.connect_config`, read without loading the worker's telemetry."""
-    from temporalio.envconfig import ClientConfig
-
-    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
-    config.setdefault("target_host", DEFAULT_ADDRESS)
-    if address:
-        config["target_host"] = address
-    return config
-
-
 async def connect(address: str | None = None, timeout: float | None = None) -> Client:
     """The operator's client: TEMPORAL_* settings (envconfig), `address` over them, the
     project's data converter (encrypted when DURABLE_AGENTS_CODEC_KEYS is set), tracing if this
     process set it up, and a short deadline, so a wrong address fails in seconds with what was
     tried and what to do."""
+    from workers.client import connect_config
     from workers.codec import data_converter
 
     try:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
-from temporalio.runtime import Runtime
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from workers import telemetry
-from workers.codec import data_converter
+if TYPE_CHECKING:
+    from temporalio.runtime import Runtime
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 TASK_QUEUE = os.environ.get("DURABLE_AGENTS_TASK_QUEUE", "durable-agents")
@@ -38,6 +36,12 @@ async def connect(
     runtime: Runtime | None = None,
 ) -> Client:
     """Connect with the pydantic converter; keep trying for `wait_seconds` (server starting)."""
+    # Imported here: the CLI reads `connect_config` without loading telemetry and retries.
+    from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+    from workers import telemetry
+    from workers.codec import data_converter
+
     config = connect_config(address, namespace)
     converter = data_converter()  # encrypted when DURABLE_AGENTS_CODEC_KEYS is set
     try:

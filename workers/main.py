@@ -48,6 +48,7 @@ SHARED = (
             "inbound",
             "messages",
             "models",
+            "names",
             "runaway",
             "saga",
             "search",

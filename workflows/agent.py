@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.people import UnknownPerson, person
     from agents.routes import InvalidRoute, parse_route
     from agents.spec import AgentSpec, problems
-    from workflows import compaction, history, runaway, saga, search, spending
+    from workflows import compaction, history, names, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
     from workflows.messages import MessageHandlers
     from workflows.models import (
@@ -68,7 +68,7 @@ TERMINAL: dict[Outcome, AgentStatusValue] = {
 }
 
 
-@workflow.defn(name="AgentWorkflow")
+@workflow.defn(name=names.WORKFLOW)
 class AgentWorkflow(MessageHandlers):
     @workflow.init
     def __init__(self, run: AgentRun) -> None:
@@ -79,7 +79,7 @@ class AgentWorkflow(MessageHandlers):
         self._strict = False
 
     @workflow.query(
-        name="status",
+        name=names.STATUS_QUERY,
         description="What the run does or waits for, usage, cost, approvals, refused messages.",
     )
     def status(self) -> AgentStatus:
@@ -105,7 +105,7 @@ class AgentWorkflow(MessageHandlers):
             refused=s.refused,
         )
 
-    @workflow.query(name="transcript", description="The run's record, entry by entry.")
+    @workflow.query(name=names.TRANSCRIPT_QUERY, description="The run's record, entry by entry.")
     def transcript(self) -> list[TranscriptEntry]:
         return self._state.transcript
 

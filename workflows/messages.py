@@ -31,6 +31,16 @@ with workflow.unsafe.imports_passed_through():
         OperatorRequest,
         UserMessage,
     )
+    from workflows.names import (
+        ABORT_SIGNAL,
+        APPROVE_SIGNAL,
+        DECIDE_UPDATE,
+        EVENT_SIGNAL,
+        MESSAGE_UPDATE,
+        REJECT_SIGNAL,
+        RESUME_SIGNAL,
+        RETRY_TURN_SIGNAL,
+    )
     from workflows.state import OperatorAction, RunState
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,7 +55,7 @@ class MessageHandlers:
     # Runs from before strict messages read payloads as they always did (agent.py).
     _strict: bool
 
-    @workflow.signal(name="event", description=inbound.describe("event"))
+    @workflow.signal(name=EVENT_SIGNAL, description=inbound.describe(EVENT_SIGNAL))
     def on_event(self, payload: RawValue = NOTHING) -> None:
         event = self._take("event", payload, EventSignal)
         if event is None:
@@ -53,7 +63,7 @@ class MessageHandlers:
         self._state.put_event(event)
         self._state.note("event", f"event {event.name} received", event.model_dump(mode="json"))
 
-    @workflow.update(name="decide", description=inbound.describe("decide"))
+    @workflow.update(name=DECIDE_UPDATE, description=inbound.describe(DECIDE_UPDATE))
     def decide(self, payload: RawValue = NOTHING) -> Approval:
         try:
             approval, decision = self._decision("decide", payload)
@@ -68,15 +78,15 @@ class MessageHandlers:
         except MessageRefused as exc:
             raise exc.as_update_error() from None
 
-    @workflow.signal(name="approve", description=inbound.describe("approve"))
+    @workflow.signal(name=APPROVE_SIGNAL, description=inbound.describe(APPROVE_SIGNAL))
     def approve(self, payload: RawValue = NOTHING) -> None:
         self._signal_decision("approve", payload)
 
-    @workflow.signal(name="reject", description=inbound.describe("reject"))
+    @workflow.signal(name=REJECT_SIGNAL, description=inbound.describe(REJECT_SIGNAL))
     def reject(self, payload: RawValue = NOTHING) -> None:
         self._signal_decision("reject", payload)
 
-    @workflow.update(name="message", description=inbound.describe("message"))
+    @workflow.update(name=MESSAGE_UPDATE, description=inbound.describe(MESSAGE_UPDATE))
     def message(self, payload: RawValue = NOTHING) -> MessageAck:
         try:
             msg = self._user_message(payload)
@@ -97,15 +107,15 @@ class MessageHandlers:
         except MessageRefused as exc:
             raise exc.as_update_error() from None
 
-    @workflow.signal(name="resume", description=inbound.describe("resume"))
+    @workflow.signal(name=RESUME_SIGNAL, description=inbound.describe(RESUME_SIGNAL))
     def resume(self, payload: RawValue = NOTHING) -> None:
         self._operator("resume", payload)
 
-    @workflow.signal(name="retry_turn", description=inbound.describe("retry_turn"))
+    @workflow.signal(name=RETRY_TURN_SIGNAL, description=inbound.describe(RETRY_TURN_SIGNAL))
     def retry_turn(self, payload: RawValue = NOTHING) -> None:
         self._operator("retry_turn", payload)
 
-    @workflow.signal(name="abort", description=inbound.describe("abort"))
+    @workflow.signal(name=ABORT_SIGNAL, description=inbound.describe(ABORT_SIGNAL))
     def abort(self, payload: RawValue = NOTHING) -> None:
         request = self._take("abort", payload, AbortRequest, "by")
         if request is None:

@@ -1,0 +1,18 @@
+"""The agent workflow's public names: what clients, ops tools and the UI address a run by.
+
+Kept apart, with no imports, so the CLI can address a run without loading the agent loop.
+Names are the public interface: keep them stable.
+"""
+
+WORKFLOW = "AgentWorkflow"
+STATUS_QUERY = "status"
+TRANSCRIPT_QUERY = "transcript"
+CONVERSATION_QUERY = "conversation"
+EVENT_SIGNAL = "event"
+APPROVE_SIGNAL = "approve"
+REJECT_SIGNAL = "reject"
+RESUME_SIGNAL = "resume"
+RETRY_TURN_SIGNAL = "retry_turn"
+ABORT_SIGNAL = "abort"
+DECIDE_UPDATE = "decide"
+MESSAGE_UPDATE = "message"
