@@ -25,6 +25,7 @@ _MARK = {
     "wait": "⏳",
     "note": "•",
     "error": "✖",
+    "refused": "⊘",
 }
 TRANSCRIPT_LIMIT = 400  # characters of one transcript line's text
 CELL_LIMIT = 80  # characters of one table cell
@@ -65,6 +66,8 @@ def status(s: AgentStatus) -> str:
         )
     if s.last_error:
         rows.append(("last error", s.last_error))
+    for r in s.refused:  # the latest signals the run would not take
+        rows.append(("refused", f"{r.at:%Y-%m-%d %H:%M} {r.handler} from {r.sender}: {r.reason}"))
     return "\n".join(f"{k:>14}: {printable(str(v), FIELD_LIMIT)}" for k, v in rows)
 
 

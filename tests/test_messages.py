@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from starters.devserver import binary
 from tests.helpers import hire, start_onboarding, wait_for_status
+from tests.test_cli import address, cli, ok
 from tests.test_refund import seed, start_refund
 from workflows.agent import AgentWorkflow
 from workflows.models import AgentStatus, Decision, EventSignal
@@ -129,6 +130,11 @@ async def test_payloads_that_are_not_json_do_not_wedge_the_run(
 
     s = await refused_count(handle, 7)
     reasons = [r.reason for r in s.refused]
+    # The operator sees them: `agentctl status` lists them, the transcript marks them.
+    shown = ok(await cli("status", handle.id, "--address", address(dev_env))).stdout
+    assert shown.count("refused: ") == 7 and "evnet from unknown: this run takes no" in shown
+    said = ok(await cli("transcript", handle.id, "--address", address(dev_env))).stdout
+    assert said.count("⊘ refused event from unknown") == 5
     assert "binary/plain, not JSON" in reasons[0] and "binary/plain, not JSON" in reasons[1]
     assert "no/such-encoding, not JSON" in reasons[2]
     assert "no payload" in reasons[3]
@@ -148,8 +154,8 @@ async def test_payloads_that_are_not_json_do_not_wedge_the_run(
     # The run is whole: it takes the real event and the approval, and nothing failed.
     await signal(dev_env, handle.id, "event", json.dumps({"name": "clearance_granted"}))
     await wait_for_status(handle, "waiting_approval")
-    ok = json.dumps({"approve": True, "approver": "hana", "reason": "reads well"})
-    code, out = await update(dev_env, handle.id, "decide", ok)
+    decision = json.dumps({"approve": True, "approver": "hana", "reason": "reads well"})
+    code, out = await update(dev_env, handle.id, "decide", decision)
     assert code == 0, out
     assert (await handle.result()).outcome == "completed"
     assert ledger(handle.id, "send_email") == 1
