@@ -14,6 +14,8 @@ histories replay the same; only what used to crash them is refused instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -50,6 +52,15 @@ class MessageRefused(ValueError):
     def as_update_error(self) -> ApplicationError:
         """Non-retryable: the same message would be refused again."""
         return ApplicationError(self.reason, type=self.kind, non_retryable=True)
+
+
+@contextmanager
+def to_sender() -> Iterator[None]:
+    """In an update's validator or handler: a refusal goes back to the sender, as an error."""
+    try:
+        yield
+    except MessageRefused as exc:
+        raise exc.as_update_error() from None
 
 
 # What each message looks like, as the refusals quote it and the README documents it.

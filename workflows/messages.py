@@ -65,18 +65,14 @@ class MessageHandlers:
 
     @workflow.update(name=DECIDE_UPDATE, description=inbound.describe(DECIDE_UPDATE))
     def decide(self, payload: RawValue = NOTHING) -> Approval:
-        try:
+        with inbound.to_sender():  # a replayed update its validator took (no validator ran)
             approval, decision = self._decision("decide", payload)
-        except MessageRefused as exc:  # a replayed update its validator took (no validator ran)
-            raise exc.as_update_error() from None
         return gates.apply(self._state, approval, decision)
 
     @decide.validator
     def _validate_decide(self, payload: RawValue = NOTHING) -> None:
-        try:
+        with inbound.to_sender():
             self._decision("decide", payload)  # refused here, nothing reaches history
-        except MessageRefused as exc:
-            raise exc.as_update_error() from None
 
     @workflow.signal(name=APPROVE_SIGNAL, description=inbound.describe(APPROVE_SIGNAL))
     def approve(self, payload: RawValue = NOTHING) -> None:
@@ -88,10 +84,8 @@ class MessageHandlers:
 
     @workflow.update(name=MESSAGE_UPDATE, description=inbound.describe(MESSAGE_UPDATE))
     def message(self, payload: RawValue = NOTHING) -> MessageAck:
-        try:
+        with inbound.to_sender():
             msg = self._user_message(payload)
-        except MessageRefused as exc:
-            raise exc.as_update_error() from None
         question = self._state.question
         self._state.note("message", f"{msg.sender}: {msg.text}")
         if question is not None and question.answer is None:
@@ -102,10 +96,8 @@ class MessageHandlers:
 
     @message.validator
     def _validate_message(self, payload: RawValue = NOTHING) -> None:
-        try:
+        with inbound.to_sender():
             self._user_message(payload)
-        except MessageRefused as exc:
-            raise exc.as_update_error() from None
 
     @workflow.signal(name=RESUME_SIGNAL, description=inbound.describe(RESUME_SIGNAL))
     def resume(self, payload: RawValue = NOTHING) -> None:
