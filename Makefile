@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy agents workflows activities workers starters sim bench
+	$(BIN)/mypy durable_agents workflows activities workers starters sim bench
 
 test: lint typecheck
 	$(BIN)/pytest

@@ -24,7 +24,7 @@ from activities.heartbeat import heartbeating
 from activities.providers import anthropic_wire, openai_wire
 from activities.providers.common import error
 from activities.settings import get_settings
-from agents.routes import InvalidRoute, Route, parse_route
+from durable_agents._routes import InvalidRoute, Route, parse_route
 from workflows import failures as f
 from workflows.models import LLMReply, LLMRequest
 

@@ -16,7 +16,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agents.routes import Route
+from durable_agents._routes import Route
 from workflows.models import LLMReply, LLMRequest, ToolRequest
 
 tracer = trace.get_tracer("durable_agents")

@@ -16,8 +16,8 @@ from activities.conversation import store_message
 from activities.heartbeat import heartbeating
 from activities.settings import get_settings
 from activities.store import get_store
-from agents.spec import TOOL_NON_RETRYABLE, ToolContract, problems
-from agents.toolbox import TOOL_CONTRACTS
+from durable_agents._spec import TOOL_NON_RETRYABLE, ToolContract, problems
+from sim.agents.toolbox import TOOL_CONTRACTS
 from workflows import chain
 from workflows import failures as f
 from workflows.models import BlobRef, ToolRequest, ToolResult

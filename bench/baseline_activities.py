@@ -26,7 +26,7 @@ import openai
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from agents.bench import BENCH
+from sim.agents.bench import BENCH
 
 T = TypeVar("T")
 

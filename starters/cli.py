@@ -43,7 +43,7 @@ _OPERATOR_ERRORS = (
     ("starters.devserver", "SetupError"),
     ("workers.codec", "CodecConfigError"),
     ("workers.telemetry", "TelemetryConfigError"),
-    ("agents.people", "UnknownPerson"),
+    ("durable_agents._directory", "UnknownPerson"),
 )
 
 

@@ -70,7 +70,7 @@ async def pending(
     `problems` (run id → why), instead of taking the whole inbox down."""
     import asyncio
 
-    from agents.approvals import may_decide
+    from durable_agents._approvals import may_decide
     from starters import ops
     from workflows.models import AgentStatus
 
@@ -273,7 +273,7 @@ def built(model: type[M], **fields: Any) -> M:
     reason over the limit, an empty text) is refused here, in one line."""
     from pydantic import ValidationError
 
-    from agents.spec import problems
+    from durable_agents._spec import problems
 
     try:
         return model(**fields)

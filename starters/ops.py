@@ -61,7 +61,7 @@ from workflows.names import (
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 if TYPE_CHECKING:
-    from agents.spec import AgentSpec
+    from durable_agents._spec import AgentSpec
 
 # Raised from here, defined light for the CLI; the workflow's public names, for the commands.
 __all__ = [
@@ -144,8 +144,8 @@ def parse_json(text: str, what: str) -> dict[str, Any]:
 def person(name: str, option: str = "--as") -> str:
     """A person's name in its one normal form, if the directory knows them (agents.people);
     else an OpError saying what is wrong with `option`."""
-    from agents.people import UnknownPerson
-    from agents.people import person as known
+    from durable_agents._directory import UnknownPerson
+    from durable_agents._directory import person as known
 
     try:
         return known(name)
@@ -154,7 +154,7 @@ def person(name: str, option: str = "--as") -> str:
 
 
 def _spec(agent: str) -> AgentSpec:
-    from agents import UnknownAgent, get_agent
+    from durable_agents._catalog import UnknownAgent, get_agent
 
     try:
         return get_agent(agent)
@@ -165,7 +165,7 @@ def _spec(agent: str) -> AgentSpec:
 def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from agents.spec import problems
+    from durable_agents._spec import problems
 
     try:
         return spec.input_model.model_validate(data).model_dump(mode="json")
@@ -175,8 +175,8 @@ def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
 
 def validate_run(run: AgentRun) -> None:
     """Refuse a run the workflow would refuse, before anything is started."""
-    from agents.routes import InvalidRoute, parse_route
-    from agents.toolbox import TOOL_CONTRACTS
+    from durable_agents._routes import InvalidRoute, parse_route
+    from sim.agents.toolbox import TOOL_CONTRACTS
 
     person(run.principal, "principal")
     _validated_input(_spec(run.agent), run.input)

@@ -22,7 +22,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-from agents import AGENTS
+from durable_agents._catalog import AGENTS
 from starters import ops
 from starters.cli import app, register_commands
 from starters.devserver import free_port

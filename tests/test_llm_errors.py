@@ -19,7 +19,7 @@ from temporalio.testing import ActivityEnvironment
 from activities import llm
 from activities.llm import call_llm
 from activities.settings import get_settings
-from agents.onboarding import ONBOARDING
+from sim.agents.onboarding import ONBOARDING
 from sim.runner import SimServer
 from tests.helpers import hire
 from workflows import failures as f

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from activities.providers.common import MAX_RETRY_AFTER, jittered, retry_after
-from agents.routes import PROVIDERS, InvalidRoute, Route, parse_route
+from durable_agents._routes import PROVIDERS, InvalidRoute, Route, parse_route
 
 NOW = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
 

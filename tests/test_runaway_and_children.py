@@ -9,9 +9,9 @@ import dataclasses
 import pytest
 from temporalio.service import RPCError
 
-from agents import AGENTS
-from agents.bench import BENCH
-from agents.spec import RunawayPolicy
+from durable_agents._catalog import AGENTS
+from durable_agents._spec import RunawayPolicy
+from sim.agents.bench import BENCH
 from starters import ops
 from tests.helpers import wait_for_status
 from workflows.agent import AgentWorkflow

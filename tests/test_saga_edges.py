@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from agents.durable import SleepUntilInput
+from durable_agents._builtin import SleepUntilInput
 from tests.helpers import hire, wait_for_status
 from tests.test_refund import seed, start_refund, ticket
 from workflows.agent import AgentWorkflow

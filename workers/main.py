@@ -34,7 +34,8 @@ WORKFLOWS = [AgentWorkflow]
 # (no I/O, clock or randomness outside `workflow.*`; the replay tests hold them to it), so they
 # are shared; only the workflow definition itself (workflows.agent) is loaded per run.
 SHARED = (
-    "agents",
+    "durable_agents",
+    "sim.agents",
     "activities",
     *(
         f"workflows.{name}"
@@ -80,7 +81,7 @@ def code_checksum() -> str:
     """
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parent.parent
-    for package in ("agents", "workflows", "activities"):
+    for package in ("durable_agents", "sim/agents", "workflows", "activities"):
         for path in sorted((root / package).rglob("*.py")):
             digest.update(path.relative_to(root).as_posix().encode() + b"\0")
             digest.update(path.read_bytes())

@@ -17,11 +17,11 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from agents import UnknownAgent, get_agent
-    from agents.budgets import Budget
-    from agents.people import UnknownPerson, person
-    from agents.routes import InvalidRoute, parse_route
-    from agents.spec import AgentSpec, problems
+    from durable_agents._budgets import Budget
+    from durable_agents._catalog import UnknownAgent, get_agent
+    from durable_agents._directory import UnknownPerson, person
+    from durable_agents._routes import InvalidRoute, parse_route
+    from durable_agents._spec import AgentSpec, problems
     from workflows import compaction, history, names, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
     from workflows.messages import MessageHandlers

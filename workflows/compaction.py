@@ -16,9 +16,9 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.compaction import SummarizeRequest, summarize
-    from agents.budgets import CONTEXT_WINDOWS
-    from agents.routes import parse_route
-    from agents.spec import AgentSpec
+    from durable_agents._budgets import CONTEXT_WINDOWS
+    from durable_agents._routes import parse_route
+    from durable_agents._spec import AgentSpec
     from workflows import chain, history
     from workflows import failures as f
     from workflows.models import ConversationRef, Message, TailItem

@@ -14,9 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
     from activities.tools import run_tool
-    from agents.approvals import ApprovalPolicy, ApprovalRule
-    from agents.durable import SpawnAgentInput
-    from agents.spec import AgentSpec, ToolContract, problems
+    from durable_agents._approvals import ApprovalPolicy, ApprovalRule
+    from durable_agents._builtin import SpawnAgentInput
+    from durable_agents._spec import AgentSpec, ToolContract, problems
     from workflows import chain, gates, history, saga, subagents
     from workflows import failures as f
     from workflows.models import (

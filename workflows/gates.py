@@ -16,7 +16,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import entry_for, record_audit
-    from agents.approvals import ApprovalRule, may_decide
+    from durable_agents._approvals import ApprovalRule, may_decide
     from workflows.inbound import DECISION_REFUSED, MessageRefused
     from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
     from workflows.state import RunState, spoken

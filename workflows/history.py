@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from agents.spec import AgentSpec
+    from durable_agents._spec import AgentSpec
     from workflows import chain
     from workflows import failures as f
     from workflows.models import ConversationRef, Message, TailItem, ToolSchema

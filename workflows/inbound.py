@@ -23,8 +23,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from agents.people import UnknownPerson, person
-from agents.spec import problems
+from durable_agents._directory import UnknownPerson, person
+from durable_agents._spec import problems
 from workflows.models import MAX_INBOUND_BYTES, AbortRequest, Decision, EventSignal, UserMessage
 
 M = TypeVar("M", bound=BaseModel)

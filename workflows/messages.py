@@ -16,8 +16,8 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
-    from agents.approvals import ApprovalPolicy
-    from agents.spec import AgentSpec
+    from durable_agents._approvals import ApprovalPolicy
+    from durable_agents._spec import AgentSpec
     from workflows import gates, inbound
     from workflows.inbound import NOTHING, MessageRefused
     from workflows.models import (

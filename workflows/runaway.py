@@ -12,7 +12,7 @@ import json
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from agents.spec import AgentSpec, RunawayPolicy
+    from durable_agents._spec import AgentSpec, RunawayPolicy
     from workflows import gates
     from workflows.models import ToolCall
     from workflows.state import RunState

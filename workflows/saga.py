@@ -15,8 +15,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.tools import run_tool
-    from agents.spec import AgentSpec, ToolContract
-    from agents.toolbox import TOOL_CONTRACTS
+    from durable_agents._spec import AgentSpec, ToolContract
+    from sim.agents.toolbox import TOOL_CONTRACTS
     from workflows.models import Identity, ToolCall, ToolRequest
     from workflows.state import PendingCompensation, RunState
     from workflows.turns import cancelled, failure_message

@@ -7,8 +7,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from agents.budgets import Budget
-    from agents.routes import parse_route
+    from durable_agents._budgets import Budget
+    from durable_agents._routes import parse_route
     from workflows import gates
     from workflows.models import LLMReply
     from workflows.state import RunState

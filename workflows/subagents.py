@@ -13,9 +13,9 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from agents import UnknownAgent, get_agent
-    from agents.durable import SpawnAgentInput, SpawnAgentOutput
-    from agents.spec import AgentSpec
+    from durable_agents._builtin import SpawnAgentInput, SpawnAgentOutput
+    from durable_agents._catalog import UnknownAgent, get_agent
+    from durable_agents._spec import AgentSpec
     from workflows.models import AgentResult, AgentRun, BudgetOverride, ToolCall
     from workflows.state import RunState
 

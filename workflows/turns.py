@@ -13,8 +13,8 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm import call_llm
-    from agents.routes import parse_route
-    from agents.spec import AgentSpec
+    from durable_agents._routes import parse_route
+    from durable_agents._spec import AgentSpec
     from workflows import failures as f
     from workflows import history
     from workflows.compaction import compact

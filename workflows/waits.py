@@ -13,14 +13,14 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from agents.durable import (
+    from durable_agents._builtin import (
         AskHumanInput,
         AskHumanOutput,
         SleepUntilInput,
         WaitForEventInput,
         WaitForEventOutput,
     )
-    from agents.spec import AgentSpec
+    from durable_agents._spec import AgentSpec
     from workflows.models import Outcome
     from workflows.state import DETAILS, OperatorAction, Question, RunState, spoken
     from workflows.text import printable

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from agents.spec import AgentSpec
-from agents.toolbox import ECHO
+from durable_agents._spec import AgentSpec
+from sim.agents.toolbox import ECHO
 
 
 class BenchInput(BaseModel):

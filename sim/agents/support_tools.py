@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from agents.spec import Compensation, ToolContract
+from durable_agents._spec import Compensation, ToolContract
 
 Money = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
 TicketStatus = Literal["open", "refund_pending", "resolved", "refund_rejected"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from agents.bench import BENCH
-from agents.onboarding import ONBOARDING
-from agents.reader import READER, SKIMMER
-from agents.refund import REFUND
-from agents.research import FACT_FINDER, RESEARCH
-from agents.spec import AgentSpec
+from durable_agents._spec import AgentSpec
+from sim.agents.bench import BENCH
+from sim.agents.onboarding import ONBOARDING
+from sim.agents.reader import READER, SKIMMER
+from sim.agents.refund import REFUND
+from sim.agents.research import FACT_FINDER, RESEARCH
 
 AGENTS: dict[str, AgentSpec] = {
     spec.name: spec for spec in (ONBOARDING, REFUND, RESEARCH, FACT_FINDER, BENCH, READER, SKIMMER)

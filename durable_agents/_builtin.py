@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from agents.spec import ToolContract
+from durable_agents._spec import ToolContract
 
 
 class WaitForEventInput(BaseModel):

@@ -6,10 +6,10 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, EmailStr, Field
 
-from agents.approvals import ApprovalPolicy, ApprovalRule, Escalation
-from agents.durable import ASK_HUMAN, SLEEP_UNTIL, WAIT_FOR_EVENT
-from agents.spec import AgentSpec, WaitPolicy
-from agents.toolbox import CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL
+from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
+from durable_agents._builtin import ASK_HUMAN, SLEEP_UNTIL, WAIT_FOR_EVENT
+from durable_agents._spec import AgentSpec, WaitPolicy
+from sim.agents.toolbox import CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL
 
 
 class NewHire(BaseModel):

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 from pydantic import BaseModel, Field
 
-from agents.spec import AgentSpec
-from agents.toolbox import READ_DOCUMENT, SEND_EMAIL
+from durable_agents._spec import AgentSpec
+from sim.agents.toolbox import READ_DOCUMENT, SEND_EMAIL
 
 
 class ReaderInput(BaseModel):

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, EmailStr, Field
 
-from agents.approvals import ApprovalPolicy, ApprovalRule, Escalation
-from agents.durable import ASK_HUMAN
-from agents.spec import AgentSpec
-from agents.support_tools import (
+from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
+from durable_agents._builtin import ASK_HUMAN
+from durable_agents._spec import AgentSpec
+from sim.agents.support_tools import (
     CHECK_ELIGIBILITY,
     ISSUE_REFUND,
     PLACE_HOLD,

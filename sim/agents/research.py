@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from agents.durable import SPAWN_AGENT, WAIT_FOR_EVENT
-from agents.spec import AgentSpec
+from durable_agents._builtin import SPAWN_AGENT, WAIT_FOR_EVENT
+from durable_agents._spec import AgentSpec
 
 
 class ResearchQuestion(BaseModel):

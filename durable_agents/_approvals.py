@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from agents.people import members
+from durable_agents._directory import members
 
 if TYPE_CHECKING:
-    from agents.spec import ToolContract
+    from durable_agents._spec import ToolContract
 
 
 @dataclass(frozen=True)

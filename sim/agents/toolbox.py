@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, EmailStr, Field
 
-from agents.spec import ToolContract
-from agents.support_tools import SUPPORT_TOOLS
+from durable_agents._spec import ToolContract
+from sim.agents.support_tools import SUPPORT_TOOLS
 
 
 class CreateMailboxInput(BaseModel):

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
-from agents.budgets import Budget
+from durable_agents._budgets import Budget
 from workflows.models import ToolSchema
 
 if TYPE_CHECKING:
-    from agents.approvals import ApprovalPolicy
+    from durable_agents._approvals import ApprovalPolicy
 
 SideEffect = Literal["read_only", "reversible", "irreversible"]
 
