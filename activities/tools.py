@@ -1,8 +1,12 @@
-"""The `run_tool` activity: check the input, call the system, check the answer."""
+"""The `run_tool` activity: check the input, run the tool's code, check the answer.
+
+One `ToolRunner` per worker holds the catalog of the tools it serves (workers/plugin.py); its
+bound method is the activity, so no module-level registry decides what runs.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,16 +15,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities import observe
 from activities.audit import AuditKind, audit_log, entry_for
-from activities.company import IMPLEMENTATIONS, ToolContext
 from activities.conversation import store_message
 from activities.heartbeat import heartbeating
 from activities.settings import get_settings
 from activities.store import get_store
+from durable_agents._catalog import Catalog
 from durable_agents._spec import TOOL_NON_RETRYABLE, ToolContract, problems
-from sim.agents.toolbox import TOOL_CONTRACTS
+from durable_agents._tools import ToolContext
 from workflows import chain
 from workflows import failures as f
 from workflows.models import BlobRef, ToolRequest, ToolResult
+from workflows.names import RUN_TOOL
 
 
 def _audit(
@@ -47,34 +52,40 @@ def _audit(
     )
 
 
-@activity.defn
-async def run_tool(request: ToolRequest) -> ToolResult:
-    """Run one tool call; side effects (and refusals, and final failures) are audited once."""
-    contract = TOOL_CONTRACTS.get(request.tool)
-    try:
-        with observe.tool_call(request, contract.side_effect if contract else "unknown"):
-            result = await _run_tool(request)
-    except ApplicationError as err:
-        if err.non_retryable:
-            kind: AuditKind = "refused" if err.type == f.PERMISSION_DENIED else "side_effect_failed"
-            _audit(request, contract, kind, err.type or "failed", error=err.message)
-        raise
-    who = request.identity
-    activity.logger.info(
-        "tool %s done",
-        request.tool,
-        extra={"agent": who.agent, "principal": who.principal, "tool": request.tool},
-    )
-    blob = result.blob.model_dump(mode="json") if result.blob else None
-    _audit(request, contract, "side_effect", "ok", output=result.output, blob=blob)
-    return result
+class ToolRunner:
+    """The `run_tool` activity over one catalog's tools."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    @activity.defn(name=RUN_TOOL)
+    async def run_tool(self, request: ToolRequest) -> ToolResult:
+        """Run one tool call; side effects (and refusals, and final failures) are audited."""
+        contract = self._catalog.tool(request.tool)
+        try:
+            with observe.tool_call(request, contract.side_effect if contract else "unknown"):
+                result = await _run_tool(request, contract)
+        except ApplicationError as err:
+            if err.non_retryable:
+                kind: AuditKind = (
+                    "refused" if err.type == f.PERMISSION_DENIED else "side_effect_failed"
+                )
+                _audit(request, contract, kind, err.type or "failed", error=err.message)
+            raise
+        who = request.identity
+        activity.logger.info(
+            "tool %s done",
+            request.tool,
+            extra={"agent": who.agent, "principal": who.principal, "tool": request.tool},
+        )
+        blob = result.blob.model_dump(mode="json") if result.blob else None
+        _audit(request, contract, "side_effect", "ok", output=result.output, blob=blob)
+        return result
 
 
-async def _run_tool(request: ToolRequest) -> ToolResult:
+async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> ToolResult:
     """Run one tool call; the idempotency key makes a retried call a no-op at the system."""
-    contract = TOOL_CONTRACTS.get(request.tool)
-    implementation = IMPLEMENTATIONS.get(request.tool)
-    if contract is None or implementation is None:
+    if contract is None or contract.implementation is None:
         raise ApplicationError(
             f"no tool named {request.tool!r} on this worker",
             type=f.UNKNOWN_TOOL,
@@ -98,9 +109,15 @@ async def _run_tool(request: ToolRequest) -> ToolResult:
             non_retryable=True,
         ) from None
     limit = activity.info().start_to_close_timeout or timedelta(seconds=30)
-    ctx = ToolContext(request.idempotency_key, request.identity, limit.total_seconds())
+    ctx = ToolContext(
+        tool=request.tool,
+        idempotency_key=request.idempotency_key,
+        identity=request.identity,
+        deadline=datetime.now(UTC) + limit,
+        heartbeat=activity.heartbeat,
+    )
     try:
-        raw = await heartbeating(implementation(args, ctx), f"tool {request.tool}")
+        raw = await heartbeating(contract.implementation(args, ctx), f"tool {request.tool}")
     except ApplicationError as err:
         if err.type in TOOL_NON_RETRYABLE and not err.non_retryable:
             # The type decides: a rejection is final even if the implementation forgot to say.

@@ -60,7 +60,8 @@ from sim.runner import SimServer
 from starters.devserver import DevServer, free_port
 from starters.ops import start_run
 from workers.client import connect
-from workers.main import SANDBOX, build_worker
+from workers.main import build_worker
+from workers.plugin import sandbox
 from workflows.models import AgentResult, AgentRun
 
 TARGET_MS_PER_STEP = 1.25
@@ -137,7 +138,7 @@ def baseline_worker(client: Client, task_queue: str) -> Worker:
         task_queue=task_queue,
         workflows=[BaselineAgentWorkflow],
         activities=[llm, tool],
-        workflow_runner=SANDBOX,
+        workflow_runner=sandbox(),
         graceful_shutdown_timeout=GRACEFUL,
     )
 

@@ -1,26 +1,118 @@
-"""The agent registry: every agent a worker can run, by name."""
+"""The catalog: the agents and tools one worker (or one CLI) knows, checked once at start-up.
+
+A catalog is built from what plugins hand over (agent specs, or `AgentSet`s of them) and
+refuses, in one line naming what to fix, anything that would otherwise fail in the middle of a
+run: two agents or two different tools under one name, a tool with no code, a compensation
+naming a tool that is nowhere. The worker hands its catalog to the workflow (workers/plugin.py);
+nothing is looked up in a module-level registry.
+"""
 
 from __future__ import annotations
 
-from durable_agents._spec import AgentSpec
-from sim.agents.bench import BENCH
-from sim.agents.onboarding import ONBOARDING
-from sim.agents.reader import READER, SKIMMER
-from sim.agents.refund import REFUND
-from sim.agents.research import FACT_FINDER, RESEARCH
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-AGENTS: dict[str, AgentSpec] = {
-    spec.name: spec for spec in (ONBOARDING, REFUND, RESEARCH, FACT_FINDER, BENCH, READER, SKIMMER)
-}
+from durable_agents._spec import AgentSpec, ToolContract
+
+
+class CatalogError(ValueError):
+    """Agents or tools that cannot be served as given; the message says what to fix."""
 
 
 class UnknownAgent(LookupError):
-    """No agent of that name is registered."""
+    """No agent of that name in the catalog."""
 
 
-def get_agent(name: str) -> AgentSpec:
-    try:
-        return AGENTS[name]
-    except KeyError:
-        known = ", ".join(sorted(AGENTS))
-        raise UnknownAgent(f"unknown agent {name!r}; known agents: {known}") from None
+@dataclass(frozen=True)
+class AgentSet:
+    """What a plugin hands over: its agents, and which of them listings leave out (probes,
+    benchmarks) unless asked."""
+
+    agents: tuple[AgentSpec, ...]
+    """The agents, each with its tools."""
+    hidden: tuple[str, ...] = ()
+    """Names of agents that `agentctl agents` lists only with `--all`."""
+    source: str = ""
+    """Where it came from (a plugin's module), for error messages."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every agent and activity-run tool a process can serve, by name."""
+
+    agents: Mapping[str, AgentSpec] = field(default_factory=dict)
+    tools: Mapping[str, ToolContract] = field(default_factory=dict)
+    hidden: frozenset[str] = frozenset()
+    sources: Mapping[str, str] = field(default_factory=dict)  # agent name -> plugin
+
+    @classmethod
+    def build(cls, sets: Iterable[AgentSet | AgentSpec]) -> Catalog:
+        agents: dict[str, AgentSpec] = {}
+        sources: dict[str, str] = {}
+        hidden: set[str] = set()
+        for item in sets:
+            group = item if isinstance(item, AgentSet) else AgentSet((item,))
+            for spec in group.agents:
+                if spec.name in agents and agents[spec.name] is not spec:
+                    raise CatalogError(
+                        f"two agents are named {spec.name!r} (from {sources[spec.name] or '?'} "
+                        f"and {group.source or '?'}): rename one"
+                    )
+                agents[spec.name] = spec
+                sources[spec.name] = group.source
+            hidden.update(group.hidden)
+        tools = _tools(agents.values())
+        unknown = sorted(hidden - set(agents))
+        if unknown:
+            raise CatalogError(f"hidden agents {', '.join(unknown)} are not among the agents")
+        return cls(agents, tools, frozenset(hidden), sources)
+
+    def agent(self, name: str) -> AgentSpec:
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(set(self.agents) - self.hidden)) or "none"
+            raise UnknownAgent(f"unknown agent {name!r}; known agents: {known}") from None
+
+    def tool(self, name: str) -> ToolContract | None:
+        return self.tools.get(name)
+
+    def scopes(self) -> set[str]:
+        """Every scope some tool requires: what a grant may name."""
+        return {s for t in self.tools.values() for s in t.required_scopes}
+
+    def visible(self) -> list[AgentSpec]:
+        return [s for n, s in sorted(self.agents.items()) if n not in self.hidden]
+
+
+def _tools(specs: Iterable[AgentSpec]) -> dict[str, ToolContract]:
+    """The activity-run tools of these agents and of their compensations, one per name."""
+    tools: dict[str, ToolContract] = {}
+
+    def add(tool: ToolContract, where: str) -> None:
+        if tool.durable:
+            return
+        if tool.implementation is None:
+            raise CatalogError(
+                f"{where}: tool {tool.name!r} has no code: define it with @durable_agents.tool"
+            )
+        known = tools.get(tool.name)
+        if known is not None and known.implementation is not tool.implementation:
+            raise CatalogError(f"{where}: two different tools are named {tool.name!r}: rename one")
+        tools.setdefault(tool.name, tool)
+
+    for spec in specs:
+        for tool in spec.tools:
+            add(tool, f"agent {spec.name!r}")
+            undo = tool.compensation
+            if undo is not None and isinstance(undo.tool, ToolContract):
+                add(undo.tool, f"agent {spec.name!r}, compensation of {tool.name!r}")
+    for spec in specs:
+        for tool in spec.tools:
+            undo = tool.compensation
+            if undo is not None and undo.tool_name not in tools:
+                raise CatalogError(
+                    f"agent {spec.name!r}: the compensation of {tool.name!r} names tool "
+                    f"{undo.tool_name!r}, which no agent has: pass the tool object"
+                )
+    return tools

@@ -46,9 +46,13 @@ class Compensation:
     """The call that undoes a reversible step: a tool and its arguments, built from the step's
     input, its output and the reason the saga is unwinding."""
 
-    tool: str
+    tool: ToolContract | str  # the undoing tool, or its name (a tool undoing itself)
     # None: this particular call needs no undoing.
     arguments: Callable[[Mapping[str, Any], Mapping[str, Any], str], dict[str, Any] | None]
+
+    @property
+    def tool_name(self) -> str:
+        return self.tool if isinstance(self.tool, str) else self.tool.name
 
 
 LOCAL_MAX = timedelta(seconds=30)
@@ -74,6 +78,11 @@ class ToolContract:
     # echo as a local activity: 1.20x and 1.38x the baseline's ms per step, against 1.18x and
     # 1.16x without), so it is a choice per tool, and only for short, read-only calls.
     local: bool = False
+    # The code that carries the call out (`durable_agents.tool` sets it); None for durable
+    # tools, which the workflow runs itself.
+    implementation: Callable[..., Any] | None = field(default=None, compare=False)
+    # Only workers that serve this task queue run the tool; None: the run's own queue.
+    task_queue: str | None = None
 
     def schema(self) -> ToolSchema:
         return _schema(self)

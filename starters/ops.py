@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar, get_args
 from urllib.parse import quote
 
@@ -61,6 +62,7 @@ from workflows.names import (
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 if TYPE_CHECKING:
+    from durable_agents._catalog import Catalog
     from durable_agents._spec import AgentSpec
 
 # Raised from here, defined light for the CLI; the workflow's public names, for the commands.
@@ -153,11 +155,24 @@ def person(name: str, option: str = "--as") -> str:
         raise OpError(f"{option}: {exc}") from None
 
 
-def _spec(agent: str) -> AgentSpec:
-    from durable_agents._catalog import UnknownAgent, get_agent
+@lru_cache(maxsize=1)
+def catalog() -> Catalog:
+    """The agents this CLI knows: the same plugins a worker loads (installed entry points and
+    DURABLE_AGENTS_PLUGINS), so a run's input is checked against the spec the worker runs."""
+    from durable_agents._catalog import CatalogError
+    from durable_agents._discovery import discover
 
     try:
-        return get_agent(agent)
+        return discover()
+    except CatalogError as exc:
+        raise OpError(str(exc)) from None
+
+
+def _spec(agent: str) -> AgentSpec:
+    from durable_agents._catalog import UnknownAgent
+
+    try:
+        return catalog().agent(agent)
     except UnknownAgent as exc:
         raise OpError(str(exc)) from None
 
@@ -176,7 +191,6 @@ def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
 def validate_run(run: AgentRun) -> None:
     """Refuse a run the workflow would refuse, before anything is started."""
     from durable_agents._routes import InvalidRoute, parse_route
-    from sim.agents.toolbox import TOOL_CONTRACTS
 
     person(run.principal, "principal")
     _validated_input(_spec(run.agent), run.input)
@@ -185,7 +199,7 @@ def validate_run(run: AgentRun) -> None:
             parse_route(route)
         except InvalidRoute as exc:
             raise OpError(str(exc)) from None
-    known = {s for t in TOOL_CONTRACTS.values() for s in t.required_scopes}
+    known = catalog().scopes()
     unknown = sorted(set(run.scopes or []) - known)
     if unknown:
         raise OpError(

@@ -22,7 +22,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-from durable_agents._catalog import AGENTS
+from durable_agents._discovery import discover
 from starters import ops
 from starters.cli import app, register_commands
 from starters.devserver import free_port
@@ -222,7 +222,8 @@ async def test_runs_that_are_not_there_or_taken(dev_env: WorkflowEnvironment, ta
 def test_unknown_agent_lists_the_known_ones():
     line = error(invoke("run", "payroll", "--as", "alice", "--address", dead_address()))
     assert "unknown agent 'payroll'" in line
-    assert f"known agents: {', '.join(sorted(AGENTS))}" in line
+    catalog = discover()
+    assert f"known agents: {', '.join(sorted(set(catalog.agents) - catalog.hidden))}" in line
 
 
 def test_input_that_fails_the_schema_names_the_fields():

@@ -12,7 +12,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.audit import AuditEntry, AuditLog, audit_log
-from activities.tools import run_tool
+from activities.tools import ToolRunner
+from durable_agents._discovery import discover
 from starters import ops
 from tests.helpers import approve_pending, wait_for_status
 from tests.test_cli import cli, invoke, ok
@@ -64,7 +65,7 @@ async def test_a_tool_outside_the_grant_is_refused_before_it_runs(
 async def test_run_tool_itself_refuses_a_scope_that_was_not_granted(sim: Any) -> None:
     run = f"direct-{uuid.uuid4().hex[:6]}"
     with pytest.raises(ApplicationError) as err:
-        await ActivityEnvironment().run(run_tool, laptop(run, ["hr:write"]))
+        await ActivityEnvironment().run(ToolRunner(discover()).run_tool, laptop(run, ["hr:write"]))
     assert err.value.type == f.PERMISSION_DENIED and err.value.non_retryable
     assert "order_laptop needs scope it:write" in err.value.message
     [entry] = audit_log().trail(run)
@@ -87,8 +88,12 @@ def test_unknown_scopes_are_refused_before_anything_starts() -> None:
 
 async def test_a_retried_side_effect_is_audited_once(sim: Any) -> None:
     run = f"retried-{uuid.uuid4().hex[:6]}"
-    first = await ActivityEnvironment().run(run_tool, laptop(run, ["it:write"]))
-    again = await ActivityEnvironment().run(run_tool, laptop(run, ["it:write"]))
+    first = await ActivityEnvironment().run(
+        ToolRunner(discover()).run_tool, laptop(run, ["it:write"])
+    )
+    again = await ActivityEnvironment().run(
+        ToolRunner(discover()).run_tool, laptop(run, ["it:write"])
+    )
     assert first.output == again.output  # the system saw the same idempotency key
     [entry] = audit_log().trail(run)
     assert entry.entry.key == f"{run}/call_1" and entry.entry.kind == "side_effect"

@@ -13,7 +13,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.workflow import NondeterminismError
 
-from workers.main import INTERCEPTORS, SANDBOX, WORKFLOWS
+from durable_agents._discovery import discover
+from workers.plugin import interceptors, sandbox
 from workflows.agent import STRICT_MESSAGES, AgentWorkflow
 from workflows.models import AgentResult, AgentRun
 
@@ -27,12 +28,12 @@ def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(workflow_id, path.read_text())
 
 
-def replayer(*workflows: type, runner: WorkflowRunner = SANDBOX) -> Replayer:
+def replayer(*workflows: type, runner: WorkflowRunner | None = None) -> Replayer:
     return Replayer(
         workflows=list(workflows),
         data_converter=pydantic_data_converter,
-        workflow_runner=runner,
-        interceptors=INTERCEPTORS,
+        workflow_runner=runner or sandbox(),
+        interceptors=interceptors(discover()),
     )
 
 
@@ -66,7 +67,7 @@ def test_histories_are_committed() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays_against_current_code(path: Path) -> None:
-    result = await replayer(*WORKFLOWS).replay_workflow(load(path))
+    result = await replayer(AgentWorkflow).replay_workflow(load(path))
     assert result.replay_failure is None
 
 

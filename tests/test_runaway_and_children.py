@@ -5,33 +5,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
-import pytest
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._catalog import AGENTS
 from durable_agents._spec import RunawayPolicy
+from sim.agents import AGENTS
 from sim.agents.bench import BENCH
 from starters import ops
 from tests.helpers import wait_for_status
+from workers.main import build_worker
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentRun, Decision
+from workflows.models import AgentResult, AgentRun, Decision
 
 
-def probe(monkeypatch: pytest.MonkeyPatch, name: str, route: str, policy: RunawayPolicy) -> None:
+@contextlib.asynccontextmanager
+async def probe(
+    env: WorkflowEnvironment, task_queue: str, name: str, route: str, policy: RunawayPolicy
+) -> AsyncIterator[WorkflowHandle[Any, AgentResult]]:
+    """A run of a bench variant, on a worker that serves it beside the sim world's agents."""
     spec = dataclasses.replace(BENCH, name=name, model_route=(route,), runaway=policy)
-    monkeypatch.setitem(AGENTS, name, spec)  # the worker reads the same registry
+    async with build_worker(env.client, task_queue, agents=[AGENTS, spec]):
+        run = AgentRun(agent=name, input={"turns": 50}, principal="tester")
+        yield await env.client.start_workflow(
+            AgentWorkflow.run, run, id=f"{name}-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+        )
 
 
-async def test_turns_without_progress_are_noticed(ts_env, ts_worker, task_queue, monkeypatch):
-    probe(
-        monkeypatch,
-        "pingpong",
-        "sim-openai:pingpong",
-        RunawayPolicy(max_repeats=9, max_idle_turns=2),
-    )
-    run = AgentRun(agent="pingpong", input={"turns": 50})
-    handle = await ops.start_run(ts_env.client, run, task_queue=task_queue)
+async def test_turns_without_progress_are_noticed(ts_env, sim, task_queue):
+    policy = RunawayPolicy(max_repeats=9, max_idle_turns=2)
+    async with probe(ts_env, task_queue, "pingpong", "sim-openai:pingpong", policy) as handle:
+        await _noticed(handle)
+
+
+async def _noticed(handle: WorkflowHandle[Any, AgentResult]) -> None:
     await wait_for_status(handle, "needs_attention")
     status = await handle.query(AgentWorkflow.status)
     assert "2 turns in a row without a new successful tool call" in (status.last_error or "")
@@ -39,15 +50,13 @@ async def test_turns_without_progress_are_noticed(ts_env, ts_worker, task_queue,
     await handle.terminate("done")
 
 
-async def test_a_runaway_can_ask_a_person_instead(ts_env, ts_worker, task_queue, monkeypatch):
-    probe(
-        monkeypatch,
-        "looper_ask",
-        "sim-openai:looper",
-        RunawayPolicy(max_repeats=2, on_detect="ask", groups=("operators",)),
-    )
-    run = AgentRun(agent="looper_ask", input={"turns": 50})
-    handle = await ops.start_run(ts_env.client, run, task_queue=task_queue)
+async def test_a_runaway_can_ask_a_person_instead(ts_env, sim, task_queue):
+    policy = RunawayPolicy(max_repeats=2, on_detect="ask", groups=("operators",))
+    async with probe(ts_env, task_queue, "looper_ask", "sim-openai:looper", policy) as handle:
+        await _asked(handle)
+
+
+async def _asked(handle: WorkflowHandle[Any, AgentResult]) -> None:
     await wait_for_status(handle, "waiting_approval")
     [ask] = (await handle.query(AgentWorkflow.status)).approvals
     assert ask.tool == "continue_run" and "runaway" in ask.rule

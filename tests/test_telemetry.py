@@ -22,11 +22,13 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from durable_agents._discovery import discover
 from starters import ops
 from starters.devserver import free_port
 from tests.helpers import approve_pending, wait_for_status
 from workers import telemetry
-from workers.main import SANDBOX, WORKFLOWS, build_worker
+from workers.main import build_worker
+from workers.plugin import DurableAgentsPlugin
 from workflows.models import AgentRun
 
 SPANS = InMemorySpanExporter()
@@ -112,10 +114,10 @@ async def test_a_run_is_one_trace_with_genai_spans_and_a_replay_adds_none(
     spans.clear()
     history = await handle.fetch_history()
     replayer = Replayer(
-        workflows=WORKFLOWS,
+        workflows=[],
         data_converter=pydantic_data_converter,
-        workflow_runner=SANDBOX,
         interceptors=[TracingInterceptor()],
+        plugins=[DurableAgentsPlugin(discover(), data_converter=False)],
     )
     assert (await replayer.replay_workflow(history)).replay_failure is None
     assert flushed(spans) == []

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -15,61 +15,15 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.audit import record_audit
-from activities.compaction import summarize
-from activities.llm import call_llm
-from activities.tools import run_tool
+from durable_agents._catalog import AgentSet, Catalog
+from durable_agents._discovery import discover
+from durable_agents._spec import AgentSpec
 from workers import telemetry
 from workers.client import TASK_QUEUE, connect
-from workers.inbound_guard import InboundGuard
-from workflows.agent import AgentWorkflow
+from workers.plugin import DurableAgentsPlugin
 
 log = logging.getLogger("durable_agents.worker")
-
-WORKFLOWS = [AgentWorkflow]
-# The sandbox re-imports, for every run, each module a workflow imports that is not passed
-# through; for the agent loop's helpers that cost ~60 ms of CPU per run. They are deterministic
-# (no I/O, clock or randomness outside `workflow.*`; the replay tests hold them to it), so they
-# are shared; only the workflow definition itself (workflows.agent) is loaded per run.
-SHARED = (
-    "durable_agents",
-    "sim.agents",
-    "activities",
-    *(
-        f"workflows.{name}"
-        for name in (
-            "chain",
-            "compaction",
-            "dispatch",
-            "failures",
-            "gates",
-            "history",
-            "inbound",
-            "messages",
-            "models",
-            "names",
-            "runaway",
-            "saga",
-            "search",
-            "spending",
-            "state",
-            "subagents",
-            "text",
-            "turns",
-            "waits",
-        )
-    ),
-)
-# Also pure libraries that pydantic loads lazily while validating (EmailStr).
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "email_validator", "idna", *SHARED
-    )
-)
-ACTIVITIES: list[Callable[..., Any]] = [call_llm, run_tool, summarize, record_audit]
-INTERCEPTORS = (InboundGuard(),)
 
 
 @lru_cache(maxsize=1)
@@ -92,17 +46,16 @@ def build_worker(
     client: Client,
     task_queue: str = TASK_QUEUE,
     graceful: timedelta = timedelta(seconds=30),
+    agents: Catalog | Iterable[AgentSpec | AgentSet] | None = None,
     **options: Any,
 ) -> Worker:
-    """A worker for every agent workflow and activity of this project."""
+    """A worker for the agents given (by default: every installed plugin's, `discover()`)."""
     options.setdefault("build_id", code_checksum())
-    options["interceptors"] = [*INTERCEPTORS, *options.get("interceptors", ())]
+    catalog = agents if agents is not None else discover()
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=ACTIVITIES,
-        workflow_runner=SANDBOX,
+        plugins=[DurableAgentsPlugin(catalog, data_converter=False)],
         # In-flight activities get this long to finish before the worker exits.
         graceful_shutdown_timeout=graceful,
         **options,
@@ -114,8 +67,10 @@ async def run_worker(
     namespace: str | None = None,
     task_queue: str = TASK_QUEUE,
     stop: asyncio.Event | None = None,
+    plugins: Sequence[str] = (),
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop`), then drain in-flight work and exit."""
+    catalog = discover(plugins)  # a plugin that cannot load stops the worker before it starts
     # A worker may start before its server (compose, systemd): keep trying for a while.
     patience = float(os.environ.get("DURABLE_AGENTS_CONNECT_WAIT", "30"))
     telemetry.setup_tracing("durable-agents-worker")
@@ -128,9 +83,12 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = build_worker(client, task_queue)
+    worker = build_worker(client, task_queue, agents=catalog)
     log.info(
-        "worker polling task queue %r on %s", task_queue, client.service_client.config.target_host
+        "worker polling task queue %r on %s for agents %s",
+        task_queue,
+        client.service_client.config.target_host,
+        ", ".join(sorted(catalog.agents)),
     )
     async with worker:
         await stop.wait()

@@ -18,11 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from durable_agents._budgets import Budget
-    from durable_agents._catalog import UnknownAgent, get_agent
     from durable_agents._directory import UnknownPerson, person
     from durable_agents._routes import InvalidRoute, parse_route
     from durable_agents._spec import AgentSpec, problems
-    from workflows import compaction, history, names, runaway, saga, search, spending
+    from workflows import catalog, compaction, history, names, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
     from workflows.messages import MessageHandlers
     from workflows.models import (
@@ -339,12 +338,12 @@ class AgentWorkflow(MessageHandlers):
 
     def _resolve(self, run: AgentRun) -> tuple[AgentSpec, dict[str, Any]]:
         """The agent's spec and its input with defaults filled in, or a clear failure."""
+        spec = catalog.spec(run.agent)  # unknown here: the task fails, another worker takes it
         try:
-            spec = get_agent(run.agent)
             data = spec.input_model.model_validate(run.input).model_dump(mode="json")
             for route in run.model_route or []:
                 parse_route(route)
-        except (UnknownAgent, InvalidRoute) as exc:
+        except InvalidRoute as exc:
             raise ApplicationError(str(exc), type="InvalidRun", non_retryable=True) from None
         except ValidationError as exc:
             raise ApplicationError(

@@ -13,7 +13,6 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
-    from activities.tools import run_tool
     from durable_agents._approvals import ApprovalPolicy, ApprovalRule
     from durable_agents._builtin import SpawnAgentInput
     from durable_agents._spec import AgentSpec, ToolContract, problems
@@ -29,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ToolRequest,
         ToolResult,
     )
+    from workflows.names import RUN_TOOL
     from workflows.state import RunState
     from workflows.turns import cancelled, failure_message, failure_type, unrecoverable
     from workflows.waits import EndRun, aborted, park, run_durable
@@ -170,8 +170,9 @@ class ToolDispatcher:
         if self.state.by_reference and contract.runs_locally():
             try:
                 local: ToolResult = await workflow.execute_local_activity(
-                    run_tool,
+                    RUN_TOOL,
                     request,
+                    result_type=ToolResult,
                     start_to_close_timeout=contract.timeout,
                     retry_policy=contract.retry_policy(),
                     summary=summary,
@@ -192,8 +193,10 @@ class ToolDispatcher:
                 ) from err
             return local
         result: ToolResult = await workflow.execute_activity(
-            run_tool,
+            RUN_TOOL,
             request,
+            result_type=ToolResult,
+            task_queue=contract.task_queue,
             start_to_close_timeout=contract.timeout,
             heartbeat_timeout=min(contract.timeout, timedelta(seconds=10)),
             retry_policy=contract.retry_policy(),

@@ -16,3 +16,5 @@ RETRY_TURN_SIGNAL = "retry_turn"
 ABORT_SIGNAL = "abort"
 DECIDE_UPDATE = "decide"
 MESSAGE_UPDATE = "message"
+# Activities, by the names workers register them under.
+RUN_TOOL = "run_tool"

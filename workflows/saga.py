@@ -14,10 +14,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools import run_tool
     from durable_agents._spec import AgentSpec, ToolContract
-    from sim.agents.toolbox import TOOL_CONTRACTS
-    from workflows.models import Identity, ToolCall, ToolRequest
+    from workflows import catalog
+    from workflows.models import Identity, ToolCall, ToolRequest, ToolResult
+    from workflows.names import RUN_TOOL
     from workflows.state import PendingCompensation, RunState
     from workflows.turns import cancelled, failure_message
     from workflows.waits import park
@@ -40,7 +40,7 @@ def record(
     state.compensations.append(
         PendingCompensation(
             step=call.name,
-            tool=contract.compensation.tool,
+            tool=contract.compensation.tool_name,
             arguments={"input": arguments, "output": output},
             idempotency_key=f"{workflow.info().workflow_id}/{call.id}/undo",
         )
@@ -52,7 +52,7 @@ async def unwind(state: RunState, spec: AgentSpec, identity: Identity, reason: s
     done: list[str] = []
     while state.compensations:
         pending = state.compensations.pop()
-        step = spec.tool(pending.step) or TOOL_CONTRACTS[pending.step]
+        step = spec.tool(pending.step) or catalog.tool(pending.step)
         assert step.compensation is not None
         args = step.compensation.arguments(
             pending.arguments["input"], pending.arguments["output"], reason[:1000]
@@ -90,9 +90,9 @@ async def _undo(
 async def _run(
     pending: PendingCompensation, args: dict[str, Any], who: Identity, turn: int
 ) -> None:
-    contract = TOOL_CONTRACTS[pending.tool]
+    contract = catalog.tool(pending.tool)
     await workflow.execute_activity(
-        run_tool,
+        RUN_TOOL,
         ToolRequest(
             tool=pending.tool,
             arguments=args,
@@ -101,5 +101,7 @@ async def _run(
         ),
         start_to_close_timeout=contract.timeout,
         retry_policy=contract.retry_policy(),
+        task_queue=contract.task_queue,
+        result_type=ToolResult,
         summary=f"compensation {pending.tool} for {pending.step} · turn {turn}",
     )

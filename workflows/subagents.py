@@ -14,8 +14,9 @@ from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._builtin import SpawnAgentInput, SpawnAgentOutput
-    from durable_agents._catalog import UnknownAgent, get_agent
+    from durable_agents._catalog import UnknownAgent
     from durable_agents._spec import AgentSpec
+    from workflows import catalog
     from workflows.models import AgentResult, AgentRun, BudgetOverride, ToolCall
     from workflows.state import RunState
 
@@ -48,7 +49,7 @@ async def spawn(
     if state.active_children >= spec.max_children:
         return refusal(child_id, f"at most {spec.max_children} sub-agents at once")
     try:
-        child_spec = get_agent(args.agent)
+        child_spec = catalog.current().agent(args.agent)
         child_spec.input_model.model_validate(args.input)
     except (UnknownAgent, ValueError) as exc:
         return refusal(child_id, str(exc))

@@ -1,4 +1,22 @@
 """The sim world's agents and their tools: onboarding, refund, research, reader, bench.
 
-They are written the way any user's agents are, against `durable_agents`.
+They are written the way any user's agents are, and reach workers and the CLI the way any
+user's do: through the `durable_agents.agents` entry point `sim` (pyproject.toml), which names
+`AGENTS` below.
 """
+
+from __future__ import annotations
+
+from durable_agents._catalog import AgentSet
+from sim.agents.bench import BENCH
+from sim.agents.onboarding import ONBOARDING
+from sim.agents.reader import READER, SKIMMER
+from sim.agents.refund import REFUND
+from sim.agents.research import FACT_FINDER, RESEARCH
+
+AGENTS = AgentSet(
+    agents=(ONBOARDING, REFUND, RESEARCH, FACT_FINDER, READER, SKIMMER, BENCH),
+    # Probes for benchmarks and tests, not agents anyone runs for their work.
+    hidden=("bench", "skimmer"),
+    source="sim.agents",
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from durable_agents._spec import AgentSpec
-from sim.agents.toolbox import ECHO
+from sim.agents.toolbox import echo
 
 
 class BenchInput(BaseModel):
@@ -18,7 +18,7 @@ BENCH = AgentSpec(
     description="Calls `echo` once a turn for the given number of turns, then stops.",
     system_prompt="Call the echo tool once per turn, as many turns as the input says.",
     model_route=("sim-openai:bench",),
-    tools=(ECHO,),
+    tools=(echo,),
     input_model=BenchInput,
     max_turns=10_001,
 )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, EmailStr, Field
 from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
 from durable_agents._builtin import ASK_HUMAN, SLEEP_UNTIL, WAIT_FOR_EVENT
 from durable_agents._spec import AgentSpec, WaitPolicy
-from sim.agents.toolbox import CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL
+from sim.agents.toolbox import create_mailbox, order_laptop, send_email
 
 
 class NewHire(BaseModel):
@@ -42,7 +42,7 @@ ONBOARDING = AgentSpec(
     # The primary model, then a fallback on another provider (both sims here; in production
     # e.g. "openai:gpt-4.1" then "anthropic:claude-sonnet-4-5").
     model_route=("sim-openai:onboarding", "sim-anthropic:onboarding-backup"),
-    tools=(CREATE_MAILBOX, ORDER_LAPTOP, WAIT_FOR_EVENT, SLEEP_UNTIL, ASK_HUMAN, SEND_EMAIL),
+    tools=(create_mailbox, order_laptop, WAIT_FOR_EVENT, SLEEP_UNTIL, ASK_HUMAN, send_email),
     input_model=NewHire,
     max_turns=12,
     # Clearance that has not come within a week ends the run: HR starts over by hand.

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pydantic import BaseModel, Field
 
 from durable_agents._spec import AgentSpec
-from sim.agents.toolbox import READ_DOCUMENT, SEND_EMAIL
+from sim.agents.toolbox import read_document, send_email
 
 
 class ReaderInput(BaseModel):
@@ -29,7 +29,7 @@ READER = AgentSpec(
     description="Reads the given number of wiki documents and reports how much it read.",
     system_prompt="Read the documents the input asks for with read_document, then report.",
     model_route=("sim-openai:reader",),
-    tools=(READ_DOCUMENT, SEND_EMAIL),
+    tools=(read_document, send_email),
     input_model=ReaderInput,
     max_turns=10_001,
     max_tool_errors=10,
@@ -40,7 +40,7 @@ SKIMMER = replace(
     name="skimmer",
     description="Like reader, but reads only a preview of large documents (as local activities).",
     model_route=("sim-openai:skimmer",),
-    tools=(replace(READ_DOCUMENT, local=True), SEND_EMAIL),
+    tools=(replace(read_document, local=True), send_email),
     large_results="preview",
     preview_chars=300,
 )

@@ -18,12 +18,12 @@ from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
 from durable_agents._builtin import ASK_HUMAN
 from durable_agents._spec import AgentSpec
 from sim.agents.support_tools import (
-    CHECK_ELIGIBILITY,
-    ISSUE_REFUND,
-    PLACE_HOLD,
-    UPDATE_TICKET,
-    VERIFY_CUSTOMER,
     Money,
+    check_eligibility,
+    issue_refund,
+    place_hold,
+    update_ticket,
+    verify_customer,
 )
 
 LIMIT = Decimal("100.00")
@@ -58,7 +58,7 @@ REFUND = AgentSpec(
     describe_run=lambda d: f"{d['amount']} on order {d['order_id']} (ticket {d['ticket_id']})",
     system_prompt=SYSTEM_PROMPT,
     model_route=("sim-openai:refund",),
-    tools=(VERIFY_CUSTOMER, CHECK_ELIGIBILITY, ASK_HUMAN, UPDATE_TICKET, PLACE_HOLD, ISSUE_REFUND),
+    tools=(verify_customer, check_eligibility, ASK_HUMAN, update_ticket, place_hold, issue_refund),
     input_model=RefundRequest,
     max_turns=14,
     saga=True,

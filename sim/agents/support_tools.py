@@ -1,5 +1,5 @@
-"""Contracts of the support systems' tools (CRM, payments, tickets). Implementations:
-activities/company.py. Money is `Decimal` with two places, never a float."""
+"""The support systems' tools of the sim world (CRM, payments, tickets), each one object.
+Money is `Decimal` with two places, never a float."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from durable_agents._spec import Compensation, ToolContract
+from durable_agents._spec import Compensation
+from durable_agents._tools import ToolContext, tool
+from sim.agents._http import post
 
 Money = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
 TicketStatus = Literal["open", "refund_pending", "resolved", "refund_rejected"]
@@ -99,68 +101,52 @@ def _reopen(args: Mapping[str, Any], out: Mapping[str, Any], why: str) -> dict[s
     }
 
 
-VERIFY_CUSTOMER = ToolContract(
-    name="verify_customer",
-    description="Check that the customer id and email belong together. Read-only.",
-    input_model=VerifyCustomerInput,
-    output_model=VerifyCustomerOutput,
-    side_effect="read_only",
-    timeout=timedelta(seconds=10),
-    required_scopes=("crm:read",),
-)
-CHECK_ELIGIBILITY = ToolContract(
+@tool(side_effect="read_only", timeout=timedelta(seconds=10), scopes=("crm:read",))
+async def verify_customer(args: VerifyCustomerInput, ctx: ToolContext) -> VerifyCustomerOutput:
+    """Check that the customer id and email belong together. Read-only."""
+    return await post("/crm/verify", args, ctx)
+
+
+@tool(
     name="check_refund_eligibility",
-    description="Whether an order may be refunded by this amount, and why not. Read-only.",
-    input_model=EligibilityInput,
-    output_model=EligibilityOutput,
     side_effect="read_only",
     timeout=timedelta(seconds=10),
-    required_scopes=("payments:read",),
+    scopes=("payments:read",),
 )
-RELEASE_HOLD = ToolContract(
-    name="release_hold",
-    description="Release a payment hold placed earlier.",
-    input_model=ReleaseHoldInput,
-    output_model=ReleaseHoldOutput,
+async def check_eligibility(args: EligibilityInput, ctx: ToolContext) -> EligibilityOutput:
+    """Whether an order may be refunded by this amount, and why not. Read-only."""
+    return await post("/payments/eligibility", args, ctx)
+
+
+@tool(side_effect="reversible", timeout=timedelta(seconds=20), scopes=("payments:write",))
+async def release_hold(args: ReleaseHoldInput, ctx: ToolContext) -> ReleaseHoldOutput:
+    """Release a payment hold placed earlier."""
+    return await post("/payments/holds/release", args, ctx)
+
+
+@tool(
     side_effect="reversible",
+    compensation=Compensation(tool=release_hold, arguments=_release),
     timeout=timedelta(seconds=20),
-    required_scopes=("payments:write",),
+    scopes=("payments:write",),
 )
-PLACE_HOLD = ToolContract(
-    name="place_hold",
-    description="Hold the refund amount on the order, so it cannot be spent twice.",
-    input_model=HoldInput,
-    output_model=HoldOutput,
-    side_effect="reversible",
-    compensation=Compensation(tool="release_hold", arguments=_release),
-    timeout=timedelta(seconds=20),
-    required_scopes=("payments:write",),
-)
-ISSUE_REFUND = ToolContract(
-    name="issue_refund",
-    description="Refund the amount against its hold. Money leaves the company: irreversible.",
-    input_model=RefundInput,
-    output_model=RefundOutput,
-    side_effect="irreversible",
-    timeout=timedelta(seconds=30),
-    required_scopes=("payments:refund",),
-)
-UPDATE_TICKET = ToolContract(
-    name="update_ticket",
-    description="Set the support ticket's status and add a note for the customer's record.",
-    input_model=TicketInput,
-    output_model=TicketOutput,
+async def place_hold(args: HoldInput, ctx: ToolContext) -> HoldOutput:
+    """Hold the refund amount on the order, so it cannot be spent twice."""
+    return await post("/payments/holds", args, ctx)
+
+
+@tool(side_effect="irreversible", timeout=timedelta(seconds=30), scopes=("payments:refund",))
+async def issue_refund(args: RefundInput, ctx: ToolContext) -> RefundOutput:
+    """Refund the amount against its hold. Money leaves the company: irreversible."""
+    return await post("/payments/refunds", args, ctx)
+
+
+@tool(
     side_effect="reversible",
     compensation=Compensation(tool="update_ticket", arguments=_reopen),
     timeout=timedelta(seconds=20),
-    required_scopes=("tickets:write",),
+    scopes=("tickets:write",),
 )
-
-SUPPORT_TOOLS = (
-    VERIFY_CUSTOMER,
-    CHECK_ELIGIBILITY,
-    PLACE_HOLD,
-    RELEASE_HOLD,
-    ISSUE_REFUND,
-    UPDATE_TICKET,
-)
+async def update_ticket(args: TicketInput, ctx: ToolContext) -> TicketOutput:
+    """Set the support ticket's status and add a note for the customer's record."""
+    return await post("/tickets/update", args, ctx)

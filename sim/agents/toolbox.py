@@ -1,4 +1,5 @@
-"""Contracts of the company-system tools (HR, IT, mail). Implementations: activities/company.py."""
+"""The company-system tools of the sim world (HR, IT, mail, the wiki): each one object, its
+contract and its code, written as any user's tools are."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, EmailStr, Field
 
-from durable_agents._spec import ToolContract
-from sim.agents.support_tools import SUPPORT_TOOLS
+from durable_agents._tools import ToolContext, tool
+from sim.agents._http import post
 
 
 class CreateMailboxInput(BaseModel):
@@ -43,35 +44,22 @@ class SendEmailOutput(BaseModel):
     status: str
 
 
-CREATE_MAILBOX = ToolContract(
-    name="create_mailbox",
-    description="Create the company mailbox for an employee. Returns its address.",
-    input_model=CreateMailboxInput,
-    output_model=CreateMailboxOutput,
-    side_effect="reversible",
-    timeout=timedelta(seconds=20),
-    required_scopes=("hr:write",),
-)
+@tool(side_effect="reversible", timeout=timedelta(seconds=20), scopes=("hr:write",))
+async def create_mailbox(args: CreateMailboxInput, ctx: ToolContext) -> CreateMailboxOutput:
+    """Create the company mailbox for an employee. Returns its address."""
+    return await post("/hr/mailboxes", args, ctx)
 
-ORDER_LAPTOP = ToolContract(
-    name="order_laptop",
-    description="Order a laptop for an employee, shipped to the given address.",
-    input_model=OrderLaptopInput,
-    output_model=OrderLaptopOutput,
-    side_effect="reversible",
-    timeout=timedelta(seconds=30),
-    required_scopes=("it:write",),
-)
 
-SEND_EMAIL = ToolContract(
-    name="send_email",
-    description="Send an email. Write the subject and body yourself.",
-    input_model=SendEmailInput,
-    output_model=SendEmailOutput,
-    side_effect="irreversible",
-    timeout=timedelta(seconds=20),
-    required_scopes=("mail:send",),
-)
+@tool(side_effect="reversible", timeout=timedelta(seconds=30), scopes=("it:write",))
+async def order_laptop(args: OrderLaptopInput, ctx: ToolContext) -> OrderLaptopOutput:
+    """Order a laptop for an employee, shipped to the given address."""
+    return await post("/it/laptops", args, ctx)
+
+
+@tool(side_effect="irreversible", timeout=timedelta(seconds=20), scopes=("mail:send",))
+async def send_email(args: SendEmailInput, ctx: ToolContext) -> SendEmailOutput:
+    """Send an email. Write the subject and body yourself."""
+    return await post("/mail/messages", args, ctx)
 
 
 class EchoInput(BaseModel):
@@ -82,14 +70,10 @@ class EchoOutput(BaseModel):
     text: str
 
 
-ECHO = ToolContract(
-    name="echo",
-    description="Echo the text back (a read-only probe used by the benchmark agent).",
-    input_model=EchoInput,
-    output_model=EchoOutput,
-    side_effect="read_only",
-    timeout=timedelta(seconds=10),
-)
+@tool(side_effect="read_only", timeout=timedelta(seconds=10))
+async def echo(args: EchoInput, ctx: ToolContext) -> EchoOutput:
+    """Echo the text back (a read-only probe used by the benchmark agent)."""
+    return await post("/tools/echo", args, ctx)
 
 
 class ReadDocumentInput(BaseModel):
@@ -102,18 +86,7 @@ class ReadDocumentOutput(BaseModel):
     text: str
 
 
-READ_DOCUMENT = ToolContract(
-    name="read_document",
-    description="Read a document of the company wiki by id (the first `chars` characters).",
-    input_model=ReadDocumentInput,
-    output_model=ReadDocumentOutput,
-    side_effect="read_only",
-    timeout=timedelta(seconds=20),
-    required_scopes=("wiki:read",),
-)
-
-# Every activity-run tool a worker can execute, by name.
-TOOL_CONTRACTS: dict[str, ToolContract] = {
-    t.name: t
-    for t in (CREATE_MAILBOX, ORDER_LAPTOP, SEND_EMAIL, ECHO, READ_DOCUMENT, *SUPPORT_TOOLS)
-}
+@tool(side_effect="read_only", timeout=timedelta(seconds=20), scopes=("wiki:read",))
+async def read_document(args: ReadDocumentInput, ctx: ToolContext) -> ReadDocumentOutput:
+    """Read a document of the company wiki by id (the first `chars` characters)."""
+    return await post("/docs/read", args, ctx)

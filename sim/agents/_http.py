@@ -1,14 +1,13 @@
-"""Implementations of the company-system tools: HTTP calls carrying the idempotency key.
+"""How the sim world's tools reach its company systems: HTTP calls carrying the idempotency key.
 
-Each function gets its validated input and a context; it returns the system's JSON answer,
-which `run_tool` then checks against the tool's output model.
+`post` sends a tool's validated input and returns the system's JSON answer, which `run_tool`
+then checks against the tool's output model. Failures map onto the taxonomy: 5xx and 429 are
+transient, other errors a rejection, an answer that is no JSON object a contract violation.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -17,20 +16,8 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from activities.settings import get_settings
+from durable_agents._tools import ToolContext
 from workflows import failures as f
-from workflows.models import Identity
-
-
-@dataclass(frozen=True)
-class ToolContext:
-    """What a tool implementation may know about the call: who, and under which key."""
-
-    idempotency_key: str
-    identity: Identity
-    timeout: float
-
-
-Implementation = Callable[[BaseModel, ToolContext], Awaitable[dict[str, Any]]]
 
 
 @lru_cache(maxsize=8)
@@ -50,7 +37,9 @@ def _failure(response: httpx.Response, action: str) -> ApplicationError:
     return ApplicationError(text, type=f.TOOL_REJECTED, non_retryable=True)
 
 
-async def _post(path: str, action: str, args: BaseModel, ctx: ToolContext) -> dict[str, Any]:
+async def post(path: str, args: BaseModel, ctx: ToolContext) -> Any:
+    """POST `args` to the company system at `path`, as the tool's identity, under its key."""
+    action = ctx.tool
     headers = {
         "Idempotency-Key": ctx.idempotency_key,
         "X-Agent": f"{ctx.identity.agent}/{ctx.identity.agent_version}",
@@ -75,25 +64,3 @@ async def _post(path: str, action: str, args: BaseModel, ctx: ToolContext) -> di
             non_retryable=True,
         )
     return body
-
-
-def _endpoint(path: str, action: str) -> Implementation:
-    async def call(args: BaseModel, ctx: ToolContext) -> dict[str, Any]:
-        return await _post(path, action, args, ctx)
-
-    return call
-
-
-IMPLEMENTATIONS: dict[str, Implementation] = {
-    "create_mailbox": _endpoint("/hr/mailboxes", "create_mailbox"),
-    "order_laptop": _endpoint("/it/laptops", "order_laptop"),
-    "send_email": _endpoint("/mail/messages", "send_email"),
-    "echo": _endpoint("/tools/echo", "echo"),
-    "read_document": _endpoint("/docs/read", "read_document"),
-    "verify_customer": _endpoint("/crm/verify", "verify_customer"),
-    "check_refund_eligibility": _endpoint("/payments/eligibility", "check_refund_eligibility"),
-    "place_hold": _endpoint("/payments/holds", "place_hold"),
-    "release_hold": _endpoint("/payments/holds/release", "release_hold"),
-    "issue_refund": _endpoint("/payments/refunds", "issue_refund"),
-    "update_ticket": _endpoint("/tickets/update", "update_ticket"),
-}

@@ -1,0 +1,132 @@
+"""`DurableAgentsPlugin`: durable agents on a user's own Temporal `Client` and `Worker`.
+
+    worker = Worker(client, task_queue="agents", plugins=[DurableAgentsPlugin([MY_AGENT])])
+
+It adds the agent workflow and its activities (model calls, the tools of the agents given,
+compaction, the audit log), the interceptors that keep messages from breaking runs and hand the
+worker's catalog to the workflow, and the sandbox pass-through the agent loop needs. On a
+`Client` (or `Replayer`) it also sets the project's data converter (pydantic, encrypted when
+DURABLE_AGENTS_CODEC_KEYS is set). `agentctl worker` is built on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from temporalio.converter import DataConverter
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import (
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowRunner,
+)
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from activities.audit import record_audit
+from activities.compaction import summarize
+from activities.llm import call_llm
+from activities.tools import ToolRunner
+from durable_agents._catalog import AgentSet, Catalog
+from durable_agents._spec import AgentSpec
+from workers.inbound_guard import InboundGuard
+from workflows.agent import AgentWorkflow
+from workflows.catalog import EXTERN
+
+# The sandbox re-imports, for every run, each module a workflow imports that is not passed
+# through; for the agent loop's helpers that cost ~60 ms of CPU per run. They are deterministic
+# (no I/O, clock or randomness outside `workflow.*`; the replay tests hold them to it), so they
+# are shared; only the workflow definition itself (workflows.agent) is loaded per run. Also
+# pure libraries that pydantic loads lazily while validating (EmailStr).
+SHARED = (
+    "email_validator",
+    "idna",
+    "durable_agents",
+    "sim.agents",
+    "activities",
+    *(
+        f"workflows.{name}"
+        for name in (
+            "catalog",
+            "chain",
+            "compaction",
+            "dispatch",
+            "failures",
+            "gates",
+            "history",
+            "inbound",
+            "messages",
+            "models",
+            "names",
+            "runaway",
+            "saga",
+            "search",
+            "spending",
+            "state",
+            "subagents",
+            "text",
+            "turns",
+            "waits",
+        )
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CatalogProvider(Interceptor):
+    """Hands the worker's catalog to every agent workflow it runs (and to a replayer's)."""
+
+    catalog: Catalog
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        input.unsafe_extern_functions[EXTERN] = lambda: self.catalog
+        return None
+
+
+def interceptors(catalog: Catalog) -> list[Interceptor]:
+    """The plugin's worker interceptors, for a `Replayer` built by hand."""
+    return [InboundGuard(), _CatalogProvider(catalog)]
+
+
+def sandbox(runner: WorkflowRunner | None = None) -> WorkflowRunner:
+    runner = runner or SandboxedWorkflowRunner()
+    if not isinstance(runner, SandboxedWorkflowRunner):
+        return runner  # the user's choice (e.g. unsandboxed for a debugger)
+    restrictions = runner.restrictions.with_passthrough_modules(*SHARED)
+    return dataclasses.replace(runner, restrictions=restrictions)
+
+
+def _converter(existing: DataConverter | None) -> DataConverter:
+    from workers.codec import data_converter
+
+    return data_converter()
+
+
+class DurableAgentsPlugin(SimplePlugin):
+    """The agents given (specs or `AgentSet`s, or a built `Catalog`) on a Temporal worker."""
+
+    def __init__(
+        self,
+        agents: Catalog | Iterable[AgentSpec | AgentSet],
+        *,
+        data_converter: bool = True,
+    ) -> None:
+        self.catalog = agents if isinstance(agents, Catalog) else Catalog.build(agents)
+        activities: Sequence[Callable[..., Any]] = (
+            call_llm,
+            ToolRunner(self.catalog).run_tool,
+            summarize,
+            record_audit,
+        )
+        super().__init__(
+            "durable_agents.DurableAgentsPlugin",
+            data_converter=_converter if data_converter else None,
+            interceptors=interceptors(self.catalog),
+            activities=activities,
+            workflows=[AgentWorkflow],
+            workflow_runner=sandbox,
+        )
