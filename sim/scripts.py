@@ -220,6 +220,22 @@ def echo(conv: Conversation) -> Reply:
     return Reply(text=conv.last_user_text())
 
 
+def invoice(conv: Conversation) -> Reply:
+    """Look an invoice up (`lookup_invoice`), pay it if it is open (`pay_invoice`, irreversible:
+    approval-gated), then report. Input {"invoice_id"}: the model of the invoice-agent example
+    and of the plugin tests, whose tools are theirs, not the sim's."""
+    invoice_id = str(task_input(conv).get("invoice_id", "INV-1"))
+    found = last_value(conv, "lookup_invoice")
+    if not found:
+        return Reply(tool_calls=[ToolCall("lookup_invoice", {"invoice_id": invoice_id})])
+    paid = last_value(conv, "pay_invoice")
+    if not paid and found.get("status") == "open":
+        args = {"invoice_id": invoice_id, "amount": found.get("amount", "0")}
+        return Reply(tool_calls=[ToolCall("pay_invoice", args)])
+    outcome = paid.get("status") or paid.get("approval") or found.get("status")
+    return Reply(text=f"invoice {invoice_id}: {outcome}")
+
+
 SCRIPTS: dict[str, Script] = {
     "onboarding": onboarding,
     # The same behaviour under a second name: a fallback model that faults aimed at the
@@ -234,4 +250,5 @@ SCRIPTS: dict[str, Script] = {
     "research": research,
     "fact_finder": fact_finder,
     "echo": echo,
+    "invoice": invoice,
 }

@@ -44,6 +44,7 @@ _OPERATOR_ERRORS = (
     ("workers.codec", "CodecConfigError"),
     ("workers.telemetry", "TelemetryConfigError"),
     ("durable_agents._directory", "UnknownPerson"),
+    ("durable_agents._catalog", "CatalogError"),
 )
 
 
@@ -294,7 +295,7 @@ async def with_client(address: str | None, work: Callable[[Client], Awaitable[T]
 
 def register_commands() -> None:
     """Every command of agentctl (their modules import only typer at the top)."""
-    from starters import audit_cli, inbox, services  # noqa: F401
+    from starters import audit_cli, catalog_cli, inbox, services  # noqa: F401
 
 
 def main() -> None:

@@ -168,13 +168,35 @@ def catalog() -> Catalog:
         raise OpError(str(exc)) from None
 
 
-def _spec(agent: str) -> AgentSpec:
+def spec(agent: str) -> AgentSpec:
+    """The agent's spec from the CLI's catalog, or an OpError listing the known agents."""
     from durable_agents._catalog import UnknownAgent
 
     try:
         return catalog().agent(agent)
     except UnknownAgent as exc:
         raise OpError(str(exc)) from None
+
+
+async def served_agents(address: str | None, task_queue: str) -> dict[str, int]:
+    """How many workers polling `task_queue` serve each agent (workers name their agents in
+    their identity: workers.main.identity)."""
+    from workers.identity import agents_in_identity
+
+    client = await connect(address)
+    resp = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        ),
+        timeout=timedelta(seconds=5),
+    )
+    counts: dict[str, int] = {}
+    for poller in resp.pollers:
+        for name in agents_in_identity(poller.identity):
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +215,7 @@ def validate_run(run: AgentRun) -> None:
     from durable_agents._routes import InvalidRoute, parse_route
 
     person(run.principal, "principal")
-    _validated_input(_spec(run.agent), run.input)
+    _validated_input(spec(run.agent), run.input)
     for route in run.model_route or []:
         try:
             parse_route(route)
@@ -212,9 +234,9 @@ def summary(run: AgentRun) -> str:
     safe to show on one line."""
     from workflows.text import printable
 
-    spec = _spec(run.agent)
+    agent = spec(run.agent)
     return printable(
-        spec.run_summary(_validated_input(spec, run.input), person(run.principal, "principal")),
+        agent.run_summary(_validated_input(agent, run.input), person(run.principal, "principal")),
         SUMMARY_LIMIT,
     )
 

@@ -141,14 +141,23 @@ def sim(
 def worker(
     task_queue: Annotated[str | None, typer.Option(help="Task queue to poll.")] = None,
     address: Annotated[str | None, typer.Option(help="Temporal address.")] = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also serve the agents of module[:attribute] (repeatable); installed plugins "
+            "and DURABLE_AGENTS_PLUGINS are always served."
+        ),
+    ] = None,
 ) -> None:
     """Run a worker; SIGTERM or Ctrl-C drains in-flight work, then exits."""
+    from durable_agents._discovery import refs
     from workers.client import TASK_QUEUE
     from workers.main import run_worker
     from workers.telemetry import setup_logging
 
+    names = call_sync(lambda: [r for p in plugin or [] for r in refs(p, "--plugin")])
     setup_logging()  # JSON lines by default (DURABLE_AGENTS_LOG_FORMAT=text for plain)
-    call(lambda: run_worker(address=address, task_queue=task_queue or TASK_QUEUE))
+    call(lambda: run_worker(address=address, task_queue=task_queue or TASK_QUEUE, plugins=names))
 
 
 @app.command()

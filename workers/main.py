@@ -21,6 +21,7 @@ from durable_agents._discovery import discover
 from durable_agents._spec import AgentSpec
 from workers import telemetry
 from workers.client import TASK_QUEUE, connect
+from workers.identity import identity
 from workers.plugin import DurableAgentsPlugin
 
 log = logging.getLogger("durable_agents.worker")
@@ -52,6 +53,8 @@ def build_worker(
     """A worker for the agents given (by default: every installed plugin's, `discover()`)."""
     options.setdefault("build_id", code_checksum())
     catalog = agents if agents is not None else discover()
+    if isinstance(catalog, Catalog):
+        options.setdefault("identity", identity(catalog.agents))
     return Worker(
         client,
         task_queue=task_queue,

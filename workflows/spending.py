@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from durable_agents._budgets import Budget
+    from durable_agents._budgets import Budget, UnknownPrice
     from durable_agents._routes import parse_route
     from workflows import gates
     from workflows.models import LLMReply
@@ -19,7 +19,10 @@ ASK_FOR = timedelta(days=1)  # how long an extension request waits before it cou
 
 def charge(state: RunState, budget: Budget, route: str, reply: LLMReply) -> None:
     model = parse_route(route).model
-    cost = budget.cost(model, reply.usage.input_tokens, reply.usage.output_tokens)
+    try:
+        cost = budget.cost(model, reply.usage.input_tokens, reply.usage.output_tokens)
+    except UnknownPrice as exc:  # a cost limit and no price: fail closed, never count it free
+        raise EndRun("budget_exhausted", f"stopped: {exc}") from None
     state.cost_usd += cost
     agent = state.identity.agent if state.identity else "-"
     workflow.metric_meter().create_counter(

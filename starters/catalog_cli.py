@@ -1,0 +1,124 @@
+"""`agentctl agents [NAME]`: the agents this CLI knows, and whether a worker serves them.
+
+The CLI loads the same plugins a worker does (installed entry points, DURABLE_AGENTS_PLUGINS);
+each worker names the agents it serves in its identity, so the listing can say, per agent,
+whether any worker polling the task queue has it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from starters.cli import Address, AsJson, app, call, call_sync, emit
+
+if TYPE_CHECKING:
+    from durable_agents._spec import AgentSpec
+
+
+def describe(spec: AgentSpec) -> dict[str, Any]:
+    """What an operator needs to know of an agent, as plain data."""
+    from durable_agents._approvals import ApprovalPolicy
+
+    policy = spec.approvals or ApprovalPolicy()
+    budget = spec.budget
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "description": spec.description,
+        "model_route": list(spec.model_route),
+        "tools": [
+            {
+                "name": t.name,
+                "side_effect": t.side_effect,
+                "scopes": list(t.required_scopes),
+                **({"task_queue": t.task_queue} if t.task_queue else {}),
+            }
+            for t in spec.tools
+        ],
+        "approvals": [
+            {
+                "tool": r.tool,
+                "rule": r.description,
+                "needed": r.needed,
+                "principals": list(r.principals),
+                "groups": list(r.groups),
+                "expires_after_hours": r.expires_after.total_seconds() / 3600,
+            }
+            for r in policy.rules
+        ]
+        + [{"default": "irreversible tools", "groups": list(policy.default_groups)}],
+        "budget": {
+            "max_turns": spec.max_turns,
+            "max_input_tokens": budget.max_input_tokens,
+            "max_output_tokens": budget.max_output_tokens,
+            "max_cost_usd": str(budget.max_cost_usd) if budget.max_cost_usd else None,
+            "deadline_hours": budget.deadline.total_seconds() / 3600 if budget.deadline else None,
+            "on_exhausted": budget.on_exhausted,
+        },
+        "scopes": list(spec.scopes()),
+    }
+
+
+def _text(row: dict[str, Any]) -> str:
+    from workflows.text import printable
+
+    tools = ", ".join(
+        f"{t['name']} ({t['side_effect']}{'; ' + ' '.join(t['scopes']) if t['scopes'] else ''})"
+        for t in row["tools"]
+    )
+    rules = "; ".join(
+        f"{r['tool']}: {r['rule']} → {', '.join(r['principals'] + ['@' + g for g in r['groups']])}"
+        for r in row["approvals"]
+        if "tool" in r
+    )
+    budget = ", ".join(f"{k}={v}" for k, v in row["budget"].items() if v is not None)
+    lines = [
+        f"{row['name']} {row['version']}: {row['description']}",
+        f"  model route: {' → '.join(row['model_route'])}",
+        f"  tools: {tools}",
+        f"  approvals: {rules or 'irreversible tools, by the default groups'}",
+        f"  budget: {budget}",
+        f"  workers: {row['workers']}",
+    ]
+    return "\n".join(printable(line) for line in lines)
+
+
+@app.command()
+def agents(
+    name: Annotated[str | None, typer.Argument(help="Only this agent.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include probe agents.")] = False,
+    task_queue: Annotated[
+        str | None, typer.Option(help="The queue whose workers to ask (default: the usual one).")
+    ] = None,
+    offline: Annotated[bool, typer.Option(help="Do not ask the server about workers.")] = False,
+    address: Address = None,
+    as_json: AsJson = False,
+) -> None:
+    """The agents this CLI knows: version, model route, tools, approvals, budget, workers."""
+    from starters import ops
+    from workers.client import TASK_QUEUE
+
+    catalog = call_sync(ops.catalog)
+    specs = [call_sync(lambda: ops.spec(name))] if name else None
+    if specs is None:
+        specs = list(catalog.agents.values()) if show_all else catalog.visible()
+    queue = task_queue or TASK_QUEUE
+    served: dict[str, int] | None = None
+    if not offline:
+        served = call(lambda: ops.served_agents(address, queue))
+    rows = []
+    for spec in sorted(specs, key=lambda s: s.name):
+        row = describe(spec)
+        if served is None:
+            row["workers"] = "not asked (--offline)"
+        else:
+            n = served.get(spec.name, 0)
+            row["workers"] = f"{n} on {queue!r}" if n else f"none on {queue!r} serves it"
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        emit(rows, "\n\n".join(_text(r) for r in rows), False)

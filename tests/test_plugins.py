@@ -1,0 +1,251 @@
+"""A user's own agent and tools, in a module outside the project, served by a stock
+`agentctl worker --plugin …`; the start-up refusals; and a mixed fleet that loses no run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.models import AgentResult, AgentStatus
+
+PLUGIN = '''
+"""A user's agent: its own tools, its own store, its own approval rule."""
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from durable_agents._approvals import ApprovalPolicy, ApprovalRule
+from durable_agents._spec import AgentSpec
+from durable_agents._tools import ToolContext, tool
+
+STORE = Path(os.environ["INVOICE_STORE"])
+
+
+class InvoiceRun(BaseModel):
+    invoice_id: str
+
+
+class LookupInput(BaseModel):
+    invoice_id: str
+
+
+class Invoice(BaseModel):
+    invoice_id: str
+    status: str
+    amount: str
+
+
+class PayInput(BaseModel):
+    invoice_id: str
+    amount: str
+
+
+class Payment(BaseModel):
+    invoice_id: str
+    status: str
+
+
+@tool(side_effect="read_only", scopes=("invoices:read",))
+async def lookup_invoice(args: LookupInput, ctx: ToolContext) -> Invoice:
+    """Look an invoice up by its id."""
+    return Invoice(invoice_id=args.invoice_id, status="open", amount="120.00")
+
+
+@tool(side_effect="irreversible", scopes=("invoices:pay",))
+async def pay_invoice(args: PayInput, ctx: ToolContext) -> Payment:
+    """Pay an open invoice. Money leaves the company."""
+    # One file per idempotency key: a retried call pays once.
+    (STORE / ctx.idempotency_key.replace("/", "_")).write_text(args.model_dump_json())
+    return Payment(invoice_id=args.invoice_id, status="paid")
+
+
+INVOICE = AgentSpec(
+    name="invoice",
+    version="1.0.0",
+    description="Pay an open invoice, with an operator's approval.",
+    system_prompt="Look the invoice up; pay it if it is open.",
+    model_route=("sim-openai:invoice",),
+    tools=(lookup_invoice, pay_invoice),
+    input_model=InvoiceRun,
+    approvals=ApprovalPolicy(
+        rules=(ApprovalRule(tool="pay_invoice", description="money leaves", groups=("operators",)),)
+    ),
+)
+AGENTS = [INVOICE]
+'''
+
+BROKEN = {
+    "no_annotations": """
+from durable_agents._tools import tool
+@tool(side_effect="read_only")
+async def lookup(args, ctx):
+    '''Look something up.'''
+""",
+    "no_code": """
+from datetime import timedelta
+from pydantic import BaseModel
+from durable_agents._spec import AgentSpec, ToolContract
+class In(BaseModel):
+    x: str
+BARE = ToolContract(name="bare", description="d", input_model=In, output_model=In,
+                    side_effect="read_only")
+AGENTS = [AgentSpec(name="bare_agent", version="1", description="d", system_prompt="p",
+                    model_route=("sim-openai:echo",), tools=(BARE,), input_model=In)]
+""",
+    "duplicate": """
+import dataclasses
+from sim.agents.bench import BENCH
+AGENTS = [dataclasses.replace(BENCH, name="onboarding")]
+""",
+    "raises": """
+raise RuntimeError("the plugin's config file is missing")
+""",
+}
+
+
+def env_for(tmp: Path, **extra: str) -> dict[str, str]:
+    store = tmp / "store"
+    store.mkdir(exist_ok=True)
+    path = os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")])
+    return os.environ | {"PYTHONPATH": path, "INVOICE_STORE": str(store)} | extra
+
+
+def agentctl(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "agentctl"), *args]
+
+
+async def run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+@pytest.mark.parametrize(
+    ("module", "says"),
+    [
+        ("no_annotations", "failed to import: ToolDefinitionError: tool lookup: annotate its"),
+        ("no_code", "tool 'bare' has no code: define it with @durable_agents.tool"),
+        ("duplicate", "two agents are named 'onboarding'"),
+        ("raises", "failed to import: RuntimeError: the plugin's config file is missing"),
+        ("plugin_missing:NOPE", "has no attribute 'NOPE'"),
+    ],
+)
+async def test_a_plugin_that_cannot_serve_stops_the_worker_in_one_line(
+    tmp_path: Path, module: str, says: str
+) -> None:
+    for name, text in BROKEN.items():
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(text))
+    (tmp_path / "plugin_missing.py").write_text("AGENTS = []\n")
+    # Nothing is reachable at this address: the refusal comes before any connection.
+    env = env_for(tmp_path, TEMPORAL_ADDRESS="127.0.0.1:1")
+    code, out = await run(agentctl("worker", "--plugin", module), env)
+    assert code == 1
+    [line] = out.strip().splitlines()
+    assert line.startswith("error: ") and says in line, out
+    # agentctl loads the same set, and refuses the same way.
+    code, out = await run(agentctl("agents", "--offline"), env | {"DURABLE_AGENTS_PLUGINS": module})
+    assert code == 1 and says in out
+
+
+async def test_a_malformed_plugin_list_is_refused(tmp_path: Path) -> None:
+    env = env_for(tmp_path, DURABLE_AGENTS_PLUGINS="good, not a module!")
+    code, out = await run(agentctl("agents", "--offline"), env)
+    assert code == 1 and "'not a module!' is not module[:attribute]" in out
+
+
+async def until(handle: WorkflowHandle[Any, Any], check: Any, timeout: float = 90) -> None:
+    async def poll() -> None:
+        while not await check():
+            await asyncio.sleep(0.5)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_run(
+    dev_env: WorkflowEnvironment, sim: Any, task_queue: str, tmp_path: Path
+) -> None:
+    (tmp_path / "my_invoices.py").write_text(PLUGIN)
+    address = dev_env.client.service_client.config.target_host
+    env = env_for(
+        tmp_path,
+        TEMPORAL_ADDRESS=address,
+        DURABLE_AGENTS_TASK_QUEUE=task_queue,
+        DURABLE_AGENTS_SIM_URL=sim.url,
+    )
+    cli_env = env | {"DURABLE_AGENTS_PLUGINS": "my_invoices"}
+    workers = []
+    try:
+        # A worker of the old fleet: it does not know the agent.
+        workers.append(await asyncio.create_subprocess_exec(*agentctl("worker"), env=env))
+        code, out = await run(
+            agentctl("run", "invoice", "--as", "alice", "--input", '{"invoice_id": "INV-7"}'),
+            cli_env,
+        )
+        assert code == 0, out
+        run_id = out.split("started run ")[1].split()[0]
+        handle = dev_env.client.get_workflow_handle(run_id, result_type=AgentResult)
+
+        async def refused_by_the_old_worker() -> bool:
+            history = await handle.fetch_history()
+            failed = [
+                e.workflow_task_failed_event_attributes.failure.message
+                for e in history.events
+                if e.HasField("workflow_task_failed_event_attributes")
+            ]
+            return any("no worker here knows agent 'invoice'" in m for m in failed)
+
+        await until(handle, refused_by_the_old_worker)
+        assert (await handle.describe()).status.name == "RUNNING"  # waiting, not failed
+        code, out = await run(agentctl("agents", "invoice"), cli_env)
+        assert code == 0 and f"none on {task_queue!r} serves it" in out, out
+
+        # The new worker joins the same queue with the plugin: the run goes on there.
+        workers.append(
+            await asyncio.create_subprocess_exec(
+                *agentctl("worker", "--plugin", "my_invoices"), env=env
+            )
+        )
+
+        async def waiting_approval() -> bool:
+            # Until the new worker has the run, the old one answers queries with the reason.
+            try:
+                status = await handle.query("status", result_type=AgentStatus)
+            except (RPCError, WorkflowQueryFailedError) as exc:
+                assert "no worker here knows agent 'invoice'" in str(exc)
+                return False
+            return status.status == "waiting_approval"
+
+        await until(handle, waiting_approval, timeout=150)
+        code, out = await run(agentctl("agents", "invoice"), cli_env)
+        assert code == 0 and f"1 on {task_queue!r}" in out, out
+        code, out = await run(agentctl("approve", run_id, "--as", "olga"), cli_env)
+        assert code == 0, out
+        result = await handle.result()
+        assert result.outcome == "completed" and "paid" in result.answer
+        payments = list((tmp_path / "store").iterdir())
+        assert len(payments) == 1 and json.loads(payments[0].read_text())["amount"] == "120.00"
+        # A closed run's queries go to any worker of the queue: once the old fleet is gone,
+        # every answer comes from one that knows the agent.
+        workers[0].kill()
+        await workers[0].wait()
+        status: AgentStatus = await handle.query("status", result_type=AgentStatus)
+        assert status.approvals[0].decided_by == "olga" and status.status == "completed"
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
