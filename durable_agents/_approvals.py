@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from durable_agents._directory import members
+from durable_agents._directory import Directory
 
 if TYPE_CHECKING:
     from durable_agents._spec import ToolContract
@@ -78,5 +78,7 @@ class ApprovalPolicy:
         return None
 
 
-def may_decide(principal: str, approvers: list[str], groups: list[str]) -> bool:
-    return principal in approvers or any(principal in members(g) for g in groups)
+def may_decide(
+    principal: str, approvers: list[str], groups: list[str], directory: Directory
+) -> bool:
+    return principal in approvers or any(principal in directory.members(g) for g in groups)

@@ -219,11 +219,11 @@ class Budget:
 
     def price(self, model: str, table: ModelTable | None = None) -> tuple[Decimal, Decimal] | None:
         """The model's (input, output) price: the spec's own first, then the table (by default
-        DEFAULT_MODELS); None if neither knows it."""
+        SHIPPED_MODELS); None if neither knows it."""
         own = self.prices.get(model)
         if own is not None:
             return Decimal(own[0]), Decimal(own[1])
-        return (DEFAULT_MODELS if table is None else table).price(model)
+        return (SHIPPED_MODELS if table is None else table).price(model)
 
     def cost(
         self, model: str, input_tokens: int, output_tokens: int, table: ModelTable | None = None
@@ -250,15 +250,6 @@ class Budget:
 
 # The table shipped with durable-agents (current OpenAI and Anthropic models).
 SHIPPED_MODELS_PATH = Path(__file__).parent / "models.toml"
-# Temporary, until the plugin catalog supplies the table: the shipped table extended by the sim
-# world's models, found relative to this file so that importing needs no environment.
-SIM_MODELS_PATH = Path(__file__).parent.parent / "sim" / "agents" / "models.toml"
-DEFAULT_MODELS = ModelTable.load(SHIPPED_MODELS_PATH).merged(ModelTable.load(SIM_MODELS_PATH))
-
-# Read-only views of DEFAULT_MODELS for the callers of before (temporary, as above).
-PRICES: Mapping[str, tuple[Decimal, Decimal]] = MappingProxyType(
-    {m: p for m in DEFAULT_MODELS.models if (p := DEFAULT_MODELS.price(m)) is not None}
-)
-CONTEXT_WINDOWS: Mapping[str, int] = MappingProxyType(
-    {m: w for m in DEFAULT_MODELS.models if (w := DEFAULT_MODELS.context_window(m)) is not None}
-)
+# What a budget prices against when it is given no table (the catalog's table is the shipped one
+# extended by the plugins').
+SHIPPED_MODELS = ModelTable.load(SHIPPED_MODELS_PATH)

@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from durable_agents._approvals import ApprovalPolicy
+from durable_agents._budgets import SHIPPED_MODELS, ModelTable, UnknownPrice
+from durable_agents._directory import Directory, DirectoryError
+from durable_agents._routes import InvalidRoute, parse_route
 from durable_agents._spec import AgentSpec, ToolContract
 
 
@@ -34,6 +38,10 @@ class AgentSet:
     """Names of agents that `agentctl agents` lists only with `--all`."""
     source: str = ""
     """Where it came from (a plugin's module), for error messages."""
+    directory: Directory | None = None
+    """People and approver groups these agents need (merged with the other plugins')."""
+    models: ModelTable | None = None
+    """Prices and context windows of models beyond the shipped table (later plugins win)."""
 
 
 @dataclass(frozen=True)
@@ -44,14 +52,25 @@ class Catalog:
     tools: Mapping[str, ToolContract] = field(default_factory=dict)
     hidden: frozenset[str] = frozenset()
     sources: Mapping[str, str] = field(default_factory=dict)  # agent name -> plugin
+    directory: Directory = field(default_factory=Directory)
+    models: ModelTable = SHIPPED_MODELS
 
     @classmethod
     def build(cls, sets: Iterable[AgentSet | AgentSpec]) -> Catalog:
         agents: dict[str, AgentSpec] = {}
         sources: dict[str, str] = {}
         hidden: set[str] = set()
+        directory = Directory()
+        models = SHIPPED_MODELS
         for item in sets:
             group = item if isinstance(item, AgentSet) else AgentSet((item,))
+            try:
+                if group.directory is not None:
+                    directory = directory.merged(group.directory)
+            except DirectoryError as exc:
+                raise CatalogError(f"{group.source or 'a plugin'}: {exc}") from None
+            if group.models is not None:
+                models = models.merged(group.models)
             for spec in group.agents:
                 if spec.name in agents and agents[spec.name] is not spec:
                     raise CatalogError(
@@ -65,7 +84,9 @@ class Catalog:
         unknown = sorted(hidden - set(agents))
         if unknown:
             raise CatalogError(f"hidden agents {', '.join(unknown)} are not among the agents")
-        return cls(agents, tools, frozenset(hidden), sources)
+        for spec in agents.values():
+            _check(spec, directory, models)
+        return cls(agents, tools, frozenset(hidden), sources, directory, models)
 
     def agent(self, name: str) -> AgentSpec:
         try:
@@ -116,3 +137,37 @@ def _tools(specs: Iterable[AgentSpec]) -> dict[str, ToolContract]:
                     f"{undo.tool_name!r}, which no agent has: pass the tool object"
                 )
     return tools
+
+
+def _check(spec: AgentSpec, directory: Directory, models: ModelTable) -> None:
+    """What would otherwise fail in the middle of a run: a group nobody is in, a route that
+    does not parse, a cost limit on a model without a price."""
+    policy = spec.approvals or ApprovalPolicy()
+    groups = {
+        *policy.default_groups,
+        *spec.budget.approvers,
+        *spec.runaway.groups,
+        *(g for r in policy.rules for g in r.groups),
+        *(g for r in policy.rules if r.escalation for g in r.escalation.groups),
+    }
+    for group in sorted(groups):
+        if not directory.knows_group(group):
+            raise CatalogError(
+                f"agent {spec.name!r} names approver group {group!r}, which no directory has: "
+                "add it to the plugin's directory file"
+            )
+    tools = {t.name for t in spec.tools}
+    for rule in policy.rules:
+        if rule.tool not in tools and rule.tool != "continue_run":
+            raise CatalogError(
+                f"agent {spec.name!r}: an approval rule names tool {rule.tool!r}, "
+                "which the agent does not have"
+            )
+    try:
+        route = [parse_route(r).model for r in spec.model_route]
+    except InvalidRoute as exc:
+        raise CatalogError(f"agent {spec.name!r}: {exc}") from None
+    try:
+        spec.budget.check_priced(route, models)
+    except UnknownPrice as exc:
+        raise CatalogError(f"agent {spec.name!r}: {exc}") from None

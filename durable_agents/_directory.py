@@ -199,25 +199,3 @@ def _names(where: str, key: str, value: object) -> list[str]:
             raise DirectoryError(f"{where}: {key}: {normal!r} is listed twice: list it once")
         seen.append(normal)
     return seen
-
-
-# Temporary, until the plugin catalog supplies the directory: the sim world's people and groups,
-# found relative to this file so that importing needs no environment and stays deterministic.
-DEFAULT_PATH = Path(__file__).parent.parent / "sim" / "agents" / "directory.toml"
-DEFAULT = Directory.load(DEFAULT_PATH)
-
-PEOPLE: frozenset[str] = DEFAULT.people
-GROUPS: Mapping[str, frozenset[str]] = DEFAULT.groups
-# People and service accounts that runs act for, beyond the approvers in GROUPS.
-PRINCIPALS: frozenset[str] = PEOPLE.difference(*GROUPS.values())
-
-
-def members(group: str) -> frozenset[str]:
-    """The group's members in the default directory (temporary; see DEFAULT)."""
-    return DEFAULT.members(group)
-
-
-def person(name: str) -> str:
-    """`name` in normal form if it is a person of the default directory (temporary; see
-    DEFAULT); else UnknownPerson, saying what is wrong and who is known."""
-    return DEFAULT.person(name)

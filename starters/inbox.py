@@ -97,7 +97,9 @@ async def pending(
         for a in status.approvals:
             if a.state != "pending":
                 continue
-            if approver and not may_decide(approver, a.requested_for, a.groups):
+            if approver and not may_decide(
+                approver, a.requested_for, a.groups, ops.catalog().directory
+            ):
                 continue
             rows.append(
                 {

@@ -144,13 +144,12 @@ def parse_json(text: str, what: str) -> dict[str, Any]:
 
 
 def person(name: str, option: str = "--as") -> str:
-    """A person's name in its one normal form, if the directory knows them (agents.people);
-    else an OpError saying what is wrong with `option`."""
+    """A person's name in its one normal form, if the directory of the CLI's plugins knows
+    them; else an OpError saying what is wrong with `option`."""
     from durable_agents._directory import UnknownPerson
-    from durable_agents._directory import person as known
 
     try:
-        return known(name)
+        return catalog().directory.person(name)
     except UnknownPerson as exc:
         raise OpError(f"{option}: {exc}") from None
 

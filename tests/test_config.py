@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from durable_agents import _budgets, _directory
+from durable_agents import _directory
 from durable_agents._budgets import (
-    DEFAULT_MODELS,
     SHIPPED_MODELS_PATH,
-    SIM_MODELS_PATH,
     Budget,
     ModelInfo,
     ModelTable,
@@ -22,9 +20,14 @@ from durable_agents._budgets import (
     UnknownPrice,
 )
 from durable_agents._directory import Directory, DirectoryError, UnknownPerson
+from durable_agents._discovery import discover
 from sim.scripts import SCRIPTS
 
 ROOT = Path(__file__).parent.parent
+SIM_MODELS_PATH = ROOT / "sim" / "agents" / "models.toml"
+SIM_DIRECTORY_PATH = ROOT / "sim" / "agents" / "directory.toml"
+# What workers and the CLI use: the shipped table and the sim world's, merged by the catalog.
+CATALOG = discover(env="")
 
 
 def write(tmp_path: Path, text: str, name: str = "conf.toml") -> Path:
@@ -54,20 +57,20 @@ def test_the_sim_directory_loads_with_the_people_and_groups_of_before() -> None:
     principals = {"alice", "desk", "agent-desk", "ops-anna", "hr-demo", "mallory", "tester"}
     principals |= {"bench", "system"}
     assert sim.people == principals | {"olga", "omar", "hana", "hugo", "sam", "lee", "maria"}
-    assert sim == _directory.DEFAULT
+    assert sim == CATALOG.directory
 
 
-def test_the_module_level_names_answer_as_before() -> None:
-    assert _directory.person("Hana ") == "hana"
-    assert _directory.person("ＳＡＭ") == "sam"  # full-width letters: NFKC
-    assert _directory.members("operators") == {"olga", "omar"}
-    assert _directory.members("nobody") == frozenset()
-    assert _directory.GROUPS["support-managers"] == {"maria"}
-    assert "mallory" in _directory.PEOPLE and "maria" in _directory.PEOPLE
-    assert "mallory" in _directory.PRINCIPALS and "maria" not in _directory.PRINCIPALS
+def test_the_catalogs_directory_answers_in_normal_form() -> None:
+    directory = CATALOG.directory
+    assert directory.person("Hana ") == "hana"
+    assert directory.person("ＳＡＭ") == "sam"  # full-width letters: NFKC
+    assert directory.members("operators") == {"olga", "omar"}
+    assert directory.members("nobody") == frozenset()
+    assert directory.groups["support-managers"] == {"maria"}
+    assert "mallory" in directory.people and "maria" in directory.people
     assert _directory.normalize("  Ｏｌｇａ\t") == "olga"
     with pytest.raises(TypeError):
-        _directory.GROUPS["x"] = frozenset({"eve"})  # type: ignore[index]
+        directory.groups["x"] = frozenset({"eve"})  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -83,14 +86,12 @@ def test_the_module_level_names_answer_as_before() -> None:
 )
 def test_person_refuses_with_the_messages_of_before(name: str, says: str) -> None:
     with pytest.raises(UnknownPerson, match=re.escape(says)):
-        _directory.person(name)
-    with pytest.raises(UnknownPerson, match=re.escape(says)):
-        _directory.DEFAULT.person(name)
+        CATALOG.directory.person(name)
 
 
 def test_person_refuses_what_is_not_a_string() -> None:
     with pytest.raises(UnknownPerson, match="must be a string, not int"):
-        _directory.person(7)  # type: ignore[arg-type]
+        CATALOG.directory.person(7)  # type: ignore[arg-type]
 
 
 def test_a_directory_file_normalises_names(tmp_path: Path) -> None:
@@ -199,19 +200,18 @@ def test_every_sim_model_has_a_price() -> None:
         assert sim.price(model) is not None, model
     routes = "".join(p.read_text() for p in (ROOT / "sim" / "agents").glob("*.py"))
     for model in re.findall(r"sim-(?:openai|anthropic):([\w.-]+)", routes):
-        assert DEFAULT_MODELS.price(model) is not None, model
+        assert CATALOG.models.price(model) is not None, model
 
 
-def test_the_module_level_tables_answer_as_before() -> None:
-    assert _budgets.CONTEXT_WINDOWS["onboarding"] == 32000
-    assert _budgets.CONTEXT_WINDOWS["refund"] == 32000
-    assert _budgets.CONTEXT_WINDOWS["bench"] == 1_000_000
-    assert _budgets.CONTEXT_WINDOWS.get("reader") is None  # long reading runs do not compact
-    assert _budgets.CONTEXT_WINDOWS.get("no-such-model") is None
-    assert _budgets.PRICES["onboarding"] == (Decimal("1.00"), Decimal("4.00"))
-    assert _budgets.PRICES["gpt-4.1-mini"] == (Decimal("0.40"), Decimal("1.60"))
-    with pytest.raises(TypeError):
-        _budgets.CONTEXT_WINDOWS["x"] = 1  # type: ignore[index]
+def test_the_catalogs_table_is_the_shipped_one_extended_by_the_sims() -> None:
+    models = CATALOG.models
+    assert models.context_window("onboarding") == 32000
+    assert models.context_window("refund") == 32000
+    assert models.context_window("bench") == 1_000_000
+    assert models.context_window("reader") is None  # long reading runs do not compact
+    assert models.context_window("no-such-model") is None
+    assert models.price("onboarding") == (Decimal("1.00"), Decimal("4.00"))
+    assert models.price("gpt-4.1-mini") == (Decimal("0.40"), Decimal("1.60"))
 
 
 def test_a_model_table_file_reads_strings_and_numbers_as_decimal(tmp_path: Path) -> None:
@@ -314,7 +314,7 @@ def test_merged_tables_later_wins_part_by_part(tmp_path: Path) -> None:
 
 
 def test_the_shipped_files_parse_with_plain_tomllib() -> None:
-    for path in (SHIPPED_MODELS_PATH, SIM_MODELS_PATH, _directory.DEFAULT_PATH):
+    for path in (SHIPPED_MODELS_PATH, SIM_MODELS_PATH, SIM_DIRECTORY_PATH):
         with path.open("rb") as fh:
             assert tomllib.load(fh)
 
@@ -330,8 +330,9 @@ def test_cost_comes_from_the_spec_first_then_the_table() -> None:
     assert budget.cost("own", 1_000_000, 1_000_000, TABLE) == Decimal("2")
     spec_wins = Budget(prices={"m": (Decimal("0"), Decimal("0"))})
     assert spec_wins.cost("m", 1_000_000, 1_000_000, TABLE) == Decimal(0)
-    # Without a table: the default one (the shipped table and the sim's models).
-    assert Budget().cost("onboarding", 1000, 1000) == Decimal("0.005")
+    # Without a table: the shipped one (the sim's models come with the sim's plugin).
+    assert Budget().cost("onboarding", 1000, 1000) == Decimal(0)
+    assert Budget().cost("onboarding", 1000, 1000, CATALOG.models) == Decimal("0.005")
     assert Budget().cost("gpt-4.1", 1_000_000, 0) == Decimal("2.00")
 
 
@@ -379,4 +380,4 @@ def test_check_priced_names_every_unpriced_model() -> None:
         "or remove the cost limit"
     )
     Budget().check_priced(["zeta", "alpha"], TABLE)  # no cost limit: nothing to check
-    limited.check_priced(["onboarding", "onboarding-backup", "gpt-4.1"])  # default table
+    limited.check_priced(["onboarding", "onboarding-backup", "gpt-4.1"], CATALOG.models)

@@ -111,6 +111,36 @@ AGENTS = [dataclasses.replace(BENCH, name="onboarding")]
     "raises": """
 raise RuntimeError("the plugin's config file is missing")
 """,
+    "no_docstring": """
+from pydantic import BaseModel
+from durable_agents import ToolContext, tool
+class In(BaseModel):
+    x: str
+@tool(side_effect="read_only")
+async def lookup(args: In, ctx: ToolContext) -> In:
+    return args
+""",
+    "unknown_group": """
+import dataclasses
+from durable_agents import ApprovalPolicy
+from sim.agents.bench import BENCH
+AGENTS = [dataclasses.replace(BENCH, name="b2", approvals=ApprovalPolicy(default_groups=("cfo",)))]
+""",
+    "rule_without_tool": """
+import dataclasses
+from durable_agents import ApprovalPolicy, ApprovalRule
+from sim.agents.bench import BENCH
+rule = ApprovalRule(tool="wire_money", description="d", groups=("operators",))
+AGENTS = [dataclasses.replace(BENCH, name="b3", approvals=ApprovalPolicy(rules=(rule,)))]
+""",
+    "unpriced": """
+import dataclasses
+from decimal import Decimal
+from durable_agents import Budget
+from sim.agents.bench import BENCH
+AGENTS = [dataclasses.replace(BENCH, name="b4", model_route=("openai:gpt-99",),
+                              budget=Budget(max_cost_usd=Decimal("5")))]
+""",
 }
 
 
@@ -142,6 +172,10 @@ async def run(args: list[str], env: dict[str, str], timeout: float = 60) -> tupl
         ("duplicate", "two agents are named 'onboarding'"),
         ("raises", "failed to import: RuntimeError: the plugin's config file is missing"),
         ("plugin_missing:NOPE", "has no attribute 'NOPE'"),
+        ("no_docstring", "tool lookup: give it a docstring (the model reads it)"),
+        ("unknown_group", "names approver group 'cfo', which no directory has"),
+        ("rule_without_tool", "an approval rule names tool 'wire_money'"),
+        ("unpriced", "no price for model 'gpt-99'"),
     ],
 )
 async def test_a_plugin_that_cannot_serve_stops_the_worker_in_one_line(
@@ -159,6 +193,13 @@ async def test_a_plugin_that_cannot_serve_stops_the_worker_in_one_line(
     # agentctl loads the same set, and refuses the same way.
     code, out = await run(agentctl("agents", "--offline"), env | {"DURABLE_AGENTS_PLUGINS": module})
     assert code == 1 and says in out
+
+
+async def test_probe_agents_are_listed_only_when_asked(tmp_path: Path) -> None:
+    code, shown = await run(agentctl("agents", "--offline"), env_for(tmp_path))
+    assert code == 0 and "onboarding 1.0.0" in shown and "bench" not in shown
+    code, shown = await run(agentctl("agents", "--offline", "--all", "--json"), env_for(tmp_path))
+    assert code == 0 and "bench" in {a["name"] for a in json.loads(shown)}
 
 
 async def test_a_malformed_plugin_list_is_refused(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from durable_agents._budgets import Budget
-    from durable_agents._directory import UnknownPerson, person
+    from durable_agents._directory import UnknownPerson
     from durable_agents._routes import InvalidRoute, parse_route
     from durable_agents._spec import AgentSpec, problems
     from workflows import catalog, compaction, history, names, runaway, saga, search, spending
@@ -315,7 +315,8 @@ class AgentWorkflow(MessageHandlers):
         if "principal" not in run.model_fields_set:
             return "principal: say for whom the run acts (a person of the directory)"
         try:
-            self._run = run.model_copy(update={"principal": person(run.principal)})
+            principal = catalog.current().directory.person(run.principal)
+            self._run = run.model_copy(update={"principal": principal})
         except UnknownPerson as exc:
             return f"principal: {exc}"
         return None

@@ -16,10 +16,9 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.compaction import SummarizeRequest, summarize
-    from durable_agents._budgets import CONTEXT_WINDOWS
     from durable_agents._routes import parse_route
     from durable_agents._spec import AgentSpec
-    from workflows import chain, history
+    from workflows import catalog, chain, history
     from workflows import failures as f
     from workflows.models import ConversationRef, Message, TailItem
     from workflows.state import RunState
@@ -44,7 +43,7 @@ def estimated_tokens(spec: AgentSpec, messages: list[Message]) -> int:
 def limit(spec: AgentSpec, route: str, override: int | None) -> int | None:
     if override:
         return override
-    window = CONTEXT_WINDOWS.get(parse_route(route).model)
+    window = catalog.current().models.context_window(parse_route(route).model)
     return int(window * spec.compact_at) if window else None
 
 

@@ -17,6 +17,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.audit import entry_for, record_audit
     from durable_agents._approvals import ApprovalRule, may_decide
+    from workflows import catalog
     from workflows.inbound import DECISION_REFUSED, MessageRefused
     from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
     from workflows.state import RunState, spoken
@@ -77,7 +78,8 @@ def check(state: RunState, principal: str, self_approval: bool, d: Decision) -> 
             return approval
         by = f" by {approval.decided_by}" if approval.decided_by else ""
         raise DecisionRefused(f"approval {approval.id} is already {approval.state}{by}")
-    if not may_decide(d.approver, approval.requested_for, approval.groups):
+    directory = catalog.current().directory
+    if not may_decide(d.approver, approval.requested_for, approval.groups, directory):
         allowed = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
         raise DecisionRefused(
             f"{d.approver!r} may not decide approval {approval.id}; allowed: {allowed}"

@@ -23,8 +23,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from durable_agents._directory import UnknownPerson, person
+from durable_agents._directory import UnknownPerson
 from durable_agents._spec import problems
+from workflows import catalog
 from workflows.models import MAX_INBOUND_BYTES, AbortRequest, Decision, EventSignal, UserMessage
 
 M = TypeVar("M", bound=BaseModel)
@@ -184,6 +185,6 @@ def read_legacy(raw: RawValue | None, model: type[M], example: str) -> M:
 def someone(name: str, role: str) -> str:
     """`name` in normal form if the directory knows it, else MessageRefused."""
     try:
-        return person(name)
+        return catalog.current().directory.person(name)
     except UnknownPerson as exc:
         raise MessageRefused(f"{role}: {exc}", name[:64]) from None

@@ -9,7 +9,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from durable_agents._budgets import Budget, UnknownPrice
     from durable_agents._routes import parse_route
-    from workflows import gates
+    from workflows import catalog, gates
     from workflows.models import LLMReply
     from workflows.state import RunState
     from workflows.waits import EndRun
@@ -20,7 +20,8 @@ ASK_FOR = timedelta(days=1)  # how long an extension request waits before it cou
 def charge(state: RunState, budget: Budget, route: str, reply: LLMReply) -> None:
     model = parse_route(route).model
     try:
-        cost = budget.cost(model, reply.usage.input_tokens, reply.usage.output_tokens)
+        usage = reply.usage
+        cost = budget.cost(model, usage.input_tokens, usage.output_tokens, catalog.current().models)
     except UnknownPrice as exc:  # a cost limit and no price: fail closed, never count it free
         raise EndRun("budget_exhausted", f"stopped: {exc}") from None
     state.cost_usd += cost

@@ -7,7 +7,11 @@ user's do: through the `durable_agents.agents` entry point `sim` (pyproject.toml
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from durable_agents._budgets import ModelTable
 from durable_agents._catalog import AgentSet
+from durable_agents._directory import Directory
 from sim.agents.bench import BENCH
 from sim.agents.onboarding import ONBOARDING
 from sim.agents.reader import READER, SKIMMER
@@ -19,4 +23,7 @@ AGENTS = AgentSet(
     # Probes for benchmarks and tests, not agents anyone runs for their work.
     hidden=("bench", "skimmer"),
     source="sim.agents",
+    # The sim world's people and approver groups, and its models' prices and windows.
+    directory=Directory.load(Path(__file__).parent / "directory.toml"),
+    models=ModelTable.load(Path(__file__).parent / "models.toml"),
 )
