@@ -24,6 +24,7 @@ from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
 from durable_agents._budgets import Budget, ModelTable, UnknownPrice
 from durable_agents._builtin import ASK_HUMAN, SLEEP_UNTIL, SPAWN_AGENT, WAIT_FOR_EVENT
 from durable_agents._catalog import AgentSet, Catalog, CatalogError, UnknownAgent
+from durable_agents._child import execute_agent
 from durable_agents._directory import Directory, DirectoryError, UnknownPerson
 from durable_agents._discovery import discover
 from durable_agents._spec import (
@@ -92,6 +93,7 @@ __all__ = [
     "WaitPolicy",
     "__version__",
     "discover",
+    "execute_agent",
     "tool",
 ]
 

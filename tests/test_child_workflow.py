@@ -1,0 +1,84 @@
+"""A user's own workflow with fixed steps runs an agent as one of them (the seeds' onboarding
+shape: a days-long wait, then the agent drafts and sends the welcome email)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from durable_agents import AgentResult, execute_agent
+from durable_agents._discovery import discover
+from sim.agents.onboarding import ONBOARDING, NewHire
+from tests.helpers import approve_pending, hire
+from workers.main import build_worker
+from workflows.agent import AgentWorkflow
+from workflows.models import EventSignal
+
+
+@workflow.defn(sandboxed=False)
+class HireWorkflow:
+    """Fixed steps of a user's own: wait for the start date, then onboard with the agent."""
+
+    @workflow.run
+    async def run(self, new_hire: NewHire) -> AgentResult:
+        await workflow.sleep(timedelta(days=3), summary="until a week before the start date")
+        return await execute_agent(
+            ONBOARDING, new_hire, principal="tester", id=f"{workflow.info().workflow_id}--agent"
+        )
+
+
+@workflow.defn(sandboxed=False)
+class WrongInputWorkflow:
+    @workflow.run
+    async def run(self) -> AgentResult:
+        return await execute_agent(ONBOARDING, EventSignal(name="x"), principal="tester")
+
+
+async def test_a_users_workflow_runs_an_agent_as_a_typed_step(
+    ts_env: WorkflowEnvironment, sim, task_queue: str, ledger
+) -> None:
+    async with build_worker(ts_env.client, task_queue, agents=discover(), workflows=[HireWorkflow]):
+        handle = await ts_env.client.start_workflow(
+            HireWorkflow.run, NewHire(**hire()), id=f"hire-{task_queue}", task_queue=task_queue
+        )
+        agent = ts_env.client.get_workflow_handle(f"hire-{task_queue}--agent")
+        await ts_env.sleep(timedelta(days=3, minutes=1))  # the child starts after three days
+        for _ in range(300):
+            try:
+                await agent.describe()
+                break
+            except Exception:  # noqa: BLE001  (not started yet)
+                await asyncio.sleep(0.1)
+        await agent.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+        await approve_pending(agent)
+        result = await handle.result()
+    assert isinstance(result, AgentResult) and result.outcome == "completed"
+    assert ledger(agent.id, "send_email") == 1
+
+
+async def test_the_agents_input_model_is_checked(
+    ts_env: WorkflowEnvironment, sim, task_queue: str
+) -> None:
+    async with build_worker(
+        ts_env.client, task_queue, agents=discover(), workflows=[WrongInputWorkflow]
+    ):
+        handle = await ts_env.client.start_workflow(
+            WrongInputWorkflow.run,
+            id=f"wrong-{task_queue}",
+            task_queue=task_queue,
+            execution_timeout=timedelta(seconds=20),
+        )
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        history = await handle.fetch_history()
+    failures = [
+        e.workflow_task_failed_event_attributes.failure.message
+        for e in history.events
+        if e.HasField("workflow_task_failed_event_attributes")
+    ]
+    assert any("agent 'onboarding' takes NewHire, not EventSignal" in f for f in failures)
