@@ -22,8 +22,11 @@ class Escalation:
     """After `after` without a decision, more people may decide (and are reminded)."""
 
     after: timedelta
+    """How long after the request."""
     groups: tuple[str, ...] = ()
+    """Approver groups (of the directory) who may decide from then on."""
     principals: tuple[str, ...] = ()
+    """People who may decide from then on."""
 
 
 @dataclass(frozen=True)
@@ -31,16 +34,24 @@ class ApprovalRule:
     """One rule of a policy; the first rule whose tool and condition match decides."""
 
     tool: str
+    """The tool whose calls the rule covers."""
     description: str
-    needed: bool = True  # False: calls matching this rule go ahead without approval
-    when: Callable[[Mapping[str, Any]], bool] | None = None  # over the validated arguments
+    """Why the call needs a person, as the approver reads it."""
+    needed: bool = True
+    """False: calls matching this rule go ahead without approval."""
+    when: Callable[[Mapping[str, Any]], bool] | None = None
+    """A pure predicate over the validated arguments (e.g. an amount over 100.00)."""
     principals: tuple[str, ...] = ()
+    """People who may decide."""
     groups: tuple[str, ...] = ()
+    """Approver groups (of the directory) whose members may decide."""
     expires_after: timedelta = timedelta(days=3)
+    """How long the request stays open."""
     escalation: Escalation | None = None
-    # "reject": expiry counts as a rejection; "park": the run waits as needs_attention until an
-    # operator resumes it, which asks for approval again.
+    """Who else may decide after a while."""
     on_expiry: Literal["reject", "park"] = "reject"
+    """`reject`: expiry counts as a rejection; `park`: the run waits as needs_attention until
+    an operator resumes it, which asks again."""
 
     def matches(self, tool: str, arguments: Mapping[str, Any]) -> bool:
         return tool == self.tool and (self.when is None or self.when(arguments))
@@ -59,10 +70,13 @@ class ApprovalPolicy:
     """An agent's rules; irreversible tools need approval unless a rule says otherwise."""
 
     rules: tuple[ApprovalRule, ...] = ()
+    """Checked in order; the first whose tool and condition match decides."""
     default_groups: tuple[str, ...] = ("operators",)
+    """Who decides an irreversible call no rule covers."""
     default_expiry: timedelta = timedelta(days=3)
-    # The person a run acts for may not approve its own irreversible actions (four eyes).
+    """How long such a request stays open."""
     self_approval: bool = False
+    """False (four eyes): the person a run acts for may not approve its own requests."""
 
     def rule_for(self, contract: ToolContract, arguments: Mapping[str, Any]) -> ApprovalRule | None:
         for rule in self.rules:

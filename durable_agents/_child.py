@@ -39,8 +39,7 @@ async def execute_agent(
     `principal`, and return its result. Call it from workflow code only."""
     if not isinstance(input, agent.input_model):
         raise TypeError(
-            f"agent {agent.name!r} takes {agent.input_model.__name__}, "
-            f"not {type(input).__name__}"
+            f"agent {agent.name!r} takes {agent.input_model.__name__}, not {type(input).__name__}"
         )
     run = AgentRun(
         agent=agent.name,

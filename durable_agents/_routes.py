@@ -6,13 +6,17 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Provider = Literal["openai", "anthropic", "openai-compatible", "sim-openai", "sim-anthropic"]
+Provider = Literal[
+    "openai", "anthropic", "openai-compatible", "sim-openai", "sim-anthropic", "scripted"
+]
 PROVIDERS: tuple[Provider, ...] = (
     "openai",
     "anthropic",
     "openai-compatible",
     "sim-openai",
     "sim-anthropic",
+    # In-process models the worker was given (durable_agents.testing.ScriptedModel): no HTTP.
+    "scripted",
 )
 # The base URL needs a path (e.g. /v1) so that a model name may itself contain colons.
 _COMPATIBLE = re.compile(r"^(https?://[^/\s]+/[^:\s]*):(.+)$")
@@ -35,7 +39,7 @@ class Route:
 
 def parse_route(route: str) -> Route:
     """`openai:gpt-4.1`, `anthropic:claude-sonnet-4-5`, `sim-openai:onboarding`,
-    `openai-compatible:http://127.0.0.1:11434/v1:llama3.1:8b`."""
+    `openai-compatible:http://127.0.0.1:11434/v1:llama3.1:8b`, `scripted:invoice`."""
     provider, sep, rest = route.partition(":")
     if not sep or not rest.strip():
         raise InvalidRoute(

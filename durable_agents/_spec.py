@@ -63,26 +63,35 @@ class ToolContract:
     """A tool's promise: typed input and output, its side effect, limits and required scopes."""
 
     name: str
+    """What the model calls it; unique among a worker's tools."""
     description: str
+    """What the model is told the tool does (a `@tool`'s docstring)."""
     input_model: type[BaseModel]
+    """The arguments, checked before the tool runs (bad ones go back to the model)."""
     output_model: type[BaseModel]
+    """The answer, checked after it runs (one outside it parks the run)."""
     side_effect: SideEffect
+    """`read_only`, `reversible` (name its undo in `compensation`) or `irreversible`
+    (approval by default)."""
     timeout: timedelta = timedelta(seconds=30)
+    """How long one attempt may take (heartbeats keep a long one alive)."""
     max_attempts: int = 5
+    """Attempts at a call that fails transiently."""
     required_scopes: tuple[str, ...] = ()
+    """Scopes a run must have been granted to call it."""
     compensation: Compensation | None = None
-    durable: bool = False  # runs in the workflow itself (waits, timers), not as an activity
-    # A local activity runs in the worker that runs the workflow, recorded as one marker event
-    # instead of a scheduled/started/completed triple and an extra workflow task: about 700 bytes
-    # less history per call. Measured here it also costs latency under load (bench.throughput,
-    # echo as a local activity: 1.20x and 1.38x the baseline's ms per step, against 1.18x and
-    # 1.16x without), so it is a choice per tool, and only for short, read-only calls.
+    """What undoes a completed call when a saga unwinds."""
+    durable: bool = False
+    """Runs in the workflow itself (waits, timers), not as an activity."""
     local: bool = False
-    # The code that carries the call out (`durable_agents.tool` sets it); None for durable
-    # tools, which the workflow runs itself.
+    """Run as a local activity (short, read-only tools only): one marker event instead of a
+    scheduled/started/completed triple and an extra workflow task, about 700 bytes less history
+    per call. Measured here it also costs latency under load (bench.throughput, echo as a local
+    activity: 1.20x and 1.38x the baseline's ms per step, against 1.18x and 1.16x without)."""
     implementation: Callable[..., Any] | None = field(default=None, compare=False)
-    # Only workers that serve this task queue run the tool; None: the run's own queue.
+    """The code that carries the call out (`@tool` sets it); None for durable tools."""
     task_queue: str | None = None
+    """Only workers that serve this task queue run the tool; None: the run's own queue."""
 
     def schema(self) -> ToolSchema:
         return _schema(self)
@@ -116,20 +125,26 @@ class WaitPolicy:
     """How long an agent may wait for an outside event, and what a timeout means."""
 
     max_wait: timedelta
-    # "tell_model": the timeout goes back to the model as the tool's result;
-    # "end_run": the run ends with outcome `timed_out` without another model turn.
+    """The longest the agent may wait, whatever timeout the model asks for."""
     on_timeout: Literal["tell_model", "end_run"] = "tell_model"
+    """`tell_model`: the timeout goes back to the model as the tool's result; `end_run`: the
+    run ends as `timed_out` without another model turn."""
 
 
 @dataclass(frozen=True)
 class RunawayPolicy:
     """When an agent counts as running away, and what then happens."""
 
-    max_repeats: int = 3  # the same tool call with the same arguments
-    max_idle_turns: int = 5  # turns in a row without a new successful tool call
+    max_repeats: int = 3
+    """Times the same tool call with the same arguments may be made."""
+    max_idle_turns: int = 5
+    """Turns in a row without a new successful tool call."""
     on_detect: Literal["park", "ask"] = "park"
-    groups: tuple[str, ...] = ("operators",)  # who is asked, with on_detect="ask"
+    """`park` for an operator, or `ask` a person whether the run may go on."""
+    groups: tuple[str, ...] = ("operators",)
+    """Who is asked, with `on_detect="ask"`."""
     ask_for: timedelta = timedelta(days=1)
+    """How long the question stays open (no answer: the run stops)."""
 
 
 @dataclass(frozen=True)
@@ -137,41 +152,65 @@ class AgentSpec:
     """Everything that makes an agent: prompt, model route, tools, limits."""
 
     name: str
+    """Unique among the agents a worker serves; what `agentctl run NAME` starts."""
     version: str
+    """The agent's version, in its identity and the audit trail."""
     description: str
+    """One sentence for `agentctl agents`."""
     system_prompt: str
+    """What the model is told first, every turn."""
     model_route: tuple[str, ...]
+    """Models to use, first choice first (`openai:gpt-4.1`, `anthropic:…`, `openai-compatible:
+    <base_url>:<model>`); the next takes over when one is unavailable."""
     tools: tuple[ToolContract, ...]
+    """What the agent may call: tools made with `@tool`, and the built-in durable tools
+    (`WAIT_FOR_EVENT`, `SLEEP_UNTIL`, `ASK_HUMAN`, `SPAWN_AGENT`)."""
     input_model: type[BaseModel]
+    """The run's structured input, checked by `agentctl run` and again by the run."""
     max_turns: int = 20
-    max_tool_errors: int = 3  # unknown tools and bad arguments fed back before giving up
-    max_repairs: int = 2  # malformed model replies answered with a repair message
+    """Model turns a run may take before it stops with a partial answer."""
+    max_tool_errors: int = 3
+    """Unknown tools and bad arguments fed back to the model before the run gives up."""
+    max_repairs: int = 2
+    """Malformed model replies answered with a repair message before the run parks."""
     llm_timeout: timedelta = timedelta(seconds=120)
-    # Attempts at one model (Temporal's retries) before falling back to the next in the route.
+    """How long one model call may take."""
     llm_attempts: int = 6
+    """Attempts at one model (Temporal's retries) before the next in the route takes over."""
     max_tokens: int = 1024
+    """Output tokens the model may write per turn."""
     waits: Mapping[str, WaitPolicy] = field(default_factory=dict)
+    """How long the agent may wait for each named outside event, and what a timeout means."""
     default_wait: WaitPolicy = WaitPolicy(max_wait=timedelta(days=30))
-    approvals: ApprovalPolicy | None = None  # None: the default policy (irreversible → ask)
-    # A saga runs the compensations of its completed reversible steps, newest first, when an
-    # approval is refused or a step fails for good.
+    """The wait policy of events not named in `waits`."""
+    approvals: ApprovalPolicy | None = None
+    """Which tool calls wait for a person, and who decides; None: irreversible tools ask."""
     saga: bool = False
+    """Run the compensations of completed reversible steps, newest first, when an approval is
+    refused or a step fails for good."""
     runaway: RunawayPolicy = RunawayPolicy()
+    """When the agent counts as running away (repeated calls, idle turns), and what then."""
     budget: Budget = Budget()
-    compact_at: float = 0.8  # of the model's context window
-    max_depth: int = 2  # how deep a tree of sub-agents may grow below a run people started
-    max_children: int = 3  # sub-agents running at once
-    # Tool results larger than this (bytes of JSON) stay out of history, in the message store;
-    # the model reads them in full ("full") or only their first `preview_chars` ("preview").
-    # What a run is granted when whoever starts it names no scopes: None, every scope its tools
-    # and their compensations require (see `scopes`).
+    """Tokens, cost and deadline a run may spend; a run may narrow or widen them."""
+    compact_at: float = 0.8
+    """Compact older turns into a summary past this share of the model's context window."""
+    max_depth: int = 2
+    """How deep a tree of sub-agents may grow below a run people started."""
+    max_children: int = 3
+    """Sub-agents running at once."""
     default_scopes: tuple[str, ...] | None = None
+    """What a run is granted when whoever starts it names no scopes; None: every scope its
+    tools and their compensations require."""
     inline_result_bytes: int = 16_000
+    """Tool results larger than this (bytes of JSON) stay out of history, in the message
+    store."""
     large_results: Literal["full", "preview"] = "full"
+    """What the model reads of a large result: all of it, or the first `preview_chars`."""
     preview_chars: int = 2000
-    # What a run is about in a few words, from its validated input: the run's title in the
-    # Temporal UI and in listings (e.g. "refund 250.00 on order O-1"). None: the agent's name.
+    """Characters of a large result's preview."""
     describe_run: Callable[[Mapping[str, Any]], str] | None = None
+    """A run's title in a few words, from its validated input (the Temporal UI's summary and
+    listings, e.g. "refund 250.00 on order O-1"); None: the agent's name."""
 
     def run_summary(self, data: Mapping[str, Any], principal: str) -> str:
         """The run's one-line title: what it does and for whom."""
