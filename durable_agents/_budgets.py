@@ -11,7 +11,6 @@ raises `UnknownPrice` (fail closed); `Budget.check_priced` says so before a run 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from durable_agents import _toml
 from workflows.models import BudgetOverride
 
 MILLION = Decimal(1_000_000)
@@ -89,14 +89,7 @@ class ModelTable:
     @classmethod
     def load(cls, path: str | Path) -> ModelTable:
         """Read and check a model table file; any problem is a ModelTableError of one line."""
-        path = Path(path)
-        try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise ModelTableError(f"{path}: cannot read the model table: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ModelTableError(f"{path}: not valid TOML: {exc}") from None
+        data = _toml.read(path, ModelTableError, "the model table")
         return cls.from_mapping(data, where=str(path))
 
     @classmethod

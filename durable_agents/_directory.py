@@ -17,13 +17,14 @@ Names are compared in one normal form (`normalize`: NFKC, trimmed, case-folded),
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from durable_agents import _toml
 
 NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 MAX_NAME = 64
@@ -88,14 +89,7 @@ class Directory:
     @classmethod
     def load(cls, path: str | Path) -> Directory:
         """Read and check a directory file; any problem is a DirectoryError of one line."""
-        path = Path(path)
-        try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise DirectoryError(f"{path}: cannot read the directory: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise DirectoryError(f"{path}: not valid TOML: {exc}") from None
+        data = _toml.read(path, DirectoryError, "the directory")
         return cls.from_mapping(data, where=str(path))
 
     @classmethod

@@ -182,17 +182,8 @@ async def served_agents(address: str | None, task_queue: str) -> dict[str, int]:
     their identity: workers.main.identity)."""
     from workers.identity import agents_in_identity
 
-    client = await connect(address)
-    resp = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        ),
-        timeout=timedelta(seconds=5),
-    )
     counts: dict[str, int] = {}
-    for poller in resp.pollers:
+    for poller in await _workflow_pollers(await connect(address), task_queue, 5):
         for name in agents_in_identity(poller.identity):
             counts[name] = counts.get(name, 0) + 1
     return counts
@@ -288,16 +279,22 @@ def _check_size(client: Client, run: AgentRun) -> None:
 async def pollers(client: Client, task_queue: str) -> int | None:
     """How many workers poll `task_queue` for workflow tasks; None when the server won't say."""
     try:
-        resp = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            ),
-            timeout=timedelta(seconds=3),
-        )
+        return len(await _workflow_pollers(client, task_queue, 3))
     except RPCError:
         return None
+
+
+async def _workflow_pollers(client: Client, task_queue: str, timeout: float) -> list[Any]:
+    """The workers polling `task_queue` for workflow tasks, as the server lists them."""
+    resp = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        ),
+        timeout=timedelta(seconds=timeout),
+    )
+    return list(resp.pollers)
     return len(resp.pollers)
 
 
