@@ -5,12 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test lint typecheck unit bench histories clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/.examples
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# The worked example, installed as any user's package would be: workers and agentctl find it
+# through its entry point.
+$(VENV)/.examples: $(VENV)/.installed examples/invoice_agent/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e examples/invoice_agent
 	touch $@
 
 demo: install
@@ -19,12 +25,14 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 typecheck: install
-	$(BIN)/mypy durable_agents workflows activities workers starters sim bench
+	$(BIN)/mypy durable_agents workflows activities workers starters sim bench \
+		examples/invoice_agent/invoice_agent
 
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest tests examples/invoice_agent/tests
 
 bench: install
 	$(BIN)/python -m bench.throughput
@@ -36,4 +44,4 @@ histories: install
 	$(BIN)/python -m tests.record_histories
 
 clean:
-	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .state .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

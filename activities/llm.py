@@ -3,14 +3,19 @@
 Provider SDK retries are off (`max_retries=0`): Temporal's retry policy is the only retry loop,
 and each failure is classified onto the taxonomy so the workflow can choose a strategy. A circuit
 breaker per provider and model (activities/circuit.py) makes calls to a failing model fail fast.
+
+Routes `scripted:<name>` are served in-process by the models a worker was given
+(`DurableAgentsPlugin(agents, models=[...])`, e.g. `durable_agents.testing.ScriptedModel`): the
+plugin registers `ModelCalls(models).call_llm` under the same activity name, so the workflow is
+the same and nothing is looked up in a global registry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import anthropic
 import openai
@@ -128,6 +133,34 @@ def _read(parse: Callable[[Any], LLMReply], raw: Any, route: Route) -> LLMReply:
         ) from None
 
 
+class LocalModel(Protocol):
+    """A model served in the worker's own process under the route `scripted:<name>`."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        """The reply to `request` (whose conversation is content), with its usage."""
+        ...
+
+
+class ModelCalls:
+    """The `call_llm` activity of one worker: providers by route, plus the in-process models
+    it was given (`scripted:<name>`)."""
+
+    def __init__(self, models: Iterable[LocalModel] = ()) -> None:
+        self._models: dict[str, LocalModel] = {}
+        for model in models:
+            if model.name in self._models:
+                raise ValueError(f"two scripted models are named {model.name!r}: rename one")
+            self._models[model.name] = model
+
+    @activity.defn(name="call_llm")
+    async def call_llm(self, request: LLMRequest) -> LLMReply:
+        """Ask the model for the next step of the conversation (see the module `call_llm`)."""
+        return await _turn(request, self._models)
+
+
 @activity.defn
 async def call_llm(request: LLMRequest) -> LLMReply:
     """Ask the model for the next step of the conversation.
@@ -135,8 +168,12 @@ async def call_llm(request: LLMRequest) -> LLMReply:
     A conversation sent by reference is rebuilt from the message store first, and the reply is
     stored under its hash: only the reply goes back into history.
     """
+    return await _turn(request, {})
+
+
+async def _turn(request: LLMRequest, models: Mapping[str, LocalModel]) -> LLMReply:
     resolved = await resolve(request)
-    reply = await complete(resolved.request)
+    reply = await complete(resolved.request, models)
     reply.degraded = resolved.degraded
     if request.conversation is not None:
         await store_reply(resolved.head, reply.message)
@@ -150,12 +187,14 @@ async def call_llm(request: LLMRequest) -> LLMReply:
     return reply
 
 
-async def complete(request: LLMRequest) -> LLMReply:
-    """One model call with the conversation as content."""
+async def complete(request: LLMRequest, models: Mapping[str, LocalModel] | None = None) -> LLMReply:
+    """One model call with the conversation as content (`models`: the in-process ones)."""
     try:
         route = parse_route(request.route)
     except InvalidRoute as exc:
         raise ApplicationError(str(exc), type=f.INVALID_REQUEST, non_retryable=True) from None
+    if route.provider == "scripted":
+        return await _call_local(route, request, models or {})
     call = _call_anthropic if route.wire_format == "anthropic" else _call_openai
     with observe.llm_call(route, request) as replies:
         # While this model's circuit is open the call fails fast (non-retryable
@@ -166,5 +205,26 @@ async def complete(request: LLMRequest) -> LLMReply:
             lambda: heartbeating(call(route, request), f"waiting for {route.model}"),
         )
         reply.provider = route.provider
+        replies.append(reply)
+    return reply
+
+
+async def _call_local(
+    route: Route, request: LLMRequest, models: Mapping[str, LocalModel]
+) -> LLMReply:
+    model = models.get(route.model)
+    if model is None:
+        given = ", ".join(sorted(models)) or "none"
+        raise ApplicationError(
+            f"no scripted model {route.model!r} on this worker (given: {given}): pass it in "
+            "DurableAgentsPlugin(agents, models=[...])",
+            type=f.INVALID_REQUEST,
+            non_retryable=True,
+        )
+    # No circuit breaker: there is no remote to protect, and a test's failures must not carry
+    # over into the next test's calls.
+    with observe.llm_call(route, request) as replies:
+        reply = await model.complete(request)
+        reply.provider, reply.model = route.provider, reply.model or route.model
         replies.append(reply)
     return reply

@@ -7,6 +7,10 @@ compaction, the audit log), the interceptors that keep messages from breaking ru
 worker's catalog to the workflow, and the sandbox pass-through the agent loop needs. On a
 `Client` (or `Replayer`) it also sets the project's data converter (pydantic, encrypted when
 DURABLE_AGENTS_CODEC_KEYS is set). `agentctl worker` is built on it.
+
+`models` are served in-process under `scripted:<name>` routes (`durable_agents.testing`):
+
+    DurableAgentsPlugin(AGENTS, models=[ScriptedModel("invoice", script)])
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.audit import record_audit
 from activities.compaction import summarize
-from activities.llm import call_llm
+from activities.llm import LocalModel, ModelCalls
 from activities.tools import ToolRunner
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._spec import AgentSpec
@@ -107,17 +111,21 @@ def _converter(existing: DataConverter | None) -> DataConverter:
 
 
 class DurableAgentsPlugin(SimplePlugin):
-    """The agents given (specs or `AgentSet`s, or a built `Catalog`) on a Temporal worker."""
+    """The agents given (specs or `AgentSet`s, or a built `Catalog`) on a Temporal worker;
+    `models`: in-process models for `scripted:<name>` routes (durable_agents.testing)."""
 
     def __init__(
         self,
-        agents: Catalog | Iterable[AgentSpec | AgentSet],
+        agents: Catalog | AgentSpec | AgentSet | Iterable[AgentSpec | AgentSet],
         *,
+        models: Iterable[LocalModel] = (),
         data_converter: bool = True,
     ) -> None:
+        if isinstance(agents, AgentSpec | AgentSet):
+            agents = [agents]  # a plugin's AGENTS as it is
         self.catalog = agents if isinstance(agents, Catalog) else Catalog.build(agents)
         activities: Sequence[Callable[..., Any]] = (
-            call_llm,
+            ModelCalls(models).call_llm,
             ToolRunner(self.catalog).run_tool,
             summarize,
             record_audit,
