@@ -9,6 +9,7 @@ the same set, so the CLI checks a run's input against the very spec the worker w
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
@@ -39,7 +40,7 @@ def refs(text: str, where: str = ENV) -> list[str]:
 
 def _agent_set(value: Any, ref: str) -> AgentSet:
     if isinstance(value, AgentSet):
-        return value if value.source else AgentSet(value.agents, value.hidden, ref)
+        return value if value.source else dataclasses.replace(value, source=ref)
     if isinstance(value, AgentSpec):
         return AgentSet((value,), source=ref)
     if isinstance(value, Sequence) and value and all(isinstance(v, AgentSpec) for v in value):

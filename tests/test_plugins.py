@@ -19,70 +19,31 @@ from temporalio.testing import WorkflowEnvironment
 from workflows.models import AgentResult, AgentStatus
 
 PLUGIN = '''
-"""A user's agent: its own tools, its own store, its own approval rule."""
-import os
-from pathlib import Path
-
+"""A user's agent that the installed example (examples/invoice_agent) does not have: a stock
+worker does not know it. Its tools are the example's objects (tool names are one per catalog)."""
 from pydantic import BaseModel
 
-from durable_agents._approvals import ApprovalPolicy, ApprovalRule
-from durable_agents._spec import AgentSpec
-from durable_agents._tools import ToolContext, tool
-
-STORE = Path(os.environ["INVOICE_STORE"])
+from durable_agents import AgentSpec, ApprovalPolicy, ApprovalRule
+from invoice_agent.tools import lookup_invoice, pay_invoice
 
 
-class InvoiceRun(BaseModel):
+class BillRun(BaseModel):
     invoice_id: str
 
 
-class LookupInput(BaseModel):
-    invoice_id: str
-
-
-class Invoice(BaseModel):
-    invoice_id: str
-    status: str
-    amount: str
-
-
-class PayInput(BaseModel):
-    invoice_id: str
-    amount: str
-
-
-class Payment(BaseModel):
-    invoice_id: str
-    status: str
-
-
-@tool(side_effect="read_only", scopes=("invoices:read",))
-async def lookup_invoice(args: LookupInput, ctx: ToolContext) -> Invoice:
-    """Look an invoice up by its id."""
-    return Invoice(invoice_id=args.invoice_id, status="open", amount="120.00")
-
-
-@tool(side_effect="irreversible", scopes=("invoices:pay",))
-async def pay_invoice(args: PayInput, ctx: ToolContext) -> Payment:
-    """Pay an open invoice. Money leaves the company."""
-    # One file per idempotency key: a retried call pays once.
-    (STORE / ctx.idempotency_key.replace("/", "_")).write_text(args.model_dump_json())
-    return Payment(invoice_id=args.invoice_id, status="paid")
-
-
-INVOICE = AgentSpec(
-    name="invoice",
+BILLS = AgentSpec(
+    name="bills",
     version="1.0.0",
     description="Pay an open invoice, with an operator's approval.",
     system_prompt="Look the invoice up; pay it if it is open.",
     model_route=("sim-openai:invoice",),
     tools=(lookup_invoice, pay_invoice),
-    input_model=InvoiceRun,
+    input_model=BillRun,
     approvals=ApprovalPolicy(
         rules=(ApprovalRule(tool="pay_invoice", description="money leaves", groups=("operators",)),)
     ),
 )
-AGENTS = [INVOICE]
+AGENTS = [BILLS]
 '''
 
 BROKEN = {
@@ -148,7 +109,7 @@ def env_for(tmp: Path, **extra: str) -> dict[str, str]:
     store = tmp / "store"
     store.mkdir(exist_ok=True)
     path = os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")])
-    return os.environ | {"PYTHONPATH": path, "INVOICE_STORE": str(store)} | extra
+    return os.environ | {"PYTHONPATH": path, "INVOICE_AGENT_DB": str(store / "db.sqlite3")} | extra
 
 
 def agentctl(*args: str) -> list[str]:
@@ -233,7 +194,7 @@ async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_r
         # A worker of the old fleet: it does not know the agent.
         workers.append(await asyncio.create_subprocess_exec(*agentctl("worker"), env=env))
         code, out = await run(
-            agentctl("run", "invoice", "--as", "alice", "--input", '{"invoice_id": "INV-7"}'),
+            agentctl("run", "bills", "--as", "alice", "--input", '{"invoice_id": "INV-1"}'),
             cli_env,
         )
         assert code == 0, out
@@ -247,11 +208,11 @@ async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_r
                 for e in history.events
                 if e.HasField("workflow_task_failed_event_attributes")
             ]
-            return any("no worker here knows agent 'invoice'" in m for m in failed)
+            return any("no worker here knows agent 'bills'" in m for m in failed)
 
         await until(handle, refused_by_the_old_worker)
         assert (await handle.describe()).status.name == "RUNNING"  # waiting, not failed
-        code, out = await run(agentctl("agents", "invoice"), cli_env)
+        code, out = await run(agentctl("agents", "bills"), cli_env)
         assert code == 0 and f"none on {task_queue!r} serves it" in out, out
 
         # The new worker joins the same queue with the plugin: the run goes on there.
@@ -266,19 +227,22 @@ async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_r
             try:
                 status = await handle.query("status", result_type=AgentStatus)
             except (RPCError, WorkflowQueryFailedError) as exc:
-                assert "no worker here knows agent 'invoice'" in str(exc)
+                assert "no worker here knows agent 'bills'" in str(exc)
                 return False
             return status.status == "waiting_approval"
 
         await until(handle, waiting_approval, timeout=150)
-        code, out = await run(agentctl("agents", "invoice"), cli_env)
+        code, out = await run(agentctl("agents", "bills"), cli_env)
         assert code == 0 and f"1 on {task_queue!r}" in out, out
         code, out = await run(agentctl("approve", run_id, "--as", "olga"), cli_env)
         assert code == 0, out
         result = await handle.result()
         assert result.outcome == "completed" and "paid" in result.answer
-        payments = list((tmp_path / "store").iterdir())
-        assert len(payments) == 1 and json.loads(payments[0].read_text())["amount"] == "120.00"
+        os.environ["INVOICE_AGENT_DB"] = env["INVOICE_AGENT_DB"]
+        from invoice_agent import ledger
+
+        [payment] = ledger.payments()
+        assert payment.amount == "120.00" and payment.idempotency_key.startswith(f"{run_id}/")
         code, out = await run(agentctl("audit", run_id), cli_env)
         assert code == 0 and "approval apr-1 of pay_invoice: approved by olga" in out, out
         assert "pay_invoice [irreversible] side effect: ok" in out, out
