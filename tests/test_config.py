@@ -21,6 +21,7 @@ from durable_agents._budgets import (
 )
 from durable_agents._directory import Directory, DirectoryError, UnknownPerson
 from durable_agents._discovery import discover
+from sim.agents import AGENTS
 from sim.scripts import SCRIPTS
 
 ROOT = Path(__file__).parent.parent
@@ -57,7 +58,7 @@ def test_the_sim_directory_loads_with_the_people_and_groups_of_before() -> None:
     principals = {"alice", "desk", "agent-desk", "ops-anna", "hr-demo", "mallory", "tester"}
     principals |= {"bench", "system"}
     assert sim.people == principals | {"olga", "omar", "hana", "hugo", "sam", "lee", "maria"}
-    assert sim == CATALOG.directory
+    assert sim == AGENTS.directory  # what the sim world's plugin brings
 
 
 def test_the_catalogs_directory_answers_in_normal_form() -> None:
