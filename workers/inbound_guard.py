@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     HandleSignalInput,
     HandleUpdateInput,
@@ -23,7 +22,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-MESSAGE_REFUSED = "MessageRefused"
+from workflows.inbound import MessageRefused
 
 
 def _too_many(args: Sequence[Any], name: str) -> str | None:
@@ -43,16 +42,19 @@ class _Inbound(WorkflowInboundInterceptor):
         await super().handle_signal(input)
 
     def handle_update_validator(self, input: HandleUpdateInput) -> None:
-        why = _too_many(input.args, input.update)
-        if why is not None:
-            raise ApplicationError(why, type=MESSAGE_REFUSED, non_retryable=True)
+        _refuse_update(input)
         super().handle_update_validator(input)
 
     async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
-        why = _too_many(input.args, input.update)
-        if why is not None:
-            raise ApplicationError(why, type=MESSAGE_REFUSED, non_retryable=True)
+        _refuse_update(input)  # a replayed update skips its validator
         return await super().handle_update_handler(input)
+
+
+def _refuse_update(input: HandleUpdateInput) -> None:
+    """The update goes back to its sender as the run's other refusals do (MessageRefused)."""
+    why = _too_many(input.args, input.update)
+    if why is not None:
+        raise MessageRefused(why).as_update_error()
 
 
 class InboundGuard(Interceptor):

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.state import OperatorAction, RunState
 
 M = TypeVar("M", bound=BaseModel)
+S = TypeVar("S", AbortRequest, OperatorRequest)  # operators' signals: they say who sends them
 
 
 class MessageHandlers:
@@ -101,26 +102,20 @@ class MessageHandlers:
 
     @workflow.signal(name=RESUME_SIGNAL, description=inbound.describe(RESUME_SIGNAL))
     def resume(self, payload: RawValue = NOTHING) -> None:
-        self._operator("resume", payload)
+        self._operator_signal("resume", payload)
 
     @workflow.signal(name=RETRY_TURN_SIGNAL, description=inbound.describe(RETRY_TURN_SIGNAL))
     def retry_turn(self, payload: RawValue = NOTHING) -> None:
-        self._operator("retry_turn", payload)
+        self._operator_signal("retry_turn", payload)
 
     @workflow.signal(name=ABORT_SIGNAL, description=inbound.describe(ABORT_SIGNAL))
     def abort(self, payload: RawValue = NOTHING) -> None:
-        request = self._take("abort", payload, AbortRequest, "by")
+        request = self._signed("abort", payload, AbortRequest)
         if request is None:
             return
-        if self._strict:
-            try:
-                request.by = inbound.someone(request.by, "by")
-            except MessageRefused as exc:
-                self._refuse("abort", exc)
-                return
         if self._state.parked_reason is not None:
             self._state.abort_reason = f"{request.reason} (by {request.by})"
-        self._operator("abort", None, request.by)
+        self._operator("abort", request.by)
 
     @workflow.signal(dynamic=True, description="Any other signal: refused and recorded.")
     def unknown_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
@@ -158,16 +153,28 @@ class MessageHandlers:
             return inbound.read(payload, model, example, sender_field)
         return inbound.read_legacy(payload, model, example)
 
-    def _operator(self, action: OperatorAction, payload: RawValue | None, by: str = "") -> None:
-        if payload is not None and self._strict:
-            request = self._take(action, payload, OperatorRequest, "by")
-            if request is None:
-                return
-            try:
-                by = inbound.someone(request.by, "by")
-            except MessageRefused as exc:
-                self._refuse(action, exc)
-                return
+    def _operator_signal(self, action: OperatorAction, payload: RawValue) -> None:
+        """`resume` or `retry_turn`: who asks (runs from before strict messages took none)."""
+        if not self._strict:
+            self._operator(action, "")
+            return
+        request = self._signed(action, payload, OperatorRequest)
+        if request is not None:
+            self._operator(action, request.by)
+
+    def _signed(self, handler: str, payload: RawValue, model: type[S]) -> S | None:
+        """An operator's signal with its `by` in normal form, or None once refused."""
+        request = self._take(handler, payload, model, "by")
+        if request is None or not self._strict:
+            return request
+        try:
+            request.by = inbound.someone(request.by, "by")
+        except MessageRefused as exc:
+            self._refuse(handler, exc)
+            return None
+        return request
+
+    def _operator(self, action: OperatorAction, by: str) -> None:
         if self._state.parked_reason is None:
             why = f"the run does not need attention (it is {self._state.status})"
             self._refuse(action, MessageRefused(why, by or "unknown"))
