@@ -92,7 +92,7 @@ async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> Tool
             non_retryable=True,
         )
     missing = [s for s in contract.required_scopes if s not in request.identity.scopes]
-    if request.identity.enforced and missing:
+    if missing:
         # The workflow checks first; this is the check that holds even if it did not.
         raise ApplicationError(
             f"{request.tool} needs scope {', '.join(missing)}, not granted to "

@@ -132,9 +132,9 @@ async def main() -> None:
         env = await start_time_skipping()
         try:
             HISTORIES.mkdir(exist_ok=True)
-            # Histories from before approval gates (onboarding_*_completed, _timed_out) and
-            # those named *_before_* stay committed as they were recorded: they prove
-            # `workflow.patched` keeps older runs working.
+            # Every file here is recorded by the code of its release. When a change needs
+            # `workflow.patched`, keep the old files (rename them *_before_<change>) so the
+            # replay tests prove the patch; re-record only for a release that retires patches.
             await record(env, "onboarding_openai_approved", "sim-openai:onboarding", True)
             await record(env, "onboarding_anthropic_approved", "sim-anthropic:onboarding", True)
             await record(env, "onboarding_gated_timed_out", "sim-openai:onboarding", False)

@@ -31,7 +31,6 @@ def identity(run: str, scopes: list[str]) -> Identity:
         workflow_id=run,
         principal="hana",
         scopes=scopes,
-        enforced=True,
     )
 
 

@@ -8,7 +8,7 @@ with an idempotency key. All state lives in the workflow, rebuilt from history o
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 from temporalio import workflow
@@ -39,19 +39,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.turns import ask_model
     from workflows.waits import ContinueRun, EndRun
 
-# Runs started before approval gates existed replay without them.
-APPROVAL_GATES = "approval-gates-v1"
-# Runs started before failure strategies existed fail where newer ones fall back or park.
-FAILURE_STRATEGIES = "failure-strategies-v1"
-# Runs started before the message store sent the whole conversation with every model call and
-# never continued as new.
-HISTORY_BY_REFERENCE = "history-by-reference-v1"
-# Runs started before identities were enforced run their tools unchecked and audit no approval.
-IDENTITY_AUDIT = "identity-audit-v1"
-# Runs started before strict messages read payloads leniently (unknown fields ignored, a
-# decision defaulting to approve, names as sent) and end every outcome but `completed` as
-# `failed`; their histories must replay the same.
-STRICT_MESSAGES = "strict-messages-v1"
 # Continue as new past this much history, unless the run says otherwise.
 CONTINUE_AFTER = 4_000_000
 # How each outcome shows in AgentStatus: `failed` is kept for failures.
@@ -74,8 +61,6 @@ class AgentWorkflow(MessageHandlers):
         self._run = run
         self._spec: AgentSpec | None = None
         self._state = RunState()
-        self._gates_on = False
-        self._strict = False
 
     @workflow.query(
         name=names.STATUS_QUERY,
@@ -117,20 +102,14 @@ class AgentWorkflow(MessageHandlers):
 
     @workflow.run
     async def run(self, run: AgentRun) -> AgentResult:
-        # Decided once, in the first task: a run keeps the behaviour it started with. (Asking
-        # at the gate itself trips a core bug when a closed run is queried.)
-        self._gates_on = workflow.patched(APPROVAL_GATES)
-        strategies = workflow.patched(FAILURE_STRATEGIES)
-        by_reference = workflow.patched(HISTORY_BY_REFERENCE)
-        scoped = workflow.patched(IDENTITY_AUDIT)
-        self._strict = workflow.patched(STRICT_MESSAGES)
+        # 0.1.0 shipped without `workflow.patched` gates: no run in flight predates it. Any
+        # change from here on that alters the commands a run issues goes behind one, with a
+        # history in tests/histories/ recorded by the code before it.
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried)
-        problem = self._check_run(run) if self._strict else None
+        problem = self._check_run(run)
         run = self._run
-        self._state.strategies = strategies
-        if by_reference:
-            self._limits(run)
+        self._limits(run)
         workflow.upsert_search_attributes(
             [
                 search.AGENT_NAME.value_set(run.agent),
@@ -142,7 +121,7 @@ class AgentWorkflow(MessageHandlers):
             if problem is not None:
                 raise ApplicationError(problem, type="InvalidRun", non_retryable=True)
             spec, data = self._resolve(run)
-            if scoped and self._state.scopes is None:
+            if self._state.scopes is None:
                 self._state.scopes = list(spec.scopes() if run.scopes is None else run.scopes)
                 self._state.identity = self._identity()
             if run.carried is None:
@@ -155,7 +134,7 @@ class AgentWorkflow(MessageHandlers):
             raise AssertionError("continue_as_new returned") from None
         except EndRun as end:
             answer = end.answer
-            if self._state.strategies and spec.saga:
+            if spec.saga:
                 answer += self._undone(
                     await saga.unwind(self._state, spec, self._identity(), end.answer)
                 )
@@ -180,7 +159,7 @@ class AgentWorkflow(MessageHandlers):
     async def _cancelled(self) -> None:
         """Cancellation is a request: a saga still undoes its steps before the run ends."""
         self._state.last_error = "cancelled"
-        if self._state.strategies and self._spec and self._spec.saga:
+        if self._spec and self._spec.saga:
             undone = await saga.unwind(self._state, self._spec, self._identity(), "cancelled")
             self._state.note("note", "cancelled" + self._undone(undone))
         self._state.set_status("failed")
@@ -202,16 +181,14 @@ class AgentWorkflow(MessageHandlers):
                 raise ContinueRun
             if state.turn >= self._max_turns():
                 raise EndRun("turn_budget_exhausted", self._partial_answer())
-            if state.strategies:
-                await spending.check(state, self._budget(spec), self._partial_answer())
+            await spending.check(state, self._budget(spec), self._partial_answer())
             state.turn += 1
             workflow.set_current_details(f"Working: turn {state.turn}.")
             state.messages.extend(state.follow_ups)
             state.follow_ups.clear()
             # In the UI, a turn's model call and tool calls form one group.
             with self._turn_group():
-                if state.strategies:
-                    await self._compact_if_large(spec)
+                await self._compact_if_large(spec)
                 reply = await ask_model(state, spec, self._route(), self._run.llm_attempts)
                 served = self._route()[min(state.route_index, len(self._route()) - 1)]
                 spending.charge(state, self._budget(spec), served, reply)
@@ -227,8 +204,6 @@ class AgentWorkflow(MessageHandlers):
                 await self._tool_calls(spec, calls, calls)
 
     def _turn_group(self) -> AbstractContextManager[None]:
-        if self._state.identity is None:  # runs from before: their commands carry no group
-            return nullcontext()
         return workflow.create_event_group(f"turn {self._state.turn}").scope()
 
     async def _tool_calls(
@@ -245,11 +220,10 @@ class AgentWorkflow(MessageHandlers):
                 if i and state.continue_due():
                     raise ContinueRun  # a safe point: the next run makes the remaining calls
                 state.messages.append(await self._tools().dispatch(spec, call))
-        if state.strategies:
-            new = min(state.turn_fresh, state.successes - state.turn_successes)
-            reason = runaway.record_turn(state, spec.runaway, turn_calls, new)
-            if reason:
-                await runaway.stop(state, spec, reason)
+        new = min(state.turn_fresh, state.successes - state.turn_successes)
+        reason = runaway.record_turn(state, spec.runaway, turn_calls, new)
+        if reason:
+            await runaway.stop(state, spec, reason)
 
     def _unanswered(self) -> list[ToolCall]:
         """The tool calls of the last model reply that have no result yet."""
@@ -299,7 +273,7 @@ class AgentWorkflow(MessageHandlers):
         return spec.budget.overridden(self._run.budget)
 
     def _tools(self) -> ToolDispatcher:
-        return ToolDispatcher(self._state, self._identity(), self._run, self._gates_on)
+        return ToolDispatcher(self._state, self._identity(), self._run)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -322,10 +296,7 @@ class AgentWorkflow(MessageHandlers):
         return None
 
     def _finish(self, outcome: Outcome, answer: str) -> AgentResult:
-        if self._strict:
-            self._state.set_status(TERMINAL[outcome])
-        else:
-            self._state.set_status("completed" if outcome == "completed" else "failed")
+        self._state.set_status(TERMINAL[outcome])
         self._state.note("note", f"run ended: {outcome}")
         workflow.set_current_details(f"Finished: {outcome}.")
         return AgentResult(
@@ -364,8 +335,7 @@ class AgentWorkflow(MessageHandlers):
             agent_version=self._spec.version,
             workflow_id=workflow.info().workflow_id,
             principal=self._run.principal,
-            scopes=self._state.scopes if self._state.scopes is not None else self._run.scopes or [],
-            enforced=self._state.scopes is not None,
+            scopes=self._state.scopes or [],
         )
 
     def _route(self) -> list[str]:

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.names import RUN_TOOL
     from workflows.state import RunState
-    from workflows.turns import cancelled, failure_message, failure_type, unrecoverable
+    from workflows.turns import cancelled, failure_message, failure_type
     from workflows.waits import EndRun, aborted, park, run_durable
 
 
@@ -41,7 +41,6 @@ class ToolDispatcher:
     state: RunState
     identity: Identity
     run: AgentRun
-    gates_on: bool
 
     async def dispatch(self, spec: AgentSpec, call: ToolCall) -> Message:
         """Run one tool call and return the message the model reads as its result."""
@@ -62,7 +61,7 @@ class ToolDispatcher:
         except ValidationError as exc:
             return self._tool_error(spec, call, f"bad arguments for {call.name}: {problems(exc)}")
         missing = [s for s in contract.required_scopes if s not in self.identity.scopes]
-        if self.identity.enforced and missing:
+        if missing:
             granted = ", ".join(self.identity.scopes) or "none"
             return self._tool_error(
                 spec,
@@ -80,7 +79,7 @@ class ToolDispatcher:
                 problem = f"{call.name} refused: the run is being undone ({self.state.unwinding})"
                 return self._tool_error(spec, call, problem)
             rule = self._policy(spec).rule_for(contract, data)
-            if rule is not None and self.gates_on:
+            if rule is not None:
                 refused = await self._gate(spec, rule, call, data)
                 if refused is not None:
                     return refused
@@ -100,7 +99,7 @@ class ToolDispatcher:
                     problem = failure_message(err)
                     # A refusal is the model's to handle; a step that failed for good is not.
                     given_up = failure_type(err) not in f.BACK_TO_MODEL
-                    if spec.saga and (given_up or not self.state.strategies):
+                    if spec.saga and given_up:
                         self.unwind_later("compensated", f"{call.name} failed: {problem}")
                     return self._tool_error(spec, call, problem)
             saga.record(self.state, contract, call, data, result.output)
@@ -119,7 +118,7 @@ class ToolDispatcher:
         self.state.successes += 1
 
     def _unwinding(self) -> bool:
-        return self.state.strategies and self.state.unwind_outcome is not None
+        return self.state.unwind_outcome is not None
 
     async def _park_tool(
         self, spec: AgentSpec, call: ToolCall, err: ActivityError
@@ -127,8 +126,6 @@ class ToolDispatcher:
         """A tool broke its contract: wait for an operator. The output if `resume` retried it
         successfully, None if `retry-turn` hands the problem to the model."""
         while True:
-            if not self.state.strategies:
-                raise unrecoverable(self.state, err) from err
             reason = f"turn {self.state.turn}: {failure_type(err)}: {failure_message(err)}"
             action = await park(self.state, reason)
             if action == "abort":

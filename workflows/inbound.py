@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio.api.common.v1 import Payload
@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 from durable_agents._directory import UnknownPerson
 from durable_agents._spec import problems
 from workflows import catalog
-from workflows.models import MAX_INBOUND_BYTES, AbortRequest, Decision, EventSignal, UserMessage
+from workflows.models import MAX_INBOUND_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 # The `type` of the ApplicationError an update is refused with.
@@ -136,50 +136,6 @@ def read(raw: RawValue | None, model: type[M], example: str, sender_field: str =
         return model.model_validate_json(data)
     except ValidationError as exc:
         raise MessageRefused(f"{problems(exc)}; send e.g. {example}", sender) from None
-
-
-class _LegacyDecision(BaseModel):
-    approval_id: str | None = None
-    approve: bool = True
-    approver: str
-    reason: str = ""
-    digest: str | None = None
-
-
-class _LegacyEvent(BaseModel):
-    name: str
-    payload: dict[str, Any] = {}
-
-
-class _LegacyAbort(BaseModel):
-    reason: str
-    by: str = "operator"
-
-
-class _LegacyMessage(BaseModel):
-    text: str
-    sender: str
-
-
-# How runs from before strict messages read each payload: unknown fields ignored, defaults
-# filled in, names as sent.
-_LEGACY: dict[type[BaseModel], type[BaseModel]] = {
-    Decision: _LegacyDecision,
-    EventSignal: _LegacyEvent,
-    AbortRequest: _LegacyAbort,
-    UserMessage: _LegacyMessage,
-}
-
-
-def read_legacy(raw: RawValue | None, model: type[M], example: str) -> M:
-    """The payload as a run from before strict messages read it (its history must replay the
-    same); only what would have crashed it is refused."""
-    data = _data(raw, example)
-    try:
-        value = _LEGACY[model].model_validate_json(data)
-    except ValidationError as exc:
-        raise MessageRefused(f"{problems(exc)}; send e.g. {example}") from None
-    return model.model_construct(**value.model_dump())
 
 
 def someone(name: str, role: str) -> str:

@@ -53,8 +53,6 @@ class MessageHandlers:
     _run: AgentRun
     _spec: AgentSpec | None
     _state: RunState
-    # Runs from before strict messages read payloads as they always did (agent.py).
-    _strict: bool
 
     @workflow.signal(name=EVENT_SIGNAL, description=inbound.describe(EVENT_SIGNAL))
     def on_event(self, payload: RawValue = NOTHING) -> None:
@@ -148,16 +146,10 @@ class MessageHandlers:
             return None
 
     def _read(self, handler: str, payload: RawValue, model: type[M], sender_field: str = "") -> M:
-        example = inbound.EXAMPLES[handler]
-        if self._strict:
-            return inbound.read(payload, model, example, sender_field)
-        return inbound.read_legacy(payload, model, example)
+        return inbound.read(payload, model, inbound.EXAMPLES[handler], sender_field)
 
     def _operator_signal(self, action: OperatorAction, payload: RawValue) -> None:
-        """`resume` or `retry_turn`: who asks (runs from before strict messages took none)."""
-        if not self._strict:
-            self._operator(action, "")
-            return
+        """`resume` or `retry_turn`, with who asks."""
         request = self._signed(action, payload, OperatorRequest)
         if request is not None:
             self._operator(action, request.by)
@@ -165,8 +157,8 @@ class MessageHandlers:
     def _signed(self, handler: str, payload: RawValue, model: type[S]) -> S | None:
         """An operator's signal with its `by` in normal form, or None once refused."""
         request = self._take(handler, payload, model, "by")
-        if request is None or not self._strict:
-            return request
+        if request is None:
+            return None
         try:
             request.by = inbound.someone(request.by, "by")
         except MessageRefused as exc:
@@ -187,17 +179,14 @@ class MessageHandlers:
         """The approval a decision is for and the decision (approver in normal form), or
         MessageRefused (DecisionRefused when the run will not take it from this person)."""
         decision = self._read(handler, payload, Decision, "approver")
-        if handler != "decide" and self._strict and decision.approve != (handler == "approve"):
+        if handler != "decide" and decision.approve != (handler == "approve"):
             raise MessageRefused(
                 f"the {handler} signal says approve={str(decision.approve).lower()}: send "
                 f"the {'reject' if handler == 'approve' else 'approve'} signal instead, or fix "
                 "the payload",
                 decision.approver[:64],
             )
-        if handler != "decide" and not self._strict:
-            decision.approve = handler == "approve"  # what runs from before did
-        if self._strict:
-            decision.approver = inbound.someone(decision.approver, "approver")
+        decision.approver = inbound.someone(decision.approver, "approver")
         spec = self._spec
         self_ok = (spec.approvals or ApprovalPolicy()).self_approval if spec else False
         return gates.check(self._state, self._run.principal, self_ok, decision), decision
@@ -212,8 +201,7 @@ class MessageHandlers:
 
     def _user_message(self, payload: RawValue) -> UserMessage:
         msg = self._read("message", payload, UserMessage, "sender")
-        if self._strict:
-            msg.sender = inbound.someone(msg.sender, "sender")
+        msg.sender = inbound.someone(msg.sender, "sender")
         if msg.sender != self._run.principal:
             raise MessageRefused(
                 f"only {self._run.principal!r}, for whom this run acts, may message it; "

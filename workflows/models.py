@@ -195,8 +195,6 @@ class Identity(Compact):
     workflow_id: str
     principal: str
     scopes: list[str] = Field(default_factory=list)
-    # Runs from before scopes were enforced carry scopes they were never checked against.
-    enforced: bool = False
 
 
 class ResultHandling(Compact):

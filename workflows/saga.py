@@ -30,7 +30,7 @@ def record(
     arguments: dict[str, Any],
     output: dict[str, Any],
 ) -> None:
-    if contract.side_effect == "irreversible" and state.strategies:
+    if contract.side_effect == "irreversible":
         # The pivot: past an irreversible step, the earlier ones are no longer undone.
         state.compensations.clear()
         state.unwind_outcome = state.unwinding = None
@@ -80,8 +80,6 @@ async def _undo(
             if cancelled(err):
                 raise
             state.note("error", f"compensation failed: {line}: {failure_message(err)}")
-            if not state.strategies:
-                return False
             action = await park(state, f"compensation {line} failed: {failure_message(err)}")
             if action != "resume":
                 return False  # retry-turn skips it, abort stops trying: both said in the answer

@@ -97,8 +97,6 @@ class RunState(BaseModel):
     operator_action: OperatorAction | None = None
     abort_reason: str = ""
     route_index: int = 0  # which model of the route serves the run (after fallbacks)
-    # Runs started before failure strategies existed fail where newer ones park or fall back.
-    strategies: bool = False
     call_counts: dict[str, int] = Field(default_factory=dict)  # tool call + arguments -> times
     idle_turns: int = 0
     successes: int = 0  # tool calls that returned a result
@@ -128,8 +126,8 @@ class RunState(BaseModel):
     turn_fresh: int = 0  # tool calls of this turn never made before
     turn_successes: int = 0  # successes before this turn's tool calls
     waits: dict[str, datetime] = Field(default_factory=dict)  # durable tool call id -> began
-    # The scopes granted at the start, checked before every tool call; None: not enforced (runs
-    # from before scopes were).
+    # The scopes granted at the start (None until the run has started), checked before every
+    # tool call.
     scopes: list[str] | None = None
     # Who acts (set at the start of runs that audit their approval decisions).
     identity: Identity | None = None

@@ -82,8 +82,6 @@ async def ask_model(
                     "with tool arguments as one valid JSON object.",
                 )
                 continue
-            if not state.strategies:
-                raise unrecoverable(state, err) from err
             if kind == f.CONTEXT_WINDOW_EXCEEDED and await compact(
                 state, spec, route, "the provider said the context window is exceeded"
             ):
@@ -158,12 +156,3 @@ async def _execute(
         summary=f"LLM turn {state.turn} · {parse_route(route).model}",
     )
     return reply
-
-
-def unrecoverable(state: RunState, err: ActivityError) -> ApplicationError:
-    kind = failure_type(err) or "ActivityFailed"
-    return ApplicationError(
-        f"turn {state.turn}: {kind}: {failure_message(err)}",
-        type=kind,
-        non_retryable=True,
-    )
