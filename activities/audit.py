@@ -16,48 +16,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import activity
 
 from activities.settings import get_settings
 from activities.sqlite import open_shared
-from workflows.models import Identity
+from durable_agents._vocab.models import AuditEntry
 
 GENESIS = "0" * 64
-AuditKind = Literal["side_effect", "side_effect_failed", "refused", "approval"]
-
-
-class AuditEntry(BaseModel):
-    """What happened, who did it, for whom, under which grant, and who approved it."""
-
-    key: str  # idempotency key, or <run>/<approval id>
-    kind: AuditKind
-    run: str
-    agent: str = ""
-    agent_version: str = ""
-    principal: str = ""
-    scopes: list[str] = Field(default_factory=list)  # the run's grant at the time
-    tool: str = ""
-    side_effect: str = ""
-    approver: str | None = None
-    outcome: str = ""  # e.g. "ok", "approved", "rejected", "expired", an error type
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-def entry_for(who: Identity, key: str, kind: AuditKind, **fields: Any) -> AuditEntry:
-    """An entry in the name of a run's identity."""
-    return AuditEntry(
-        key=key,
-        kind=kind,
-        run=who.workflow_id,
-        agent=who.agent,
-        agent_version=who.agent_version,
-        principal=who.principal,
-        scopes=who.scopes,
-        **fields,
-    )
 
 
 class Recorded(BaseModel):

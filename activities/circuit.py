@@ -30,7 +30,7 @@ from typing import Literal, TypeVar
 from temporalio.exceptions import ApplicationError
 
 from activities.settings import get_settings
-from workflows import failures as f
+from durable_agents._vocab import failures as f
 
 T = TypeVar("T")
 Clock = Callable[[], float]

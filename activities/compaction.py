@@ -8,36 +8,17 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities.conversation import resolve, store_message
 from activities.llm import complete
-from workflows.models import ConversationRef, LLMRequest, Message, Usage
+from durable_agents._vocab.models import LLMRequest, Message, SummarizeRequest, Summary
 
 SUMMARIZE_SYSTEM = (
     "You compact an agent's conversation. Keep every fact the agent will need: ids, addresses, "
     "amounts, dates, decisions, tool results and open questions. Drop pleasantries. Answer with "
     "the summary only."
 )
-
-
-class SummarizeRequest(BaseModel):
-    """The messages to summarise: as content (`messages`), or by reference (`conversation`, in
-    which case the summary is stored as a message too)."""
-
-    route: str
-    messages: list[Message] = Field(default_factory=list)
-    conversation: ConversationRef | None = None
-    agent: str = ""
-    turn: int = 0
-    max_tokens: int = 1024
-
-
-class Summary(BaseModel):
-    text: str
-    usage: Usage = Field(default_factory=Usage)
-    model: str = ""
 
 
 def render(messages: list[Message]) -> str:

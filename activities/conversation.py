@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.store import MessageStore, get_store
-from workflows import chain
-from workflows import failures as f
-from workflows.models import ConversationRef, LLMRequest, Message, ToolSchema
+from durable_agents._vocab import chain
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import ConversationRef, LLMRequest, Message, ToolSchema
 
 
 @dataclass

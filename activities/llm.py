@@ -30,8 +30,8 @@ from activities.providers import anthropic_wire, openai_wire
 from activities.providers.common import error
 from activities.settings import get_settings
 from durable_agents._routes import InvalidRoute, Route, parse_route
-from workflows import failures as f
-from workflows.models import LLMReply, LLMRequest
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import LLMReply, LLMRequest
 
 SIM_KEY = "sim-key"  # the sim accepts any key; real keys come only from the environment
 COMPATIBLE_KEY = "none"  # what OpenAI-compatible servers without auth expect

@@ -1,9 +1,10 @@
 """The content-addressed message store: what the workflow sends to activities by hash.
 
 Objects (messages, preambles, large tool results) are kept under the SHA-256 of their bytes;
-links (`head -> parent, message`) name whole conversations (workflows/chain.py). Correctness never
-depends on the store: whoever reads verifies every hash, and a missing object makes the activity
-fail with `ConversationMissing`, after which the workflow sends that content once.
+links (`head -> parent, message`) name whole conversations (durable_agents/_vocab/chain.py).
+Correctness never depends on the store: whoever reads verifies every hash, and a missing object
+makes the activity fail with `ConversationMissing`, after which the workflow sends that content
+once.
 
 Two implementations, chosen by `DURABLE_AGENTS_STORE_URL`:
 - `sqlite:///path` (the default, `<state_dir>/store.sqlite3`): embedded, for the workers of one
@@ -27,7 +28,7 @@ import redis.asyncio as aioredis
 
 from activities.settings import get_settings
 from activities.sqlite import open_shared
-from workers.codec import CodecConfigError, Keyring, configured_keyring
+from durable_agents._codec import CodecConfigError, Keyring, configured_keyring
 
 Link = tuple[str, str | None, str]  # head, parent head (None at the root), message hash
 

@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import observe
-from activities.audit import AuditKind, audit_log, entry_for
+from activities.audit import audit_log
 from activities.conversation import store_message
 from activities.heartbeat import heartbeating
 from activities.settings import get_settings
@@ -22,10 +22,10 @@ from activities.store import get_store
 from durable_agents._catalog import Catalog
 from durable_agents._spec import TOOL_NON_RETRYABLE, ToolContract, problems
 from durable_agents._tools import ToolContext
-from workflows import chain
-from workflows import failures as f
-from workflows.models import BlobRef, ToolRequest, ToolResult
-from workflows.names import RUN_TOOL
+from durable_agents._vocab import chain
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import AuditKind, BlobRef, ToolRequest, ToolResult, entry_for
+from durable_agents._vocab.names import RUN_TOOL
 
 
 def _audit(

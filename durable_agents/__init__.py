@@ -36,7 +36,7 @@ from durable_agents._spec import (
 )
 from durable_agents._spec import ToolContract as Tool
 from durable_agents._tools import ToolContext, ToolDefinitionError, tool
-from workflows.models import (
+from durable_agents._vocab.models import (
     AbortRequest,
     AgentResult,
     AgentRun,

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from durable_agents import _toml
-from workflows.models import BudgetOverride
+from durable_agents._vocab.models import BudgetOverride
 
 MILLION = Decimal(1_000_000)
 _MODEL_KEYS = ("input_per_million", "output_per_million", "context_window")

@@ -25,13 +25,11 @@ from temporalio.worker import Worker
 
 from activities.settings import get_settings
 from durable_agents._catalog import AgentSet, Catalog
+from durable_agents._codec import data_converter
 from durable_agents._directory import Directory
 from durable_agents._scripted import ScriptedModel
 from durable_agents._spec import AgentSpec
-from workers.codec import data_converter
-from workers.plugin import DurableAgentsPlugin
-from workflows.agent import AgentWorkflow
-from workflows.models import (
+from durable_agents._vocab.models import (
     AgentResult,
     AgentRun,
     AgentStatus,
@@ -39,6 +37,8 @@ from workflows.models import (
     Decision,
     TranscriptEntry,
 )
+from workers.plugin import DurableAgentsPlugin
+from workflows.agent import AgentWorkflow
 from workflows.search import ALL as SEARCH_ATTRIBUTES
 from workflows.spending import ASK_FOR
 

@@ -39,7 +39,7 @@ from durable_agents._testenv import (
     RunRecord,
     start_time_skipping,
 )
-from workflows.models import Message, ToolCall
+from durable_agents._vocab.models import Message, ToolCall
 
 __all__ = [
     "AgentEnvironment",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def _line(r: Recorded) -> str:
-    from workflows.text import printable
+    from durable_agents._vocab.text import printable
 
     e = r.entry
     who = f"{e.agent}/{e.agent_version} for {e.principal}" if e.agent else e.principal

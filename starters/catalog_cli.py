@@ -63,7 +63,7 @@ def describe(spec: AgentSpec) -> dict[str, Any]:
 
 
 def _text(row: dict[str, Any]) -> str:
-    from workflows.text import printable
+    from durable_agents._vocab.text import printable
 
     tools = ", ".join(
         f"{t['name']} ({t['side_effect']}{'; ' + ' '.join(t['scopes']) if t['scopes'] else ''})"

@@ -41,7 +41,7 @@ Run = Annotated[str, typer.Argument(metavar="RUN", help="The run (workflow id)."
 _OPERATOR_ERRORS = (
     ("workers.client", "ServerUnreachable"),
     ("starters.devserver", "SetupError"),
-    ("workers.codec", "CodecConfigError"),
+    ("durable_agents._codec", "CodecConfigError"),
     ("workers.telemetry", "TelemetryConfigError"),
     ("durable_agents._directory", "UnknownPerson"),
     ("durable_agents._catalog", "CatalogError"),
@@ -128,7 +128,7 @@ def note(text: str) -> None:
 
 def warn_left_out(problems: dict[str, str]) -> None:
     """Runs a listing left out, one line each on stderr."""
-    from workflows.text import printable
+    from durable_agents._vocab.text import printable
 
     for run_id, why in problems.items():
         note(f"warning: left out {printable(run_id, 200)}: {printable(why, 500)}")
@@ -162,9 +162,9 @@ def run(
     as_json: AsJson = False,
 ) -> None:
     """Start a run of AGENT acting for --as; prints its id and UI link (with --wait, its result)."""
+    from durable_agents._vocab.models import AgentRun
     from starters import ops, render
     from workers.client import TASK_QUEUE
-    from workflows.models import AgentRun
 
     # Everything the workflow would refuse is refused here, before anything starts.
     principal = call_sync(lambda: ops.person(as_user))
@@ -236,8 +236,8 @@ def signal(
     address: Address = None,
 ) -> None:
     """Send EVENT (e.g. clearance_granted) to a run waiting for outside facts."""
+    from durable_agents._vocab.text import printable
     from starters import ops
-    from workflows.text import printable
 
     payload = call_sync(lambda: ops.parse_json(data, "--data"))
     if not event.strip():

@@ -66,9 +66,9 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     ops.UI_URL = dev.ui_url
     say(f"sim world (model server + HR/IT/mail) on {sim.url}")
 
+    from durable_agents._vocab.models import AgentRun, Decision
     from workers.client import connect
     from workers.main import build_worker
-    from workflows.models import AgentRun, Decision
 
     client = await connect(dev.address, wait_seconds=30)
     worker = build_worker(client, graceful=timedelta(seconds=5))

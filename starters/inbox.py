@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from temporalio.client import Client
 
-    from workflows.models import Approval, Decision, MessageAck
+    from durable_agents._vocab.models import Approval, Decision, MessageAck
 
 M = TypeVar("M", bound="BaseModel")
 Run = Annotated[str, typer.Argument(metavar="RUN", help="The run (workflow id).")]
@@ -71,8 +71,8 @@ async def pending(
     import asyncio
 
     from durable_agents._approvals import may_decide
+    from durable_agents._vocab.models import AgentStatus
     from starters import ops
-    from workflows.models import AgentStatus
 
     query = (
         f"WorkflowType = '{ops.WORKFLOW}' AND AgentStatus = 'waiting_approval' "
@@ -138,8 +138,8 @@ async def decide(client: Client, run_id: str, decision: Decision) -> Approval:
     from temporalio.exceptions import ApplicationError
     from temporalio.service import RPCError
 
+    from durable_agents._vocab.models import Approval
     from starters import ops
-    from workflows.models import Approval
 
     desc = await ops.describe(client, run_id)
     finished = ops.finished(desc)
@@ -174,7 +174,7 @@ async def decide(client: Client, run_id: str, decision: Decision) -> Approval:
 
 def show(a: Approval) -> str:
     """A recorded decision on one line."""
-    from workflows.text import printable
+    from durable_agents._vocab.text import printable
 
     when = f"{a.decided_at:%Y-%m-%d %H:%M} UTC" if a.decided_at else "-"
     because = f" ({printable(a.reason, 200)})" if a.reason else ""
@@ -251,8 +251,8 @@ def _decision(
 ) -> Decision:
     """The decision as the run reads it, checked here first: who (the directory), the digest's
     form; anything else the run refuses is refused by its validator."""
+    from durable_agents._vocab.models import Decision
     from starters import ops
-    from workflows.models import Decision
 
     approver = ops.person(user)
     if digest is not None and not DIGEST.fullmatch(digest):
@@ -357,7 +357,7 @@ def message(
         from temporalio.client import WorkflowUpdateFailedError
         from temporalio.exceptions import ApplicationError
 
-        from workflows.models import MessageAck, UserMessage
+        from durable_agents._vocab.models import MessageAck, UserMessage
 
         client = await ops.connect(address)
         desc = await ops.describe(client, run_id)
@@ -382,7 +382,7 @@ def message(
 
     ack = call(go)
     if ack.status == "answered":
-        from workflows.text import printable
+        from durable_agents._vocab.text import printable
 
         typer.echo(f"answered: {printable(ack.question or '', 400)}")
     else:
@@ -407,8 +407,8 @@ OperatorReason = Annotated[str, typer.Option(help="Why; recorded in the run's tr
 
 
 def _operator_request(user: str, reason: str) -> Any:
+    from durable_agents._vocab.models import OperatorRequest
     from starters import ops
-    from workflows.models import OperatorRequest
 
     return built(OperatorRequest, by=ops.person(user), reason=reason)
 
@@ -445,9 +445,9 @@ def abort(
     address: Address = None,
 ) -> None:
     """End a run that needs attention, as `aborted`; a saga undoes its steps first."""
+    from durable_agents._vocab.models import AbortRequest
+    from durable_agents._vocab.text import printable
     from starters import ops
-    from workflows.models import AbortRequest
-    from workflows.text import printable
 
     by = call_sync(lambda: ops.person(user))
     if not reason.strip():

@@ -39,8 +39,7 @@ from temporalio.exceptions import (
 from temporalio.exceptions import TimeoutError as WorkflowTimeout
 from temporalio.service import RPCError, RPCStatusCode
 
-from starters.errors import OpError, Unconfirmed
-from workflows.models import (
+from durable_agents._vocab.models import (
     AgentResult,
     AgentRun,
     AgentStatus,
@@ -48,7 +47,7 @@ from workflows.models import (
     EventSignal,
     TranscriptEntry,
 )
-from workflows.names import (
+from durable_agents._vocab.names import (
     ABORT_SIGNAL,
     DECIDE_UPDATE,
     EVENT_SIGNAL,
@@ -59,6 +58,7 @@ from workflows.names import (
     TRANSCRIPT_QUERY,
     WORKFLOW,
 )
+from starters.errors import OpError, Unconfirmed
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ async def connect(address: str | None = None, timeout: float | None = None) -> C
     project's data converter (encrypted when DURABLE_AGENTS_CODEC_KEYS is set), tracing if this
     process set it up, and a short deadline, so a wrong address fails in seconds with what was
     tried and what to do."""
+    from durable_agents._codec import data_converter
     from workers.client import connect_config
-    from workers.codec import data_converter
 
     try:
         config = connect_config(address)
@@ -222,7 +222,7 @@ def validate_run(run: AgentRun) -> None:
 def summary(run: AgentRun) -> str:
     """The run's title in the UI and listings: the spec's `run_summary` of its validated input,
     safe to show on one line."""
-    from workflows.text import printable
+    from durable_agents._vocab.text import printable
 
     agent = spec(run.agent)
     return printable(
@@ -264,7 +264,7 @@ async def start_run(
 
 def _check_size(client: Client, run: AgentRun) -> None:
     """Refuse an input the run could not carry, before anything starts."""
-    from workflows.failures import PAYLOAD_TOO_LARGE
+    from durable_agents._vocab.failures import PAYLOAD_TOO_LARGE
     from workflows.history import DEFAULT_MAX_PAYLOAD
 
     size = client.data_converter.payload_converter.to_payloads([run])[0].ByteSize()

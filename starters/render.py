@@ -11,10 +11,10 @@ import json
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
-from workflows.text import printable
+from durable_agents._vocab.text import printable
 
 if TYPE_CHECKING:
-    from workflows.models import AgentResult, AgentStatus, Approval, TranscriptEntry
+    from durable_agents._vocab.models import AgentResult, AgentStatus, Approval, TranscriptEntry
 
 _MARK = {
     "task": "▶",

@@ -105,8 +105,8 @@ def codec_server(
 
     import uvicorn
 
+    from durable_agents._codec import configured_keyring
     from starters.codec_server import create_app
-    from workers.codec import configured_keyring
 
     keyring = call_sync(configured_keyring)
     if keyring is None:

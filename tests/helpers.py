@@ -16,10 +16,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from durable_agents._vocab.models import AgentResult, AgentRun, AgentStatusValue, Approval, Decision
 from starters import ops
 from starters.devserver import binary
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun, AgentStatusValue, Approval, Decision
 from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 

@@ -19,6 +19,7 @@ from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import get_settings
+from durable_agents._vocab.models import AgentRun, Decision, EventSignal
 from sim.runner import SimServer
 from starters import ops
 from tests.helpers import (
@@ -31,7 +32,6 @@ from tests.helpers import (
 from tests.test_refund import seed, start_refund
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentRun, Decision, EventSignal
 
 HISTORIES = Path(__file__).parent / "histories"
 

@@ -9,9 +9,9 @@ import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from durable_agents._vocab.models import Decision, EventSignal
 from tests.helpers import start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import Decision, EventSignal
 
 
 async def at_the_gate(

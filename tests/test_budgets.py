@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from durable_agents._vocab.models import AgentRun, BudgetOverride, Decision
 from starters import ops
 from tests.helpers import start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentRun, BudgetOverride, Decision
 
 
 async def test_a_run_stops_at_its_token_budget(ts_env, ts_worker, task_queue, ledger):
@@ -67,7 +67,7 @@ async def test_an_approved_extension_lets_the_run_go_on(ts_env, ts_worker, task_
 async def test_a_deadline_stops_the_run_at_its_next_turn(ts_env, ts_worker, task_queue, ledger):
     from datetime import timedelta
 
-    from workflows.models import EventSignal
+    from durable_agents._vocab.models import EventSignal
 
     handle = await start_onboarding(
         ts_env.client, task_queue, budget=BudgetOverride(deadline_hours=1)

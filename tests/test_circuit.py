@@ -19,8 +19,8 @@ from activities.circuit import CircuitKey, CircuitRegistry
 from activities.llm import call_llm
 from activities.providers.common import error
 from activities.settings import get_settings
+from durable_agents._vocab import failures as f
 from tests.test_llm_errors import ROUTES, assert_kind, environment, failure, request
-from workflows import failures as f
 
 KEY: CircuitKey = ("sim-openai", "", "onboarding")
 THRESHOLD = 3

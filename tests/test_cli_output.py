@@ -146,9 +146,9 @@ def test_table_cells_are_escaped_and_bounded():
 
 
 def test_an_answer_cannot_pass_for_the_outcome_and_errors_stay_one_line():
+    from durable_agents._vocab.models import AgentResult, Usage
     from starters import render
     from starters.cli import one_line
-    from workflows.models import AgentResult, Usage
 
     answer = f"Done.\noutcome: rejected after 1 turns{ESC}"
     text = render.result(
@@ -227,7 +227,7 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
     await handle.terminate("test over")
 
     # Started from code with a name not in its one form: visibility has the one form from the start.
-    from workflows.models import AgentRun
+    from durable_agents._vocab.models import AgentRun
 
     other = await ops.start_run(
         dev_env.client, AgentRun(agent="refund", input=data, principal="Tester "), None, task_queue
@@ -247,7 +247,7 @@ def test_the_ui_link_is_the_runs_page_in_its_namespace():
 
 
 def test_a_runs_title_is_safe_to_show():
-    from workflows.models import AgentRun
+    from durable_agents._vocab.models import AgentRun
 
     run = AgentRun(
         agent="onboarding", input=hire(full_name="Ada\nLovelace\x1b[31m"), principal="hana"

@@ -27,14 +27,14 @@ from temporalio.testing import WorkflowEnvironment
 from activities import store as store_module
 from activities.settings import get_settings
 from bench.history import payloads_in
+from durable_agents import _codec as codec
+from durable_agents._codec import CodecConfigError, EncryptionCodec, Keyring, parse_keys
+from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
 from starters import ops
 from starters.codec_server import create_app
 from tests.helpers import approve_pending, hire, wait_for_status
-from workers import codec
-from workers.codec import CodecConfigError, EncryptionCodec, Keyring, parse_keys
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun, EventSignal
 
 
 def key() -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from durable_agents._vocab.models import EventSignal
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import EventSignal
 
 
 async def finish(handle) -> None:  # type: ignore[no-untyped-def]

@@ -19,8 +19,8 @@ from temporalio.worker import Worker
 
 from durable_agents import DurableAgentsPlugin
 from durable_agents._discovery import installed
+from durable_agents._vocab.models import AgentResult
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult
 
 
 def agentctl(*args: str) -> list[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from durable_agents._vocab.models import AbortRequest, AgentRun, EventSignal, OperatorRequest
 from starters import ops
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from tests.test_cli import address, cli, error, ok
 from workflows.agent import AgentWorkflow
-from workflows.models import AbortRequest, AgentRun, EventSignal, OperatorRequest
 
 
 async def test_unavailable_provider_falls_back_to_the_next_model(

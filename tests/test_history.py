@@ -21,12 +21,18 @@ from temporalio.testing import WorkflowEnvironment
 from activities import store as store_module
 from activities.settings import get_settings
 from activities.store import SQLiteStore
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import (
+    AbortRequest,
+    AgentResult,
+    AgentRun,
+    EventSignal,
+    TranscriptEntry,
+)
 from starters import inbox, ops
 from tests.helpers import approve_pending, chain_histories, wait_for_status
 from tests.test_cli import address, cli, ok
-from workflows import failures as f
 from workflows.agent import AgentWorkflow
-from workflows.models import AbortRequest, AgentResult, AgentRun, EventSignal, TranscriptEntry
 
 
 async def start_reader(
@@ -162,7 +168,7 @@ async def test_continues_as_new_in_the_middle_of_a_turn_and_makes_every_call_onc
     carried = carried_runs(histories)
     assert len(histories) >= 3 and len(carried) == len(histories) - 1
     # At least one switch happened between the tool calls of one reply.
-    assert any(run.carried and run.carried["messages"][-1]["role"] == "tool" for run in carried)
+    assert any(run.carried and run.carried.messages[-1].role == "tool" for run in carried)
     assert scheduled(histories, "run_tool") == 24  # each document read once, across runs
     status = await handle.query(AgentWorkflow.status)
     assert status.continued == len(histories) - 1 and status.turn == 7
@@ -230,7 +236,7 @@ async def test_continues_as_new_while_an_approval_waits_and_loses_no_signal(
     assert result.outcome == "completed"
     assert ledger(handle.id, "send_email") == 1
     carried = carried_runs(await runs(dev_env.client, handle))
-    assert any(run.carried and run.carried["status"] == "waiting_approval" for run in carried)
+    assert any(run.carried and run.carried.status == "waiting_approval" for run in carried)
 
 
 async def test_large_results_are_kept_out_of_history_and_read_in_full_or_as_a_preview(

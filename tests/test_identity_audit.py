@@ -11,15 +11,15 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.audit import AuditEntry, AuditLog, audit_log
+from activities.audit import AuditLog, audit_log
 from activities.tools import ToolRunner
 from durable_agents._discovery import discover
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import AgentRun, AuditEntry, Identity, ToolRequest
 from starters import ops
 from tests.helpers import approve_pending, wait_for_status
 from tests.test_cli import cli, invoke, ok
-from workflows import failures as f
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentRun, Identity, ToolRequest
 from workflows.state import RunState
 from workflows.subagents import narrowed
 

@@ -6,9 +6,9 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
+from durable_agents._vocab.models import EventSignal
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import EventSignal
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 

@@ -1,7 +1,8 @@
 """The real `call_llm` activity against the sim's real HTTP replies, through the real SDKs.
 
 Each injected fault must come out of the activity as an ApplicationError of one taxonomy type
-(workflows/failures.py) with the right retryability, so the workflow can choose its strategy.
+(durable_agents/_vocab/failures.py) with the right retryability, so the workflow can choose
+its strategy.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from temporalio.testing import ActivityEnvironment
 from activities import llm
 from activities.llm import call_llm
 from activities.settings import get_settings
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import LLMReply, LLMRequest, Message
 from sim.agents.onboarding import ONBOARDING
 from sim.runner import SimServer
 from tests.helpers import hire
-from workflows import failures as f
-from workflows.models import LLMReply, LLMRequest, Message
 
 ROUTES = ["sim-openai:onboarding", "sim-anthropic:onboarding"]
 PROVIDER_OF = {"sim-openai:onboarding": "sim-openai", "sim-anthropic:onboarding": "sim-anthropic"}

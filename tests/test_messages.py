@@ -14,12 +14,12 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from durable_agents._vocab.models import AgentStatus, Decision, EventSignal
 from starters.devserver import binary
 from tests.helpers import hire, start_onboarding, wait_for_status
 from tests.test_cli import address, cli, ok
 from tests.test_refund import seed, start_refund
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentStatus, Decision, EventSignal
 
 
 async def temporal(env: WorkflowEnvironment, *args: str) -> tuple[int, str]:

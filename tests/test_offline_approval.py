@@ -12,9 +12,9 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from durable_agents._vocab.models import Decision, EventSignal
 from tests.helpers import kill, start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import Decision, EventSignal
 
 
 async def at_the_gate_then_no_worker(

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from workflows.models import AgentResult, AgentStatus
+from durable_agents._vocab.models import AgentResult, AgentStatus
 
 PLUGIN = '''
 """A user's agent that the installed example (examples/invoice_agent) does not have: a stock

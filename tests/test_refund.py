@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowHandle
 
+from durable_agents._vocab.models import AgentResult, AgentRun, Decision, OperatorRequest
 from starters import ops
 from tests.helpers import wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun, Decision, OperatorRequest
 from workflows.search import AGENT_STATUS
 
 

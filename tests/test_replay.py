@@ -14,9 +14,9 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 from temporalio.workflow import NondeterminismError
 
 from durable_agents._discovery import discover
+from durable_agents._vocab.models import AgentResult, AgentRun
 from workers.plugin import interceptors, sandbox
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

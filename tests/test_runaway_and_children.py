@@ -14,13 +14,13 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._spec import RunawayPolicy
+from durable_agents._vocab.models import AgentResult, AgentRun, Decision
 from sim.agents import AGENTS
 from sim.agents.bench import BENCH
 from starters import ops
 from tests.helpers import wait_for_status
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentResult, AgentRun, Decision
 
 
 @contextlib.asynccontextmanager

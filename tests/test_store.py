@@ -22,12 +22,12 @@ from temporalio.testing import WorkflowEnvironment
 from activities.conversation import resolve, store_reply
 from activities.settings import get_settings
 from activities.store import CachedStore, MessageStore, RedisStore, SQLiteStore
+from durable_agents._vocab import chain
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import AgentRun, ConversationRef, LLMRequest, Message, TailItem
 from starters import ops
 from starters.devserver import free_port
 from workers.main import build_worker
-from workflows import chain
-from workflows import failures as f
-from workflows.models import AgentRun, ConversationRef, LLMRequest, Message, TailItem
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
+from durable_agents._vocab.models import AgentRun, BudgetOverride
 from starters import ops
 from tests.helpers import wait_for_status
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentRun, BudgetOverride
 
 
 async def start(env, task_queue: str, budget: BudgetOverride | None = None, **data):  # type: ignore[no-untyped-def]

@@ -23,13 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from durable_agents._discovery import discover
+from durable_agents._vocab.models import AgentRun
 from starters import ops
 from starters.devserver import free_port
 from tests.helpers import approve_pending, wait_for_status
 from workers import telemetry
 from workers.main import build_worker
 from workers.plugin import DurableAgentsPlugin
-from workflows.models import AgentRun
 
 SPANS = InMemorySpanExporter()
 RUN_SPANS = (

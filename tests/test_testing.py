@@ -22,6 +22,7 @@ from durable_agents import (
     tool,
 )
 from durable_agents._directory import Directory
+from durable_agents._vocab.models import LLMRequest
 from durable_agents.testing import (
     AgentEnvironment,
     Message,
@@ -32,7 +33,6 @@ from durable_agents.testing import (
     run_agent,
     task_input,
 )
-from workflows.models import LLMRequest
 
 PAID: dict[str, str] = {}  # idempotency key -> invoice id: what the "system" did
 

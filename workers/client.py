@@ -39,8 +39,8 @@ async def connect(
     # Imported here: the CLI reads `connect_config` without loading telemetry and retries.
     from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+    from durable_agents._codec import data_converter
     from workers import telemetry
-    from workers.codec import data_converter
 
     config = connect_config(address, namespace)
     converter = data_converter()  # encrypted when DURABLE_AGENTS_CODEC_KEYS is set

@@ -54,23 +54,18 @@ SHARED = (
         f"workflows.{name}"
         for name in (
             "catalog",
-            "chain",
             "compaction",
             "dispatch",
-            "failures",
             "gates",
             "history",
             "inbound",
             "messages",
-            "models",
-            "names",
             "runaway",
             "saga",
             "search",
             "spending",
             "state",
             "subagents",
-            "text",
             "turns",
             "waits",
         )
@@ -105,7 +100,7 @@ def sandbox(runner: WorkflowRunner | None = None) -> WorkflowRunner:
 
 
 def _converter(existing: DataConverter | None) -> DataConverter:
-    from workers.codec import data_converter
+    from durable_agents._codec import data_converter
 
     return data_converter()
 

@@ -36,7 +36,7 @@ from temporalio.common import MetricMeter
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from workflows.models import AgentStatus, AgentStatusValue
+from durable_agents._vocab.models import AgentStatus, AgentStatusValue
 
 log = logging.getLogger("durable_agents.telemetry")
 _tracing_on = False

@@ -21,10 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._directory import UnknownPerson
     from durable_agents._routes import InvalidRoute, parse_route
     from durable_agents._spec import AgentSpec, problems
-    from workflows import catalog, compaction, history, names, runaway, saga, search, spending
-    from workflows.dispatch import ToolDispatcher
-    from workflows.messages import MessageHandlers
-    from workflows.models import (
+    from durable_agents._vocab import names
+    from durable_agents._vocab.models import (
         AgentResult,
         AgentRun,
         AgentStatus,
@@ -35,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         TranscriptEntry,
     )
+    from workflows import catalog, compaction, history, runaway, saga, search, spending
+    from workflows.dispatch import ToolDispatcher
+    from workflows.messages import MessageHandlers
     from workflows.state import RunState
     from workflows.turns import ask_model
     from workflows.waits import ContinueRun, EndRun
@@ -77,14 +78,16 @@ class AgentWorkflow(MessageHandlers):
             max_turns=self._max_turns(),
             usage=s.usage,
             model_route=self._route(),
-            waiting_for=s.waiting_for,
-            waiting_since=s.waiting_since,
+            waiting_for=s.waiting.waiting_for,
+            waiting_since=s.waiting.waiting_since,
             last_error=s.last_error,
-            events_pending=[r.event.name for r in s.inbox],
+            events_pending=[r.event.name for r in s.waiting.inbox],
             approvals=s.approvals,
-            question=s.question.text if s.question and s.question.answer is None else None,
-            cost_usd=s.cost_usd,
-            continued=s.continued,
+            question=s.waiting.question.text
+            if s.waiting.question and s.waiting.question.answer is None
+            else None,
+            cost_usd=s.spending.cost_usd,
+            continued=s.chain.continued,
             history_bytes=workflow.info().get_current_history_size(),
             refused=s.refused,
         )
@@ -106,7 +109,7 @@ class AgentWorkflow(MessageHandlers):
         # change from here on that alters the commands a run issues goes behind one, with a
         # history in tests/histories/ recorded by the code before it.
         if run.carried is not None:
-            self._state = RunState.model_validate(run.carried)
+            self._state = RunState.model_validate(run.carried, from_attributes=True)
         problem = self._check_run(run)
         run = self._run
         self._limits(run)
@@ -150,11 +153,11 @@ class AgentWorkflow(MessageHandlers):
                 await saga.unwind(self._state, self._spec, self._identity(), err.message)
             self._state.set_status("failed")
             raise
-        if self._state.unwind_outcome is None:
+        if self._state.saga.unwind_outcome is None:
             return self._finish("completed", answer)
-        reason = self._state.unwinding or ""
+        reason = self._state.saga.unwinding or ""
         undone = await saga.unwind(self._state, spec, self._identity(), reason)
-        return self._finish(self._state.unwind_outcome, answer + self._undone(undone))
+        return self._finish(self._state.saga.unwind_outcome, answer + self._undone(undone))
 
     async def _cancelled(self) -> None:
         """Cancellation is a request: a saga still undoes its steps before the run ends."""
@@ -184,8 +187,8 @@ class AgentWorkflow(MessageHandlers):
             await spending.check(state, self._budget(spec), self._partial_answer())
             state.turn += 1
             workflow.set_current_details(f"Working: turn {state.turn}.")
-            state.messages.extend(state.follow_ups)
-            state.follow_ups.clear()
+            state.messages.extend(state.waiting.follow_ups)
+            state.waiting.follow_ups.clear()
             # In the UI, a turn's model call and tool calls form one group.
             with self._turn_group():
                 await self._compact_if_large(spec)
@@ -198,9 +201,11 @@ class AgentWorkflow(MessageHandlers):
                 if not reply.message.tool_calls:
                     return reply.message.content
                 calls = reply.message.tool_calls
-                seen = state.call_counts
-                state.turn_fresh = len([c for c in calls if runaway.call_key(c) not in seen])
-                state.turn_successes = state.successes
+                seen = state.progress.call_counts
+                state.progress.turn_fresh = len(
+                    [c for c in calls if runaway.call_key(c) not in seen]
+                )
+                state.progress.turn_successes = state.progress.successes
                 await self._tool_calls(spec, calls, calls)
 
     def _turn_group(self) -> AbstractContextManager[None]:
@@ -220,7 +225,9 @@ class AgentWorkflow(MessageHandlers):
                 if i and state.continue_due():
                     raise ContinueRun  # a safe point: the next run makes the remaining calls
                 state.messages.append(await self._tools().dispatch(spec, call))
-        new = min(state.turn_fresh, state.successes - state.turn_successes)
+        new = min(
+            state.progress.turn_fresh, state.progress.successes - state.progress.turn_successes
+        )
         reason = runaway.record_turn(state, spec.runaway, turn_calls, new)
         if reason:
             await runaway.stop(state, spec, reason)
@@ -239,10 +246,10 @@ class AgentWorkflow(MessageHandlers):
         """Hand the state to a new run of the same workflow id: history starts afresh."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         state = self._state
-        state.continued += 1
+        state.chain.continued += 1
         state.note(
             "note",
-            f"continued as new (#{state.continued}) after "
+            f"continued as new (#{state.chain.continued}) after "
             f"{workflow.info().get_current_history_size():,} bytes of history",
         )
         carried = state.carry()
@@ -259,15 +266,15 @@ class AgentWorkflow(MessageHandlers):
 
     def _limits(self, run: AgentRun) -> None:
         state = self._state
-        state.by_reference = run.conversation == "reference"
-        state.max_payload = run.max_payload_bytes or history.DEFAULT_MAX_PAYLOAD
+        state.store.by_reference = run.conversation == "reference"
+        state.store.max_payload = run.max_payload_bytes or history.DEFAULT_MAX_PAYLOAD
         # The naive mode keeps the whole conversation in every call and never continues as new:
         # it is the comparison for benchmarks, not a way to run agents.
-        if state.by_reference:
-            state.continue_after = run.continue_after_bytes or CONTINUE_AFTER
+        if state.store.by_reference:
+            state.chain.after = run.continue_after_bytes or CONTINUE_AFTER
         info = workflow.info()
-        state.history_at_start = info.get_current_history_size()
-        state.events_at_start = info.get_current_history_length()
+        state.chain.history_at_start = info.get_current_history_size()
+        state.chain.events_at_start = info.get_current_history_length()
 
     def _budget(self, spec: AgentSpec) -> Budget:
         return spec.budget.overridden(self._run.budget)
@@ -305,7 +312,7 @@ class AgentWorkflow(MessageHandlers):
             answer=answer,
             turns=self._state.turn,
             usage=self._state.usage,
-            cost_usd=self._state.cost_usd,
+            cost_usd=self._state.spending.cost_usd,
         )
 
     def _resolve(self, run: AgentRun) -> tuple[AgentSpec, dict[str, Any]]:

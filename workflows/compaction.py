@@ -15,12 +15,19 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.compaction import SummarizeRequest, summarize
     from durable_agents._routes import parse_route
     from durable_agents._spec import AgentSpec
-    from workflows import catalog, chain, history
-    from workflows import failures as f
-    from workflows.models import ConversationRef, Message, TailItem
+    from durable_agents._vocab import chain
+    from durable_agents._vocab import failures as f
+    from durable_agents._vocab.models import (
+        ConversationRef,
+        Message,
+        SummarizeRequest,
+        Summary,
+        TailItem,
+    )
+    from durable_agents._vocab.names import SUMMARIZE
+    from workflows import catalog, history
     from workflows.state import RunState
 
 KEEP_RECENT = 4  # messages kept verbatim at the end
@@ -51,7 +58,7 @@ def _request(
     state: RunState, spec: AgentSpec, route: str, older: list[Message], split: int
 ) -> SummarizeRequest:
     request = SummarizeRequest(route=route, agent=spec.name, turn=state.turn)
-    if not state.by_reference:
+    if not state.store.by_reference:
         request.messages = older
         return request
     # By hash: the older messages are in the store already (or the activity says which are not,
@@ -79,14 +86,15 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
     for attempt in range(history.RESENDS):
         request = _request(state, spec, route, older, split)
         try:
-            history.check_size(request, "the input of summarize", state.max_payload)
+            history.check_size(request, "the input of summarize", state.store.max_payload)
         except history.TooLarge as exc:
             state.note("error", f"cannot compact: {exc}")
             return False
         try:
             result = await workflow.execute_activity(
-                summarize,
+                SUMMARIZE,
                 request,
+                result_type=Summary,
                 start_to_close_timeout=spec.llm_timeout,
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=SUMMARY_RETRY,
@@ -99,7 +107,7 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
     state.usage = state.usage.plus(result.usage)
     summary = Message(role="user", content=result.text)
     kept = [messages[0], summary, *messages[split:]]
-    if state.by_reference:
+    if state.store.by_reference:
         history.replace_messages(state, kept, [chain.message_hash(summary)])
     else:
         state.messages = kept

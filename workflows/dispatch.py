@@ -16,9 +16,9 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._approvals import ApprovalPolicy, ApprovalRule
     from durable_agents._builtin import SpawnAgentInput
     from durable_agents._spec import AgentSpec, ToolContract, problems
-    from workflows import chain, gates, history, saga, subagents
-    from workflows import failures as f
-    from workflows.models import (
+    from durable_agents._vocab import chain
+    from durable_agents._vocab import failures as f
+    from durable_agents._vocab.models import (
         AgentRun,
         Identity,
         Message,
@@ -28,7 +28,8 @@ with workflow.unsafe.imports_passed_through():
         ToolRequest,
         ToolResult,
     )
-    from workflows.names import RUN_TOOL
+    from durable_agents._vocab.names import RUN_TOOL
+    from workflows import gates, history, saga, subagents
     from workflows.state import RunState
     from workflows.turns import cancelled, failure_message, failure_type
     from workflows.waits import EndRun, aborted, park, run_durable
@@ -76,7 +77,9 @@ class ToolDispatcher:
         else:
             data = args.model_dump(mode="json")
             if self._unwinding() and contract.side_effect != "read_only":
-                problem = f"{call.name} refused: the run is being undone ({self.state.unwinding})"
+                problem = (
+                    f"{call.name} refused: the run is being undone ({self.state.saga.unwinding})"
+                )
                 return self._tool_error(spec, call, problem)
             rule = self._policy(spec).rule_for(contract, data)
             if rule is not None:
@@ -103,7 +106,7 @@ class ToolDispatcher:
                         self.unwind_later("compensated", f"{call.name} failed: {problem}")
                     return self._tool_error(spec, call, problem)
             saga.record(self.state, contract, call, data, result.output)
-            if self.state.by_reference:
+            if self.state.store.by_reference:
                 message = chain.tool_message(call.id, call.name, result)
                 history.produced(self.state, message)
                 self._succeeded(call, message.content)
@@ -115,10 +118,10 @@ class ToolDispatcher:
 
     def _succeeded(self, call: ToolCall, text: str) -> None:
         self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
-        self.state.successes += 1
+        self.state.progress.successes += 1
 
     def _unwinding(self) -> bool:
-        return self.state.unwind_outcome is not None
+        return self.state.saga.unwind_outcome is not None
 
     async def _park_tool(
         self, spec: AgentSpec, call: ToolCall, err: ActivityError
@@ -148,7 +151,7 @@ class ToolDispatcher:
         self, spec: AgentSpec, contract: ToolContract, call: ToolCall, args: BaseModel
     ) -> ToolResult:
         handling = None
-        if self.state.by_reference:
+        if self.state.store.by_reference:
             handling = ResultHandling(
                 tool_call_id=call.id,
                 inline_bytes=spec.inline_result_bytes,
@@ -162,9 +165,9 @@ class ToolDispatcher:
             identity=self.identity,
             result=handling,
         )
-        history.check_size(request, f"the input of {call.name}", self.state.max_payload)
+        history.check_size(request, f"the input of {call.name}", self.state.store.max_payload)
         summary = f"tool {call.name} · turn {self.state.turn}"
-        if self.state.by_reference and contract.runs_locally():
+        if self.state.store.by_reference and contract.runs_locally():
             try:
                 local: ToolResult = await workflow.execute_local_activity(
                     RUN_TOOL,
@@ -242,8 +245,8 @@ class ToolDispatcher:
             return text
 
     def unwind_later(self, outcome: Outcome, reason: str) -> None:
-        if self.state.unwind_outcome is None:
-            self.state.unwind_outcome, self.state.unwinding = outcome, reason
+        if self.state.saga.unwind_outcome is None:
+            self.state.saga.unwind_outcome, self.state.saga.unwinding = outcome, reason
 
     @staticmethod
     def _policy(spec: AgentSpec | None) -> ApprovalPolicy:
@@ -251,8 +254,10 @@ class ToolDispatcher:
 
     def _tool_error(self, spec: AgentSpec, call: ToolCall, problem: str) -> str:
         state = self.state
-        state.tool_errors += 1
+        state.progress.tool_errors += 1
         state.note("error", problem, {"id": call.id})
-        if state.tool_errors > spec.max_tool_errors:
-            raise EndRun("gave_up", f"stopped after {state.tool_errors} bad tool calls: {problem}")
+        if state.progress.tool_errors > spec.max_tool_errors:
+            raise EndRun(
+                "gave_up", f"stopped after {state.progress.tool_errors} bad tool calls: {problem}"
+            )
         return json.dumps({"error": problem})

@@ -15,13 +15,20 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import entry_for, record_audit
     from durable_agents._approvals import ApprovalRule, may_decide
+    from durable_agents._vocab.models import (
+        Approval,
+        ApprovalState,
+        Decision,
+        EscalationRecord,
+        ToolCall,
+        entry_for,
+    )
+    from durable_agents._vocab.names import RECORD_AUDIT
+    from durable_agents._vocab.text import printable
     from workflows import catalog
     from workflows.inbound import DECISION_REFUSED, MessageRefused
-    from workflows.models import Approval, ApprovalState, Decision, EscalationRecord, ToolCall
     from workflows.state import RunState, spoken
-    from workflows.text import printable
     from workflows.waits import within
 
 
@@ -192,10 +199,9 @@ async def await_decision(
 async def audit(state: RunState, approval: Approval) -> None:
     """Append the decision (or the expiry) to the audit log, once per approval."""
     who = state.identity
-    if who is None:
-        return  # a run from before the audit log
+    assert who is not None  # set when the run starts, before any tool call
     await workflow.execute_local_activity(
-        record_audit,
+        RECORD_AUDIT,
         entry_for(
             who,
             f"{who.workflow_id}/{approval.id}",

@@ -17,9 +17,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec
-    from workflows import chain
-    from workflows import failures as f
-    from workflows.models import ConversationRef, Message, TailItem, ToolSchema
+    from durable_agents._vocab import chain
+    from durable_agents._vocab import failures as f
+    from durable_agents._vocab.models import ConversationRef, Message, TailItem, ToolSchema
     from workflows.state import RunState
 
 # Temporal's default blob limit is 2 MiB (`limit.blobSize.error`); stay clear of it, with room
@@ -60,7 +60,7 @@ def check_size(value: Any, what: str, limit: int) -> None:
 
 def hashes(state: RunState) -> list[str]:
     """Hashes of the run's messages, computed once each."""
-    known = state.hashes
+    known = state.store.hashes
     if len(known) > len(state.messages):
         known.clear()
     known.extend(chain.message_hash(m) for m in state.messages[len(known) :])
@@ -68,17 +68,17 @@ def hashes(state: RunState) -> list[str]:
 
 
 def heads(state: RunState) -> list[str]:
-    state.heads = chain.heads(hashes(state), state.heads)
-    return state.heads
+    state.store.heads = chain.heads(hashes(state), state.store.heads)
+    return state.store.heads
 
 
 def preamble(state: RunState, spec: AgentSpec) -> tuple[str, list[ToolSchema]]:
     """The system prompt and tool schemas to send as content: nothing once the store has them."""
-    if state.preamble and state.preamble in state.stored:
+    if state.store.preamble and state.store.preamble in state.store.objects:
         return "", []
     tools = [t.schema() for t in spec.tools]
-    if not state.preamble:
-        state.preamble = chain.digest(chain.encode_preamble(spec.system_prompt, tools))
+    if not state.store.preamble:
+        state.store.preamble = chain.digest(chain.encode_preamble(spec.system_prompt, tools))
     return spec.system_prompt, tools
 
 
@@ -86,26 +86,26 @@ def reference(state: RunState, messages: list[Message]) -> ConversationRef:
     """`messages` (the run's conversation, maybe plus a repair message) by reference."""
     own = hashes(state)
     all_hashes = own + [chain.message_hash(m) for m in messages[len(own) :]]
-    k = min(state.stored_prefix, len(own))
+    k = min(state.store.prefix, len(own))
     base = heads(state)[k - 1] if k else None
-    stored = set(state.stored)
+    stored = set(state.store.objects)
     tail = [
         TailItem(hash=h, message=None if h in stored else m)
         for h, m in zip(all_hashes[k:], messages[k:], strict=True)
     ]
-    return ConversationRef(base=base, base_length=k, tail=tail, preamble=state.preamble)
+    return ConversationRef(base=base, base_length=k, tail=tail, preamble=state.store.preamble)
 
 
 def replied(state: RunState, sent: int, reply: Message, plain: bool) -> None:
     """After a model call on the first `sent` messages: those are stored with their links,
     and so is the reply (linked to them when no repair message came between)."""
-    state.stored_prefix = sent + 1 if plain else sent
-    state.stored = [state.preamble, chain.message_hash(reply)]
+    state.store.prefix = sent + 1 if plain else sent
+    state.store.objects = [state.store.preamble, chain.message_hash(reply)]
 
 
 def produced(state: RunState, message: Message) -> None:
     """A message an activity stored as it produced it (a tool result, a summary)."""
-    state.stored.append(chain.message_hash(message))
+    state.store.objects.append(chain.message_hash(message))
 
 
 def lacked(state: RunState, err: ActivityError, attempt: int) -> bool:
@@ -125,19 +125,19 @@ def missing(state: RunState, details: dict[str, Any]) -> None:
     """The store lacked what `details` (from ConversationMissing) lists: send it again."""
     gone = set(details.get("messages") or [])
     if details.get("base"):
-        state.stored_prefix = 0
+        state.store.prefix = 0
     own = hashes(state)
     first = next((i for i, h in enumerate(own) if h in gone), None)
     if first is not None:
-        state.stored_prefix = min(state.stored_prefix, first)
-    drop = gone | ({state.preamble} if details.get("preamble") else set())
-    state.stored = [h for h in state.stored if h not in drop]
+        state.store.prefix = min(state.store.prefix, first)
+    drop = gone | ({state.store.preamble} if details.get("preamble") else set())
+    state.store.objects = [h for h in state.store.objects if h not in drop]
 
 
 def individually_stored(state: RunState) -> set[str]:
     """Hashes of the messages the store holds on their own (each prefix message is)."""
     own = hashes(state)
-    return set(own[: state.stored_prefix]) | set(state.stored)
+    return set(own[: state.store.prefix]) | set(state.store.objects)
 
 
 def replace_messages(state: RunState, messages: list[Message], also_stored: list[str]) -> None:
@@ -145,6 +145,6 @@ def replace_messages(state: RunState, messages: list[Message], also_stored: list
     and whatever was stored before still is."""
     known = individually_stored(state) | set(also_stored)
     state.messages = messages
-    state.hashes, state.heads = [], []
-    state.stored_prefix = 0
-    state.stored = [state.preamble] + [h for h in hashes(state) if h in known]
+    state.store.hashes, state.store.heads = [], []
+    state.store.prefix = 0
+    state.store.objects = [state.store.preamble] + [h for h in hashes(state) if h in known]

@@ -25,8 +25,8 @@ from temporalio.exceptions import ApplicationError
 
 from durable_agents._directory import UnknownPerson
 from durable_agents._spec import problems
+from durable_agents._vocab.models import MAX_INBOUND_BYTES
 from workflows import catalog
-from workflows.models import MAX_INBOUND_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 # The `type` of the ApplicationError an update is refused with.
@@ -129,7 +129,7 @@ def _claimed(data: bytes, field: str) -> str:
 
 
 def read(raw: RawValue | None, model: type[M], example: str, sender_field: str = "") -> M:
-    """The payload as `model` (strictly: see `workflows.models.Inbound`), or MessageRefused."""
+    """The payload as `model` (strictly: see `_vocab.models.Inbound`), or MessageRefused."""
     data = _data(raw, example)
     sender = _claimed(data, sender_field) if sender_field else "unknown"
     try:

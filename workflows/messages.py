@@ -18,9 +18,7 @@ from temporalio.common import RawValue
 with workflow.unsafe.imports_passed_through():
     from durable_agents._approvals import ApprovalPolicy
     from durable_agents._spec import AgentSpec
-    from workflows import gates, inbound
-    from workflows.inbound import NOTHING, MessageRefused
-    from workflows.models import (
+    from durable_agents._vocab.models import (
         AbortRequest,
         AgentRun,
         Approval,
@@ -31,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         OperatorRequest,
         UserMessage,
     )
-    from workflows.names import (
+    from durable_agents._vocab.names import (
         ABORT_SIGNAL,
         APPROVE_SIGNAL,
         DECIDE_UPDATE,
@@ -41,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         RESUME_SIGNAL,
         RETRY_TURN_SIGNAL,
     )
+    from workflows import gates, inbound
+    from workflows.inbound import NOTHING, MessageRefused
     from workflows.state import OperatorAction, RunState
 
 M = TypeVar("M", bound=BaseModel)
@@ -85,12 +85,12 @@ class MessageHandlers:
     def message(self, payload: RawValue = NOTHING) -> MessageAck:
         with inbound.to_sender():
             msg = self._user_message(payload)
-        question = self._state.question
+        question = self._state.waiting.question
         self._state.note("message", f"{msg.sender}: {msg.text}")
         if question is not None and question.answer is None:
             question.answer, question.answered_by = msg.text, msg.sender
             return MessageAck(status="answered", question=question.text)
-        self._state.follow_ups.append(Message(role="user", content=msg.text))
+        self._state.waiting.follow_ups.append(Message(role="user", content=msg.text))
         return MessageAck(status="queued")
 
     @message.validator
@@ -111,8 +111,8 @@ class MessageHandlers:
         request = self._signed("abort", payload, AbortRequest)
         if request is None:
             return
-        if self._state.parked_reason is not None:
-            self._state.abort_reason = f"{request.reason} (by {request.by})"
+        if self._state.parking.reason is not None:
+            self._state.parking.abort_reason = f"{request.reason} (by {request.by})"
         self._operator("abort", request.by)
 
     @workflow.signal(dynamic=True, description="Any other signal: refused and recorded.")
@@ -167,13 +167,13 @@ class MessageHandlers:
         return request
 
     def _operator(self, action: OperatorAction, by: str) -> None:
-        if self._state.parked_reason is None:
+        if self._state.parking.reason is None:
             why = f"the run does not need attention (it is {self._state.status})"
             self._refuse(action, MessageRefused(why, by or "unknown"))
             return
         if by:
             self._state.note("note", f"{action.replace('_', '-')} asked by {by}")
-        self._state.operator_action = action
+        self._state.parking.action = action
 
     def _decision(self, handler: str, payload: RawValue) -> tuple[Approval, Decision]:
         """The approval a decision is for and the decision (approver in normal form), or

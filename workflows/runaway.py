@@ -13,8 +13,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec, RunawayPolicy
+    from durable_agents._vocab.models import ToolCall
     from workflows import gates
-    from workflows.models import ToolCall
     from workflows.state import RunState
     from workflows.waits import EndRun, aborted, park
 
@@ -29,14 +29,14 @@ def record_turn(
     """Count the turn; the reason to stop, if the agent is running away."""
     for call in calls:
         key = call_key(call)
-        state.call_counts[key] = state.call_counts.get(key, 0) + 1
-    state.idle_turns = 0 if new_successes else state.idle_turns + 1
-    worst = max((state.call_counts[call_key(c)] for c in calls), default=0)
+        state.progress.call_counts[key] = state.progress.call_counts.get(key, 0) + 1
+    state.progress.idle_turns = 0 if new_successes else state.progress.idle_turns + 1
+    worst = max((state.progress.call_counts[call_key(c)] for c in calls), default=0)
     if worst >= policy.max_repeats:
-        name = max(calls, key=lambda c: state.call_counts[call_key(c)]).name
+        name = max(calls, key=lambda c: state.progress.call_counts[call_key(c)]).name
         return f"the same {name} call was made {worst} times"
-    if state.idle_turns >= policy.max_idle_turns:
-        return f"{state.idle_turns} turns in a row without a new successful tool call"
+    if state.progress.idle_turns >= policy.max_idle_turns:
+        return f"{state.progress.idle_turns} turns in a row without a new successful tool call"
     return None
 
 
@@ -52,5 +52,5 @@ async def stop(state: RunState, spec: AgentSpec, reason: str) -> None:
             raise EndRun("gave_up", f"stopped: {reason}; going on was {approval.state}")
     elif await park(state, f"runaway: {reason}") == "abort":
         raise aborted(state)
-    state.call_counts.clear()
-    state.idle_turns = 0
+    state.progress.call_counts.clear()
+    state.progress.idle_turns = 0

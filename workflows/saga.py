@@ -15,9 +15,9 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec, ToolContract
+    from durable_agents._vocab.models import Identity, ToolCall, ToolRequest, ToolResult
+    from durable_agents._vocab.names import RUN_TOOL
     from workflows import catalog
-    from workflows.models import Identity, ToolCall, ToolRequest, ToolResult
-    from workflows.names import RUN_TOOL
     from workflows.state import PendingCompensation, RunState
     from workflows.turns import cancelled, failure_message
     from workflows.waits import park
@@ -32,12 +32,12 @@ def record(
 ) -> None:
     if contract.side_effect == "irreversible":
         # The pivot: past an irreversible step, the earlier ones are no longer undone.
-        state.compensations.clear()
-        state.unwind_outcome = state.unwinding = None
+        state.saga.compensations.clear()
+        state.saga.unwind_outcome = state.saga.unwinding = None
         return
     if contract.compensation is None:
         return
-    state.compensations.append(
+    state.saga.compensations.append(
         PendingCompensation(
             step=call.name,
             tool=contract.compensation.tool_name,
@@ -50,8 +50,8 @@ def record(
 async def unwind(state: RunState, spec: AgentSpec, identity: Identity, reason: str) -> list[str]:
     """Run the recorded compensations newest first; return one line per compensation."""
     done: list[str] = []
-    while state.compensations:
-        pending = state.compensations.pop()
+    while state.saga.compensations:
+        pending = state.saga.compensations.pop()
         step = spec.tool(pending.step) or catalog.tool(pending.step)
         assert step.compensation is not None
         args = step.compensation.arguments(

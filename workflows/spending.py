@@ -9,8 +9,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from durable_agents._budgets import Budget, UnknownPrice
     from durable_agents._routes import parse_route
+    from durable_agents._vocab.models import LLMReply
     from workflows import catalog, gates
-    from workflows.models import LLMReply
     from workflows.state import RunState
     from workflows.waits import EndRun
 
@@ -24,7 +24,7 @@ def charge(state: RunState, budget: Budget, route: str, reply: LLMReply) -> None
         cost = budget.cost(model, usage.input_tokens, usage.output_tokens, catalog.current().models)
     except UnknownPrice as exc:  # a cost limit and no price: fail closed, never count it free
         raise EndRun("budget_exhausted", f"stopped: {exc}") from None
-    state.cost_usd += cost
+    state.spending.cost_usd += cost
     agent = state.identity.agent if state.identity else "-"
     workflow.metric_meter().create_counter(
         "durable_agents_cost", "what model calls cost", "micro-USD"
@@ -33,14 +33,14 @@ def charge(state: RunState, budget: Budget, route: str, reply: LLMReply) -> None
 
 def exceeded(state: RunState, budget: Budget) -> str | None:
     """Which limit the run has reached, if any (each extension doubles the limits)."""
-    factor = 2**state.budget_extensions
+    factor = 2**state.spending.budget_extensions
     usage = state.usage
     if budget.max_input_tokens and usage.input_tokens >= budget.max_input_tokens * factor:
         return f"{usage.input_tokens} input tokens of {budget.max_input_tokens * factor}"
     if budget.max_output_tokens and usage.output_tokens >= budget.max_output_tokens * factor:
         return f"{usage.output_tokens} output tokens of {budget.max_output_tokens * factor}"
-    if budget.max_cost_usd and state.cost_usd >= budget.max_cost_usd * factor:
-        return f"cost {state.cost_usd:.4f} USD of {budget.max_cost_usd * factor} USD"
+    if budget.max_cost_usd and state.spending.cost_usd >= budget.max_cost_usd * factor:
+        return f"cost {state.spending.cost_usd:.4f} USD of {budget.max_cost_usd * factor} USD"
     if budget.deadline:
         elapsed = workflow.now() - workflow.info().start_time
         if elapsed >= budget.deadline * factor:
@@ -59,6 +59,6 @@ async def check(state: RunState, budget: Budget, partial: str) -> None:
             state, "extend_budget", f"budget reached: {reason}", budget.approvers, ASK_FOR
         )
         if approval.state == "approved":
-            state.budget_extensions += 1
+            state.spending.budget_extensions += 1
             return
     raise EndRun("budget_exhausted", f"stopped at the budget ({reason}). {partial}".strip())

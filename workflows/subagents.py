@@ -16,8 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._builtin import SpawnAgentInput, SpawnAgentOutput
     from durable_agents._catalog import UnknownAgent
     from durable_agents._spec import AgentSpec
+    from durable_agents._vocab.models import AgentResult, AgentRun, BudgetOverride, ToolCall
     from workflows import catalog
-    from workflows.models import AgentResult, AgentRun, BudgetOverride, ToolCall
     from workflows.state import RunState
 
 
@@ -36,7 +36,11 @@ def slice_of(state: RunState, run: AgentRun, spec: AgentSpec, share: float) -> i
     limit = (run.budget.max_input_tokens if run.budget else None) or spec.budget.max_input_tokens
     if not limit:
         return None
-    left = limit * 2**state.budget_extensions - state.usage.input_tokens - state.reserved_tokens
+    left = (
+        limit * 2**state.spending.budget_extensions
+        - state.usage.input_tokens
+        - state.spending.reserved_tokens
+    )
     return max(0, int(left * share))
 
 
@@ -46,7 +50,7 @@ async def spawn(
     child_id = f"{workflow.info().workflow_id}--{call.id}"
     if run.depth + 1 > spec.max_depth:
         return refusal(child_id, f"too deep: sub-agents may nest {spec.max_depth} levels")
-    if state.active_children >= spec.max_children:
+    if state.spending.active_children >= spec.max_children:
         return refusal(child_id, f"at most {spec.max_children} sub-agents at once")
     try:
         child_spec = catalog.current().agent(args.agent)
@@ -66,8 +70,8 @@ async def spawn(
         depth=run.depth + 1,
         parent=workflow.info().workflow_id,
     )
-    state.active_children += 1
-    state.reserved_tokens += tokens or 0
+    state.spending.active_children += 1
+    state.spending.reserved_tokens += tokens or 0
     state.note(
         "note",
         f"sub-agent {child_id} ({args.agent}) started"
@@ -89,10 +93,10 @@ async def spawn(
             child=child_id, status="failed", answer=str(err.cause or err)
         ).model_dump(mode="json")
     finally:
-        state.active_children -= 1
-        state.reserved_tokens -= tokens or 0
+        state.spending.active_children -= 1
+        state.spending.reserved_tokens -= tokens or 0
     state.usage = state.usage.plus(result.usage)
-    state.cost_usd += result.cost_usd
+    state.spending.cost_usd += result.cost_usd
     return SpawnAgentOutput(
         child=child_id,
         status="completed",

@@ -12,13 +12,13 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.llm import call_llm
     from durable_agents._routes import parse_route
     from durable_agents._spec import AgentSpec
-    from workflows import failures as f
+    from durable_agents._vocab import failures as f
+    from durable_agents._vocab.models import ConversationRef, LLMReply, LLMRequest, Message
+    from durable_agents._vocab.names import CALL_LLM
     from workflows import history
     from workflows.compaction import compact
-    from workflows.models import ConversationRef, LLMReply, LLMRequest, Message
     from workflows.state import RunState
     from workflows.waits import aborted, park
 
@@ -73,8 +73,8 @@ async def ask_model(
             if cancelled(err):
                 raise
             kind, problem = failure_type(err), failure_message(err)
-            if kind == f.MALFORMED_MODEL_OUTPUT and state.repairs < spec.max_repairs:
-                state.repairs += 1
+            if kind == f.MALFORMED_MODEL_OUTPUT and state.progress.repairs < spec.max_repairs:
+                state.progress.repairs += 1
                 state.note("error", f"malformed model reply, asking for a repair: {problem}")
                 repair = Message(
                     role="user",
@@ -109,7 +109,7 @@ async def ask_model(
 async def _call(
     state: RunState, spec: AgentSpec, route: str, messages: list[Message], attempts: int
 ) -> LLMReply:
-    if not state.by_reference:
+    if not state.store.by_reference:
         system, tools = spec.system_prompt, [t.schema() for t in spec.tools]
         return await _execute(state, spec, route, attempts, system, messages, tools)
     for attempt in range(history.RESENDS):
@@ -146,10 +146,13 @@ async def _execute(
         agent=spec.name,
         turn=state.turn,
     )
-    history.check_size(request, f"the input of call_llm for turn {state.turn}", state.max_payload)
+    history.check_size(
+        request, f"the input of call_llm for turn {state.turn}", state.store.max_payload
+    )
     reply: LLMReply = await workflow.execute_activity(
-        call_llm,
+        CALL_LLM,
         request,
+        result_type=LLMReply,
         start_to_close_timeout=spec.llm_timeout,
         heartbeat_timeout=timedelta(seconds=30),
         retry_policy=replace(LLM_RETRY, maximum_attempts=attempts),

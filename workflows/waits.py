@@ -21,9 +21,9 @@ with workflow.unsafe.imports_passed_through():
         WaitForEventOutput,
     )
     from durable_agents._spec import AgentSpec
-    from workflows.models import Outcome
+    from durable_agents._vocab.models import Outcome
+    from durable_agents._vocab.text import printable
     from workflows.state import DETAILS, OperatorAction, Question, RunState, spoken
-    from workflows.text import printable
 
 # Characters of a timer's label in the UI.
 SUMMARY = 200
@@ -82,18 +82,18 @@ async def wait_for_event(
     names = " or ".join(args.events)
     state.start_waiting(f"event {names}", timeout)
     # A run continued as new while waiting waits on from when the wait began.
-    started = state.waits.setdefault(call_id, workflow.now())
+    started = state.waiting.waits.setdefault(call_id, workflow.now())
     left = timeout - (workflow.now() - started)
     summary = f"wait for {names}, at most {spoken(timeout)}"
     if not await within(lambda: state.has_event(args.events), left, state, summary):
-        state.waits.pop(call_id, None)
+        state.waiting.waits.pop(call_id, None)
         state.stop_waiting()
         hours = timeout.total_seconds() / 3600
         state.note("wait", f"no {names} within {hours:g} h")
         if policy.on_timeout == "end_run":
             raise EndRun("timed_out", f"no {names} came within {hours:g} h")
         return WaitForEventOutput(status="timeout", waited_hours=hours).model_dump(mode="json")
-    state.waits.pop(call_id, None)
+    state.waiting.waits.pop(call_id, None)
     state.stop_waiting()
     received = state.take_event(args.events)
     assert received is not None
@@ -119,17 +119,17 @@ async def ask_human(
     state: RunState, spec: AgentSpec, principal: str, args: AskHumanInput, call_id: str = ""
 ) -> dict[str, Any]:
     """Put a question to the run's principal; the `message` update carries the answer."""
-    question = state.question
+    question = state.waiting.question
     if question is None or question.call_id != call_id or not call_id:
         # (A run continued as new while asking asks on: the answer may already be in.)
         question = Question(text=args.question, asked_at=workflow.now(), call_id=call_id)
-        state.question = question
+        state.waiting.question = question
     timeout = min(timedelta(hours=args.timeout_hours), spec.default_wait.max_wait)
     state.start_waiting(f"an answer from {principal} to: {args.question}", timeout)
     left = timeout - (workflow.now() - question.asked_at)
     summary = f"answer from {principal}, at most {spoken(timeout)}"
     answered = await within(lambda: question.answer is not None, left, state, summary)
-    state.question = None
+    state.waiting.question = None
     state.stop_waiting()
     if not answered:
         state.note("wait", f"no answer from {principal} within {spoken(timeout)}")
@@ -145,7 +145,7 @@ async def park(state: RunState, reason: str) -> OperatorAction:
     `agentctl resume` retries the step that stopped, `agentctl retry-turn` gives the problem to
     the model as the step's result, `agentctl abort` ends the run (a saga unwinds first).
     """
-    state.parked_reason, state.operator_action = reason, None
+    state.parking.reason, state.parking.action = reason, None
     state.set_status("needs_attention")
     state.last_error = reason
     state.note("error", f"needs attention: {reason}")
@@ -154,17 +154,19 @@ async def park(state: RunState, reason: str) -> OperatorAction:
         f"{printable(reason, DETAILS)}. An operator "
         "can `agentctl resume`, `agentctl retry-turn` or `agentctl abort` it."
     )
-    await workflow.wait_condition(lambda: state.operator_action is not None)
-    action = state.operator_action
+    await workflow.wait_condition(lambda: state.parking.action is not None)
+    action = state.parking.action
     assert action is not None
-    state.parked_reason, state.operator_action = None, None
+    state.parking.reason, state.parking.action = None, None
     state.set_status("running")
     state.note("note", f"an operator chose {action.replace('_', '-')}")
     return action
 
 
 def aborted(state: RunState) -> EndRun:
-    return EndRun("aborted", f"aborted by an operator: {state.abort_reason or 'no reason given'}")
+    return EndRun(
+        "aborted", f"aborted by an operator: {state.parking.abort_reason or 'no reason given'}"
+    )
 
 
 async def run_durable(

@@ -9,8 +9,8 @@ from anthropic.types import Message as AnthropicMessage
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.common import classify_status, error
-from workflows import failures as f
-from workflows.models import LLMReply, LLMRequest, Message, ToolCall, Usage
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import LLMReply, LLMRequest, Message, ToolCall, Usage
 
 _CONTEXT_MARKERS = ("prompt is too long", "context window", "too many tokens")
 

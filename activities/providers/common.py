@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 
 from temporalio.exceptions import ApplicationError
 
-from workflows import failures as f
+from durable_agents._vocab import failures as f
 
 MAX_RETRY_AFTER = timedelta(minutes=15)
 

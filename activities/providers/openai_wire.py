@@ -10,8 +10,8 @@ from openai.types.chat import ChatCompletion
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.common import classify_status, error
-from workflows import failures as f
-from workflows.models import LLMReply, LLMRequest, Message, ToolCall, Usage
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import LLMReply, LLMRequest, Message, ToolCall, Usage
 
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,6 +21,9 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+
+if TYPE_CHECKING:
+    from durable_agents._vocab.carried import CarriedState
 
 AgentStatusValue = Literal[
     "running",
@@ -144,7 +147,7 @@ class TailItem(Compact):
 
 
 class ConversationRef(Compact):
-    """A conversation by reference (workflows/chain.py).
+    """A conversation by reference (durable_agents/_vocab/chain.py).
 
     `base` is the chain head of a prefix the message store already holds (`base_length`
     messages); `tail` are the messages after it. `preamble` is the hash of the system prompt and
@@ -268,7 +271,7 @@ class AgentRun(BaseModel):
     max_payload_bytes: int | None = Field(default=None, ge=1_000)
     conversation: Literal["reference", "inline"] = "reference"
     # Set by the run itself when it continues as new: its state, and how many times it has.
-    carried: dict[str, Any] | None = None
+    carried: CarriedState | None = None
     continued: int = 0
 
 
@@ -442,3 +445,63 @@ class AgentResult(BaseModel):
     turns: int
     usage: Usage
     cost_usd: Decimal = Decimal(0)  # sub-agents' included
+
+
+# ---- the audit log and compaction (activities/audit.py, activities/compaction.py) ----
+
+AuditKind = Literal["side_effect", "side_effect_failed", "refused", "approval"]
+
+
+class AuditEntry(BaseModel):
+    """What happened, who did it, for whom, under which grant, and who approved it."""
+
+    key: str  # idempotency key, or <run>/<approval id>
+    kind: AuditKind
+    run: str
+    agent: str = ""
+    agent_version: str = ""
+    principal: str = ""
+    scopes: list[str] = Field(default_factory=list)  # the run's grant at the time
+    tool: str = ""
+    side_effect: str = ""
+    approver: str | None = None
+    outcome: str = ""  # e.g. "ok", "approved", "rejected", "expired", an error type
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def entry_for(who: Identity, key: str, kind: AuditKind, **fields: Any) -> AuditEntry:
+    """An entry in the name of a run's identity."""
+    return AuditEntry(
+        key=key,
+        kind=kind,
+        run=who.workflow_id,
+        agent=who.agent,
+        agent_version=who.agent_version,
+        principal=who.principal,
+        scopes=who.scopes,
+        **fields,
+    )
+
+
+class SummarizeRequest(BaseModel):
+    """The messages to summarise: as content (`messages`), or by reference (`conversation`, in
+    which case the summary is stored as a message too)."""
+
+    route: str
+    messages: list[Message] = Field(default_factory=list)
+    conversation: ConversationRef | None = None
+    agent: str = ""
+    turn: int = 0
+    max_tokens: int = 1024
+
+
+class Summary(BaseModel):
+    text: str
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+
+
+# AgentRun carries a run's state (carried.py, which builds on the models above).
+from durable_agents._vocab.carried import CarriedState  # noqa: E402
+
+AgentRun.model_rebuild()

@@ -18,3 +18,6 @@ DECIDE_UPDATE = "decide"
 MESSAGE_UPDATE = "message"
 # Activities, by the names workers register them under.
 RUN_TOOL = "run_tool"
+CALL_LLM = "call_llm"
+SUMMARIZE = "summarize"
+RECORD_AUDIT = "record_audit"
