@@ -38,14 +38,14 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
 from activities.settings import get_settings
+from durable_agents._vocab import chain
+from durable_agents._vocab.models import AgentRun
 from sim.runner import SimServer
 from starters.devserver import DevServer, free_port
 from starters.ops import start_run
 from workers.client import connect
 from workers.main import build_worker
-from workflows import chain
 from workflows.agent import AgentWorkflow
-from workflows.models import AgentRun
 
 TARGET_RATIO_TO_MESSAGES = 1.5
 TARGET_BELOW_NAIVE = 20.0

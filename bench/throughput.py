@@ -56,13 +56,13 @@ from temporalio.worker import Worker
 from activities.settings import get_settings
 from bench.baseline import BaselineAgentWorkflow
 from bench.baseline_activities import BaselineRun, llm, tool
+from durable_agents._vocab.models import AgentResult, AgentRun
 from sim.runner import SimServer
 from starters.devserver import DevServer, free_port
 from starters.ops import start_run
 from workers.client import connect
 from workers.main import build_worker
 from workers.plugin import sandbox
-from workflows.models import AgentResult, AgentRun
 
 TARGET_MS_PER_STEP = 1.25
 TARGET_HISTORY_BYTES = 2.0

@@ -321,6 +321,31 @@ async def describe(client: Client, run_id: str) -> WorkflowExecutionDescription:
         raise
 
 
+async def task_failure(client: Client, run_id: str) -> str | None:
+    """Why the run's latest workflow task failed, if no task has completed since (a worker
+    that lacks its agent, a bug): read from the newest events, not the whole history."""
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+
+    try:
+        resp = await client.workflow_service.get_workflow_execution_history_reverse(
+            GetWorkflowExecutionHistoryReverseRequest(
+                namespace=client.namespace,
+                execution=WorkflowExecution(workflow_id=run_id),
+                maximum_page_size=20,
+            ),
+            timeout=timedelta(seconds=5),
+        )
+    except RPCError:
+        return None
+    for event in resp.history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            return None
+        if event.HasField("workflow_task_failed_event_attributes"):
+            return event.workflow_task_failed_event_attributes.failure.message or "no message"
+    return None
+
+
 def finished(desc: WorkflowExecutionDescription) -> str | None:
     """None while the run is open, else how it ended (completed, failed, …)."""
     if desc.status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
@@ -368,8 +393,16 @@ async def _query(client: Client, run_id: str, ask: Callable[[timedelta], Awaitab
         if isinstance(exc, RPCError) and exc.status not in (
             RPCStatusCode.DEADLINE_EXCEEDED,
             RPCStatusCode.CANCELLED,
+            RPCStatusCode.FAILED_PRECONDITION,  # "Workflow Task in failed state"
         ):
             raise
+        stuck = await task_failure(client, run_id)
+        if stuck is not None:
+            raise OpError(
+                f"run {run_id!r} is waiting, not failed: its workflow task fails on the "
+                f"workers of {queue!r} ({stuck}). Start a worker that serves it there "
+                f"(e.g. `agentctl worker --task-queue {queue} --plugin <module>`)"
+            ) from None
         raise OpError(
             f"run {run_id!r} did not answer within {deadline.total_seconds():g} s: "
             f"{_no_worker(queue, seen)}; start one with `agentctl worker --task-queue {queue}`"

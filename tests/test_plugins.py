@@ -212,6 +212,8 @@ async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_r
 
         await until(handle, refused_by_the_old_worker)
         assert (await handle.describe()).status.name == "RUNNING"  # waiting, not failed
+        code, out = await run(agentctl("status", run_id), cli_env)
+        assert code != 0 and "no worker here knows agent 'bills'" in out, out
         code, out = await run(agentctl("agents", "bills"), cli_env)
         assert code == 0 and f"none on {task_queue!r} serves it" in out, out
 
@@ -227,7 +229,9 @@ async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_r
             try:
                 status = await handle.query("status", result_type=AgentStatus)
             except (RPCError, WorkflowQueryFailedError) as exc:
-                assert "no worker here knows agent 'bills'" in str(exc)
+                assert "no worker here knows agent 'bills'" in str(exc) or (
+                    "Workflow Task in failed state" in str(exc)
+                )
                 return False
             return status.status == "waiting_approval"
 

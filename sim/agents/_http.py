@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.settings import get_settings
 from durable_agents._tools import ToolContext
-from workflows import failures as f
+from durable_agents._vocab import failures as f
 
 
 @lru_cache(maxsize=8)
