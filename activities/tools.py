@@ -21,7 +21,7 @@ from activities.settings import get_settings
 from activities.store import get_store
 from durable_agents._catalog import Catalog
 from durable_agents._spec import TOOL_NON_RETRYABLE, ToolContract, problems
-from durable_agents._tools import ToolContext
+from durable_agents._tools import ToolContext, ToolRejected, ToolTransient
 from durable_agents._vocab import chain
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import AuditKind, BlobRef, ToolRequest, ToolResult, entry_for
@@ -118,6 +118,10 @@ async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> Tool
     )
     try:
         raw = await heartbeating(contract.implementation(args, ctx), f"tool {request.tool}")
+    except ToolRejected as exc:
+        raise ApplicationError(str(exc), type=f.TOOL_REJECTED, non_retryable=True) from None
+    except ToolTransient as exc:
+        raise ApplicationError(str(exc), type=f.TOOL_TRANSIENT) from None
     except ApplicationError as err:
         if err.type in TOOL_NON_RETRYABLE and not err.non_retryable:
             # The type decides: a rejection is final even if the implementation forgot to say.

@@ -35,7 +35,13 @@ from durable_agents._spec import (
     WaitPolicy,
 )
 from durable_agents._spec import ToolContract as Tool
-from durable_agents._tools import ToolContext, ToolDefinitionError, tool
+from durable_agents._tools import (
+    ToolContext,
+    ToolDefinitionError,
+    ToolRejected,
+    ToolTransient,
+    tool,
+)
 from durable_agents._vocab.models import (
     AbortRequest,
     AgentResult,
@@ -86,6 +92,8 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolDefinitionError",
+    "ToolRejected",
+    "ToolTransient",
     "UnknownAgent",
     "UnknownPerson",
     "UnknownPrice",

@@ -47,7 +47,9 @@ Answer = tuple[str, bool] | tuple[str, bool, str]
 Approvals = Mapping[str, Answer] | Callable[[Approval], Decision | None]
 """Answers by tool name, or a function from a pending approval to a decision (None: no answer)."""
 
-TESTER = Directory(people=frozenset({"tester"}))
+# The principal runs act for by default, and the group the runaway and budget policies ask by
+# default (`operators`), so a spec that names no groups of its own runs as it is.
+TESTER = Directory(people=frozenset({"tester"}), groups={"operators": {"operator"}})
 POLL = 0.02  # seconds between looks at a working run
 
 

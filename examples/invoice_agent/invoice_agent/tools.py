@@ -8,9 +8,8 @@ import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel
-from temporalio.exceptions import ApplicationError
 
-from durable_agents import ToolContext, tool
+from durable_agents import ToolContext, ToolRejected, tool
 from invoice_agent import ledger
 
 
@@ -54,6 +53,5 @@ async def pay_invoice(args: PayInput, ctx: ToolContext) -> Payment:
             ledger.pay, ctx.idempotency_key, args.invoice_id, args.amount
         )
     except ledger.Refused as exc:
-        # ToolRejected: not retried; the model reads why.
-        raise ApplicationError(str(exc), type="ToolRejected", non_retryable=True) from None
+        raise ToolRejected(str(exc)) from None  # not retried; the model reads why
     return Payment(invoice_id=paid.invoice_id, amount=paid.amount, status="paid")
