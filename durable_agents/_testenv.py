@@ -49,7 +49,7 @@ Approvals = Mapping[str, Answer] | Callable[[Approval], Decision | None]
 
 # The principal runs act for by default, and the group the runaway and budget policies ask by
 # default (`operators`), so a spec that names no groups of its own runs as it is.
-TESTER = Directory(people=frozenset({"tester"}), groups={"operators": {"operator"}})
+TESTER = Directory(people=frozenset({"tester"}), groups={"operators": frozenset({"operator"})})
 POLL = 0.02  # seconds between looks at a working run
 
 
