@@ -27,6 +27,15 @@ from durable_agents._catalog import AgentSet, Catalog, CatalogError, UnknownAgen
 from durable_agents._child import execute_agent
 from durable_agents._directory import Directory, DirectoryError, UnknownPerson
 from durable_agents._discovery import discover
+from durable_agents._mcp import (
+    FromEnv,
+    FromFile,
+    MCPConfigError,
+    MCPServer,
+    MCPToolTerms,
+    Stdio,
+    StreamableHTTP,
+)
 from durable_agents._spec import (
     AgentSpec,
     Compensation,
@@ -84,11 +93,18 @@ __all__ = [
     "DurableAgentsPlugin",
     "Escalation",
     "EventSignal",
+    "FromEnv",
+    "FromFile",
     "Identity",
+    "MCPConfigError",
+    "MCPServer",
+    "MCPToolTerms",
     "ModelTable",
     "OperatorRequest",
     "RunawayPolicy",
     "SideEffect",
+    "Stdio",
+    "StreamableHTTP",
     "Tool",
     "ToolContext",
     "ToolDefinitionError",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from durable_agents._approvals import ApprovalPolicy
 from durable_agents._budgets import SHIPPED_MODELS, ModelTable, UnknownPrice
 from durable_agents._directory import Directory, DirectoryError
+from durable_agents._mcp import MCPConfigError
 from durable_agents._routes import InvalidRoute, parse_route
 from durable_agents._spec import AgentSpec, ToolContract
 
@@ -157,7 +158,18 @@ def _check(spec: AgentSpec, directory: Directory, models: ModelTable) -> None:
                 "add it to the plugin's directory file"
             )
     tools = {t.name for t in spec.tools}
+    servers = [s.name for s in spec.mcp_servers]
+    if len(set(servers)) != len(servers):
+        raise CatalogError(f"agent {spec.name!r}: two MCP servers share a name ({servers})")
+    for server in spec.mcp_servers:
+        try:
+            server.check()
+        except MCPConfigError as exc:
+            raise CatalogError(f"agent {spec.name!r}: {exc}") from None
+        tools |= set(server.rename.values())  # the others are known when the run lists them
     for rule in policy.rules:
+        if spec.mcp_servers and rule.tool not in tools:
+            continue  # may name an MCP tool: checked against the list the run records
         if rule.tool not in tools and rule.tool != "continue_run":
             raise CatalogError(
                 f"agent {spec.name!r}: an approval rule names tool {rule.tool!r}, "

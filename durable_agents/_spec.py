@@ -21,6 +21,7 @@ from durable_agents._vocab.models import ToolSchema
 
 if TYPE_CHECKING:
     from durable_agents._approvals import ApprovalPolicy
+    from durable_agents._mcp import MCPServer
 
 SideEffect = Literal["read_only", "reversible", "irreversible"]
 
@@ -211,6 +212,9 @@ class AgentSpec:
     describe_run: Callable[[Mapping[str, Any]], str] | None = None
     """A run's title in a few words, from its validated input (the Temporal UI's summary and
     listings, e.g. "refund 250.00 on order O-1"); None: the agent's name."""
+    mcp_servers: tuple[MCPServer, ...] = ()
+    """MCP servers whose tools the agent may call (`durable_agents.MCPServer`): listed once per
+    run, each call an activity with an idempotency key, approvals and audit as for `tools`."""
 
     def run_summary(self, data: Mapping[str, Any], principal: str) -> str:
         """The run's one-line title: what it does and for whom."""
