@@ -1,18 +1,22 @@
 """The sim as one FastAPI app: model server, company systems, ledger and fault admin.
 
 One app on one loopback port keeps the embedded default simple to start (tests, `make demo`):
-the LLM base URLs and the company-systems base URL are the same address.
+the LLM base URLs and the company-systems base URL are the same address. The ticket system is
+also an MCP server there, at `/mcp` (`sim.mcp_server`); its session manager runs in the app's
+lifespan, so whoever serves the app must run the lifespan.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
-from sim import anthropic_api, company, openai_api, support
+from sim import anthropic_api, company, mcp_server, openai_api, support
 from sim.db import Database
 from sim.faults import FaultBook, admin_router
 from sim.ledger import LEDGER_SCHEMA, actions_router, ledger_router
@@ -27,9 +31,18 @@ def create_app(db_path: str | Path) -> FastAPI:
     db.apply_schema(LEDGER_SCHEMA)
     db.apply_schema(support.SUPPORT_SCHEMA)
     faults = FaultBook()
-    app = FastAPI(title="durable-agents sim", version="1")
+    mcp = mcp_server.build_server(db)
+    mcp_routes = mcp_server.routes(mcp)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with mcp.session_manager.run():
+            yield
+
+    app = FastAPI(title="durable-agents sim", version="1", lifespan=lifespan)
     app.state.db = db
     app.state.faults = faults
+    app.state.mcp = mcp
     app.include_router(openai_api.router(faults))
     app.include_router(anthropic_api.router(faults))
     app.include_router(actions_router(db, faults, company.ACTIONS))
@@ -38,6 +51,7 @@ def create_app(db_path: str | Path) -> FastAPI:
     app.include_router(support.support_router(db))
     app.include_router(ledger_router(db))
     app.include_router(admin_router(faults))
+    app.router.routes.extend(mcp_routes)
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

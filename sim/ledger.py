@@ -72,8 +72,10 @@ def error(status_code: int, message: str, headers: dict[str, str] | None = None)
     return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
 
 
-def _commit(db: Database, action: Action, key: str, body: BaseModel) -> tuple[int, Any, bool]:
-    """Run the effect once per key; returns (status, response, replayed)."""
+def commit(db: Database, action: Action, key: str, body: BaseModel) -> tuple[int, Any, bool]:
+    """Run the effect once per key; returns (status, response, replayed). Raises ActionError.
+
+    The HTTP endpoints below and the MCP server (`sim.mcp_server`) both record effects here."""
     request = json.dumps(body.model_dump(mode="json"), sort_keys=True)
     with db.transaction() as conn:
         if not action.mutating:
@@ -141,7 +143,7 @@ def _endpoint(db: Database, book: FaultBook, action: Action) -> Callable[..., An
         if early is not None:
             return early
         try:
-            status, payload, replayed = await run_in_threadpool(_commit, db, action, key, body)
+            status, payload, replayed = await run_in_threadpool(commit, db, action, key, body)
         except ActionError as exc:
             return error(exc.status_code, exc.message)
         late = await _after_commit(fault)

@@ -52,7 +52,12 @@ class SimServer:
         self.port = int(sock.getsockname()[1])
         self.url = f"http://{self.host}:{self.port}"
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+            # The lifespan runs the MCP server's session manager (sim.mcp_server).
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

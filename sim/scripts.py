@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sim.conversation import Conversation, Reply, ToolCall, first_json_object, is_error
+from sim.conversation import Conversation, Reply, ToolCall, Turn, first_json_object, is_error
 from sim.refund_script import refund
 
 Script = Callable[[Conversation], Reply]
@@ -236,6 +236,69 @@ def invoice(conv: Conversation) -> Reply:
     return Reply(text=f"invoice {invoice_id}: {outcome}")
 
 
+def _mcp_value(turn: Turn, field: str) -> dict[str, Any]:
+    """An MCP tool's answer as a dict: the object itself or one that holds it (structured
+    content wrapped by a client), found by a field it must have; {} if there is none."""
+    value = turn.value()
+    if isinstance(value, str):
+        value = first_json_object(value)
+    if not isinstance(value, dict):
+        return {}
+    if field in value or "approval" in value:
+        return value
+    inner = [v for v in value.values() if isinstance(v, dict) and field in v]
+    return inner[0] if inner else {}
+
+
+def _error_of(turn: Turn) -> str:
+    value = turn.value()
+    error = value.get("error") if isinstance(value, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message") or error.get("detail") or error
+    return str(error or turn.text)
+
+
+def helpdesk(conv: Conversation) -> Reply:
+    """Close a ticket through the sim's MCP tools: lookup_ticket, then close_ticket (approved
+    first: destructive), then a summary. Input {"ticket_id", "resolution"?}."""
+    data = task_input(conv)
+    ticket_id = str(data.get("ticket_id", ""))
+    looked = conv.results("lookup_ticket")
+    if not looked:
+        return Reply(tool_calls=[ToolCall("lookup_ticket", {"ticket_id": ticket_id})])
+    ticket = _mcp_value(looked[-1], "ticket_id")
+    if is_error(looked[-1]) or not ticket:
+        return Reply(text=f"I could not look up ticket {ticket_id}: {_error_of(looked[-1])}.")
+    if ticket.get("status") == "resolved":
+        return Reply(text=f"Ticket {ticket_id} is already resolved; nothing to do.")
+    found = ticket.get("customer")
+    customer: dict[str, Any] = found if isinstance(found, dict) else {}
+    closed = conv.results("close_ticket")
+    if not closed:
+        name = str(customer.get("name") or "there").split()[0]
+        resolution = str(data.get("resolution") or "").strip() or (
+            f'Hi {name}, we have looked into "{ticket.get("subject")}" and it is now resolved. '
+            "Just reply to this email if anything is still not right."
+        )
+        args = {"ticket_id": ticket_id, "resolution": resolution}
+        return Reply(tool_calls=[ToolCall("close_ticket", args)])
+    verdict = _mcp_value(closed[-1], "message_id")
+    if verdict.get("approval") in ("rejected", "expired"):
+        who = verdict.get("decided_by") or "nobody in time"
+        why = verdict.get("reason") or "no reason given"
+        return Reply(
+            text=f"Ticket {ticket_id} stays open: closing it was {verdict['approval']} "
+            f"({who}: {why}). The customer was not emailed."
+        )
+    if is_error(closed[-1]) or not verdict.get("message_id"):
+        return Reply(text=f"Ticket {ticket_id} could not be closed: {_error_of(closed[-1])}.")
+    return Reply(
+        text=f"Ticket {ticket_id} ({ticket.get('subject')}) for {customer.get('name')} is "
+        f"resolved; the resolution was emailed to {verdict.get('emailed_to')} "
+        f"(message {verdict.get('message_id')})."
+    )
+
+
 SCRIPTS: dict[str, Script] = {
     "onboarding": onboarding,
     # The same behaviour under a second name: a fallback model that faults aimed at the
@@ -251,4 +314,5 @@ SCRIPTS: dict[str, Script] = {
     "fact_finder": fact_finder,
     "echo": echo,
     "invoice": invoice,
+    "helpdesk": helpdesk,
 }

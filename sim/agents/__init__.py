@@ -1,4 +1,4 @@
-"""The sim world's agents and their tools: onboarding, refund, research, reader, bench.
+"""The sim world's agents and their tools: onboarding, refund, helpdesk, research, reader, bench.
 
 They are written the way any user's agents are, and reach workers and the CLI the way any
 user's do: through the `durable_agents.agents` entry point `sim` (pyproject.toml), which names
@@ -13,13 +13,14 @@ from durable_agents._budgets import ModelTable
 from durable_agents._catalog import AgentSet
 from durable_agents._directory import Directory
 from sim.agents.bench import BENCH
+from sim.agents.helpdesk import HELPDESK
 from sim.agents.onboarding import ONBOARDING
 from sim.agents.reader import READER, SKIMMER
 from sim.agents.refund import REFUND
 from sim.agents.research import FACT_FINDER, RESEARCH
 
 AGENTS = AgentSet(
-    agents=(ONBOARDING, REFUND, RESEARCH, FACT_FINDER, READER, SKIMMER, BENCH),
+    agents=(ONBOARDING, REFUND, HELPDESK, RESEARCH, FACT_FINDER, READER, SKIMMER, BENCH),
     # Probes for benchmarks and tests, not agents anyone runs for their work.
     hidden=("bench", "skimmer"),
     source="sim.agents",
