@@ -6,6 +6,7 @@ bound method is the activity, so no module-level registry decides what runs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,12 +31,12 @@ from durable_agents._vocab.names import RUN_TOOL
 
 def _audit(
     request: ToolRequest,
-    contract: ToolContract | None,
+    side_effect: str | None,
     kind: AuditKind,
     outcome: str,
     **details: Any,
 ) -> None:
-    if contract is None or contract.side_effect == "read_only":
+    if side_effect is None or side_effect == "read_only":
         return  # reads change nothing: their trail is the run's history
     who = request.identity
     suffix = {"side_effect": "", "side_effect_failed": "#failed", "refused": "#refused"}
@@ -45,11 +46,47 @@ def _audit(
             request.idempotency_key + suffix.get(kind, "#" + kind),
             kind,
             tool=request.tool,
-            side_effect=contract.side_effect,
+            side_effect=side_effect,
             outcome=outcome,
             details={"arguments": request.arguments, **details},
         )
     )
+
+
+async def audited(
+    request: ToolRequest, side_effect: str | None, work: Awaitable[ToolResult]
+) -> ToolResult:
+    """Run one tool call (a worker's own or an MCP server's) in its span; a side effect, a
+    refusal and a final failure go to the audit log."""
+    try:
+        with observe.tool_call(request, side_effect or "unknown"):
+            result = await work
+    except ApplicationError as err:
+        if err.non_retryable:
+            kind: AuditKind = "refused" if err.type == f.PERMISSION_DENIED else "side_effect_failed"
+            _audit(request, side_effect, kind, err.type or "failed", error=err.message)
+        raise
+    who = request.identity
+    activity.logger.info(
+        "tool %s done",
+        request.tool,
+        extra={"agent": who.agent, "principal": who.principal, "tool": request.tool},
+    )
+    blob = result.blob.model_dump(mode="json") if result.blob else None
+    _audit(request, side_effect, "side_effect", "ok", output=result.output, blob=blob)
+    return result
+
+
+def check_scopes(request: ToolRequest, required: Iterable[str]) -> None:
+    """The check that holds even if the workflow's did not: the run's grant covers the tool."""
+    missing = [s for s in required if s not in request.identity.scopes]
+    if missing:
+        raise ApplicationError(
+            f"{request.tool} needs scope {', '.join(missing)}, not granted to "
+            f"{request.identity.workflow_id} (acting for {request.identity.principal})",
+            type=f.PERMISSION_DENIED,
+            non_retryable=True,
+        )
 
 
 class ToolRunner:
@@ -62,25 +99,8 @@ class ToolRunner:
     async def run_tool(self, request: ToolRequest) -> ToolResult:
         """Run one tool call; side effects (and refusals, and final failures) are audited."""
         contract = self._catalog.tool(request.tool)
-        try:
-            with observe.tool_call(request, contract.side_effect if contract else "unknown"):
-                result = await _run_tool(request, contract)
-        except ApplicationError as err:
-            if err.non_retryable:
-                kind: AuditKind = (
-                    "refused" if err.type == f.PERMISSION_DENIED else "side_effect_failed"
-                )
-                _audit(request, contract, kind, err.type or "failed", error=err.message)
-            raise
-        who = request.identity
-        activity.logger.info(
-            "tool %s done",
-            request.tool,
-            extra={"agent": who.agent, "principal": who.principal, "tool": request.tool},
-        )
-        blob = result.blob.model_dump(mode="json") if result.blob else None
-        _audit(request, contract, "side_effect", "ok", output=result.output, blob=blob)
-        return result
+        side_effect = contract.side_effect if contract else None
+        return await audited(request, side_effect, _run_tool(request, contract))
 
 
 async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> ToolResult:
@@ -91,15 +111,7 @@ async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> Tool
             type=f.UNKNOWN_TOOL,
             non_retryable=True,
         )
-    missing = [s for s in contract.required_scopes if s not in request.identity.scopes]
-    if missing:
-        # The workflow checks first; this is the check that holds even if it did not.
-        raise ApplicationError(
-            f"{request.tool} needs scope {', '.join(missing)}, not granted to "
-            f"{request.identity.workflow_id} (acting for {request.identity.principal})",
-            type=f.PERMISSION_DENIED,
-            non_retryable=True,
-        )
+    check_scopes(request, contract.required_scopes)
     try:
         args = contract.input_model.model_validate(request.arguments)
     except ValidationError as exc:
@@ -139,10 +151,10 @@ async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> Tool
             non_retryable=True,
         ) from None
     result = ToolResult(tool=request.tool, output=output.model_dump(mode="json"))
-    return await _handed_back(request, result)
+    return await handed_back(request, result)
 
 
-async def _handed_back(request: ToolRequest, result: ToolResult) -> ToolResult:
+async def handed_back(request: ToolRequest, result: ToolResult) -> ToolResult:
     """Store the result as the run's next message; a large one is passed by reference."""
     handling = request.result
     if handling is None:

@@ -93,6 +93,11 @@ class ToolContract:
     """The code that carries the call out (`@tool` sets it); None for durable tools."""
     task_queue: str | None = None
     """Only workers that serve this task queue run the tool; None: the run's own queue."""
+    parameters: str | None = None
+    """The arguments' JSON schema as the model sees it, when not `input_model`'s (an MCP
+    server's tool: its input schema as listed, JSON)."""
+    mcp_server: str | None = None
+    """The MCP server that carries the call out (`call_mcp_tool`); None: the worker's code."""
 
     def schema(self) -> ToolSchema:
         return _schema(self)
@@ -117,7 +122,9 @@ def _schema(contract: ToolContract) -> ToolSchema:
     return ToolSchema(
         name=contract.name,
         description=contract.description,
-        parameters=contract.input_model.model_json_schema(),
+        parameters=json.loads(contract.parameters)
+        if contract.parameters is not None
+        else contract.input_model.model_json_schema(),
     )
 
 
@@ -225,7 +232,13 @@ class AgentSpec:
         """The standing grant: `default_scopes`, or every scope the agent's tools require."""
         if self.default_scopes is not None:
             return self.default_scopes
-        return tuple(sorted({s for t in self.tools for s in t.required_scopes}))
+        mcp = {
+            s
+            for server in self.mcp_servers
+            for terms in [*server.tools.values(), None]
+            for s in (server.scopes if terms is None or terms.scopes is None else terms.scopes)
+        }
+        return tuple(sorted({s for t in self.tools for s in t.required_scopes} | mcp))
 
     def tool(self, name: str) -> ToolContract | None:
         return next((t for t in self.tools if t.name == name), None)

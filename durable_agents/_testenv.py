@@ -47,9 +47,11 @@ Answer = tuple[str, bool] | tuple[str, bool, str]
 Approvals = Mapping[str, Answer] | Callable[[Approval], Decision | None]
 """Answers by tool name, or a function from a pending approval to a decision (None: no answer)."""
 
-# The principal runs act for by default, and the group the runaway and budget policies ask by
-# default (`operators`), so a spec that names no groups of its own runs as it is.
-TESTER = Directory(people=frozenset({"tester"}), groups={"operators": frozenset({"operator"})})
+# The principal runs act for by default.
+TESTER = Directory(people=frozenset({"tester"}))
+# The group the runaway and budget policies ask by default, when the agents' own directories
+# have none: a spec that names no groups of its own runs as it is.
+OPERATORS = Directory(groups={"operators": frozenset({"operator"})})
 POLL = 0.02  # seconds between looks at a working run
 
 
@@ -106,6 +108,9 @@ class AgentEnvironment:
         env: WorkflowEnvironment | None = None,
     ) -> None:
         given = [agents] if isinstance(agents, AgentSpec | AgentSet) else list(agents)
+        groups = [g.directory for g in given if isinstance(g, AgentSet) and g.directory]
+        if not any(d.knows_group("operators") for d in [*groups, directory]):
+            directory = directory.merged(OPERATORS)
         extra = AgentSet((), source="durable_agents.testing", directory=directory)
         self.catalog = Catalog.build([*given, extra])
         self.task_queue = f"agents-test-{uuid.uuid4().hex[:8]}"

@@ -45,6 +45,7 @@ _OPERATOR_ERRORS = (
     ("workers.telemetry", "TelemetryConfigError"),
     ("durable_agents._directory", "UnknownPerson"),
     ("durable_agents._catalog", "CatalogError"),
+    ("durable_agents._mcp", "MCPConfigError"),
 )
 
 

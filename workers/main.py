@@ -74,6 +74,9 @@ async def run_worker(
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop`), then drain in-flight work and exit."""
     catalog = discover(plugins)  # a plugin that cannot load stops the worker before it starts
+    for spec in catalog.agents.values():
+        for server in spec.mcp_servers:
+            server.check_worker()  # a secret this worker lacks stops it here, in one line
     # A worker may start before its server (compose, systemd): keep trying for a while.
     patience = float(os.environ.get("DURABLE_AGENTS_CONNECT_WAIT", "30"))
     telemetry.setup_tracing("durable-agents-worker")

@@ -32,6 +32,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from activities.audit import record_audit
 from activities.compaction import summarize
 from activities.llm import LocalModel, ModelCalls
+from activities.mcp import MCPConnections, MCPRunner
 from activities.tools import ToolRunner
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._spec import AgentSpec
@@ -43,10 +44,15 @@ from workflows.catalog import EXTERN
 # through; for the agent loop's helpers that cost ~60 ms of CPU per run. They are deterministic
 # (no I/O, clock or randomness outside `workflow.*`; the replay tests hold them to it), so they
 # are shared; only the workflow definition itself (workflows.agent) is loaded per run. Also
-# pure libraries that pydantic loads lazily while validating (EmailStr).
+# pure libraries that pydantic loads lazily while validating (EmailStr), and JSON Schema (MCP
+# tools' arguments are checked in the workflow).
 SHARED = (
     "email_validator",
     "idna",
+    "jsonschema",
+    "referencing",
+    "rpds",
+    "attrs",
     "durable_agents",
     "sim.agents",
     "activities",
@@ -58,6 +64,8 @@ SHARED = (
             "dispatch",
             "gates",
             "history",
+            "mcp",
+            "mcp_tools",
             "inbound",
             "messages",
             "runaway",
@@ -119,9 +127,14 @@ class DurableAgentsPlugin(SimplePlugin):
         if isinstance(agents, AgentSpec | AgentSet):
             agents = [agents]  # a plugin's AGENTS as it is
         self.catalog = agents if isinstance(agents, Catalog) else Catalog.build(agents)
+        # MCP sessions are the worker's: opened on first use, closed when the worker stops.
+        self.mcp = MCPConnections(self.catalog)
+        mcp = MCPRunner(self.mcp)
         activities: Sequence[Callable[..., Any]] = (
             ModelCalls(models).call_llm,
             ToolRunner(self.catalog).run_tool,
+            mcp.list_mcp_tools,
+            mcp.call_mcp_tool,
             summarize,
             record_audit,
         )
@@ -132,4 +145,5 @@ class DurableAgentsPlugin(SimplePlugin):
             activities=activities,
             workflows=[AgentWorkflow],
             workflow_runner=sandbox,
+            run_context=self.mcp.running,
         )

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         TranscriptEntry,
     )
-    from workflows import catalog, compaction, history, runaway, saga, search, spending
+    from workflows import catalog, compaction, history, mcp, runaway, saga, search, spending
     from workflows.dispatch import ToolDispatcher
     from workflows.messages import MessageHandlers
     from workflows.state import RunState
@@ -131,6 +131,7 @@ class AgentWorkflow(MessageHandlers):
                 task = spec.task_message(run.task, data)
                 self._state.messages.append(Message(role="user", content=task))
                 self._state.note("task", task)
+            await mcp.list_tools(self._state, spec)  # once per run: the list is in history
             answer = await self._loop(spec)
         except ContinueRun:
             await self._continue_as_new(run)
@@ -185,6 +186,8 @@ class AgentWorkflow(MessageHandlers):
             if state.turn >= self._max_turns():
                 raise EndRun("turn_budget_exhausted", self._partial_answer())
             await spending.check(state, self._budget(spec), self._partial_answer())
+            if state.turn:
+                await mcp.list_tools(state, spec, every_turn=True)
             state.turn += 1
             workflow.set_current_details(f"Working: turn {state.turn}.")
             state.messages.extend(state.waiting.follow_ups)

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._vocab.models import (
         AgentRun,
         Identity,
+        MCPTarget,
         Message,
         Outcome,
         ResultHandling,
@@ -28,8 +29,8 @@ with workflow.unsafe.imports_passed_through():
         ToolRequest,
         ToolResult,
     )
-    from durable_agents._vocab.names import RUN_TOOL
-    from workflows import gates, history, saga, subagents
+    from durable_agents._vocab.names import CALL_MCP_TOOL, RUN_TOOL
+    from workflows import gates, history, mcp_tools, saga, subagents
     from workflows.state import RunState
     from workflows.turns import cancelled, failure_message, failure_type
     from workflows.waits import EndRun, aborted, park, run_durable
@@ -53,14 +54,17 @@ class ToolDispatcher:
     async def _dispatch(self, spec: AgentSpec, call: ToolCall) -> str | Message:
         arguments = json.dumps(call.arguments, sort_keys=True)
         self.state.note("tool_call", f"{call.name}({arguments})", {"id": call.id})
-        contract = spec.tool(call.name)
+        contract = self._contract(spec, call.name)
         if contract is None:
-            known = ", ".join(t.name for t in spec.tools)
+            known = ", ".join(s.name for s in mcp_tools.schemas(self.state, spec))
             return self._tool_error(spec, call, f"unknown tool {call.name!r}; tools: {known}")
         try:
             args = contract.input_model.model_validate(call.arguments)
         except ValidationError as exc:
             return self._tool_error(spec, call, f"bad arguments for {call.name}: {problems(exc)}")
+        wrong = mcp_tools.problems(self.state, call.name, call.arguments)
+        if contract.mcp_server and wrong:
+            return self._tool_error(spec, call, f"bad arguments for {call.name}: {wrong}")
         missing = [s for s in contract.required_scopes if s not in self.identity.scopes]
         if missing:
             granted = ", ".join(self.identity.scopes) or "none"
@@ -135,7 +139,7 @@ class ToolDispatcher:
                 raise aborted(self.state) from None
             if action == "retry_turn":
                 return None
-            contract = spec.tool(call.name)
+            contract = self._contract(spec, call.name)
             assert contract is not None
             try:
                 args = contract.input_model.model_validate(call.arguments)
@@ -146,6 +150,10 @@ class ToolDispatcher:
                 if failure_type(again) not in f.PARKING:
                     return None  # an ordinary failure now: the model hears of it
                 err = again
+
+    def _contract(self, spec: AgentSpec, name: str) -> ToolContract | None:
+        """The agent's own tool, or an MCP server's as the run listed it."""
+        return spec.tool(name) or mcp_tools.contract(self.state, name)
 
     async def _activity_tool(
         self, spec: AgentSpec, contract: ToolContract, call: ToolCall, args: BaseModel
@@ -164,9 +172,30 @@ class ToolDispatcher:
             idempotency_key=f"{workflow.info().workflow_id}/{call.id}",
             identity=self.identity,
             result=handling,
+            mcp=None
+            if contract.mcp_server is None
+            else MCPTarget(
+                agent=spec.name,
+                server=contract.mcp_server,
+                tool=self._server_name(call.name),
+                side_effect=contract.side_effect,
+                scopes=list(contract.required_scopes),
+            ),
         )
         history.check_size(request, f"the input of {call.name}", self.state.store.max_payload)
         summary = f"tool {call.name} · turn {self.state.turn}"
+        if contract.mcp_server is not None:
+            summary = f"MCP {contract.mcp_server}.{request.mcp.tool if request.mcp else ''}"
+            mcp_result: ToolResult = await workflow.execute_activity(
+                CALL_MCP_TOOL,
+                request,
+                result_type=ToolResult,
+                start_to_close_timeout=contract.timeout,
+                heartbeat_timeout=min(contract.timeout, timedelta(seconds=10)),
+                retry_policy=contract.retry_policy(),
+                summary=f"{summary} · turn {self.state.turn}",
+            )
+            return mcp_result
         if self.state.store.by_reference and contract.runs_locally():
             try:
                 local: ToolResult = await workflow.execute_local_activity(
@@ -243,6 +272,10 @@ class ToolDispatcher:
             text = json.dumps(result, sort_keys=True)
             self.state.note("tool_result", f"{call.name} -> {text}", {"id": call.id})
             return text
+
+    def _server_name(self, exposed: str) -> str:
+        found = mcp_tools.tool(self.state, exposed)
+        return found.name if found else exposed
 
     def unwind_later(self, outcome: Outcome, reason: str) -> None:
         if self.state.saga.unwind_outcome is None:

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._vocab import chain
     from durable_agents._vocab import failures as f
     from durable_agents._vocab.models import ConversationRef, Message, TailItem, ToolSchema
+    from workflows import mcp_tools
     from workflows.state import RunState
 
 # Temporal's default blob limit is 2 MiB (`limit.blobSize.error`); stay clear of it, with room
@@ -76,7 +77,7 @@ def preamble(state: RunState, spec: AgentSpec) -> tuple[str, list[ToolSchema]]:
     """The system prompt and tool schemas to send as content: nothing once the store has them."""
     if state.store.preamble and state.store.preamble in state.store.objects:
         return "", []
-    tools = [t.schema() for t in spec.tools]
+    tools = mcp_tools.schemas(state, spec)
     if not state.store.preamble:
         state.store.preamble = chain.digest(chain.encode_preamble(spec.system_prompt, tools))
     return spec.system_prompt, tools

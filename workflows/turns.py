@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._vocab import failures as f
     from durable_agents._vocab.models import ConversationRef, LLMReply, LLMRequest, Message
     from durable_agents._vocab.names import CALL_LLM
-    from workflows import history
+    from workflows import history, mcp_tools
     from workflows.compaction import compact
     from workflows.state import RunState
     from workflows.waits import aborted, park
@@ -110,7 +110,7 @@ async def _call(
     state: RunState, spec: AgentSpec, route: str, messages: list[Message], attempts: int
 ) -> LLMReply:
     if not state.store.by_reference:
-        system, tools = spec.system_prompt, [t.schema() for t in spec.tools]
+        system, tools = spec.system_prompt, mcp_tools.schemas(state, spec)
         return await _execute(state, spec, route, attempts, system, messages, tools)
     for attempt in range(history.RESENDS):
         system, tools = history.preamble(state, spec)

@@ -19,6 +19,7 @@ from durable_agents._vocab.models import (
     Approval,
     EventSignal,
     Identity,
+    MCPTool,
     Message,
     Outcome,
     RefusedMessage,
@@ -129,6 +130,13 @@ class Chain(BaseModel):
     continued: int = 0  # how many times the run has continued as new
 
 
+class MCPState(BaseModel):
+    """The MCP tools the run has listed (workflows/mcp.py), and which servers it has asked."""
+
+    tools: list[MCPTool] = Field(default_factory=list)
+    listed: list[str] = Field(default_factory=list)
+
+
 class CarriedState(BaseModel):
     """Everything a run knows, as one serialisable model."""
 
@@ -155,3 +163,4 @@ class CarriedState(BaseModel):
     spending: Spending = Field(default_factory=Spending)
     store: Stored = Field(default_factory=Stored)
     chain: Chain = Field(default_factory=Chain)
+    mcp: MCPState = Field(default_factory=MCPState)

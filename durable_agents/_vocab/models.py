@@ -218,6 +218,7 @@ class ToolRequest(Compact):
     idempotency_key: str
     identity: Identity
     result: ResultHandling | None = None  # None: the whole output in history, nothing stored
+    mcp: MCPTarget | None = None  # an MCP server's tool (`call_mcp_tool`), not the worker's own
 
 
 class ToolResult(Compact):
@@ -501,7 +502,53 @@ class Summary(BaseModel):
     model: str = ""
 
 
-# AgentRun carries a run's state (carried.py, which builds on the models above).
+# ---- MCP (activities/mcp.py; durable_agents/_mcp.py says what a spec may ask) ----
+
+
+class MCPTool(Compact):
+    """One tool of an MCP server as a run recorded it: what the model sees and the terms of
+    its calls. Recorded in history by the listing activity, so replay never asks the server."""
+
+    server: str
+    name: str  # on the server
+    exposed: str  # what the model calls it
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+    side_effect: Literal["read_only", "reversible", "irreversible"]
+    scopes: list[str] = Field(default_factory=list)
+    timeout_seconds: float = 30.0
+    max_attempts: int = 3
+
+
+class MCPListRequest(Compact):
+    """Input of the `list_mcp_tools` activity: one server of one agent."""
+
+    agent: str
+    server: str
+    native: list[str] = Field(default_factory=list)  # names the agent's own tools already use
+
+
+class MCPToolList(Compact):
+    """Output of the `list_mcp_tools` activity."""
+
+    server: str
+    tools: list[MCPTool] = Field(default_factory=list)
+    left_out: list[str] = Field(default_factory=list)  # by allow/deny
+
+
+class MCPTarget(Compact):
+    """Which server and tool a `call_mcp_tool` request is for, with the terms recorded."""
+
+    agent: str
+    server: str
+    tool: str
+    side_effect: Literal["read_only", "reversible", "irreversible"]
+    scopes: list[str] = Field(default_factory=list)
+
+
+# Forward references: AgentRun carries a run's state (carried.py, which builds on the models
+# above); ToolRequest may name an MCP target (defined above, after it).
 from durable_agents._vocab.carried import CarriedState  # noqa: E402
 
 AgentRun.model_rebuild()
+ToolRequest.model_rebuild()

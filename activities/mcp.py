@@ -1,0 +1,380 @@
+"""MCP servers' tools as activities: `list_mcp_tools` and `call_mcp_tool`.
+
+Connections are the worker's, never the workflow's: one session per (agent, server), opened on
+first use, kept open by a task of its own (the MCP SDK's transports must be entered and left in
+one task), reopened after it breaks, closed when the worker shuts down (`MCPConnections.running`,
+the plugin's run context). A stdio server is started once per worker and restarted when it dies.
+
+Every failure comes out as one type of the taxonomy, with its retryability:
+- the server answered `isError`: ToolRejected (the model reads why; not retried);
+- the server crashed, the connection broke, or it could not be reached: ToolTransient (retried,
+  on a fresh connection);
+- no answer within the tool's timeout: Timeout (retried);
+- a protocol error, or an answer outside MCP's schema: ToolContractViolation (the run parks);
+  invalid parameters (JSON-RPC -32602): ToolInputInvalid (the model reads why);
+- a result over the worker's limit: PayloadTooLarge (run_tool's check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+import httpx2
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolResult, Tool
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.heartbeat import heartbeating
+from activities.tools import audited, check_scopes, handed_back
+from durable_agents._catalog import Catalog
+from durable_agents._mcp import IDEMPOTENCY_META, MCPConfigError, MCPServer, Stdio
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import MCPListRequest, MCPTool, MCPToolList, ToolRequest
+from durable_agents._vocab.models import ToolResult as Result
+from durable_agents._vocab.names import CALL_MCP_TOOL, LIST_MCP_TOOLS
+
+if TYPE_CHECKING:
+    from mcp.types import RequestParamsMeta
+
+# JSON-RPC error codes (the MCP SDK's): the connection closed, a request timed out, bad params.
+CONNECTION_CLOSED = -32000
+REQUEST_TIMEOUT = -32001
+INVALID_PARAMS = -32602
+# Errors that mean the connection is gone, whatever the transport.
+BROKEN = (
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    httpx2.TransportError,
+    ConnectionError,
+    EOFError,
+)
+
+
+class _Connection:
+    """One open session with one server, held by a task of its own."""
+
+    def __init__(self, server: MCPServer) -> None:
+        self.server = server
+        self._session: ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def session(self) -> ClientSession:
+        async with self._lock:
+            if self._session is None or self._task is None or self._task.done():
+                await self._open()
+            assert self._session is not None
+            return self._session
+
+    async def _open(self) -> None:
+        await self.close()
+        self._stop = asyncio.Event()
+        ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._hold(ready), name=f"mcp {self.server.name}")
+        self._session = await ready
+
+    async def _hold(self, ready: asyncio.Future[ClientSession]) -> None:
+        try:
+            async with AsyncExitStack() as stack:
+                streams = await stack.enter_async_context(self._transport(stack))
+                session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
+                await session.initialize()
+                ready.set_result(session)
+                await self._stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, or logged
+            if not ready.done():
+                ready.set_exception(exc)
+            elif not isinstance(exc, asyncio.CancelledError):
+                activity.logger.warning(
+                    "MCP server %s: connection ended: %r", self.server.name, exc
+                )
+        finally:
+            self._session = None
+
+    def _transport(self, stack: AsyncExitStack) -> Any:
+        transport = self.server.transport
+        if isinstance(transport, Stdio):
+            # The server sees only the variables the spec names (and the SDK's safe defaults).
+            env = {name: os.environ[name] for name in transport.env if name in os.environ}
+            params = StdioServerParameters(
+                command=transport.command, args=list(transport.args), env=env, cwd=transport.cwd
+            )
+            errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
+            return stdio_client(params, errlog=errlog)
+        url = transport.url if isinstance(transport.url, str) else transport.url.resolve()
+        headers = {
+            k: v if isinstance(v, str) else v.resolve() for k, v in transport.headers.items()
+        }
+        seconds = transport.connect_timeout.total_seconds()
+        http = httpx2.AsyncClient(
+            headers=headers, timeout=httpx2.Timeout(seconds, read=None), follow_redirects=True
+        )
+        stack.push_async_callback(http.aclose)
+        return streamable_http_client(url, http_client=http)
+
+    def broken(self) -> None:
+        """Drop the session: the next call opens a new one (a stdio server is restarted)."""
+        self._stop.set()
+        self._session = None
+
+    async def close(self) -> None:
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 10)
+            except (TimeoutError, Exception):  # noqa: BLE001 - closing what is broken anyway
+                task.cancel()
+
+
+class MCPConnections:
+    """The worker's MCP sessions, by agent and server."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._servers = {
+            (spec.name, server.name): server
+            for spec in catalog.agents.values()
+            for server in spec.mcp_servers
+        }
+        self._open: dict[tuple[str, str], _Connection] = {}
+
+    def server(self, agent: str, name: str) -> MCPServer:
+        try:
+            return self._servers[(agent, name)]
+        except KeyError:
+            raise ApplicationError(
+                f"agent {agent!r} has no MCP server {name!r} on this worker",
+                type=f.UNKNOWN_TOOL,
+                non_retryable=True,
+            ) from None
+
+    def connection(self, agent: str, name: str) -> _Connection:
+        key = (agent, name)
+        if key not in self._open:
+            self._open[key] = _Connection(self.server(agent, name))
+        return self._open[key]
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """For the worker's lifetime: close every session (stop every stdio server) after."""
+        try:
+            yield
+        finally:
+            await asyncio.gather(*(c.close() for c in self._open.values()))
+            self._open.clear()
+
+
+def side_effect_of(server: MCPServer, tool: Tool) -> str:
+    """The spec's word, else the tool's annotations (MCP's defaults: not read-only)."""
+    terms = server.terms(tool.name)
+    if terms.side_effect or server.side_effect:
+        return terms.side_effect or server.side_effect or ""
+    hints = tool.annotations
+    if hints is not None and hints.read_only_hint:
+        return "read_only"
+    if hints is not None and hints.destructive_hint is False:
+        return "reversible"
+    return "irreversible"  # destructiveHint true, or not said (MCP's default is destructive)
+
+
+class MCPRunner:
+    """The MCP activities over one catalog's agents."""
+
+    def __init__(self, connections: MCPConnections) -> None:
+        self._connections = connections
+
+    @activity.defn(name=LIST_MCP_TOOLS)
+    async def list_mcp_tools(self, request: MCPListRequest) -> MCPToolList:
+        """List one server's tools for a run, as the spec allows, renames and rates them."""
+        server = self._connections.server(request.agent, request.server)
+        conn = self._connections.connection(request.agent, request.server)
+        listed: list[Tool] = []
+        cursor: str | None = None
+        while True:
+            page = await _protocol(
+                conn, server, "tools/list", _list_page(conn, cursor), server.timeout
+            )
+            listed.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        tools, left_out = [], []
+        seen: dict[str, str] = {name: "the agent's own tools" for name in request.native}
+        for tool in listed:
+            if not server.offers(tool.name):
+                left_out.append(tool.name)
+                continue
+            exposed = server.exposed(tool.name)
+            if exposed in seen:
+                raise ApplicationError(
+                    f"MCP server {server.name}: tool {exposed!r} clashes with {seen[exposed]}; "
+                    "rename it in the spec (MCPServer.rename) or deny it",
+                    type=f.TOOL_CONTRACT_VIOLATION,
+                    non_retryable=True,
+                )
+            seen[exposed] = f"a tool of MCP server {server.name}"
+            terms = server.terms(tool.name)
+            timeout = terms.timeout or server.timeout
+            tools.append(
+                MCPTool(
+                    server=server.name,
+                    name=tool.name,
+                    exposed=exposed,
+                    description=tool.description or tool.title or tool.name,
+                    input_schema=tool.input_schema,
+                    side_effect=side_effect_of(server, tool),  # type: ignore[arg-type]
+                    scopes=list(server.scopes if terms.scopes is None else terms.scopes),
+                    timeout_seconds=timeout.total_seconds(),
+                    max_attempts=terms.max_attempts or server.max_attempts,
+                )
+            )
+        return MCPToolList(server=server.name, tools=tools, left_out=left_out)
+
+    @activity.defn(name=CALL_MCP_TOOL)
+    async def call_mcp_tool(self, request: ToolRequest) -> Result:
+        """Call one MCP tool with the run's idempotency key in `_meta`; audited like run_tool."""
+        target = request.mcp
+        if target is None:
+            raise ApplicationError(
+                "call_mcp_tool needs an MCP target", type=f.INVALID_REQUEST, non_retryable=True
+            )
+        return await audited(request, target.side_effect, self._call(request))
+
+    async def _call(self, request: ToolRequest) -> Result:
+        target = request.mcp
+        assert target is not None
+        check_scopes(request, target.scopes)
+        server = self._connections.server(target.agent, target.server)
+        conn = self._connections.connection(target.agent, target.server)
+        limit = activity.info().start_to_close_timeout or server.timeout
+        # Answer as a typed Timeout a little before Temporal's own timeout would strike.
+        wait = max(1.0, limit.total_seconds() - 1.0)
+        meta = {IDEMPOTENCY_META: request.idempotency_key}
+        result = await heartbeating(
+            _protocol(
+                conn,
+                server,
+                f"tools/call {target.tool}",
+                _call(conn, target.tool, request.arguments, wait, meta),
+                timedelta(seconds=wait + 5),
+            ),
+            f"MCP {server.name}.{target.tool}",
+        )
+        text = _text(result)
+        if result.is_error:
+            raise ApplicationError(
+                f"{server.name}.{target.tool} refused: {text[:2000] or 'no reason given'}",
+                type=f.TOOL_REJECTED,
+                non_retryable=True,
+            )
+        output: dict[str, Any]
+        if isinstance(result.structured_content, dict):
+            output = result.structured_content
+        else:
+            output = {"text": text}
+        return await handed_back(request, Result(tool=request.tool, output=output))
+
+
+async def _list_page(conn: _Connection, cursor: str | None) -> Any:
+    from mcp.types import PaginatedRequestParams
+
+    session = await conn.session()
+    params = PaginatedRequestParams(cursor=cursor) if cursor else None
+    return await session.list_tools(params=params)
+
+
+async def _call(
+    conn: _Connection, tool: str, arguments: dict[str, Any], wait: float, meta: dict[str, str]
+) -> CallToolResult:
+    session = await conn.session()
+    return await session.call_tool(
+        tool, arguments, read_timeout_seconds=wait, meta=cast("RequestParamsMeta", meta)
+    )
+
+
+async def _protocol(
+    conn: _Connection, server: MCPServer, what: str, work: Any, limit: timedelta
+) -> Any:
+    """`work` (a request to the server), its failures as taxonomy types."""
+    try:
+        return await asyncio.wait_for(work, limit.total_seconds())
+    except MCPError as exc:
+        if exc.code == REQUEST_TIMEOUT:
+            raise ApplicationError(
+                f"MCP server {server.name} did not answer {what} in time: {exc.message}",
+                type=f.TIMEOUT,
+            ) from None
+        if exc.code == CONNECTION_CLOSED:
+            conn.broken()
+            raise _transient(server, what, exc.message) from None
+        if exc.code == INVALID_PARAMS:
+            raise ApplicationError(
+                f"MCP server {server.name} refused the arguments of {what}: {exc.message}",
+                type=f.TOOL_INPUT_INVALID,
+                non_retryable=True,
+            ) from None
+        raise ApplicationError(
+            f"MCP server {server.name} answered {what} with protocol error {exc.code}: "
+            f"{exc.message}",
+            type=f.TOOL_CONTRACT_VIOLATION,
+            non_retryable=True,
+        ) from None
+    except TimeoutError:
+        conn.broken()  # a transport that hangs is not trusted again
+        raise ApplicationError(
+            f"MCP server {server.name} did not answer {what} within {limit.total_seconds():g} s",
+            type=f.TIMEOUT,
+        ) from None
+    except ValidationError as exc:
+        raise ApplicationError(
+            f"MCP server {server.name} answered {what} outside MCP's schema: "
+            f"{str(exc).splitlines()[0]}",
+            type=f.TOOL_CONTRACT_VIOLATION,
+            non_retryable=True,
+        ) from None
+    except MCPConfigError as exc:
+        raise ApplicationError(
+            f"MCP server {server.name}: {exc}", type=f.INVALID_REQUEST, non_retryable=True
+        ) from None
+    except (*BROKEN, OSError) as exc:
+        conn.broken()
+        raise _transient(server, what, f"{type(exc).__name__}: {exc}") from None
+    except BaseExceptionGroup as group:
+        conn.broken()
+        raise _transient(server, what, f"{type(group.exceptions[0]).__name__}") from None
+
+
+def _transient(server: MCPServer, what: str, why: str) -> ApplicationError:
+    where = (
+        f"process {server.transport.command}"
+        if isinstance(server.transport, Stdio)
+        else "its endpoint"
+    )
+    return ApplicationError(
+        f"MCP server {server.name} ({where}) broke off {what}: {why}; retrying on a new connection",
+        type=f.TOOL_TRANSIENT,
+    )
+
+
+def _text(result: CallToolResult) -> str:
+    parts = []
+    for block in result.content:
+        text = getattr(block, "text", None)
+        parts.append(text if isinstance(text, str) else f"[{block.type}]")
+    if not parts and result.structured_content is not None:
+        return json.dumps(result.structured_content, sort_keys=True)
+    return "\n".join(parts)

@@ -1,0 +1,321 @@
+"""MCP tools as durable as our own, with MCP servers nobody here wrote: the reference server
+`mcp-server-time` over stdio, and a FastMCP server over streamable HTTP (tests/mcp_servers/)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from activities.mcp import MCPConnections, MCPRunner
+from activities.settings import get_settings
+from durable_agents import AgentSet, AgentSpec, MCPServer, Stdio
+from durable_agents._catalog import Catalog
+from durable_agents._vocab import failures as f
+from durable_agents._vocab.models import (
+    AgentResult,
+    AgentStatus,
+    Identity,
+    MCPListRequest,
+    MCPTarget,
+    ResultHandling,
+    ToolRequest,
+)
+from durable_agents.testing import AgentEnvironment
+from starters.devserver import free_port
+from tests.mcp_agents import AGENTS, MODELS, PEOPLE, Zone
+from workers.plugin import interceptors, sandbox
+from workflows.agent import AgentWorkflow
+
+ROOT = Path(__file__).parent.parent
+AGENTCTL = str(Path(sys.executable).parent / "agentctl")
+
+
+def scheduled(history: Any, activity: str) -> int:
+    return sum(
+        1
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
+    )
+
+
+def task_failures(history: Any) -> list[str]:
+    return [
+        e.workflow_task_failed_event_attributes.failure.message
+        for e in history.events
+        if e.HasField("workflow_task_failed_event_attributes")
+    ]
+
+
+# --- the reference time server over stdio, inside a run -----------------------------------------
+
+
+async def test_the_reference_time_server_answers_inside_a_run(ts_env: WorkflowEnvironment) -> None:
+    async with AgentEnvironment(AGENTS, models=MODELS, env=ts_env) as agents:
+        handle = await agents.start("clock", Zone(timezone="UTC").model_dump())
+        result = await handle.result()
+        history = await handle.fetch_history()
+        status = await handle.query("status", result_type=AgentStatus)
+        transcript = await handle.query("transcript", result_type=list[Any])
+    assert result.outcome == "completed", result.answer
+    assert result.answer.startswith("it is ") and " in UTC, a " in result.answer
+    # Listed once, in history; `convert_time` denied by the spec; a schema check went back to
+    # the model; the real call answered.
+    assert scheduled(history, "list_mcp_tools") == 1
+    assert scheduled(history, "call_mcp_tool") == 1
+    notes = [e["text"] for e in transcript]
+    assert any("MCP server time: tools get_current_time (read_only)" in n for n in notes), notes
+    assert any("bad arguments for get_current_time" in n and "timezone" in n for n in notes)
+    assert status.status == "completed" and not task_failures(history)
+
+
+# --- failures, straight through the activity ------------------------------------------------------
+
+UNRULY = MCPServer(
+    name="unruly",
+    transport=Stdio(command=sys.executable, args=("-m", "tests.mcp_servers.unruly"), cwd=str(ROOT)),
+)
+PROBE = AgentSpec(
+    name="probe",
+    version="1",
+    description="Calls an unruly server.",
+    system_prompt="-",
+    model_route=("scripted:probe",),
+    tools=(),
+    input_model=Zone,
+    mcp_servers=(UNRULY,),
+)
+
+
+@pytest.fixture
+async def unruly(tmp_path: Path) -> AsyncIterator[tuple[MCPRunner, ActivityEnvironment]]:
+    os.environ["DURABLE_AGENTS_STATE_DIR"] = str(tmp_path)
+    os.environ["DURABLE_AGENTS_MAX_TOOL_RESULT_BYTES"] = "5000"
+    get_settings.cache_clear()
+    connections = MCPConnections(Catalog.build([AgentSet((PROBE,), directory=PEOPLE)]))
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=4))
+    try:
+        async with connections.running():
+            yield MCPRunner(connections), env
+    finally:
+        del (
+            os.environ["DURABLE_AGENTS_STATE_DIR"],
+            os.environ["DURABLE_AGENTS_MAX_TOOL_RESULT_BYTES"],
+        )
+        get_settings.cache_clear()
+
+
+def calling(tool: str, **arguments: Any) -> ToolRequest:
+    return ToolRequest(
+        tool=tool,
+        arguments=arguments,
+        idempotency_key=f"probe-1/{tool}",
+        identity=Identity(agent="probe", agent_version="1", workflow_id="probe-1", principal="t"),
+        result=ResultHandling(tool_call_id=tool, inline_bytes=16_000),
+        mcp=MCPTarget(agent="probe", server="unruly", tool=tool, side_effect="read_only"),
+    )
+
+
+async def failure(runner: MCPRunner, env: ActivityEnvironment, tool: str, **args: Any) -> Any:
+    with pytest.raises(ApplicationError) as caught:
+        await env.run(runner.call_mcp_tool, calling(tool, **args))
+    return caught.value
+
+
+async def test_a_crashing_hanging_or_refusing_server_gives_its_taxonomy_type(
+    unruly: tuple[MCPRunner, ActivityEnvironment],
+) -> None:
+    runner, env = unruly
+    listed = await env.run(runner.list_mcp_tools, MCPListRequest(agent="probe", server="unruly"))
+    # No annotations: MCP's default is destructive, so a person approves by default.
+    assert {t.name: t.side_effect for t in listed.tools}["echo"] == "irreversible"
+    first = await env.run(runner.call_mcp_tool, calling("echo", text="hi"))
+    pid = first.output["result"].split()[-1]
+
+    crashed = await failure(runner, env, "crash")
+    assert (crashed.type, crashed.non_retryable) == (f.TOOL_TRANSIENT, False), crashed.message
+    again = await env.run(runner.call_mcp_tool, calling("echo", text="back"))
+    assert again.output["result"].startswith("back from ")
+    assert again.output["result"].split()[-1] != pid  # restarted: a new process answers
+
+    started = time.monotonic()
+    hung = await failure(runner, env, "hang")
+    assert (hung.type, hung.non_retryable) == (f.TIMEOUT, False), hung.message
+    assert time.monotonic() - started < 10
+
+    refused = await failure(runner, env, "refuse", why="not on a Sunday")
+    assert (refused.type, refused.non_retryable) == (f.TOOL_REJECTED, True)
+    assert "not on a Sunday" in refused.message
+
+    huge = await failure(runner, env, "huge", size=20_000)
+    assert (huge.type, huge.non_retryable) == (f.PAYLOAD_TOO_LARGE, True), huge.message
+
+    bad = await failure(runner, env, "nonexistent")
+    assert bad.type in (f.TOOL_REJECTED, f.TOOL_CONTRACT_VIOLATION), bad.message
+
+
+# --- a destructive tool over streamable HTTP: approval, SIGKILL in flight, a changed server -----
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    port = free_port()
+    state: dict[str, Any] = {"port": port, "db": tmp_path / "ledger.sqlite3", "procs": []}
+
+    def start(version: int) -> None:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.mcp_servers.ledger",
+                str(port),
+                str(state["db"]),
+                str(version),
+            ],
+            cwd=ROOT,
+            env=os.environ | {"LEDGER_DELAY": "3"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        state["procs"].append(proc)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError("the ledger MCP server did not start")
+
+    def stop() -> None:
+        for proc in state["procs"]:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+    state["start"], state["stop"] = start, stop
+    start(1)
+    yield state
+    stop()
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def until(check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_destructive_mcp_tool_is_approved_and_made_once_across_a_sigkill(
+    dev_env: WorkflowEnvironment, ledger: dict[str, Any], task_queue: str
+) -> None:
+    address = dev_env.client.service_client.config.target_host
+    env = os.environ | {
+        "TEMPORAL_ADDRESS": address,
+        "LEDGER_URL": f"http://127.0.0.1:{ledger['port']}/mcp",
+        "DURABLE_AGENTS_PLUGINS": "tests.mcp_agents",
+        "PYTHONPATH": str(ROOT),
+    }
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def worker() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.mcp_agents", task_queue],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        workers.append(proc)
+        return proc
+
+    try:
+        first = worker()
+        out = subprocess.run(
+            [AGENTCTL, "run", "payout", "--as", "alice", "--task-queue", task_queue,
+             "--input", '{"account": "A-1", "amount": "250.00"}'],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        run_id = out.stdout.split("started run ")[1].split()[0]
+        handle: WorkflowHandle[Any, AgentResult] = dev_env.client.get_workflow_handle(
+            run_id, result_type=AgentResult
+        )
+
+        async def waiting() -> bool:
+            status = await handle.query("status", result_type=AgentStatus)
+            return status.status == "waiting_approval"
+
+        await until(waiting)
+        # The server changes its tools while the run waits: the run keeps the list it recorded.
+        ledger["stop"]()
+        ledger["start"](2)
+        shown = subprocess.run(
+            [AGENTCTL, "approvals", "show", run_id], env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert "transfer" in shown.stdout and "A-1" in shown.stdout, shown.stdout + shown.stderr
+        approved = subprocess.run(
+            [AGENTCTL, "approve", run_id, "--as", "olga"], env=env, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+
+        async def in_flight() -> bool:
+            return bool(rows(ledger["db"], "select 1 from calls where tool = 'transfer'"))
+
+        await until(in_flight)
+        first.send_signal(signal.SIGKILL)  # mid-call: the server is still working on it
+        first.wait()
+        worker()
+        result = await asyncio.wait_for(handle.result(), 90)
+    finally:
+        for proc in workers:
+            proc.kill()
+            proc.wait()
+
+    key = f"{run_id}/"
+    calls = rows(ledger["db"], "select key from calls where tool = 'transfer'")
+    effects = rows(ledger["db"], "select key, account, amount from effects")
+    assert result.outcome == "completed" and result.answer.startswith("transfer: sent"), result
+    assert len(calls) >= 2 and {c[0] for c in calls} == {effects[0][0]}  # retried, one key
+    assert (
+        len(effects) == 1 and effects[0][0].startswith(key) and effects[0][1:] == ("A-1", "250.00")
+    )
+    history = await handle.fetch_history()
+    assert scheduled(history, "list_mcp_tools") == 1  # once per run, not per worker
+    assert not task_failures(history)
+    # The audit trail has the approval and the side effect, as for a native tool.
+    trail = subprocess.run(
+        [AGENTCTL, "audit", run_id], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "transfer" in trail.stdout and "olga" in trail.stdout, trail.stdout + trail.stderr
+    # And the history replays against today's code, the server's new tool list notwithstanding.
+    replay = Replayer(
+        workflows=[AgentWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandbox(),
+        interceptors=interceptors(Catalog.build([AGENTS])),
+    )
+    replayed = await replay.replay_workflow(history)
+    assert replayed.replay_failure is None
