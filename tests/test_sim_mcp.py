@@ -20,9 +20,13 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 
+from durable_agents._vocab.models import AgentRun, Decision
 from sim.conversation import Conversation, ToolCall, Turn
 from sim.runner import SimServer
 from sim.scripts import helpdesk
+from starters import ops
+from tests.helpers import wait_for_status
+from workflows.agent import AgentWorkflow
 
 
 @asynccontextmanager
@@ -200,3 +204,27 @@ def test_the_helpdesk_script_stops_on_a_no_or_a_closed_ticket() -> None:
     assert not already.tool_calls and "already resolved" in already.text
     missing = helpdesk(_conversation(("lookup_ticket", {"error": "ticket 'T-1' does not exist"})))
     assert not missing.tool_calls and "does not exist" in missing.text
+
+
+# --- end to end: the helpdesk agent, its worker and the sim's MCP server -----------------------
+
+
+async def test_helpdesk_closes_a_ticket_through_mcp_once_approved(  # type: ignore[no-untyped-def]
+    ts_env, ts_worker, sim: SimServer, task_queue: str, ledger
+) -> None:
+    order = seed(sim)
+    run = AgentRun(agent="helpdesk", input={"ticket_id": order["ticket_id"]}, principal="desk")
+    handle = await ops.start_run(ts_env.client, run, task_queue=task_queue)
+    await wait_for_status(handle, "waiting_approval")
+    [approval] = (await handle.query(AgentWorkflow.status)).approvals
+    assert approval.tool == "close_ticket" and approval.arguments["ticket_id"] == order["ticket_id"]
+    assert "support-leads" in approval.groups
+    assert ledger(handle.id, "close_ticket") == 0  # nothing happens before the lead says yes
+
+    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="sam"))
+    result = await handle.result()
+
+    assert result.outcome == "completed", result.answer
+    assert ledger(handle.id, "close_ticket") == 1
+    assert order["email"] in result.answer
+    assert ticket(sim, order["ticket_id"])["status"] == "resolved"
