@@ -38,6 +38,7 @@ def describe(spec: AgentSpec) -> dict[str, Any]:
             }
             for t in spec.tools
         ],
+        "mcp_servers": [_server(s) for s in spec.mcp_servers],
         "approvals": [
             {
                 "tool": r.tool,
@@ -62,6 +63,30 @@ def describe(spec: AgentSpec) -> dict[str, Any]:
     }
 
 
+def _server(server: Any) -> dict[str, Any]:
+    """An MCP server as an operator sees it: where, which tools, on what terms (its tools are
+    listed by each run when it starts). No secret is shown: only where it comes from."""
+    from durable_agents._mcp import Stdio
+
+    transport = server.transport
+    if isinstance(transport, Stdio):
+        where = " ".join([transport.command, *transport.args])
+    else:
+        url = transport.url
+        where = url if isinstance(url, str) else f"${url.name} ({url.template})"
+    row: dict[str, Any] = {"name": server.name, "where": where}
+    if server.allow is not None:
+        row["allow"] = list(server.allow)
+    if server.deny:
+        row["deny"] = list(server.deny)
+    if server.rename:
+        row["rename"] = dict(server.rename)
+    row["side_effect"] = server.side_effect or "from each tool's annotations"
+    if server.scopes:
+        row["scopes"] = list(server.scopes)
+    return row
+
+
 def _text(row: dict[str, Any]) -> str:
     from durable_agents._vocab.text import printable
 
@@ -78,7 +103,12 @@ def _text(row: dict[str, Any]) -> str:
     lines = [
         f"{row['name']} {row['version']}: {row['description']}",
         f"  model route: {' → '.join(row['model_route'])}",
-        f"  tools: {tools}",
+        f"  tools: {tools or 'none of its own'}",
+        *(
+            f"  MCP server {s['name']}: {s['where']}; tools listed by each run"
+            + "".join(f"; {k} {v}" for k, v in s.items() if k not in ("name", "where"))
+            for s in row["mcp_servers"]
+        ),
         f"  approvals: {rules or 'irreversible tools, by the default groups'}",
         f"  budget: {budget}",
         f"  workers: {row['workers']}",

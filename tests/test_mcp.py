@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -105,8 +106,10 @@ PROBE = AgentSpec(
 )
 
 
-@pytest.fixture
+@contextlib.asynccontextmanager
 async def unruly(tmp_path: Path) -> AsyncIterator[tuple[MCPRunner, ActivityEnvironment]]:
+    """The MCP activities of a worker whose agent uses the unruly server, for as long as the
+    worker would run (its MCP sessions close after)."""
     os.environ["DURABLE_AGENTS_STATE_DIR"] = str(tmp_path)
     os.environ["DURABLE_AGENTS_MAX_TOOL_RESULT_BYTES"] = "5000"
     get_settings.cache_clear()
@@ -141,10 +144,13 @@ async def failure(runner: MCPRunner, env: ActivityEnvironment, tool: str, **args
     return caught.value
 
 
-async def test_a_crashing_hanging_or_refusing_server_gives_its_taxonomy_type(
-    unruly: tuple[MCPRunner, ActivityEnvironment],
-) -> None:
-    runner, env = unruly
+async def misbehave(tmp_path: Path) -> int:
+    """Every way a server can fail, each with its taxonomy type; the last server's pid."""
+    async with unruly(tmp_path) as (runner, env):
+        return await failures(runner, env)
+
+
+async def failures(runner: MCPRunner, env: ActivityEnvironment) -> int:
     listed = await env.run(runner.list_mcp_tools, MCPListRequest(agent="probe", server="unruly"))
     # No annotations: MCP's default is destructive, so a person approves by default.
     assert {t.name: t.side_effect for t in listed.tools}["echo"] == "irreversible"
@@ -171,6 +177,19 @@ async def test_a_crashing_hanging_or_refusing_server_gives_its_taxonomy_type(
 
     bad = await failure(runner, env, "nonexistent")
     assert bad.type in (f.TOOL_REJECTED, f.TOOL_CONTRACT_VIOLATION), bad.message
+    last = (await env.run(runner.call_mcp_tool, calling("echo", text="bye"))).output["result"]
+    return int(last.split()[-1])
+
+
+async def test_failures_map_and_the_server_stops_with_the_worker(tmp_path: Path) -> None:
+    pid = await misbehave(tmp_path)
+    # The worker's MCP sessions closed when it stopped: the stdio server is gone.
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the stdio server {pid} outlived its worker")
 
 
 # --- a destructive tool over streamable HTTP: approval, SIGKILL in flight, a changed server -----
@@ -249,6 +268,12 @@ async def test_a_destructive_mcp_tool_is_approved_and_made_once_across_a_sigkill
         workers.append(proc)
         return proc
 
+    listing = subprocess.run(
+        [AGENTCTL, "agents", "payout", "--offline"], env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert "MCP server ledger: $LEDGER_URL ({}); tools listed by each run; rename {'lookup': " \
+        "'account_details'}" in listing.stdout, listing.stdout + listing.stderr  # fmt: skip
     try:
         first = worker()
         out = subprocess.run(
@@ -319,3 +344,73 @@ async def test_a_destructive_mcp_tool_is_approved_and_made_once_across_a_sigkill
     )
     replayed = await replay.replay_workflow(history)
     assert replayed.replay_failure is None
+
+
+# --- start-up: what a worker needs, in one line -------------------------------------------------
+
+MCP_PLUGINS = {
+    "needs_secret": """
+from pydantic import BaseModel
+from durable_agents import AgentSpec, FromEnv, MCPServer, StreamableHTTP
+class In(BaseModel):
+    x: str
+AGENTS = [AgentSpec(name="secretive", version="1", description="d", system_prompt="p",
+    model_route=("sim-openai:echo",), tools=(), input_model=In,
+    mcp_servers=(MCPServer(name="ledger", transport=StreamableHTTP(
+        url="http://127.0.0.1:1/mcp",
+        headers={"Authorization": FromEnv("NOPE_TOKEN", "Bearer {}")})),))]
+""",
+    "twice": """
+from pydantic import BaseModel
+from durable_agents import AgentSpec, MCPServer, Stdio
+class In(BaseModel):
+    x: str
+S = MCPServer(name="time", transport=Stdio(command="mcp-server-time"))
+AGENTS = [AgentSpec(name="twice", version="1", description="d", system_prompt="p",
+    model_route=("sim-openai:echo",), tools=(), input_model=In, mcp_servers=(S, S))]
+""",
+}
+
+
+async def test_an_mcp_server_a_worker_cannot_serve_stops_it_in_one_line(tmp_path: Path) -> None:
+    for name, text in MCP_PLUGINS.items():
+        (tmp_path / f"{name}.py").write_text(text)
+    env = os.environ | {"PYTHONPATH": str(tmp_path), "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+
+    def agentctl(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AGENTCTL, *args], env=env | extra, capture_output=True, text=True, timeout=60
+        )
+
+    worker = agentctl("worker", "--plugin", "needs_secret")
+    assert worker.returncode == 1 and worker.stderr.strip().splitlines() == [
+        "error: MCP server ledger: environment variable NOPE_TOKEN is not set on this worker"
+    ], worker.stderr
+    # The CLI holds no secret and needs none: it lists the agent.
+    listed = agentctl("agents", "secretive", "--offline", DURABLE_AGENTS_PLUGINS="needs_secret")
+    assert listed.returncode == 0 and "MCP server ledger: http://127.0.0.1:1/mcp" in listed.stdout
+    assert "NOPE_TOKEN" not in listed.stdout
+    twice = agentctl("worker", "--plugin", "twice")
+    assert twice.returncode == 1 and "two MCP servers share a name" in twice.stderr, twice.stderr
+
+
+async def test_a_server_that_cannot_be_listed_parks_the_run(ts_env: WorkflowEnvironment) -> None:
+    ghost = MCPServer(name="ghost", transport=Stdio(command="/nonexistent/mcp"), max_attempts=2)
+    spec = dataclasses.replace(PROBE, name="haunted", mcp_servers=(ghost,))
+    async with AgentEnvironment(
+        AgentSet((spec,), directory=PEOPLE), models=MODELS, env=ts_env
+    ) as agents:
+        run = await agents.run("haunted", {"timezone": "UTC"})
+    assert run.finished is None and run.status.status == "needs_attention"
+    assert "listing the tools of MCP server ghost failed: ToolTransient" in str(
+        run.status.last_error
+    ), run.status.last_error
+
+
+async def test_two_tools_with_one_name_stop_the_listing(tmp_path: Path) -> None:
+    async with unruly(tmp_path) as (runner, env):
+        request = MCPListRequest(agent="probe", server="unruly", native=["echo"])
+        with pytest.raises(ApplicationError) as caught:
+            await env.run(runner.list_mcp_tools, request)
+    assert caught.value.type == f.TOOL_CONTRACT_VIOLATION and caught.value.non_retryable
+    assert "tool 'echo' clashes with the agent's own tools; rename it" in caught.value.message
