@@ -205,8 +205,9 @@ class MCPRunner:
         listed: list[Tool] = []
         cursor: str | None = None
         while True:
-            page = await _protocol(
-                conn, server, "tools/list", _list_page(conn, cursor), server.timeout
+            page = await heartbeating(
+                _protocol(conn, server, "tools/list", _list_page(conn, cursor), server.timeout),
+                f"MCP {server.name}: list tools",
             )
             listed.extend(page.tools)
             cursor = page.next_cursor
