@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     company_url: str | None = None  # the company systems; the sim's by default
     state_dir: Path = Path(".state")
     task_queue: str = "durable-agents"
+    # The Worker Deployment workers join (versioning on; runs pinned to the version that started
+    # them, upgraded at turn boundaries); None: no versioning. The build id is the code's
+    # checksum unless DURABLE_AGENTS_BUILD_ID names one (workers/main.py).
+    deployment: str | None = None
     # The message store (activities/store.py): sqlite:////path (default <state_dir>/store.sqlite3)
     # or redis://host:port/db for workers on several machines.
     store_url: str | None = None

@@ -219,6 +219,11 @@ class AgentSpec:
     describe_run: Callable[[Mapping[str, Any]], str] | None = None
     """A run's title in a few words, from its validated input (the Temporal UI's summary and
     listings, e.g. "refund 250.00 on order O-1"); None: the agent's name."""
+    upgrade: Literal["next_turn", "pinned"] = "next_turn"
+    """When a new version of the workers becomes current (Worker Deployment Versioning):
+    `next_turn` continues the run as new onto it at its next turn boundary, state, waits,
+    approvals and budget carried over; `pinned` finishes the run on the version that started
+    it (e.g. a saga that must unwind with the code that made its steps)."""
     mcp_servers: tuple[MCPServer, ...] = ()
     """MCP servers whose tools the agent may call (`durable_agents.MCPServer`): listed once per
     run, each call an activity with an idempotency key, approvals and audit as for `tools`."""

@@ -525,6 +525,8 @@ async def list_runs(
                     "principal": attrs.get(PRINCIPAL),
                     "started": wf.start_time.isoformat(timespec="seconds"),
                     "temporal": wf.status.name.lower() if wf.status else "",
+                    # The worker version it runs on (Worker Deployment Versioning), if any.
+                    "version": _version(wf.search_attributes),
                 }
             )
         except Exception as exc:  # one bad row: leave it out, say so, go on
@@ -532,7 +534,18 @@ async def list_runs(
     broken = await stuck([r["run"] for r in rows if r["temporal"] == "running"], client)
     for run_id, why in broken.items():
         _note(problems, run_id, why)
+    if not any(r["version"] for r in rows):
+        for r in rows:
+            del r["version"]  # no versioning: no empty column
     return [r for r in rows if r["run"] not in broken]
+
+
+def _version(attributes: Any) -> str:
+    """`build` of `deployment:build`, from Temporal's own search attribute."""
+    value = (attributes or {}).get("TemporalWorkerDeploymentVersion") or ""
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value).split(":", 1)[-1]
 
 
 def _note(problems: dict[str, str] | None, run_id: str, why: str) -> None:

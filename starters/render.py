@@ -66,6 +66,9 @@ def status(s: AgentStatus) -> str:
         )
     if s.last_error:
         rows.append(("last error", s.last_error))
+    if s.build_id or s.builds:
+        ran = " → ".join(s.builds)
+        rows.append(("version", f"{s.build_id or '-'}" + (f" (ran on {ran})" if ran else "")))
     for r in s.refused:  # the latest signals the run would not take
         rows.append(("refused", f"{r.at:%Y-%m-%d %H:%M} {r.handler} from {r.sender}: {r.reason}"))
     return "\n".join(f"{k:>14}: {printable(str(v), FIELD_LIMIT)}" for k, v in rows)

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities import circuit
 from activities.settings import get_settings
 from sim.runner import SimServer
-from starters.devserver import binary
+from starters.devserver import VERSIONING, binary
 from tests.helpers import start_time_skipping
 from workers.main import build_worker
 from workflows.search import ALL as SEARCH_ATTRIBUTES
@@ -61,7 +61,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
     db = tmp_path_factory.mktemp("temporal") / "temporal.db"
-    args = ["--db-filename", str(db), "--log-level", "warn"]
+    args = ["--db-filename", str(db), "--log-level", "warn", *VERSIONING]
     for key in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     env = await WorkflowEnvironment.start_local(

@@ -19,6 +19,7 @@ from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import get_settings
+from durable_agents import __version__
 from durable_agents._vocab.models import AgentRun, Decision, EventSignal
 from sim.runner import SimServer
 from starters import ops
@@ -33,7 +34,8 @@ from tests.test_refund import seed, start_refund
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
 
-HISTORIES = Path(__file__).parent / "histories"
+# Each release's corpus in its own folder; the replay tests replay every release's.
+HISTORIES = Path(__file__).parent / "histories" / __version__
 
 
 async def record(env: WorkflowEnvironment, name: str, route: str, clearance: bool) -> None:
@@ -57,6 +59,9 @@ async def record_refund(env: WorkflowEnvironment, sim_url: str, name: str, appro
         order = seed(sim_url, "250.00")
         handle = await start_refund(env.client, queue, order)
         await wait_for_status(handle, "waiting_approval")
+        if approve:  # a run in flight, mid-approval: what a deploy finds
+            waiting = await handle.fetch_history()
+            (HISTORIES / "refund_waiting_approval.json").write_text(waiting.to_json())
         await env.sleep(timedelta(hours=30))  # past the escalation
         decision = Decision(approve=approve, approver="maria", reason="checked the photos")
         await handle.execute_update(AgentWorkflow.decide, decision)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import logging
 import os
 import signal
@@ -14,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
+from activities.llm import LocalModel
+from activities.settings import get_settings
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._discovery import discover
 from durable_agents._spec import AgentSpec
@@ -23,23 +27,57 @@ from workers import telemetry
 from workers.client import TASK_QUEUE, connect
 from workers.identity import identity
 from workers.plugin import DurableAgentsPlugin
+from workflows.agent import AgentWorkflow
 
 log = logging.getLogger("durable_agents.worker")
 
 
-@lru_cache(maxsize=1)
-def code_checksum() -> str:
-    """Which code this worker runs: 12 hex characters over the agents, workflows and activities.
+# What decides behaviour: code and the configuration files shipped beside it (directories,
+# model tables).
+BEHAVIOUR = ("*.py", "*.toml")
+
+
+def _plugin_roots(catalog: Catalog | None) -> list[Path]:
+    """The folders of the plugins the catalog's agents come from (`module` or `module:attr`)."""
+    roots = []
+    for source in sorted(set(catalog.sources.values()) if catalog else ()):
+        module = source.split(":")[0]
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin).resolve()
+        roots.append(origin.parent if origin.name == "__init__.py" else origin)
+    return roots
+
+
+def code_checksum(catalog: Catalog | None = None) -> str:
+    """Which code this worker runs: 12 hex characters over what decides behaviour: the platform
+    (durable_agents, workflows, activities) and every plugin the agents come from, their code
+    and configuration files. `DURABLE_AGENTS_BUILD_ID` overrides it (e.g. an image's tag).
 
     (The SDK's default build id, a 32-character checksum, is written into three history events
     of every step; this is as telling and shorter.)
     """
-    digest = hashlib.sha256()
+    if os.environ.get("DURABLE_AGENTS_BUILD_ID"):
+        return os.environ["DURABLE_AGENTS_BUILD_ID"]
     root = Path(__file__).resolve().parent.parent
-    for package in ("durable_agents", "sim/agents", "workflows", "activities"):
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes())
+    roots = [root / p for p in ("durable_agents", "workflows", "activities")]
+    return _checksum(tuple(sorted({*roots, *_plugin_roots(catalog)})))
+
+
+@lru_cache(maxsize=8)
+def _checksum(roots: tuple[Path, ...]) -> str:
+    digest = hashlib.sha256()
+    for top in roots:
+        files = [top] if top.is_file() else sorted(f for g in BEHAVIOUR for f in top.rglob(g))
+        for path in files:
+            if "__pycache__" in path.parts:
+                continue
+            name = path.relative_to(top.parent).as_posix()
+            digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -48,17 +86,35 @@ def build_worker(
     task_queue: str = TASK_QUEUE,
     graceful: timedelta = timedelta(seconds=30),
     agents: Catalog | Iterable[AgentSpec | AgentSet] | None = None,
+    models: Iterable[LocalModel] = (),
+    workflow: type[AgentWorkflow] = AgentWorkflow,
     **options: Any,
 ) -> Worker:
     """A worker for the agents given (by default: every installed plugin's, `discover()`)."""
-    options.setdefault("build_id", code_checksum())
     catalog = agents if agents is not None else discover()
+    build = code_checksum(catalog if isinstance(catalog, Catalog) else None)
+    deployment = get_settings().deployment
+    if deployment:
+        # Worker Deployment Versioning: this worker is version `deployment:build`; runs stay on
+        # the version that started them and upgrade at turn boundaries (workflows/agent.py).
+        options.setdefault(
+            "deployment_config",
+            WorkerDeploymentConfig(
+                version=WorkerDeploymentVersion(deployment_name=deployment, build_id=build),
+                use_worker_versioning=True,
+                default_versioning_behavior=VersioningBehavior.PINNED,
+            ),
+        )
+    else:
+        options.setdefault("build_id", build)
     if isinstance(catalog, Catalog):
         options.setdefault("identity", identity(catalog.agents))
     return Worker(
         client,
         task_queue=task_queue,
-        plugins=[DurableAgentsPlugin(catalog, data_converter=False)],
+        plugins=[
+            DurableAgentsPlugin(catalog, models=models, data_converter=False, workflow=workflow)
+        ],
         # In-flight activities get this long to finish before the worker exits.
         graceful_shutdown_timeout=graceful,
         **options,

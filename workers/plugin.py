@@ -115,7 +115,9 @@ def _converter(existing: DataConverter | None) -> DataConverter:
 
 class DurableAgentsPlugin(SimplePlugin):
     """The agents given (specs or `AgentSet`s, or a built `Catalog`) on a Temporal worker;
-    `models`: in-process models for `scripted:<name>` routes (durable_agents.testing)."""
+    `models`: in-process models for `scripted:<name>` routes (durable_agents.testing);
+    `workflow`: a subclass of the agent workflow to run in its place (registered under the same
+    name; a change of its own goes behind `workflow.patched`)."""
 
     def __init__(
         self,
@@ -123,6 +125,7 @@ class DurableAgentsPlugin(SimplePlugin):
         *,
         models: Iterable[LocalModel] = (),
         data_converter: bool = True,
+        workflow: type[AgentWorkflow] = AgentWorkflow,
     ) -> None:
         if isinstance(agents, AgentSpec | AgentSet):
             agents = [agents]  # a plugin's AGENTS as it is
@@ -143,7 +146,7 @@ class DurableAgentsPlugin(SimplePlugin):
             data_converter=_converter if data_converter else None,
             interceptors=interceptors(self.catalog),
             activities=activities,
-            workflows=[AgentWorkflow],
+            workflows=[workflow],
             workflow_runner=sandbox,
             run_context=self.mcp.running,
         )

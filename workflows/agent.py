@@ -55,6 +55,10 @@ TERMINAL: dict[Outcome, AgentStatusValue] = {
 }
 
 
+# With versioning, runs are pinned (the worker's default_versioning_behavior, workers/main.py: a
+# behaviour on the definition is refused by workers without deployment options): a run stays on
+# the version that started it and moves onto a new one only at a safe point of its own choosing
+# (RunState.upgrade_due), by continuing as new.
 @workflow.defn(name=names.WORKFLOW)
 class AgentWorkflow(MessageHandlers):
     @workflow.init
@@ -90,6 +94,8 @@ class AgentWorkflow(MessageHandlers):
             continued=s.chain.continued,
             history_bytes=workflow.info().get_current_history_size(),
             refused=s.refused,
+            build_id=self._build(),
+            builds=s.chain.builds,
         )
 
     @workflow.query(name=names.TRANSCRIPT_QUERY, description="The run's record, entry by entry.")
@@ -127,7 +133,11 @@ class AgentWorkflow(MessageHandlers):
             if self._state.scopes is None:
                 self._state.scopes = list(spec.scopes() if run.scopes is None else run.scopes)
                 self._state.identity = self._identity()
+            build = self._build()
+            if build and build not in self._state.chain.builds[-1:]:
+                self._state.chain.builds.append(build)
             if run.carried is None:
+                self._state.chain.upgrade = spec.upgrade == "next_turn"
                 task = spec.task_message(run.task, data)
                 self._state.messages.append(Message(role="user", content=task))
                 self._state.note("task", task)
@@ -246,9 +256,22 @@ class AgentWorkflow(MessageHandlers):
         return []
 
     async def _continue_as_new(self, run: AgentRun) -> None:
-        """Hand the state to a new run of the same workflow id: history starts afresh."""
+        """Hand the state to a new run of the same workflow id: history starts afresh. Onto
+        the deployment's new version when an upgrade is due (the next turn runs the new code)."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         state = self._state
+        upgrade = state.upgrade_due()
+        if upgrade:
+            state.note(
+                "note",
+                f"upgrading: continued as new onto the deployment's new version "
+                f"(this run: {self._build() or 'unversioned'})",
+            )
+            state.chain.continued += 1
+            workflow.continue_as_new(
+                run.model_copy(update={"carried": state.carry()}),
+                initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
+            )
         state.chain.continued += 1
         state.note(
             "note",
@@ -347,6 +370,12 @@ class AgentWorkflow(MessageHandlers):
             principal=self._run.principal,
             scopes=self._state.scopes or [],
         )
+
+    @staticmethod
+    def _build() -> str | None:
+        """The build id of the worker running this task (None without versioning)."""
+        version = workflow.info().get_current_deployment_version()
+        return version.build_id if version else None
 
     def _route(self) -> list[str]:
         if self._run.model_route:

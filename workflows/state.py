@@ -122,10 +122,25 @@ class RunState(CarriedState):
         self.set_status("running")
         workflow.set_current_details(f"Working: turn {self.turn}.")
 
+    def upgrade_due(self) -> bool:
+        """Whether the run should move onto a new version of the workers: its deployment has
+        a new current (or ramping) version for it, the agent upgrades at turn boundaries, no
+        saga is being undone and no sub-agent runs. Always False without versioning."""
+        if not self.chain.upgrade or self.saga.unwinding or self.spending.active_children:
+            return False
+        info = workflow.info()
+        if info.get_current_deployment_version() is None:
+            return False  # an unversioned worker: there is nothing to move onto
+        if info.get_current_history_length() <= self.chain.events_at_start:
+            return False  # a run of the chain moves on only after it has done something
+        return info.is_target_worker_deployment_version_changed()
+
     def continue_due(self) -> bool:
-        """Whether this is a safe moment's reason to continue as new: history past the
-        threshold (or Temporal suggesting it), some progress since this run began, and no
-        sub-agent running (children cannot follow their parent into a new run)."""
+        """Whether this is a safe moment's reason to continue as new: an upgrade is due, or
+        history past the threshold (or Temporal suggesting it), some progress since this run
+        began, and no sub-agent running (children cannot follow their parent into a new run)."""
+        if self.upgrade_due():
+            return True
         if self.chain.after is None or self.spending.active_children:
             return False
         info = workflow.info()

@@ -128,6 +128,10 @@ class Chain(BaseModel):
     events_at_start: int = Field(default=0, exclude=True)  # run (of the chain) began
     blocked_below: int = 0  # history size under which not to try again
     continued: int = 0  # how many times the run has continued as new
+    # Worker Deployment Versioning: whether the run moves onto a new current version at its
+    # next safe point (the spec's `upgrade="next_turn"`), and the build ids it has run on.
+    upgrade: bool = False
+    builds: list[str] = Field(default_factory=list)
 
 
 class MCPState(BaseModel):

@@ -435,6 +435,10 @@ class AgentStatus(BaseModel):
     continued: int = 0  # times the run continued as new (it is still one run)
     history_bytes: int = 0  # of the current run of the chain
     refused: list[RefusedMessage] = Field(default_factory=list)  # the latest refused signals
+    # Worker Deployment Versioning: the build id of the code running the run now, and every
+    # build it has run on (a run upgraded at turn boundaries lists several).
+    build_id: str | None = None
+    builds: list[str] = Field(default_factory=list)
 
 
 class AgentResult(BaseModel):

@@ -1,0 +1,166 @@
+"""Two versions of the same agents, for tests/test_deploy.py: what a team deploys one after the
+other while runs are in flight. A worker process of either version:
+
+    python -m tests.deploy_agents VERSION TASK_QUEUE
+        (TEMPORAL_ADDRESS, DURABLE_AGENTS_DEPLOYMENT, DEPLOY_DIR in the environment)
+
+Version 2 changes the prompt, changes a tool's answer, and changes the workflow behind
+`workflow.patched` (a note at the start of each run of the chain). The `step` tool records each
+effect once per idempotency key in DEPLOY_DIR/ledger.sqlite3, with the version that made it, and
+waits (heartbeating) while DEPLOY_DIR/hold exists: a run "between turns" is one whose step is
+held when the new version is promoted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.worker import Worker
+
+from durable_agents import (
+    WAIT_FOR_EVENT,
+    AgentRun,
+    AgentSet,
+    AgentSpec,
+    ApprovalPolicy,
+    ApprovalRule,
+    Directory,
+    ToolContext,
+    tool,
+)
+from durable_agents._vocab.models import AgentResult
+from durable_agents.testing import Message, Reply, ScriptedModel, call, results, task_input
+from workflows.agent import AgentWorkflow
+
+VERSION = os.environ.get("DEPLOY_VERSION", "1")
+DIR = Path(os.environ.get("DEPLOY_DIR", "."))
+
+
+class Job(BaseModel):
+    job: str
+    mode: str  # approval | event | steps
+
+
+class Step(BaseModel):
+    job: str
+    n: int
+
+
+class Done(BaseModel):
+    job: str
+    n: int
+    version: str
+
+
+def _ledger() -> sqlite3.Connection:
+    conn = sqlite3.connect(DIR / "ledger.sqlite3", timeout=30, isolation_level=None)
+    conn.execute(
+        "create table if not exists effects (key text primary key, job text, n int, version text)"
+    )
+    return conn
+
+
+@tool(side_effect="read_only")
+async def step(args: Step, ctx: ToolContext) -> Done:
+    """Do one step of the job (once per idempotency key)."""
+    while (DIR / "hold").exists():
+        ctx.heartbeat()
+        await asyncio.sleep(0.2)
+    with _ledger() as conn:
+        conn.execute(
+            "insert or ignore into effects values (?, ?, ?, ?)",
+            (ctx.idempotency_key, args.job, args.n, f"v{VERSION}"),
+        )
+    # Version 2's tool answers differently.
+    return Done(job=args.job, n=args.n, version=f"v{VERSION}" + ("-new" if VERSION == "2" else ""))
+
+
+@tool(side_effect="irreversible")
+async def publish(args: Step, ctx: ToolContext) -> Done:
+    """Publish the job's result (a person approves first)."""
+    with _ledger() as conn:
+        conn.execute(
+            "insert or ignore into effects values (?, ?, ?, ?)",
+            (ctx.idempotency_key, args.job, args.n, f"v{VERSION}"),
+        )
+    return Done(job=args.job, n=args.n, version=f"v{VERSION}")
+
+
+def script(messages: list[Message]) -> Reply:
+    """A publish behind an approval, or a wait for an event, or neither; then two steps; the
+    last word names the version each step ran on."""
+    data = task_input(messages)
+    if data["mode"] == "approval" and not results(messages, "publish"):
+        return call("publish", job=data["job"], n=0)
+    if data["mode"] == "event" and not results(messages, "wait_for_event"):
+        return call("wait_for_event", events=["go"], timeout_hours=48)
+    steps = results(messages, "step")
+    if len(steps) < 2:
+        return call("step", job=data["job"], n=len(steps) + 1)
+    return f"{data['job']} done: steps on {','.join(s['version'] for s in steps)}"
+
+
+def spec(name: str, upgrade: str) -> AgentSpec:
+    return AgentSpec(
+        name=name,
+        version=VERSION,
+        description="A job in steps.",
+        system_prompt=f"Prompt of version {VERSION}: do the job in steps.",
+        model_route=("scripted:steps",),
+        tools=(step, publish, WAIT_FOR_EVENT),
+        input_model=Job,
+        approvals=ApprovalPolicy(
+            rules=(ApprovalRule(tool="publish", description="goes public", groups=("editors",)),)
+        ),
+        upgrade=upgrade,  # type: ignore[arg-type]
+    )
+
+
+PEOPLE = Directory(
+    people=frozenset({"tester"}),
+    groups={"editors": frozenset({"olga"}), "operators": frozenset({"olga", "omar"})},
+)
+AGENTS = AgentSet(
+    (spec("stepper", "next_turn"), spec("stepper_pinned", "pinned")), directory=PEOPLE
+)
+
+
+@workflow.defn(name="AgentWorkflow")
+class AgentWorkflowV2(AgentWorkflow):
+    """Version 2's change to the workflow itself, made the safe way."""
+
+    @workflow.run
+    async def run(self, run: AgentRun) -> AgentResult:
+        if workflow.patched("deploy-test-v2-memo"):
+            workflow.upsert_memo({"changed_by": "version 2"})  # a new command: behind the patch
+        return await super().run(run)
+
+
+async def main(task_queue: str) -> None:
+    from workers.client import connect
+    from workers.main import build_worker
+
+    client = await connect(os.environ["TEMPORAL_ADDRESS"])
+    worker: Worker = build_worker(
+        client,
+        task_queue,
+        agents=[AGENTS],
+        models=[ScriptedModel("steps", script)],
+        workflow=AgentWorkflowV2 if VERSION == "2" else AgentWorkflow,
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with worker:  # SIGTERM: drain in-flight work, then exit 0
+        print("worker ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

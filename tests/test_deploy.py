@@ -1,0 +1,253 @@
+"""Deploying new code while runs are in flight (dev server, Worker Deployment Versioning): runs
+on version 1 take their next turn on version 2 once it is promoted, with their approvals, waits
+and usage intact; a pinned run finishes on version 1; version 1 drains and its worker stops; and
+a rollback moves runs back the same way. Workers are separate processes (tests/deploy_agents.py);
+operators use `agentctl deploy`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from durable_agents._vocab.models import AgentResult, AgentStatus
+
+ROOT = Path(__file__).parent.parent
+AGENTCTL = str(Path(sys.executable).parent / "agentctl")
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.25)
+
+
+async def chain(client: Client, workflow_id: str) -> list[list[Any]]:
+    """Every run of the workflow id, oldest first, as its history events."""
+    runs: list[list[Any]] = []
+    run_id = ""
+    desc = await client.get_workflow_handle(workflow_id).describe()
+    first = desc.raw_description.workflow_execution_info.first_run_id or desc.run_id
+    run_id = first
+    while run_id:
+        resp = await client.workflow_service.get_workflow_execution_history(
+            GetWorkflowExecutionHistoryRequest(
+                namespace=client.namespace,
+                execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+                maximum_page_size=1000,
+            )
+        )
+        events = list(resp.history.events)
+        runs.append(events)
+        last = events[-1]
+        run_id = (
+            last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else ""
+        )
+    return runs
+
+
+def builds(events: list[Any]) -> list[str]:
+    """The build id of each completed workflow task of one run."""
+    return [
+        e.workflow_task_completed_event_attributes.deployment_version.build_id
+        for e in events
+        if e.HasField("workflow_task_completed_event_attributes")
+    ]
+
+
+def task_failures(runs: list[list[Any]]) -> list[str]:
+    return [
+        e.workflow_task_failed_event_attributes.failure.message
+        for events in runs
+        for e in events
+        if e.HasField("workflow_task_failed_event_attributes")
+    ]
+
+
+@pytest.mark.timeout(300)
+async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    client = dev_env.client
+    queue = f"deploy-{uuid.uuid4().hex[:6]}"
+    deployment = f"agents-{uuid.uuid4().hex[:6]}"
+    env = os.environ | {
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "DURABLE_AGENTS_DEPLOYMENT": deployment,
+        "DURABLE_AGENTS_STATE_DIR": str(tmp_path / "state"),
+        "DURABLE_AGENTS_TASK_QUEUE": queue,
+        "DURABLE_AGENTS_PLUGINS": "tests.deploy_agents",
+        "PYTHONPATH": str(ROOT),
+        "DEPLOY_DIR": str(tmp_path),
+    }
+    hold = tmp_path / "hold"
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_worker(version: str) -> None:
+        workers[version] = subprocess.Popen(
+            [sys.executable, "-m", "tests.deploy_agents", queue],
+            cwd=ROOT,
+            env=env | {"DEPLOY_VERSION": version, "DURABLE_AGENTS_BUILD_ID": f"v{version}"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def agentctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AGENTCTL, *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+
+    async def promote(build: str) -> str:
+        """`agentctl deploy promote`, once the version's worker has polled."""
+        out = agentctl("deploy", "promote", build)
+        deadline = time.monotonic() + 30
+        while out.returncode != 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            out = agentctl("deploy", "promote", build)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    def start(agent: str, job: str, mode: str) -> WorkflowHandle[Any, AgentResult]:
+        out = agentctl(
+            "run", agent, "--as", "tester", "--task-queue", queue,
+            "--input", f'{{"job": "{job}", "mode": "{mode}"}}',
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        run_id = out.stdout.split("started run ")[1].split()[0]
+        return client.get_workflow_handle(run_id, result_type=AgentResult)
+
+    async def status(handle: WorkflowHandle[Any, Any]) -> AgentStatus:
+        return await handle.query("status", result_type=AgentStatus)
+
+    def effects() -> list[tuple[Any, ...]]:
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:
+            return conn.execute("select key, job, n, version from effects").fetchall()
+
+    try:
+        hold.touch()
+        start_worker("1")
+        shown = await promote("v1")
+        assert f"deployment {deployment}: current v1" in shown, shown
+
+        # Five runs on version 1, paused mid-work.
+        approval = start("stepper", "a", "approval")
+        event = start("stepper", "e", "event")
+        steps = [start("stepper", f"s{i}", "steps") for i in (1, 2)]
+        pinned = start("stepper_pinned", "p", "steps")
+        runs = [approval, event, *steps, pinned]
+
+        async def paused() -> bool:
+            found = [await status(h) for h in runs]
+            held = {e[1] for e in effects()} if (tmp_path / "ledger.sqlite3").exists() else set()
+            return (
+                [s.status for s in found[:2]] == ["waiting_approval", "waiting_event"]
+                and all(s.status == "running" and s.turn == 1 for s in found[2:])
+                and not held & {"s1", "s2", "p"}
+            )
+
+        await until(paused, what="five runs paused on version 1")
+        before = {h.id: (await status(h)).usage.input_tokens for h in runs}
+        assert all(before.values())
+
+        # Version 2 starts beside version 1 and is promoted.
+        start_worker("2")
+        shown = await promote("v2")
+        assert f"deployment {deployment}: current v2" in shown, shown
+        assert "v1" in shown and "open runs: 5" in shown, shown
+        listed = agentctl("list")
+        assert "VERSION" in listed.stdout and listed.stdout.count(" v1 ") >= 5, listed.stdout
+        shown = agentctl("status", steps[0].id).stdout
+        assert "version: v1 (ran on v1)" in shown, shown
+        await asyncio.sleep(1)  # the new target reaches the runs' next tasks
+
+        hold.unlink()  # the held steps finish (on version 1); the next turns run on version 2
+        out = agentctl("signal", event.id, "go", "--data", "{}")
+        assert out.returncode == 0, out.stdout + out.stderr
+        out = agentctl("approve", approval.id, "--as", "olga")
+        assert out.returncode == 0, out.stdout + out.stderr
+        results = {h.id: await asyncio.wait_for(h.result(), 90) for h in runs}
+
+        for handle in runs[:4]:  # upgraded at a turn boundary
+            result = results[handle.id]
+            assert result.outcome == "completed", result.answer
+            history = await chain(client, handle.id)
+            assert len(history) >= 2, handle.id
+            assert set(builds(history[0])) == {"v1"}, builds(history[0])
+            assert all(set(builds(run)) == {"v2"} for run in history[1:]), handle.id
+            assert history[0][-1].HasField("workflow_execution_continued_as_new_event_attributes")
+            final = await status(handle)
+            assert final.builds == ["v1", "v2"] and final.build_id == "v2", final
+            assert final.usage.input_tokens > before[handle.id]  # carried over, then grew
+            transcript = await handle.query("transcript", result_type=list[Any])
+            texts = [e["text"] for e in transcript]
+            assert any("upgrading: continued as new" in t for t in texts), texts
+            memo = await (await client.get_workflow_handle(handle.id).describe()).memo()
+            assert memo.get("changed_by") == "version 2", memo
+        # Their steps after the upgrade ran version 2's tool.
+        assert results[steps[0].id].answer == "s1 done: steps on v1,v2-new"
+        assert results[event.id].answer == "e done: steps on v2-new,v2-new"
+        assert results[approval.id].answer == "a done: steps on v2-new,v2-new"
+        [decided] = (await status(approval)).approvals  # the approval came across intact
+        assert (decided.state, decided.decided_by) == ("approved", "olga")
+        # The pinned run finished where it started.
+        assert results[pinned.id].answer == "p done: steps on v1,v1"
+        pinned_history = await chain(client, pinned.id)
+        assert len(pinned_history) == 1 and set(builds(pinned_history[0])) == {"v1"}
+        for handle in runs:
+            assert not task_failures(await chain(client, handle.id)), handle.id
+        # Each effect once: 2 steps per run, and the publish.
+        done = effects()
+        assert len(done) == len({e[0] for e in done}) == 2 * 5 + 1, done
+
+        # Version 1 drains; its worker stops.
+        async def drained() -> bool:
+            out = agentctl("deploy", "status", "--json")
+            import json
+
+            row = json.loads(out.stdout)
+            [v1] = [v for v in row["versions"] if v["build_id"] == "v1"]
+            return v1["open_runs"] == 0 and v1["drainage"] == "drained"
+
+        await until(drained, timeout=60, what="version 1 drained")
+        workers["1"].send_signal(signal.SIGTERM)
+        assert workers["1"].wait(30) == 0
+
+        # Roll back: version 1 again beside version 2, promoted; a run on 2 moves back.
+        hold.touch()
+        back = start("stepper", "r", "steps")
+
+        async def held() -> bool:
+            return (await status(back)).status == "running" and (await status(back)).turn == 1
+
+        await until(held, what="a run on version 2")
+        start_worker("1")
+        await promote("v1")
+        await asyncio.sleep(1)
+        hold.unlink()
+        result = await asyncio.wait_for(back.result(), 90)
+        assert result.answer == "r done: steps on v2-new,v1"
+        history = await chain(client, back.id)
+        assert set(builds(history[0])) == {"v2"} and set(builds(history[-1])) == {"v1"}
+        assert not task_failures(history)
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
