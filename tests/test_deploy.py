@@ -177,6 +177,20 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         assert "version: v1 (ran on v1)" in shown, shown
         await asyncio.sleep(1)  # the new target reaches the runs' next tasks
 
+        # A message that wakes a waiting run moves it, still waiting, onto version 2.
+        waiting_run = (await event.describe()).run_id
+        out = agentctl("signal", event.id, "unrelated", "--data", "{}")
+        assert out.returncode == 0, out.stdout + out.stderr
+
+        async def moved() -> bool:
+            desc = await client.get_workflow_handle(event.id).describe()
+            if desc.run_id == waiting_run:
+                return False
+            now = await status(event)
+            return now.status == "waiting_event" and now.builds == ["v1", "v2"]
+
+        await until(moved, what="the waiting run to move onto version 2")
+
         hold.unlink()  # the held steps finish (on version 1); the next turns run on version 2
         out = agentctl("signal", event.id, "go", "--data", "{}")
         assert out.returncode == 0, out.stdout + out.stderr
