@@ -145,7 +145,7 @@ class AgentWorkflowV2(AgentWorkflow):
 
 async def main(task_queue: str) -> None:
     from workers.client import connect
-    from workers.main import build_worker
+    from workers.main import build_worker, join_deployment
 
     client = await connect(os.environ["TEMPORAL_ADDRESS"])
     worker: Worker = build_worker(
@@ -155,6 +155,7 @@ async def main(task_queue: str) -> None:
         models=[ScriptedModel("steps", script)],
         workflow=AgentWorkflowV2 if VERSION == "2" else AgentWorkflow,
     )
+    await join_deployment(client)  # the first worker of the deployment makes itself current
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with worker:  # SIGTERM: drain in-flight work, then exit 0
@@ -164,3 +165,7 @@ async def main(task_queue: str) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1]))
+    # Drained and shut down. Exit now: the SDK's core threads can abort the interpreter's
+    # finalization ("PyGILState_Release"), which would turn a clean stop into SIGABRT.
+    sys.stdout.flush()
+    os._exit(0)

@@ -142,9 +142,13 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
 
     try:
         hold.touch()
-        start_worker("1")
-        shown = await promote("v1")
-        assert f"deployment {deployment}: current v1" in shown, shown
+        start_worker("1")  # the deployment's first worker: it makes its version current
+
+        async def bootstrapped() -> bool:
+            shown = agentctl("deploy", "status")
+            return f"deployment {deployment}: current v1" in shown.stdout
+
+        await until(bootstrapped, what="the first worker to make v1 current")
 
         # Five runs on version 1, paused mid-work.
         approval = start("stepper", "a", "approval")
@@ -166,8 +170,15 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         before = {h.id: (await status(h)).usage.input_tokens for h in runs}
         assert all(before.values())
 
-        # Version 2 starts beside version 1 and is promoted.
+        # Version 2 starts beside version 1, is ramped, then promoted.
         start_worker("2")
+        await promote("v1")  # v2 has polled once `deploy ramp` below finds it
+        out = agentctl("deploy", "ramp", "v2", "0")
+        deadline = time.monotonic() + 30
+        while out.returncode != 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            out = agentctl("deploy", "ramp", "v2", "0")
+        assert out.returncode == 0 and "v2 ramping at 0%" in out.stdout, out.stdout + out.stderr
         shown = await promote("v2")
         assert f"deployment {deployment}: current v2" in shown, shown
         assert "v1" in shown and "open runs: 5" in shown, shown
@@ -208,6 +219,7 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
             assert history[0][-1].HasField("workflow_execution_continued_as_new_event_attributes")
             final = await status(handle)
             assert final.builds == ["v1", "v2"] and final.build_id == "v2", final
+            assert final.agent_version == "2"  # version 2's spec acts (and audits) now
             assert final.usage.input_tokens > before[handle.id]  # carried over, then grew
             transcript = await handle.query("transcript", result_type=list[Any])
             texts = [e["text"] for e in transcript]
@@ -224,6 +236,7 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         assert results[pinned.id].answer == "p done: steps on v1,v1"
         pinned_history = await chain(client, pinned.id)
         assert len(pinned_history) == 1 and set(builds(pinned_history[0])) == {"v1"}
+        assert (await status(pinned)).agent_version == "1"
         for handle in runs:
             assert not task_failures(await chain(client, handle.id)), handle.id
         # Each effect once: 2 steps per run, and the publish.

@@ -121,6 +121,43 @@ def build_worker(
     )
 
 
+async def join_deployment(client: Client, catalog: Catalog | None = None) -> str | None:
+    """With DURABLE_AGENTS_DEPLOYMENT set: the deployment's current version, after making this
+    worker's version current if the deployment has none yet (its first worker bootstraps it;
+    later versions are promoted by an operator: `agentctl deploy promote`)."""
+    from temporalio.api.workflowservice.v1 import (
+        DescribeWorkerDeploymentRequest,
+        SetWorkerDeploymentCurrentVersionRequest,
+    )
+    from temporalio.service import RPCError, RPCStatusCode
+
+    deployment = get_settings().deployment
+    if not deployment:
+        return None
+    build = code_checksum(catalog)
+    try:
+        found = await client.workflow_service.describe_worker_deployment(
+            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
+        )
+        current = found.worker_deployment_info.routing_config.current_deployment_version
+        if current.build_id:
+            return current.build_id
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    await client.workflow_service.set_worker_deployment_current_version(
+        SetWorkerDeploymentCurrentVersionRequest(
+            namespace=client.namespace,
+            deployment_name=deployment,
+            build_id=build,
+            identity="durable-agents worker (first of its deployment)",
+            allow_no_pollers=True,
+        )
+    )
+    log.info("deployment %r had no current version: %s is current now", deployment, build)
+    return build
+
+
 async def run_worker(
     address: str | None = None,
     namespace: str | None = None,
@@ -146,6 +183,11 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(client, task_queue, agents=catalog)
+    current = await join_deployment(client, catalog)
+    if current is not None and current != code_checksum(catalog):
+        log.info(
+            "this worker's version is not current (%s is): it serves runs pinned to it", current
+        )
     log.info(
         "worker polling task queue %r on %s for agents %s",
         task_queue,

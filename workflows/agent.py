@@ -95,6 +95,7 @@ class AgentWorkflow(MessageHandlers):
             history_bytes=workflow.info().get_current_history_size(),
             refused=s.refused,
             build_id=self._build(),
+            agent_version=s.identity.agent_version if s.identity else "",
             builds=s.chain.builds,
         )
 
@@ -133,6 +134,12 @@ class AgentWorkflow(MessageHandlers):
             if self._state.scopes is None:
                 self._state.scopes = list(spec.scopes() if run.scopes is None else run.scopes)
                 self._state.identity = self._identity()
+            who = self._state.identity
+            if who is not None and who.agent_version != spec.version:
+                # Upgraded onto new code: from here on the new version acts, and says so in
+                # the audit trail; the grant and the principal stay those of the run.
+                self._state.note("note", f"agent version {who.agent_version} -> {spec.version}")
+                self._state.identity = who.model_copy(update={"agent_version": spec.version})
             build = self._build()
             if build and build not in self._state.chain.builds[-1:]:
                 self._state.chain.builds.append(build)

@@ -439,6 +439,7 @@ class AgentStatus(BaseModel):
     # build it has run on (a run upgraded at turn boundaries lists several).
     build_id: str | None = None
     builds: list[str] = Field(default_factory=list)
+    agent_version: str = ""  # the spec's version acting now (it changes when a run upgrades)
 
 
 class AgentResult(BaseModel):
