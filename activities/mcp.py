@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx2
+from jsonschema import Draft202012Validator
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -48,10 +51,16 @@ from durable_agents._vocab.names import CALL_MCP_TOOL, LIST_MCP_TOOLS
 if TYPE_CHECKING:
     from mcp.types import RequestParamsMeta
 
+# httpx2 logs every request's URL at INFO: a URL from a secret (a key in its query) stays out.
+logging.getLogger("httpx2").setLevel(logging.WARNING)
+logging.getLogger("httpcore2").setLevel(logging.WARNING)
+
 # JSON-RPC error codes (the MCP SDK's): the connection closed, a request timed out, bad params.
 CONNECTION_CLOSED = -32000
 REQUEST_TIMEOUT = -32001
+INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
+INTERNAL = -32603
 # Errors that mean the connection is gone, whatever the transport.
 BROKEN = (
     anyio.ClosedResourceError,
@@ -69,6 +78,7 @@ class _Connection:
     def __init__(self, server: MCPServer) -> None:
         self.server = server
         self._session: ClientSession | None = None
+        self.generation = 0  # which session this is: a late error of an old one is ignored
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -82,19 +92,20 @@ class _Connection:
 
     async def _open(self) -> None:
         await self.close()
-        self._stop = asyncio.Event()
+        self._stop = stop = asyncio.Event()
         ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._hold(ready), name=f"mcp {self.server.name}")
+        self._task = asyncio.create_task(self._hold(ready, stop), name=f"mcp {self.server.name}")
         self._session = await ready
+        self.generation += 1
 
-    async def _hold(self, ready: asyncio.Future[ClientSession]) -> None:
+    async def _hold(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
         try:
             async with AsyncExitStack() as stack:
                 streams = await stack.enter_async_context(self._transport(stack))
                 session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
                 await session.initialize()
                 ready.set_result(session)
-                await self._stop.wait()
+                await stop.wait()
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, or logged
             if not ready.done():
                 ready.set_exception(exc)
@@ -103,7 +114,9 @@ class _Connection:
                     "MCP server %s: connection ended: %r", self.server.name, exc
                 )
         finally:
-            self._session = None
+            mine = ready.done() and not ready.cancelled() and ready.exception() is None
+            if mine and self._session is ready.result():
+                self._session = None  # only its own session, never a newer one
 
     def _transport(self, stack: AsyncExitStack) -> Any:
         transport = self.server.transport
@@ -126,8 +139,11 @@ class _Connection:
         stack.push_async_callback(http.aclose)
         return streamable_http_client(url, http_client=http)
 
-    def broken(self) -> None:
-        """Drop the session: the next call opens a new one (a stdio server is restarted)."""
+    def broken(self, generation: int) -> None:
+        """Drop the session the failed request used: the next call opens a new one (a stdio
+        server is restarted). A session opened since is left alone."""
+        if generation != self.generation:
+            return
         self._stop.set()
         self._session = None
 
@@ -178,6 +194,36 @@ class MCPConnections:
             self._open.clear()
 
 
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _unusable(exposed: str, schema: dict[str, Any]) -> str | None:
+    """Why a listed tool cannot be offered to a model, if it cannot: a name providers refuse,
+    an input schema that is not JSON Schema, or one that refers outside itself."""
+    if not NAME.fullmatch(exposed):
+        return "its name is not 1-64 letters, digits, - or _: rename it in the spec"
+    try:
+        Draft202012Validator.check_schema(schema)
+        for pattern in _values(schema, "pattern"):
+            re.compile(str(pattern))
+    except Exception as exc:  # noqa: BLE001 - any way a schema is broken
+        return f"its input schema is not valid JSON Schema: {str(exc).splitlines()[0][:200]}"
+    remote = [r for r in _values(schema, "$ref") if not str(r).startswith("#")]
+    if remote:
+        return f"its input schema refers outside itself ({remote[0]!r})"
+    return None
+
+
+def _values(node: Any, key: str) -> list[Any]:
+    """Every value of `key` anywhere in a JSON document."""
+    if isinstance(node, dict):
+        found = [node[key]] if key in node else []
+        return found + [v for child in node.values() for v in _values(child, key)]
+    if isinstance(node, list):
+        return [v for child in node for v in _values(child, key)]
+    return []
+
+
 def side_effect_of(server: MCPServer, tool: Tool) -> str:
     """The spec's word, else the tool's annotations (MCP's defaults: not read-only)."""
     terms = server.terms(tool.name)
@@ -214,12 +260,22 @@ class MCPRunner:
             if not cursor:
                 break
         tools, left_out = [], []
-        seen: dict[str, str] = {name: "the agent's own tools" for name in request.native}
+        seen: dict[str, str] = {
+            name: "a tool the agent already has (its own, or another server's)"
+            for name in request.native
+        }
         for tool in listed:
             if not server.offers(tool.name):
                 left_out.append(tool.name)
                 continue
             exposed = server.exposed(tool.name)
+            unusable = _unusable(exposed, tool.input_schema)
+            if unusable:
+                activity.logger.warning(
+                    "MCP server %s: left out %s: %s", server.name, tool.name, unusable
+                )
+                left_out.append(f"{tool.name} ({unusable})")
+                continue
             if exposed in seen:
                 raise ApplicationError(
                     f"MCP server {server.name}: tool {exposed!r} clashes with {seen[exposed]}; "
@@ -260,6 +316,13 @@ class MCPRunner:
         assert target is not None
         check_scopes(request, target.scopes)
         server = self._connections.server(target.agent, target.server)
+        if not server.offers(target.tool):
+            raise ApplicationError(
+                f"{server.name}.{target.tool} is not offered by this worker's spec of "
+                f"{target.agent} (allow/deny)",
+                type=f.TOOL_REJECTED,
+                non_retryable=True,
+            )
         conn = self._connections.connection(target.agent, target.server)
         limit = activity.info().start_to_close_timeout or server.timeout
         # Answer as a typed Timeout a little before Temporal's own timeout would strike.
@@ -310,7 +373,9 @@ async def _call(
 async def _protocol(
     conn: _Connection, server: MCPServer, what: str, work: Any, limit: timedelta
 ) -> Any:
-    """`work` (a request to the server), its failures as taxonomy types."""
+    """`work` (a request to the server), its failures as taxonomy types. A broken connection
+    is dropped only if it is still the one this request used (not a fresh one since)."""
+    generation = conn.generation
     try:
         return await asyncio.wait_for(work, limit.total_seconds())
     except MCPError as exc:
@@ -319,8 +384,12 @@ async def _protocol(
                 f"MCP server {server.name} did not answer {what} in time: {exc.message}",
                 type=f.TIMEOUT,
             ) from None
-        if exc.code == CONNECTION_CLOSED:
-            conn.broken()
+        if exc.code == CONNECTION_CLOSED or (
+            # Over HTTP: a session the server forgot (it restarted), or an HTTP error (401 after
+            # a credential rotated, 502/503): a new connection (headers read again) may cure it.
+            not isinstance(server.transport, Stdio) and exc.code in (INVALID_REQUEST, INTERNAL)
+        ):
+            conn.broken(generation)
             raise _transient(server, what, exc.message) from None
         if exc.code == INVALID_PARAMS:
             raise ApplicationError(
@@ -335,7 +404,7 @@ async def _protocol(
             non_retryable=True,
         ) from None
     except TimeoutError:
-        conn.broken()  # a transport that hangs is not trusted again
+        conn.broken(generation)  # a transport that hangs is not trusted again
         raise ApplicationError(
             f"MCP server {server.name} did not answer {what} within {limit.total_seconds():g} s",
             type=f.TIMEOUT,
@@ -352,10 +421,10 @@ async def _protocol(
             f"MCP server {server.name}: {exc}", type=f.INVALID_REQUEST, non_retryable=True
         ) from None
     except (*BROKEN, OSError) as exc:
-        conn.broken()
+        conn.broken(generation)
         raise _transient(server, what, f"{type(exc).__name__}: {exc}") from None
     except BaseExceptionGroup as group:
-        conn.broken()
+        conn.broken(generation)
         raise _transient(server, what, f"{type(group.exceptions[0]).__name__}") from None
 
 

@@ -19,10 +19,10 @@
 The worker lists each server's tools once per run (an activity, so the list is in the run's
 history and a server that changes later cannot break a run in flight), gives every tool a
 contract (input schema from the server; side effect from `tools`, else `side_effect`, else the
-tool's annotations: `readOnlyHint` -> read_only, `destructiveHint` -> irreversible, otherwise
-reversible) and calls it as an activity with the idempotency key `<workflow id>/<tool call id>`
-in the request's `_meta` as `idempotency_key`. Secrets (header values, environment) are read by
-the worker when it connects and never enter history.
+tool's annotations: `readOnlyHint` -> read_only, `destructiveHint: false` -> reversible,
+otherwise irreversible, MCP's default) and calls it as an activity with the idempotency key
+`<workflow id>/<tool call id>` in the request's `_meta` as `idempotency_key`. Secrets (header
+values, environment) are read by the worker when it connects and never enter history.
 """
 
 from __future__ import annotations

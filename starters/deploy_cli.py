@@ -13,6 +13,7 @@ with `upgrade="pinned"` finish where they started). These commands are Temporal'
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -45,7 +46,22 @@ def _deployment(name: str | None) -> str:
 
 
 def _name(enum: Any, value: int, prefix: str) -> str:
-    return enum.Name(value).removeprefix(prefix).lower()
+    try:
+        return str(enum.Name(value)).removeprefix(prefix).lower()
+    except ValueError:
+        return f"unknown ({value})"  # a newer server's value
+
+
+# Deployment names and build ids as Temporal takes them: safe inside a visibility query.
+NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+
+
+def _checked(what: str, value: str) -> str:
+    from starters.errors import OpError
+
+    if not NAME.fullmatch(value):
+        raise OpError(f"{what} {value!r}: use letters, digits, '.', '-' and '_'")
+    return value
 
 
 async def status(address: str | None, deployment: str) -> dict[str, Any]:
@@ -57,6 +73,7 @@ async def status(address: str | None, deployment: str) -> dict[str, Any]:
     from starters import ops
     from starters.errors import OpError
 
+    _checked("deployment", deployment)
     client = await ops.connect(address)
     try:
         resp = await client.workflow_service.describe_worker_deployment(
@@ -104,6 +121,8 @@ async def _open_runs(client: Client, deployment: str, build: str) -> int:
 
     from durable_agents._vocab.names import WORKFLOW
 
+    if not (NAME.fullmatch(deployment) and NAME.fullmatch(build)):
+        return -1  # a name no query may quote
     query = (
         f"WorkflowType = '{WORKFLOW}' AND ExecutionStatus = 'Running' AND "
         f"TemporalWorkerDeploymentVersion = '{deployment}:{build}'"
@@ -127,6 +146,7 @@ async def route(
     from starters import ops
     from starters.errors import OpError
 
+    _checked("build id", build)
     client = await ops.connect(address)
     known = {v["build_id"] for v in (await status(address, deployment))["versions"]}
     if build not in known:
@@ -169,7 +189,9 @@ def _text(row: dict[str, Any]) -> str:
             f" {mark} {v['build_id']}  {v['status']:<9} open runs: {runs:<5} "
             f"drainage: {v['drainage']}  since {v['created']}"
         )
-    return "\n".join(lines)
+    from durable_agents._vocab.text import printable
+
+    return "\n".join(printable(line) for line in lines)
 
 
 def _show(row: dict[str, Any], as_json: bool) -> None:

@@ -200,7 +200,7 @@ def ledger(tmp_path: Path) -> Iterator[dict[str, Any]]:
     port = free_port()
     state: dict[str, Any] = {"port": port, "db": tmp_path / "ledger.sqlite3", "procs": []}
 
-    def start(version: int) -> None:
+    def start(version: int, **extra: str) -> None:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -211,7 +211,7 @@ def ledger(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 str(version),
             ],
             cwd=ROOT,
-            env=os.environ | {"LEDGER_DELAY": "3"},
+            env=os.environ | {"LEDGER_DELAY": "3"} | extra,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -413,4 +413,57 @@ async def test_two_tools_with_one_name_stop_the_listing(tmp_path: Path) -> None:
         with pytest.raises(ApplicationError) as caught:
             await env.run(runner.list_mcp_tools, request)
     assert caught.value.type == f.TOOL_CONTRACT_VIOLATION and caught.value.non_retryable
-    assert "tool 'echo' clashes with the agent's own tools; rename it" in caught.value.message
+    assert "tool 'echo' clashes with a tool the agent already has" in caught.value.message
+
+
+async def test_a_restarted_stateful_server_is_reconnected(ledger: dict[str, Any]) -> None:
+    """A server that forgot the worker's session (it restarted) costs one transient failure:
+    the retry opens a new session, with its headers read again."""
+    ledger["stop"]()
+    ledger["start"](1, LEDGER_STATEFUL="1")
+    os.environ["LEDGER_URL"] = f"http://127.0.0.1:{ledger['port']}/mcp"
+    connections = MCPConnections(Catalog.build([AGENTS]))
+    runner, env = MCPRunner(connections), ActivityEnvironment()
+    request = ToolRequest(
+        tool="account_details",
+        arguments={"account": "A-9"},
+        idempotency_key="payout-1/c1",
+        identity=Identity(agent="payout", agent_version="1", workflow_id="payout-1", principal="t"),
+        mcp=MCPTarget(agent="payout", server="ledger", tool="lookup", side_effect="read_only"),
+    )
+    try:
+        async with connections.running():
+            assert (await env.run(runner.call_mcp_tool, request)).output["owner"] == "ACME"
+            ledger["stop"]()
+            ledger["start"](1, LEDGER_STATEFUL="1")
+            with pytest.raises(ApplicationError) as caught:
+                await env.run(runner.call_mcp_tool, request)
+            assert (caught.value.type, caught.value.non_retryable) == (f.TOOL_TRANSIENT, False)
+            assert (await env.run(runner.call_mcp_tool, request)).output["owner"] == "ACME"
+    finally:
+        del os.environ["LEDGER_URL"]
+
+
+def test_a_schema_that_cannot_be_used_is_never_fetched_nor_fails_the_workflow() -> None:
+    from activities.mcp import _unusable
+    from durable_agents._vocab.carried import CarriedState, MCPState
+    from durable_agents._vocab.models import MCPTool
+    from workflows import mcp_tools
+
+    broken = [
+        {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/schema.json"}}},
+        {"$ref": "#/$defs/missing"},
+        {"type": 5},
+        {"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}},
+    ]
+    for schema in broken:
+        tool = MCPTool(
+            server="s", name="t", exposed="t", input_schema=schema, side_effect="read_only"
+        )
+        state = CarriedState(mcp=MCPState(tools=[tool]))
+        assert mcp_tools.problems(state, "t", {"a": "x"}) is None  # the server judges
+    assert "refers outside itself" in str(_unusable("t", broken[0]))
+    assert "not valid JSON Schema" in str(_unusable("t", broken[2]))
+    assert "not valid JSON Schema" in str(_unusable("t", broken[3]))
+    assert "rename it" in str(_unusable("two words", {"type": "object"}))
+    assert _unusable("fine", {"type": "object", "properties": {"a": {"type": "string"}}}) is None

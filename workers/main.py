@@ -55,8 +55,9 @@ def _plugin_roots(catalog: Catalog | None) -> list[Path]:
 
 def code_checksum(catalog: Catalog | None = None) -> str:
     """Which code this worker runs: 12 hex characters over what decides behaviour: the platform
-    (durable_agents, workflows, activities) and every plugin the agents come from, their code
-    and configuration files. `DURABLE_AGENTS_BUILD_ID` overrides it (e.g. an image's tag).
+    (durable_agents, workflows, activities, workers) and every plugin the agents come from,
+    their code and configuration files. Installed libraries are not in it: in production, set
+    `DURABLE_AGENTS_BUILD_ID` (e.g. the image's tag), which overrides it.
 
     (The SDK's default build id, a 32-character checksum, is written into three history events
     of every step; this is as telling and shorter.)
@@ -64,7 +65,7 @@ def code_checksum(catalog: Catalog | None = None) -> str:
     if os.environ.get("DURABLE_AGENTS_BUILD_ID"):
         return os.environ["DURABLE_AGENTS_BUILD_ID"]
     root = Path(__file__).resolve().parent.parent
-    roots = [root / p for p in ("durable_agents", "workflows", "activities")]
+    roots = [root / p for p in ("durable_agents", "workflows", "activities", "workers")]
     return _checksum(tuple(sorted({*roots, *_plugin_roots(catalog)})))
 
 

@@ -140,6 +140,7 @@ class AgentWorkflow(MessageHandlers):
                 # the audit trail; the grant and the principal stay those of the run.
                 self._state.note("note", f"agent version {who.agent_version} -> {spec.version}")
                 self._state.identity = who.model_copy(update={"agent_version": spec.version})
+                self._state.mcp.listed.clear()  # the new spec's servers and terms: list again
             build = self._build()
             if build and build not in self._state.chain.builds[-1:]:
                 self._state.chain.builds.append(build)

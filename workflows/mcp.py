@@ -35,9 +35,12 @@ async def list_tools(state: RunState, spec: AgentSpec, *, every_turn: bool = Fal
 
 
 async def _list(state: RunState, spec: AgentSpec, server: MCPServer) -> None:
-    request = MCPListRequest(
-        agent=spec.name, server=server.name, native=[t.name for t in spec.tools]
-    )
+    # Names already taken: the agent's own tools and the other servers' (two tools with one
+    # name would be refused by the model's provider, and calls could go to the wrong server).
+    taken = [t.name for t in spec.tools] + [
+        t.exposed for t in state.mcp.tools if t.server != server.name
+    ]
+    request = MCPListRequest(agent=spec.name, server=server.name, native=taken)
     while True:
         try:
             found: MCPToolList = await workflow.execute_activity(

@@ -12,8 +12,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
     from pydantic import BaseModel, ConfigDict
+    from referencing import Registry
 
     from durable_agents._spec import AgentSpec, ToolContract
     from durable_agents._vocab.carried import CarriedState
@@ -64,9 +64,11 @@ def problems(state: CarriedState, name: str, arguments: dict[str, Any]) -> str |
     if found is None or not found.input_schema:
         return None
     try:
-        validator = Draft202012Validator(found.input_schema)
+        # An empty registry: a `$ref` to anything outside the schema is never fetched (no I/O
+        # in workflow code), it fails, and the server judges the arguments instead.
+        validator = Draft202012Validator(found.input_schema, registry=Registry())
         errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
-    except SchemaError:
+    except Exception:  # noqa: BLE001 - a schema we cannot use must never fail the task
         return None  # the server's schema is broken: let the server judge
     if not errors:
         return None

@@ -125,15 +125,21 @@ class RunState(CarriedState):
     def upgrade_due(self) -> bool:
         """Whether the run should move onto a new version of the workers: its deployment has
         a new current (or ramping) version for it, the agent upgrades at turn boundaries, no
-        saga is being undone and no sub-agent runs. Always False without versioning."""
-        if not self.chain.upgrade or self.saga.unwinding or self.spending.active_children:
+        saga owes undo steps (they are undone by the code that made them) and no sub-agent
+        runs, and the state fits in a payload. Always False without versioning."""
+        if not self.chain.upgrade or self.saga.unwinding or self.saga.compensations:
+            return False
+        if self.spending.active_children:
             return False
         info = workflow.info()
         if info.get_current_deployment_version() is None:
             return False  # an unversioned worker: there is nothing to move onto
         if info.get_current_history_length() <= self.chain.events_at_start:
             return False  # a run of the chain moves on only after it has done something
-        return info.is_target_worker_deployment_version_changed()
+        size = info.get_current_history_size()
+        if size < self.chain.blocked_below:
+            return False
+        return info.is_target_worker_deployment_version_changed() and self._fits(size)
 
     def continue_due(self) -> bool:
         """Whether this is a safe moment's reason to continue as new: an upgrade is due, or
@@ -153,18 +159,21 @@ class RunState(CarriedState):
             self.chain.after, 2 * self.chain.history_at_start
         ):
             return False
+        return self._fits(size)
+
+    def _fits(self, size: int) -> bool:
+        """Whether the state can be handed to a new run. If it is too large (a huge
+        conversation), the run goes on here and tries again only after as much history again."""
         carried = workflow.payload_converter().to_payloads([self.carry()])[0].ByteSize()
-        if carried > self.store.max_payload:
-            # The state itself is too large to hand over (a huge conversation): go on here,
-            # and try again only after as much history again.
-            self.chain.blocked_below = size + self.chain.after
-            workflow.logger.warning(
-                "cannot continue as new: the state is %s bytes, over the payload limit %s",
-                carried,
-                self.store.max_payload,
-            )
-            return False
-        return True
+        if carried <= self.store.max_payload:
+            return True
+        self.chain.blocked_below = size + (self.chain.after or size)
+        workflow.logger.warning(
+            "cannot continue as new: the state is %s bytes, over the payload limit %s",
+            carried,
+            self.store.max_payload,
+        )
+        return False
 
     def carry(self) -> CarriedState:
         """The state for the next run of the chain. The conversation goes whole; long

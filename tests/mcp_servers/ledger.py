@@ -64,11 +64,12 @@ def serve(port: int, db: str, version: int) -> None:
             """The account's statement (new in version 2)."""
             return f"statement of {account}: nothing"
 
+    # LEDGER_STATEFUL=1: sessions the server remembers, and forgets when it restarts.
     server.run(
         transport="streamable-http",
         host="127.0.0.1",
         port=port,
-        stateless_http=True,
+        stateless_http=os.environ.get("LEDGER_STATEFUL") != "1",
         json_response=True,
     )
 
