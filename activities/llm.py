@@ -29,7 +29,13 @@ from activities.heartbeat import heartbeating
 from activities.providers import anthropic_wire, openai_wire
 from activities.providers.common import error
 from activities.settings import get_settings
-from durable_agents._routes import InvalidRoute, Route, parse_route
+from durable_agents._routes import (
+    InvalidRoute,
+    Route,
+    allowed_endpoints,
+    check_endpoint,
+    parse_route,
+)
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import LLMReply, LLMRequest
 
@@ -191,7 +197,9 @@ async def complete(request: LLMRequest, models: Mapping[str, LocalModel] | None 
     """One model call with the conversation as content (`models`: the in-process ones)."""
     try:
         route = parse_route(request.route)
+        check_endpoint(route, allowed_endpoints(get_settings().model_endpoints))
     except InvalidRoute as exc:
+        # An address off the allowlist too: nothing is sent, and the run parks with the reason.
         raise ApplicationError(str(exc), type=f.INVALID_REQUEST, non_retryable=True) from None
     if route.provider == "scripted":
         return await _call_local(route, request, models or {})

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # them, upgraded at turn boundaries); None: no versioning. The build id is the code's
     # checksum unless DURABLE_AGENTS_BUILD_ID names one (workers/main.py).
     deployment: str | None = None
+    # Where an openai-compatible route may send a conversation: comma-separated base URLs;
+    # unset, the worker's own machine only (durable_agents._routes.allowed_endpoints).
+    model_endpoints: str | None = None
     # The message store (activities/store.py): sqlite:////path (default <state_dir>/store.sqlite3)
     # or redis://host:port/db for workers on several machines.
     store_url: str | None = None

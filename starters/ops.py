@@ -202,13 +202,16 @@ def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
 
 def validate_run(run: AgentRun) -> None:
     """Refuse a run the workflow would refuse, before anything is started."""
-    from durable_agents._routes import InvalidRoute, parse_route
+    from activities.settings import get_settings
+    from durable_agents._routes import InvalidRoute, allowed_endpoints, check_endpoint, parse_route
 
     person(run.principal, "principal")
-    _validated_input(spec(run.agent), run.input)
-    for route in run.model_route or []:
+    agent = spec(run.agent)
+    _validated_input(agent, run.input)
+    allowed = allowed_endpoints(get_settings().model_endpoints)
+    for route in run.model_route or agent.model_route:
         try:
-            parse_route(route)
+            check_endpoint(parse_route(route), allowed)
         except InvalidRoute as exc:
             raise OpError(str(exc)) from None
     known = catalog().scopes()
