@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench histories clean
+.PHONY: install demo test lint typecheck unit bench histories clean postgres
 
 install: $(VENV)/.installed $(VENV)/.examples
 
@@ -31,8 +31,12 @@ typecheck: install
 	$(BIN)/mypy durable_agents workflows activities workers starters sim bench \
 		examples/invoice_agent/invoice_agent
 
-test: lint typecheck
+test: lint typecheck postgres
 	$(BIN)/pytest tests examples/invoice_agent/tests
+
+# PostgreSQL for the audit log's tests (Debian's package, installed when missing, as root).
+postgres:
+	bash tests/install_postgres.sh
 
 bench: install
 	$(BIN)/python -m bench.throughput

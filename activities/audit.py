@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -102,23 +103,90 @@ class AuditLog:
         return [_recorded(r) for r in rows]
 
     def verify(self) -> Verdict:
-        prev, count = GENESIS, 0
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, at, entry, prev, hash FROM audit ORDER BY seq"
             ).fetchall()
-        for seq, at, body, stored_prev, stored_hash in rows:
-            count += 1
-            if stored_prev != prev:
-                return Verdict(False, count, seq, "an entry before it was removed or changed")
-            try:
-                entry = AuditEntry.model_validate_json(body)
-            except ValueError:
-                return Verdict(False, count, seq, "the entry is not readable")
-            if _digest(prev, at, entry) != stored_hash:
-                return Verdict(False, count, seq, "the entry was changed after it was written")
-            prev = stored_hash
-        return Verdict(True, count)
+        return _verify(rows)
+
+
+def _verify(rows: Iterable[tuple[Any, ...]]) -> Verdict:
+    """Walk the chain from the genesis: each entry's `prev` is the hash before it, and its
+    hash covers it."""
+    prev, count = GENESIS, 0
+    for seq, at, body, stored_prev, stored_hash in rows:
+        count += 1
+        if stored_prev != prev:
+            return Verdict(False, count, seq, "an entry before it was removed or changed")
+        try:
+            entry = AuditEntry.model_validate_json(body)
+        except ValueError:
+            return Verdict(False, count, seq, "the entry is not readable")
+        if _digest(prev, at, entry) != stored_hash:
+            return Verdict(False, count, seq, "the entry was changed after it was written")
+        prev = stored_hash
+    return Verdict(True, count)
+
+
+class PostgresAuditLog:
+    """The same hash-chained log in PostgreSQL (`DURABLE_AGENTS_AUDIT_URL=postgresql://…`): one
+    log for workers on many machines. Writers take one transaction-scoped advisory lock, so the
+    chain stays linear however many append at once; a key already there is returned as it is."""
+
+    # The advisory lock every writer of the chain takes (an arbitrary constant: "audit").
+    LOCK = 0x61756474
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._lock = threading.Lock()
+        self._db = psycopg.connect(url, autocommit=False)
+        with self._db.transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, "
+                "key TEXT NOT NULL UNIQUE, run TEXT NOT NULL, at TEXT NOT NULL, "
+                "entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS audit_run ON audit (run)")
+        self._db.commit()
+
+    def append(self, entry: AuditEntry) -> Recorded:
+        with self._lock, self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
+            row = self._db.execute(
+                "SELECT seq, at, entry, prev, hash FROM audit WHERE key = %s", (entry.key,)
+            ).fetchone()
+            if row is None:
+                last = self._db.execute(
+                    "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                prev = last[0] if last else GENESIS
+                at = datetime.now(UTC).isoformat()
+                digest = _digest(prev, at, entry)
+                body = entry.model_dump_json()
+                row = self._db.execute(
+                    "INSERT INTO audit (key, run, at, entry, prev, hash) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING seq, at, entry, prev, hash",
+                    (entry.key, entry.run, at, body, prev, digest),
+                ).fetchone()
+        assert row is not None
+        return _recorded(row)
+
+    def trail(self, run: str | None = None) -> list[Recorded]:
+        query = "SELECT seq, at, entry, prev, hash FROM audit"
+        args: tuple[str, ...] = ()
+        if run is not None:
+            query, args = query + " WHERE run = %s OR run LIKE %s", (run, f"{run}--%")
+        with self._lock, self._db.transaction():
+            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+        return [_recorded(r) for r in rows]
+
+    def verify(self) -> Verdict:
+        with self._lock, self._db.transaction():
+            rows = self._db.execute(
+                "SELECT seq, at, entry, prev, hash FROM audit ORDER BY seq"
+            ).fetchall()
+        return _verify(rows)
 
 
 def _recorded(row: tuple[Any, ...]) -> Recorded:
@@ -138,7 +206,17 @@ def _open(path: Path) -> AuditLog:
     return AuditLog(path)
 
 
-def audit_log() -> AuditLog:
+@lru_cache(maxsize=4)
+def _open_postgres(url: str) -> PostgresAuditLog:
+    return PostgresAuditLog(url)
+
+
+def audit_log() -> AuditLog | PostgresAuditLog:
+    """The worker's audit log: PostgreSQL when DURABLE_AGENTS_AUDIT_URL names one (one log for
+    many machines), else the embedded SQLite file."""
+    url = get_settings().audit_url
+    if url:
+        return _open_postgres(url.get_secret_value())
     return _open(audit_path().resolve())
 
 

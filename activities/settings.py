@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # or redis://host:port/db for workers on several machines.
     store_url: str | None = None
     audit_path: Path | None = None  # the audit log (default <state_dir>/audit.sqlite3)
+    # One audit log for many machines: postgresql://user:password@host:port/db (psycopg 3).
+    audit_url: SecretStr | None = None
     # Tool results larger than this (bytes of JSON) fail with PayloadTooLarge even by reference.
     max_tool_result_bytes: int = Field(default=8_000_000, ge=1_000)
     # Circuit breaker per provider and model (activities/circuit.py); threshold 0 disables it.

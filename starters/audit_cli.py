@@ -40,15 +40,26 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Print the audit trail (side effects and approval decisions), or verify the log's chain."""
-    from activities.audit import AuditLog, audit_path
+    from activities.audit import AuditLog, PostgresAuditLog, audit_path
+    from activities.settings import get_settings
 
-    path = audit_path()
-    if not path.exists():
-        fail(
-            f"no audit log at {path}: set DURABLE_AGENTS_AUDIT_PATH (or DURABLE_AGENTS_STATE_DIR) "
-            "to where the workers write it"
-        )
-    log = AuditLog(path)
+    url = get_settings().audit_url
+    log: AuditLog | PostgresAuditLog
+    if url is not None:
+        path: object = "in PostgreSQL (DURABLE_AGENTS_AUDIT_URL)"
+        try:
+            log = PostgresAuditLog(url.get_secret_value())
+        except Exception as exc:  # noqa: BLE001 - psycopg's errors, said in one line
+            fail(f"cannot open the audit log in PostgreSQL: {type(exc).__name__}: {exc}")
+    else:
+        path = audit_path()
+        if not audit_path().exists():
+            fail(
+                f"no audit log at {path}: set DURABLE_AGENTS_AUDIT_PATH (or "
+                "DURABLE_AGENTS_STATE_DIR, or DURABLE_AGENTS_AUDIT_URL) to where the workers "
+                "write it"
+            )
+        log = AuditLog(audit_path())
     if verify:
         verdict = log.verify()
         if as_json:
