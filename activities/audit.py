@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -70,23 +70,7 @@ class AuditLog:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")  # one writer at a time across processes
             try:
-                row = self._db.execute(
-                    "SELECT seq, at, entry, prev, hash FROM audit WHERE key = ?", (entry.key,)
-                ).fetchone()
-                if row is None:
-                    last = self._db.execute(
-                        "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1"
-                    ).fetchone()
-                    prev = last[0] if last else GENESIS
-                    at = datetime.now(UTC).isoformat()
-                    digest = _digest(prev, at, entry)
-                    body = entry.model_dump_json()
-                    cur = self._db.execute(
-                        "INSERT INTO audit (key, run, at, entry, prev, hash) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (entry.key, entry.run, at, body, prev, digest),
-                    )
-                    row = (cur.lastrowid, at, body, prev, digest)
+                row = _append(self._db.execute, "?", entry)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -108,6 +92,24 @@ class AuditLog:
                 "SELECT seq, at, entry, prev, hash FROM audit ORDER BY seq"
             ).fetchall()
         return _verify(rows)
+
+
+def _append(execute: Callable[..., Any], mark: str, entry: AuditEntry) -> tuple[Any, ...]:
+    """Inside the writer's transaction (one writer at a time): the entry already there for its
+    key, or the entry chained after the last one. `mark` is the driver's parameter mark."""
+    columns = "seq, at, entry, prev, hash"
+    row = execute(f"SELECT {columns} FROM audit WHERE key = {mark}", (entry.key,)).fetchone()
+    if row is not None:
+        return tuple(row)
+    last = execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    prev = last[0] if last else GENESIS
+    at = datetime.now(UTC).isoformat()
+    marks = ", ".join([mark] * 6)
+    row = execute(
+        f"INSERT INTO audit (key, run, at, entry, prev, hash) VALUES ({marks}) RETURNING {columns}",
+        (entry.key, entry.run, at, entry.model_dump_json(), prev, _digest(prev, at, entry)),
+    ).fetchone()
+    return tuple(row)
 
 
 def _verify(rows: Iterable[tuple[Any, ...]]) -> Verdict:
@@ -153,23 +155,7 @@ class PostgresAuditLog:
     def append(self, entry: AuditEntry) -> Recorded:
         with self._lock, self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
-            row = self._db.execute(
-                "SELECT seq, at, entry, prev, hash FROM audit WHERE key = %s", (entry.key,)
-            ).fetchone()
-            if row is None:
-                last = self._db.execute(
-                    "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                prev = last[0] if last else GENESIS
-                at = datetime.now(UTC).isoformat()
-                digest = _digest(prev, at, entry)
-                body = entry.model_dump_json()
-                row = self._db.execute(
-                    "INSERT INTO audit (key, run, at, entry, prev, hash) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING seq, at, entry, prev, hash",
-                    (entry.key, entry.run, at, body, prev, digest),
-                ).fetchone()
-        assert row is not None
+            row = _append(self._db.execute, "%s", entry)
         return _recorded(row)
 
     def trail(self, run: str | None = None) -> list[Recorded]:
