@@ -52,6 +52,25 @@ class Verdict:
     entries: int
     broken_at: int | None = None  # the first entry whose hash does not hold
     problem: str = ""
+    since: int = 0  # the chain is checked from the checkpoint after this entry (0: from the start)
+
+
+@dataclass
+class Pruned:
+    entries: int  # how many were removed
+    since: int  # the chain is verifiable from the checkpoint after this entry
+
+
+class AuditBroken(RuntimeError):
+    """The chain does not hold: nothing is pruned (what is left is the evidence)."""
+
+
+# Retention: the entries pruned are gone, the hash of the last of them stays, so the chain is
+# verifiable from there on.
+CHECKPOINT = (
+    "CREATE TABLE IF NOT EXISTS audit_checkpoint (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, "
+    "hash TEXT NOT NULL, pruned_before TEXT NOT NULL, at TEXT NOT NULL)"
+)
 
 
 class AuditLog:
@@ -63,6 +82,7 @@ class AuditLog:
             "key TEXT NOT NULL UNIQUE, run TEXT NOT NULL, at TEXT NOT NULL, "
             "entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS audit_run ON audit (run)",
+            CHECKPOINT,
         )
 
     def append(self, entry: AuditEntry) -> Recorded:
@@ -88,10 +108,53 @@ class AuditLog:
 
     def verify(self) -> Verdict:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, at, entry, prev, hash FROM audit ORDER BY seq"
-            ).fetchall()
-        return _verify(rows)
+            return _verify_from(self._db.execute)
+
+    def prune(self, before: datetime) -> Pruned:
+        """Remove the entries written before `before`, keeping a checkpoint."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                pruned = _prune(self._db.execute, "?", before)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return pruned
+
+
+def _verify_from(execute: Callable[..., Any]) -> Verdict:
+    """The chain checked from its checkpoint (if entries were pruned), else from the start."""
+    checkpoint = execute("SELECT seq, hash FROM audit_checkpoint WHERE id = 1").fetchone()
+    rows = execute("SELECT seq, at, entry, prev, hash FROM audit ORDER BY seq").fetchall()
+    verdict = _verify(rows, checkpoint[1] if checkpoint else GENESIS)
+    verdict.since = checkpoint[0] if checkpoint else 0
+    return verdict
+
+
+def _prune(execute: Callable[..., Any], mark: str, before: datetime) -> Pruned:
+    """In the writer's transaction: check the chain (a broken one is evidence: nothing goes),
+    remove the entries up to the last one written before `before`, and record its hash."""
+    verdict = _verify_from(execute)
+    if not verdict.ok:
+        raise AuditBroken(
+            f"the chain is broken at entry #{verdict.broken_at} ({verdict.problem}): nothing pruned"
+        )
+    cutoff = before.astimezone(UTC).isoformat()
+    last = execute(
+        f"SELECT seq, hash FROM audit WHERE at < {mark} ORDER BY seq DESC LIMIT 1", (cutoff,)
+    ).fetchone()
+    if last is None:
+        return Pruned(0, verdict.since)
+    gone = execute(f"DELETE FROM audit WHERE seq <= {mark}", (last[0],)).rowcount
+    marks = ", ".join([mark] * 4)
+    execute(
+        f"INSERT INTO audit_checkpoint (id, seq, hash, pruned_before, at) VALUES (1, {marks}) "
+        "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+        "pruned_before = excluded.pruned_before, at = excluded.at",
+        (last[0], last[1], cutoff, datetime.now(UTC).isoformat()),
+    )
+    return Pruned(gone, last[0])
 
 
 def _append(execute: Callable[..., Any], mark: str, entry: AuditEntry) -> tuple[Any, ...]:
@@ -112,10 +175,10 @@ def _append(execute: Callable[..., Any], mark: str, entry: AuditEntry) -> tuple[
     return tuple(row)
 
 
-def _verify(rows: Iterable[tuple[Any, ...]]) -> Verdict:
-    """Walk the chain from the genesis: each entry's `prev` is the hash before it, and its
-    hash covers it."""
-    prev, count = GENESIS, 0
+def _verify(rows: Iterable[tuple[Any, ...]], start: str = GENESIS) -> Verdict:
+    """Walk the chain from `start` (the genesis, or a checkpoint's hash): each entry's `prev`
+    is the hash before it, and its hash covers it."""
+    prev, count = start, 0
     for seq, at, body, stored_prev, stored_hash in rows:
         count += 1
         if stored_prev != prev:
@@ -150,6 +213,7 @@ class PostgresAuditLog:
                 "entry TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS audit_run ON audit (run)")
+            self._db.execute(CHECKPOINT)
         self._db.commit()
 
     def append(self, entry: AuditEntry) -> Recorded:
@@ -169,10 +233,13 @@ class PostgresAuditLog:
 
     def verify(self) -> Verdict:
         with self._lock, self._db.transaction():
-            rows = self._db.execute(
-                "SELECT seq, at, entry, prev, hash FROM audit ORDER BY seq"
-            ).fetchall()
-        return _verify(rows)
+            return _verify_from(self._db.execute)
+
+    def prune(self, before: datetime) -> Pruned:
+        """Remove the entries written before `before`, keeping a checkpoint."""
+        with self._lock, self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
+            return _prune(self._db.execute, "%s", before)
 
 
 def _recorded(row: tuple[Any, ...]) -> Recorded:

@@ -7,7 +7,7 @@ prints the entries exactly as the hash chain covers them.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,8 +35,19 @@ def _line(r: Recorded) -> str:
 
 @app.command()
 def audit(
-    run_id: Annotated[str | None, typer.Argument(help="Run (workflow id); omit for all.")] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Argument(help="Run (workflow id); omit for all. `prune`: retention (--before)."),
+    ] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="With `prune`: remove the entries written before this date (ISO, UTC), "
+            "keeping a checkpoint from which the chain stays verifiable.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Print the audit trail (side effects and approval decisions), or verify the log's chain."""
@@ -60,6 +71,11 @@ def audit(
                 "write it"
             )
         log = AuditLog(audit_path())
+    if run_id == "prune":
+        _prune(log, before)
+        return
+    if before is not None:
+        fail("--before goes with `agentctl audit prune --before DATE`")
     if verify:
         verdict = log.verify()
         if as_json:
@@ -70,7 +86,8 @@ def audit(
                 f"{verdict.problem} ({verdict.entries} entries read)"
             )
         if not as_json:
-            typer.echo(f"audit log {path}: {verdict.entries} entries, the hash chain holds")
+            since = f" from the checkpoint after entry #{verdict.since}" if verdict.since else ""
+            typer.echo(f"audit log {path}: {verdict.entries} entries, the hash chain holds{since}")
         return
     trail = log.trail(run_id)
     if as_json:
@@ -80,3 +97,29 @@ def audit(
         typer.echo(f"no audit entries{' for ' + run_id if run_id else ''}", err=True)
     for r in trail:
         typer.echo(_line(r))
+
+
+def _prune(log: Any, before: str | None) -> None:
+    """`agentctl audit prune --before DATE`: retention with a checkpoint."""
+    from datetime import UTC, datetime
+
+    from activities.audit import AuditBroken
+
+    if before is None:
+        fail("say up to when: agentctl audit prune --before 2026-01-01")
+    try:
+        cutoff = datetime.fromisoformat(before)
+    except ValueError:
+        fail(f"--before {before!r} is not an ISO date or time (e.g. 2026-01-01)")
+    if cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=UTC)
+    try:
+        pruned = log.prune(cutoff)
+    except AuditBroken as exc:
+        fail(str(exc))
+    typer.echo(
+        f"pruned {pruned.entries} entries written before {cutoff.isoformat()}; the chain is "
+        f"verifiable from the checkpoint after entry #{pruned.since}"
+        if pruned.entries
+        else f"no entries written before {cutoff.isoformat()}: nothing pruned"
+    )
