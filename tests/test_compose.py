@@ -197,3 +197,10 @@ def test_worker_has_time_to_drain(services: dict[str, Any]) -> None:
     grace = re.fullmatch(r"(\d+)s", str(worker.get("stop_grace_period", "")))
     assert grace and int(grace.group(1)) >= 60, "the worker needs time to drain on SIGTERM"
     assert worker["deploy"]["replicas"] >= 2
+
+
+def test_workers_share_one_audit_log_in_postgresql(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    url = environment(worker)["DURABLE_AGENTS_AUDIT_URL"] or ""
+    assert url.startswith("postgresql://") and "@postgresql:5432/" in url
+    assert worker["depends_on"]["postgresql"]["condition"] == "service_healthy"
