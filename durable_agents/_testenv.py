@@ -119,6 +119,7 @@ class AgentEnvironment:
         self._worker: Worker | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._set: list[str] = []
+        self._started: list[WorkflowHandle[Any, AgentResult]] = []
 
     @property
     def env(self) -> WorkflowEnvironment:
@@ -143,6 +144,8 @@ class AgentEnvironment:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
+            if not self._own_env:
+                await self._end_open_runs()
             if self._worker is not None:
                 await self._worker.__aexit__(kind, exc, tb)
             if self._own_env and self._env is not None:
@@ -155,6 +158,17 @@ class AgentEnvironment:
             if self._scratch is not None:
                 self._scratch.cleanup()
 
+    async def _end_open_runs(self) -> None:
+        """Runs this environment started and left open (parked, waiting) end with it: on a
+        shared server their timers would fire in later tests' skipped time, with no worker on
+        this queue to take the task, and stall the server's clock."""
+        for handle in self._started:
+            try:
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("the test environment closed")
+            except Exception:  # noqa: BLE001, S112 - closing: a run already gone is fine
+                continue
+
     async def start(
         self, agent: str, input: Mapping[str, Any], *, principal: str = "tester", **run: Any
     ) -> WorkflowHandle[Any, AgentResult]:
@@ -163,12 +177,14 @@ class AgentEnvironment:
         spec = self.catalog.agent(agent)
         self.catalog.directory.person(principal)
         spec.input_model.model_validate(dict(input))
-        return await self.env.client.start_workflow(
+        handle = await self.env.client.start_workflow(
             AgentWorkflow.run,
             AgentRun(agent=agent, input=dict(input), principal=principal, **run),
             id=f"{agent}-test-{uuid.uuid4().hex[:10]}",
             task_queue=self.task_queue,
         )
+        self._started.append(handle)
+        return handle
 
     async def run(
         self,

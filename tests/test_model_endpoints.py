@@ -77,6 +77,7 @@ async def test_the_worker_parks_a_run_whose_route_is_off_its_allowlist(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     route = f"openai-compatible:{sim.url}/v1:onboarding"  # the sim speaks OpenAI's API
+    refused = allowed = None
     monkeypatch.setenv("DURABLE_AGENTS_MODEL_ENDPOINTS", "https://llm.example.com/v1")
     get_settings.cache_clear()
     try:
@@ -100,3 +101,8 @@ async def test_the_worker_parks_a_run_whose_route_is_off_its_allowlist(
         assert (await allowed.query(AgentWorkflow.status)).usage.input_tokens > 0
     finally:
         get_settings.cache_clear()
+        # Left open, their timers would fire in later tests' skipped time with no worker on
+        # this queue: a task nobody takes stalls the shared time-skipping clock.
+        for handle in (refused, allowed):
+            if handle is not None:
+                await handle.terminate("test over")
