@@ -16,6 +16,9 @@ class Settings(BaseSettings):
 
     sim_url: str = "http://127.0.0.1:8787"
     company_url: str | None = None  # the company systems; the sim's by default
+    # Where the systems' own record of effects is read (`agentctl audit --against-systems`):
+    # comma-separated base URLs serving GET /ledger?run=RUN; the company systems' by default.
+    system_ledgers: str | None = None
     state_dir: Path = Path(".state")
     task_queue: str = "durable-agents"
     # The Worker Deployment workers join (versioning on; runs pinned to the version that started

@@ -171,10 +171,22 @@ def _entry(row: sqlite3.Row) -> dict[str, Any]:
     return entry
 
 
-def entries(db: Database, action: str | None = None) -> list[dict[str, Any]]:
-    """Ledger rows, oldest first, optionally for one action."""
-    where, params = ("WHERE action = ?", (action,)) if action else ("", ())
-    return [_entry(row) for row in db.query(f"SELECT * FROM ledger {where} ORDER BY id", params)]
+def entries(
+    db: Database, action: str | None = None, run: str | None = None
+) -> list[dict[str, Any]]:
+    """Ledger rows, oldest first, optionally for one action, or for one run (its idempotency
+    keys are `<run>/<call>`, its sub-agents' `<run>--…/<call>`)."""
+    clauses, params = [], []
+    if action:
+        clauses.append("action = ?")
+        params.append(action)
+    if run:
+        clauses.append("(idempotency_key LIKE ? ESCAPE '\\' OR idempotency_key LIKE ? ESCAPE '\\')")
+        escaped = run.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params += [f"{escaped}/%", f"{escaped}--%"]
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = db.query(f"SELECT * FROM ledger {where} ORDER BY id", tuple(params))
+    return [_entry(row) for row in rows]
 
 
 def ledger_router(db: Database) -> APIRouter:
@@ -182,8 +194,8 @@ def ledger_router(db: Database) -> APIRouter:
     router = APIRouter(prefix="/ledger", tags=["ledger"])
 
     @router.get("")
-    def list_entries(action: str | None = None) -> dict[str, Any]:
-        return {"entries": entries(db, action)}
+    def list_entries(action: str | None = None, run: str | None = None) -> dict[str, Any]:
+        return {"entries": entries(db, action, run)}
 
     @router.get("/count")
     def count(action: str | None = None) -> dict[str, int]:

@@ -40,6 +40,14 @@ def audit(
         typer.Argument(help="Run (workflow id); omit for all. `prune`: retention (--before)."),
     ] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
+    against_systems: Annotated[
+        bool,
+        typer.Option(
+            "--against-systems",
+            help="Compare the run's side effects with what the systems recorded "
+            "(DURABLE_AGENTS_SYSTEM_LEDGERS; by default the company systems').",
+        ),
+    ] = False,
     before: Annotated[
         str | None,
         typer.Option(
@@ -76,6 +84,11 @@ def audit(
         return
     if before is not None:
         fail("--before goes with `agentctl audit prune --before DATE`")
+    if against_systems:
+        if not run_id:
+            fail("name the run: agentctl audit RUN --against-systems")
+        _against_systems(log, run_id, as_json)
+        return
     if verify:
         verdict = log.verify()
         if as_json:
@@ -123,3 +136,62 @@ def _prune(log: Any, before: str | None) -> None:
         if pruned.entries
         else f"no entries written before {cutoff.isoformat()}: nothing pruned"
     )
+
+
+def _against_systems(log: Any, run_id: str, as_json: bool) -> None:
+    """The audit trail's side effects beside what the systems themselves recorded, by
+    idempotency key: every effect one has and the other lacks is named; exit 1 if any."""
+    import httpx
+
+    from activities.settings import get_settings
+
+    settings = get_settings()
+    ledgers = [
+        u.strip().rstrip("/")
+        for u in (settings.system_ledgers or settings.company_base_url).split(",")
+        if u.strip()
+    ]
+    audited = {
+        r.entry.key: r.entry.tool for r in log.trail(run_id) if r.entry.kind == "side_effect"
+    }
+    recorded: dict[str, str] = {}
+    for base in ledgers:
+        try:
+            resp = httpx.get(f"{base}/ledger", params={"run": run_id}, timeout=10)
+            resp.raise_for_status()
+            rows = resp.json()["entries"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            fail(f"cannot read the systems' record at {base}/ledger: {type(exc).__name__}: {exc}")
+        recorded |= {str(r["idempotency_key"]): str(r.get("action", "")) for r in rows}
+    only_audit = sorted(set(audited) - set(recorded))
+    only_systems = sorted(set(recorded) - set(audited))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "run": run_id,
+                    "agree": sorted(set(audited) & set(recorded)),
+                    "only_in_audit": only_audit,
+                    "only_in_systems": only_systems,
+                },
+                indent=2,
+            )
+        )
+    else:
+        from durable_agents._vocab.text import printable
+
+        for key in only_audit:
+            typer.echo(
+                printable(f"in the audit trail, not recorded by any system: {key} ({audited[key]})")
+            )
+        for key in only_systems:
+            typer.echo(
+                printable(f"recorded by a system, not in the audit trail: {key} ({recorded[key]})")
+            )
+        agree = len(set(audited) & set(recorded))
+        typer.echo(
+            f"{agree} effects agree; {len(only_audit)} only in the audit trail, "
+            f"{len(only_systems)} only in the systems' record"
+        )
+    if only_audit or only_systems:
+        raise typer.Exit(1)

@@ -7,11 +7,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.audit import AuditLog, audit_log
+from activities.settings import get_settings
 from activities.tools import ToolRunner
 from durable_agents._discovery import discover
 from durable_agents._vocab import failures as f
@@ -120,6 +122,30 @@ async def test_the_audit_trail_of_a_run_names_the_effect_the_grant_and_the_appro
     assert "approval apr-1 of send_email: approved by olga" in shown
     assert "send_email [irreversible] side effect: ok" in shown
     assert "audit log" in ok(await cli("audit", "--verify")).stdout
+
+    # The systems' own record agrees with the audit trail ...
+    agreed = ok(await cli("audit", handle.id, "--against-systems")).stdout
+    assert "1 effects agree; 0 only in the audit trail, 0 only in the systems' record" in agreed
+    # ... until an effect is made past the agent (a rogue caller with the run's key prefix) and
+    # one is audited that no system made: each is named, and the command fails.
+    async with httpx.AsyncClient(base_url=get_settings().company_base_url) as http:
+        rogue = await http.post(
+            "/mail/messages",
+            json={"to": "x@example.com", "subject": "hi", "body": "not from the agent"},
+            headers={"Idempotency-Key": f"{handle.id}/rogue"},
+        )
+        assert rogue.status_code < 300, rogue.text
+    audit_log().append(
+        AuditEntry(key=f"{handle.id}/phantom", kind="side_effect", run=handle.id, tool="pay")
+    )
+    differ = await cli("audit", handle.id, "--against-systems")
+    assert differ.exit_code == 1, differ.stdout
+    assert f"recorded by a system, not in the audit trail: {handle.id}/rogue (send_email)" in (
+        differ.stdout
+    )
+    assert f"in the audit trail, not recorded by any system: {handle.id}/phantom (pay)" in (
+        differ.stdout
+    )
 
 
 def test_tampering_breaks_the_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
