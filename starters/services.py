@@ -16,7 +16,13 @@ import typer
 
 from starters.cli import app, call, call_sync, fail
 
-StateDir = Annotated[Path, typer.Option(help="Folder for the SQLite files (git-ignored).")]
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        help="Folder for the SQLite files (git-ignored); the workers read the same variable.",
+        envvar="DURABLE_AGENTS_STATE_DIR",
+    ),
+]
 # Signals that stop `agentctl server` (and with it the dev server): a terminal's Ctrl-C or
 # hang-up, a service manager's or a script's SIGTERM.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)

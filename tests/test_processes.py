@@ -155,7 +155,9 @@ def poke(port: int, times: int, proc: subprocess.Popen[bytes]) -> None:
 def test_sim_survives_clients_that_are_not_http(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [AGENTCTL, "sim", "--port", str(port), "--state-dir", str(tmp_path)],
+        [AGENTCTL, "sim", "--port", str(port)],
+        # The same variable the workers read says where the state goes.
+        env=os.environ | {"DURABLE_AGENTS_STATE_DIR": str(tmp_path)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -170,6 +172,7 @@ def test_sim_survives_clients_that_are_not_http(tmp_path: Path) -> None:
 
     try:
         wait_until(healthy, 30, "the sim did not answer")
+        assert (tmp_path / "sim.db").exists()
         assert ignores_sigpipe(proc.pid)
         poke(port, 3000, proc)
         assert proc.poll() is None, f"agentctl sim died (exit {proc.returncode})"
