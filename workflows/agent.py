@@ -268,26 +268,24 @@ class AgentWorkflow(MessageHandlers):
         the deployment's new version when an upgrade is due (the next turn runs the new code)."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         state = self._state
+        # Onto the deployment's new version, or where the run is (runs by size keep theirs).
         upgrade = state.upgrade_due()
+        state.chain.continued += 1
         if upgrade:
+            why = f"onto the deployment's new version (this run: {self._build()})"
+            state.note("note", f"upgrading: continued as new {why}")
+        else:
+            size = workflow.info().get_current_history_size()
             state.note(
                 "note",
-                f"upgrading: continued as new onto the deployment's new version "
-                f"(this run: {self._build() or 'unversioned'})",
+                f"continued as new (#{state.chain.continued}) after {size:,} bytes of history",
             )
-            state.chain.continued += 1
-            workflow.continue_as_new(
-                run.model_copy(update={"carried": state.carry()}),
-                initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
-            )
-        state.chain.continued += 1
-        state.note(
-            "note",
-            f"continued as new (#{state.chain.continued}) after "
-            f"{workflow.info().get_current_history_size():,} bytes of history",
+        workflow.continue_as_new(
+            run.model_copy(update={"carried": state.carry()}),
+            initial_versioning_behavior=(
+                workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE if upgrade else None
+            ),
         )
-        carried = state.carry()
-        workflow.continue_as_new(run.model_copy(update={"carried": carried}))
 
     # ---- tools ---------------------------------------------------------------------------
 
