@@ -207,6 +207,9 @@ class PostgresAuditLog:
         self._lock = threading.Lock()
         self._db = psycopg.connect(url, autocommit=False)
         with self._db.transaction():
+            # CREATE ... IF NOT EXISTS is not safe against a second worker doing the same at
+            # the same moment (a unique violation in pg_class): the writers' lock orders them.
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS audit (seq BIGSERIAL PRIMARY KEY, "
                 "key TEXT NOT NULL UNIQUE, run TEXT NOT NULL, at TEXT NOT NULL, "
