@@ -7,11 +7,12 @@ so the workflow can replace the turns it summarised and keep the conversation wi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 
 from temporalio import activity
 
 from activities.conversation import resolve, store_message
-from activities.llm import complete
+from activities.llm import LocalModel, complete
 from durable_agents._vocab.models import LLMRequest, Message, SummarizeRequest, Summary
 
 SUMMARIZE_SYSTEM = (
@@ -39,6 +40,23 @@ def render(messages: list[Message]) -> str:
 @activity.defn
 async def summarize(request: SummarizeRequest) -> Summary:
     """Summarise the given messages with the run's model."""
+    return await _summarize(request, {})
+
+
+class Summaries:
+    """The `summarize` activity of a worker with in-process models (`scripted:<name>`): a
+    scripted agent's conversation is compacted by its own script, as a provider's by its model."""
+
+    def __init__(self, models: Iterable[LocalModel] = ()) -> None:
+        self._models = {m.name: m for m in models}
+
+    @activity.defn(name="summarize")
+    async def summarize(self, request: SummarizeRequest) -> Summary:
+        """Summarise the given messages with the run's model."""
+        return await _summarize(request, self._models)
+
+
+async def _summarize(request: SummarizeRequest, models: Mapping[str, LocalModel]) -> Summary:
     messages = request.messages
     if request.conversation is not None:
         resolved = await resolve(LLMRequest(route=request.route, conversation=request.conversation))
@@ -51,7 +69,8 @@ async def summarize(request: SummarizeRequest) -> Summary:
             max_tokens=request.max_tokens,
             agent=request.agent,
             turn=request.turn,
-        )
+        ),
+        models,
     )
     if request.conversation is not None:
         await store_message(Message(role="user", content=reply.message.content))

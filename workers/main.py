@@ -32,6 +32,9 @@ from workflows.agent import AgentWorkflow
 log = logging.getLogger("durable_agents.worker")
 
 
+# How many runs a worker keeps in memory between their tasks (the SDK's max_cached_workflows).
+MAX_CACHED_WORKFLOWS = "DURABLE_AGENTS_MAX_CACHED_WORKFLOWS"
+
 # What decides behaviour: code and the configuration files shipped beside it (directories,
 # model tables).
 BEHAVIOUR = ("*.py", "*.toml")
@@ -110,6 +113,11 @@ def build_worker(
         options.setdefault("build_id", build)
     if isinstance(catalog, Catalog):
         options.setdefault("identity", identity(catalog.agents))
+    cached = os.environ.get(MAX_CACHED_WORKFLOWS, "").strip()
+    if cached:
+        # Runs kept in memory between their tasks (the SDK's default: 1,000). A waiting run
+        # out of the cache costs no worker memory; its next task replays its history.
+        options.setdefault("max_cached_workflows", int(cached))
     return Worker(
         client,
         task_queue=task_queue,

@@ -30,9 +30,10 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.audit import record_audit
-from activities.compaction import summarize
+from activities.compaction import Summaries
 from activities.llm import LocalModel, ModelCalls
 from activities.mcp import MCPConnections, MCPRunner
+from activities.recovery import recover_conversation
 from activities.tools import ToolRunner
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._spec import AgentSpec
@@ -133,13 +134,15 @@ class DurableAgentsPlugin(SimplePlugin):
         # MCP sessions are the worker's: opened on first use, closed when the worker stops.
         self.mcp = MCPConnections(self.catalog)
         mcp = MCPRunner(self.mcp)
+        models = list(models)
         activities: Sequence[Callable[..., Any]] = (
             ModelCalls(models).call_llm,
             ToolRunner(self.catalog).run_tool,
             mcp.list_mcp_tools,
             mcp.call_mcp_tool,
-            summarize,
+            Summaries(models).summarize,
             record_audit,
+            recover_conversation,
         )
         super().__init__(
             "durable_agents.DurableAgentsPlugin",

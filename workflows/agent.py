@@ -103,9 +103,14 @@ class AgentWorkflow(MessageHandlers):
     def transcript(self) -> list[TranscriptEntry]:
         return self._state.transcript
 
-    @workflow.query(name="conversation", description="The messages the model reads next turn.")
+    @workflow.query(
+        name="conversation",
+        description="The messages the model reads next turn (since the last continue-as-new).",
+    )
     def conversation(self) -> list[Message]:
-        """The messages the model reads next turn (large results as their previews)."""
+        """The messages the model reads next turn (large results as their previews). After a
+        continue-as-new, those since: the earlier ones were carried by reference
+        (`status().continued`; their content is in the message store and earlier runs)."""
         return self._state.messages
 
     # ---- the loop ------------------------------------------------------------------------
@@ -292,7 +297,8 @@ class AgentWorkflow(MessageHandlers):
     async def _compact_if_large(self, spec: AgentSpec) -> None:
         route = self._route()[min(self._state.route_index, len(self._route()) - 1)]
         ceiling = compaction.limit(spec, route, self._run.compact_at_tokens)
-        size = compaction.estimated_tokens(spec, self._state.messages)
+        store = self._state.store
+        size = compaction.estimated_tokens(spec, self._state.messages, store.base_chars)
         if ceiling and size > ceiling:
             await compaction.compact(self._state, spec, route, f"about {size} tokens > {ceiling}")
 

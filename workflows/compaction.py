@@ -7,7 +7,6 @@ estimated size passes the limit, or after the provider said the context window i
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from temporalio import workflow
@@ -28,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from durable_agents._vocab.names import SUMMARIZE
     from workflows import catalog, history
-    from workflows.state import RunState
+    from workflows.state import RunState, chars
 
 KEEP_RECENT = 4  # messages kept verbatim at the end
 SUMMARY_RETRY = RetryPolicy(
@@ -39,12 +38,10 @@ SUMMARY_RETRY = RetryPolicy(
 )
 
 
-def estimated_tokens(spec: AgentSpec, messages: list[Message]) -> int:
-    """About four characters a token: enough to decide when to compact."""
-    size = len(spec.system_prompt) + sum(
-        len(m.content) + sum(len(json.dumps(c.arguments)) for c in m.tool_calls) for m in messages
-    )
-    return size // 4
+def estimated_tokens(spec: AgentSpec, messages: list[Message], carried_chars: int = 0) -> int:
+    """About four characters a token: enough to decide when to compact. `carried_chars`: the
+    size of the messages carried by reference (`Stored.base_chars`)."""
+    return (len(spec.system_prompt) + carried_chars + chars(messages)) // 4
 
 
 def limit(spec: AgentSpec, route: str, override: int | None) -> int | None:
@@ -64,12 +61,15 @@ def _request(
     # By hash: the older messages are in the store already (or the activity says which are not,
     # and they go as content in the next attempt).
     stored = history.individually_stored(state)
-    own = history.hashes(state)[1:split]
+    own = history.hashes(state)[split - len(older) : split]
     request.conversation = ConversationRef(
+        # A conversation carried by reference: its carried part, task included, by its head.
+        base=state.store.base,
+        base_length=state.store.base_length,
         tail=[
             TailItem(hash=h, message=None if h in stored else m)
             for h, m in zip(own, older, strict=True)
-        ]
+        ],
     )
     return request
 
@@ -77,12 +77,15 @@ def _request(
 async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> bool:
     """Replace older turns by a summary; False if there is nothing left to compact."""
     messages = state.messages
+    # The task stays; carried by reference, it is the carried base's first message.
+    first = state.store.first if state.store.base is not None else None
+    start = 0 if first is not None else 1
     split = len(messages) - KEEP_RECENT
-    while split > 1 and messages[split].role != "assistant":
+    while split > start and messages[split].role != "assistant":
         split -= 1  # the kept tail starts with a model turn, never with orphan tool results
-    if split <= 1:
+    if split < start or (split == start and first is None):
         return False
-    older = messages[1:split]
+    older = messages[start:split]
     for attempt in range(history.RESENDS):
         request = _request(state, spec, route, older, split)
         try:
@@ -104,9 +107,10 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
         except ActivityError as err:
             if not history.lacked(state, err, attempt):
                 raise
+            await history.recover(state)
     state.usage = state.usage.plus(result.usage)
     summary = Message(role="user", content=result.text)
-    kept = [messages[0], summary, *messages[split:]]
+    kept = [first or messages[0], summary, *messages[split:]]
     if state.store.by_reference:
         history.replace_messages(state, kept, [chain.message_hash(summary)])
     else:

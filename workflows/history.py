@@ -10,6 +10,7 @@ workflow believes is stored is only a belief: an activity that misses something 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -19,7 +20,14 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec
     from durable_agents._vocab import chain
     from durable_agents._vocab import failures as f
-    from durable_agents._vocab.models import ConversationRef, Message, TailItem, ToolSchema
+    from durable_agents._vocab.models import (
+        ConversationRef,
+        Message,
+        RecoverRequest,
+        TailItem,
+        ToolSchema,
+    )
+    from durable_agents._vocab.names import RECOVER_CONVERSATION
     from workflows import mcp_tools
     from workflows.state import RunState
 
@@ -60,17 +68,12 @@ def check_size(value: Any, what: str, limit: int) -> None:
 
 
 def hashes(state: RunState) -> list[str]:
-    """Hashes of the run's messages, computed once each."""
-    known = state.store.hashes
-    if len(known) > len(state.messages):
-        known.clear()
-    known.extend(chain.message_hash(m) for m in state.messages[len(known) :])
-    return known
+    """Hashes of the run's messages (after the carried base), computed once each."""
+    return state.message_hashes()
 
 
 def heads(state: RunState) -> list[str]:
-    state.store.heads = chain.heads(hashes(state), state.store.heads)
-    return state.store.heads
+    return state.chain_heads()
 
 
 def preamble(state: RunState, spec: AgentSpec) -> tuple[str, list[ToolSchema]]:
@@ -88,13 +91,18 @@ def reference(state: RunState, messages: list[Message]) -> ConversationRef:
     own = hashes(state)
     all_hashes = own + [chain.message_hash(m) for m in messages[len(own) :]]
     k = min(state.store.prefix, len(own))
-    base = heads(state)[k - 1] if k else None
+    base = heads(state)[k - 1] if k else state.store.base
     stored = set(state.store.objects)
     tail = [
         TailItem(hash=h, message=None if h in stored else m)
         for h, m in zip(all_hashes[k:], messages[k:], strict=True)
     ]
-    return ConversationRef(base=base, base_length=k, tail=tail, preamble=state.store.preamble)
+    return ConversationRef(
+        base=base,
+        base_length=state.store.base_length + k,
+        tail=tail,
+        preamble=state.store.preamble,
+    )
 
 
 def replied(state: RunState, sent: int, reply: Message, plain: bool) -> None:
@@ -128,6 +136,10 @@ def missing(state: RunState, details: dict[str, Any]) -> None:
     if details.get("base"):
         state.store.prefix = 0
     own = hashes(state)
+    # A carried base (its links or messages) exists only in earlier runs' histories: recover
+    # it from there.
+    lost = bool(details.get("base")) or bool(gone - set(own))
+    state.store.recover = state.store.base is not None and lost
     first = next((i for i, h in enumerate(own) if h in gone), None)
     if first is not None:
         state.store.prefix = min(state.store.prefix, first)
@@ -147,5 +159,35 @@ def replace_messages(state: RunState, messages: list[Message], also_stored: list
     known = individually_stored(state) | set(also_stored)
     state.messages = messages
     state.store.hashes, state.store.heads = [], []
+    state.store.base, state.store.base_length, state.store.base_chars = None, 0, 0
+    state.store.first = None
     state.store.prefix = 0
     state.store.objects = [state.store.preamble] + [h for h in hashes(state) if h in known]
+
+
+async def recover(state: RunState) -> None:
+    """If the store lacked the carried base (a wiped store after a continue-as-new), the
+    `recover_conversation` activity writes it back from the chain's earlier histories, where
+    every message's content is; the next attempt finds it."""
+    if not state.store.recover or state.store.base is None:
+        return
+    state.store.recover = False
+    info = workflow.info()
+    found = await workflow.execute_activity(
+        RECOVER_CONVERSATION,
+        RecoverRequest(
+            workflow_id=info.workflow_id,
+            run_id=info.continued_run_id or "",
+            head=state.store.base,
+            length=state.store.base_length,
+        ),
+        result_type=bool,
+        start_to_close_timeout=timedelta(minutes=10),
+        heartbeat_timeout=timedelta(seconds=30),
+        summary=f"recover the conversation's first {state.store.base_length} messages",
+    )
+    state.note(
+        "note",
+        f"the message store lacked the conversation's first {state.store.base_length} messages: "
+        + ("recovered from earlier runs' histories" if found else "not found in earlier runs"),
+    )

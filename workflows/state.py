@@ -7,11 +7,13 @@ history on replay. The methods here may call `workflow.*` and must only run insi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 
+from durable_agents._vocab import chain
 from durable_agents._vocab.carried import (
     CarriedState,
     OperatorAction,
@@ -22,6 +24,7 @@ from durable_agents._vocab.carried import (
 from durable_agents._vocab.models import (
     AgentStatusValue,
     EventSignal,
+    Message,
     RefusedMessage,
     TranscriptEntry,
 )
@@ -46,6 +49,12 @@ def spoken(span: timedelta) -> str:
 MIN_EVENTS_PER_RUN = 30
 # Transcript texts longer than this are shortened when a run continues as new.
 CARRIED_TEXT = 400
+# Carried by reference (workflow.patched(CARRY_BY_REFERENCE)): the conversation goes as its
+# chain head, the transcript as its latest entries, the runaway counts as the calls made more
+# than once and the latest others; what is left out is in earlier runs' histories.
+CARRY_BY_REFERENCE = "carry-by-reference-v1"
+CARRIED_ENTRIES = 50
+CARRIED_CALLS = 200
 # Characters of outside text (a question, an error) in the UI's current details.
 DETAILS = 1000
 # Refused signals: how many `status` shows, and how many the transcript notes one by one.
@@ -163,7 +172,8 @@ class RunState(CarriedState):
 
     def _fits(self, size: int) -> bool:
         """Whether the state can be handed to a new run. If it is too large (a huge
-        conversation), the run goes on here and tries again only after as much history again."""
+        conversation carried as content, by runs that predate carrying by reference), the run
+        goes on here and tries again only after as much history again."""
         carried = workflow.payload_converter().to_payloads([self.carry()])[0].ByteSize()
         if carried <= self.store.max_payload:
             return True
@@ -176,15 +186,63 @@ class RunState(CarriedState):
         return False
 
     def carry(self) -> CarriedState:
-        """The state for the next run of the chain. The conversation goes whole; long
-        transcript texts are shortened (they are in full in this run's history)."""
+        """The state for the next run of the chain; long transcript texts are shortened (they
+        are in full in this run's history). With the conversation by reference (and the patch),
+        only the turn in progress goes as content, the rest by its chain head: the carried
+        input stays small however long the conversation. Before the patch, the conversation
+        went whole."""
+        by_reference = self.store.by_reference and workflow.patched(CARRY_BY_REFERENCE)
         carried = self.model_dump(mode="json")
+        if by_reference:
+            self._trim(carried)
         for entry in carried["transcript"]:
             if len(entry["text"]) > CARRIED_TEXT:
                 entry["text"] = entry["text"][:CARRIED_TEXT] + " … (shortened when the run "
                 entry["text"] += "continued as new; in full in an earlier run's history)"
             entry["data"].pop("replaced", None)
         return CarriedState.model_validate(carried)
+
+    def _trim(self, carried: dict[str, Any]) -> None:
+        """`carried` (this state as JSON) by reference: the messages the store holds with their
+        links, up to the last model reply (kept, so a run continued in the middle of a turn
+        finishes it), go as the chain head; the transcript and runaway counts are bounded."""
+        messages = self.messages
+        last = next(
+            (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "assistant"),
+            len(messages),
+        )
+        k = min(self.store.prefix, last, len(messages))
+        store = carried["store"]
+        if k:
+            if self.store.base is None:
+                store["first"] = messages[0].model_dump(mode="json")
+            store["base"] = self.chain_heads()[k - 1]
+            store["base_length"] = self.store.base_length + k
+            store["base_chars"] = self.store.base_chars + chars(messages[:k])
+            store["prefix"] = self.store.prefix - k
+            carried["messages"] = carried["messages"][k:]
+        entries = carried["transcript"]
+        if len(entries) > CARRIED_ENTRIES:
+            carried["transcript"] = entries[-CARRIED_ENTRIES:]
+        counts = carried["progress"]["call_counts"]
+        if len(counts) > CARRIED_CALLS:
+            recent = set(list(counts)[-CARRIED_CALLS:])
+            carried["progress"]["call_counts"] = {
+                key: n for key, n in counts.items() if n > 1 or key in recent
+            }
+
+    def message_hashes(self) -> list[str]:
+        """Hashes of the run's messages (after the carried base), computed once each."""
+        known = self.store.hashes
+        if len(known) > len(self.messages):
+            known.clear()
+        known.extend(chain.message_hash(m) for m in self.messages[len(known) :])
+        return known
+
+    def chain_heads(self) -> list[str]:
+        """The chain head after each of the run's messages (from the carried base)."""
+        self.store.heads = chain.heads(self.message_hashes(), self.store.heads, self.store.base)
+        return self.store.heads
 
     def put_event(self, event: EventSignal) -> None:
         self.waiting.inbox.append(ReceivedEvent(event=event, at=workflow.now()))
@@ -197,3 +255,10 @@ class RunState(CarriedState):
             if received.event.name in names:
                 return self.waiting.inbox.pop(i)
         return None
+
+
+def chars(messages: list[Message]) -> int:
+    """Characters the model reads of `messages` (compaction's estimate counts them)."""
+    return sum(
+        len(m.content) + sum(len(json.dumps(c.arguments)) for c in m.tool_calls) for m in messages
+    )

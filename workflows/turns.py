@@ -119,6 +119,7 @@ async def _call(
             reply = await _execute(state, spec, route, attempts, system, [], tools, ref)
         except ActivityError as err:
             if history.lacked(state, err, attempt):
+                await history.recover(state)
                 continue
             raise
         history.replied(state, len(messages), reply.message, plain=messages is state.messages)

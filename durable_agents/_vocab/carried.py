@@ -106,17 +106,27 @@ class Spending(BaseModel):
 
 class Stored(BaseModel):
     """History by reference (workflows/history.py): what the message store holds. `hashes` and
-    `heads` are caches, rebuilt after a continue-as-new; the first `prefix` messages are in the
-    store with their chain links, `objects` are hashes of other things believed stored (the
-    preamble, tool results)."""
+    `heads` are caches, rebuilt after a continue-as-new; the first `prefix` messages (after the
+    carried `base`) are in the store with their chain links, `objects` are hashes of other
+    things believed stored (the preamble, tool results)."""
 
     by_reference: bool = False
     max_payload: int = 1_800_000
     preamble: str = ""
+    # Carried by reference (a run that continued as new): the conversation starts with
+    # `base_length` messages the store holds under the chain head `base` (their content is in
+    # earlier runs' histories, where `recover_conversation` finds it if the store lost it), then
+    # `messages`. `base_chars` is their size for compaction's estimate; `first` is the
+    # conversation's first message (the task), which a compaction keeps.
+    base: str | None = None
+    base_length: int = 0
+    base_chars: int = 0
+    first: Message | None = None
     prefix: int = 0
     objects: list[str] = Field(default_factory=list)
     hashes: list[str] = Field(default_factory=list, exclude=True)
     heads: list[str] = Field(default_factory=list, exclude=True)
+    recover: bool = Field(default=False, exclude=True)  # the store lacked the base: recover it
 
 
 class Chain(BaseModel):

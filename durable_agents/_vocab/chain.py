@@ -38,11 +38,12 @@ def link(parent: str | None, message: str) -> str:
     return digest(canonical({"parent": parent, "message": message}))
 
 
-def heads(hashes: list[str], known: list[str] | None = None) -> list[str]:
-    """The chain head after each message, reusing the heads already computed for a prefix."""
+def heads(hashes: list[str], known: list[str] | None = None, root: str | None = None) -> list[str]:
+    """The chain head after each message, reusing the heads already computed for a prefix;
+    `root` is the head of what comes before the first of `hashes` (None: nothing)."""
     out = list(known or [])
     for h in hashes[len(out) :]:
-        out.append(link(out[-1] if out else None, h))
+        out.append(link(out[-1] if out else root, h))
     return out
 
 

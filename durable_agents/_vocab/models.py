@@ -160,6 +160,17 @@ class ConversationRef(Compact):
     preamble: str = ""
 
 
+class RecoverRequest(Compact):
+    """Input of `recover_conversation`: the conversation (`length` messages under the chain
+    head `head`) to write back into the message store from the histories of the runs of
+    `workflow_id` that came before `run_id` (that run included)."""
+
+    workflow_id: str
+    run_id: str
+    head: str
+    length: int
+
+
 class LLMRequest(Compact):
     """Input of the `call_llm` activity.
 
