@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # The message store (activities/store.py): sqlite:////path (default <state_dir>/store.sqlite3)
     # or redis://host:port/db for workers on several machines.
     store_url: str | None = None
+    # Agent identities (activities/identity.py): the identity provider's token endpoint (the
+    # sim's, <sim_url>/idp/token, by default), and each agent's client there: a TOML file of
+    # [agent] or ["agent@version"] tables with client_id and client_secret or
+    # client_secret_file (default <state_dir>/credentials.toml).
+    idp_token_url: str | None = None
+    credentials_file: Path | None = None
     audit_path: Path | None = None  # the audit log (default <state_dir>/audit.sqlite3)
     # One audit log for many machines: postgresql://user:password@host:port/db (psycopg 3).
     audit_url: SecretStr | None = None
@@ -45,6 +51,14 @@ class Settings(BaseSettings):
     @property
     def company_base_url(self) -> str:
         return (self.company_url or self.sim_url).rstrip("/")
+
+    @property
+    def token_url(self) -> str:
+        return self.idp_token_url or self.sim_url.rstrip("/") + "/idp/token"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.credentials_file or self.state_dir / "credentials.toml"
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from activities import observe
 from activities.audit import audit_log
 from activities.conversation import store_message
 from activities.heartbeat import heartbeating
+from activities.identity import TokenBroker
 from activities.settings import get_settings
 from activities.store import get_store
 from durable_agents._catalog import Catalog
@@ -94,16 +95,19 @@ class ToolRunner:
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
+        self.tokens = TokenBroker()
 
     @activity.defn(name=RUN_TOOL)
     async def run_tool(self, request: ToolRequest) -> ToolResult:
         """Run one tool call; side effects (and refusals, and final failures) are audited."""
         contract = self._catalog.tool(request.tool)
         side_effect = contract.side_effect if contract else None
-        return await audited(request, side_effect, _run_tool(request, contract))
+        return await audited(request, side_effect, _run_tool(request, contract, self.tokens))
 
 
-async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> ToolResult:
+async def _run_tool(
+    request: ToolRequest, contract: ToolContract | None, tokens: TokenBroker
+) -> ToolResult:
     """Run one tool call; the idempotency key makes a retried call a no-op at the system."""
     if contract is None or contract.implementation is None:
         raise ApplicationError(
@@ -121,12 +125,16 @@ async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> Tool
             non_retryable=True,
         ) from None
     limit = activity.info().start_to_close_timeout or timedelta(seconds=30)
+    audience, scopes = contract.audience, contract.required_scopes
+    # After the scope check: a call the run may not make never obtains a token.
+    token = await tokens.token(request, audience, scopes) if audience else None
     ctx = ToolContext(
         tool=request.tool,
         idempotency_key=request.idempotency_key,
         identity=request.identity,
         deadline=datetime.now(UTC) + limit,
         heartbeat=activity.heartbeat,
+        token=token,
     )
     try:
         raw = await heartbeating(contract.implementation(args, ctx), f"tool {request.tool}")
@@ -135,6 +143,8 @@ async def _run_tool(request: ToolRequest, contract: ToolContract | None) -> Tool
     except ToolTransient as exc:
         raise ApplicationError(str(exc), type=f.TOOL_TRANSIENT) from None
     except ApplicationError as err:
+        if audience and err.type == f.AUTHENTICATION_FAILED:
+            tokens.forget(request, audience, scopes)  # the system refused it: ask anew next time
         if err.type in TOOL_NON_RETRYABLE and not err.non_retryable:
             # The type decides: a rejection is final even if the implementation forgot to say.
             raise ApplicationError(

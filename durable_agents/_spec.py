@@ -98,6 +98,9 @@ class ToolContract:
     server's tool: its input schema as listed, JSON)."""
     mcp_server: str | None = None
     """The MCP server that carries the call out (`call_mcp_tool`); None: the worker's code."""
+    audience: str | None = None
+    """The system the tool calls, as the identity provider names it: each call gets a token
+    for it from the provider (`ToolContext.token`), scoped to `required_scopes`; None: none."""
 
     def schema(self) -> ToolSchema:
         return _schema(self)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, get_type_hints
 
@@ -54,6 +54,17 @@ class ToolContext:
     """When this attempt times out (the tool's `timeout` from its start)."""
     heartbeat: Callable[..., None]
     """Tell Temporal this attempt is alive (details are kept for the next attempt)."""
+    token: str | None = field(default=None, repr=False)
+    """For a tool with an `audience`: the short-lived token the identity provider issued for
+    this call (subject the principal, actor this agent and run, the tool's scopes, the system
+    as audience). Send it as a bearer token; it never enters the run's history."""
+
+    def headers(self) -> dict[str, str]:
+        """What a call to the system sends: the idempotency key, and the bearer token."""
+        sent = {"Idempotency-Key": self.idempotency_key}
+        if self.token is not None:
+            sent["Authorization"] = f"Bearer {self.token}"
+        return sent
 
     @property
     def timeout(self) -> float:
@@ -94,13 +105,16 @@ def tool(
     compensation: Compensation | None = None,
     local: bool = False,
     task_queue: str | None = None,
+    audience: str | None = None,
 ) -> Callable[[Implementation], ToolContract]:
     """Make an async function a tool: its contract (input and output models from the
     annotations, the docstring as description) and its implementation in one object.
 
     `side_effect`: `read_only`, `reversible` (name the undo in `compensation`) or
     `irreversible` (approval by default). `task_queue`: only workers serving that queue run it
-    (a tool that needs a VPN, a GPU or a database)."""
+    (a tool that needs a VPN, a GPU or a database). `audience`: the system the tool calls, as
+    the identity provider names it; each call then gets a token for it (`ctx.token`), scoped to
+    `scopes`."""
 
     def make(fn: Implementation) -> ToolContract:
         tool_name = name or fn.__name__
@@ -129,6 +143,7 @@ def tool(
             local=local,
             implementation=fn,
             task_queue=task_queue,
+            audience=audience,
         )
 
     return make

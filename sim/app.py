@@ -3,7 +3,8 @@
 One app on one loopback port keeps the embedded default simple to start (tests, `make demo`):
 the LLM base URLs and the company-systems base URL are the same address. The ticket system is
 also an MCP server there, at `/mcp` (`sim.mcp_server`); its session manager runs in the app's
-lifespan, so whoever serves the app must run the lifespan.
+lifespan, so whoever serves the app must run the lifespan. The identity provider whose tokens
+the systems take is at `/idp` (`sim.idp`).
 """
 
 from __future__ import annotations
@@ -19,18 +20,24 @@ from fastapi import FastAPI
 from sim import anthropic_api, company, mcp_server, openai_api, support
 from sim.db import Database
 from sim.faults import FaultBook, admin_router
-from sim.ledger import LEDGER_SCHEMA, actions_router, ledger_router
+from sim.idp import CREDENTIALS_FILE, IdentityProvider, idp_router, shipped_clients
+from sim.ledger import actions_router, ledger_router, migrate
 
 DEFAULT_DB = Path(".state/sim.db")
 DEFAULT_PORT = 8787
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def create_app(db_path: str | Path) -> FastAPI:
-    """Build the app; state (SQLite file, fault book) lives on `app.state` for introspection."""
+def create_app(db_path: str | Path, credentials: Path | None = None) -> FastAPI:
+    """Build the app; state (SQLite file, fault book, identity provider) lives on `app.state`
+    for introspection. The shipped agents' credentials are written to `credentials` (default:
+    `credentials.toml` beside the database), the file workers read."""
     db = Database(db_path)
-    db.apply_schema(LEDGER_SCHEMA)
+    migrate(db)
     db.apply_schema(support.SUPPORT_SCHEMA)
     faults = FaultBook()
+    idp = IdentityProvider(db)
+    idp.bootstrap(credentials or Path(db_path).parent / CREDENTIALS_FILE, shipped_clients())
     mcp = mcp_server.build_server(db)
     mcp_routes = mcp_server.routes(mcp)
 
@@ -43,11 +50,13 @@ def create_app(db_path: str | Path) -> FastAPI:
     app.state.db = db
     app.state.faults = faults
     app.state.mcp = mcp
+    app.state.idp = idp
+    app.include_router(idp_router(idp))
     app.include_router(openai_api.router(faults))
     app.include_router(anthropic_api.router(faults))
-    app.include_router(actions_router(db, faults, company.ACTIONS))
+    app.include_router(actions_router(db, faults, company.ACTIONS, idp))
     app.include_router(company.mail_router(db))
-    app.include_router(actions_router(db, faults, support.ACTIONS))
+    app.include_router(actions_router(db, faults, support.ACTIONS, idp))
     app.include_router(support.support_router(db))
     app.include_router(ledger_router(db))
     app.include_router(admin_router(faults))
@@ -61,11 +70,18 @@ def create_app(db_path: str | Path) -> FastAPI:
 
 
 def serve(
-    host: str = "127.0.0.1", port: int = DEFAULT_PORT, db_path: str | Path = DEFAULT_DB
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    db_path: str | Path = DEFAULT_DB,
+    container: bool = False,
 ) -> None:
-    """Run the sim in the foreground until interrupted."""
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError(f"the sim binds loopback only, not {host!r}")
+    """Run the sim in the foreground until interrupted. It binds loopback only, unless
+    `container` says it runs in a container's own network namespace (docker-compose), where
+    other containers must reach it and the host publishes it on loopback."""
+    if host not in LOOPBACK and not container:
+        raise ValueError(
+            f"the sim binds loopback only, not {host!r} (inside a container: --container)"
+        )
     uvicorn.run(create_app(db_path), host=host, port=port, log_level="warning")
 
 

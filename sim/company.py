@@ -95,9 +95,17 @@ def read_document(conn: sqlite3.Connection, body: DocumentIn) -> dict[str, Any]:
 
 
 ACTIONS: list[Action] = [
-    Action("create_mailbox", "/hr/mailboxes", MailboxIn, create_mailbox),
-    Action("order_laptop", "/it/laptops", LaptopIn, order_laptop),
-    Action("send_email", "/mail/messages", EmailIn, send_email),
+    # Changes take a token from the sim's identity provider for the system, with the scope.
+    Action(
+        "create_mailbox",
+        "/hr/mailboxes",
+        MailboxIn,
+        create_mailbox,
+        audience="hr",
+        scope="hr:write",
+    ),
+    Action("order_laptop", "/it/laptops", LaptopIn, order_laptop, audience="it", scope="it:write"),
+    Action("send_email", "/mail/messages", EmailIn, send_email, audience="mail", scope="mail:send"),
     Action("echo", "/tools/echo", EchoIn, echo, status_code=200, mutating=False),
     Action(
         "read_document", "/docs/read", DocumentIn, read_document, status_code=200, mutating=False

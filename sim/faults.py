@@ -31,6 +31,7 @@ COMPANY_FAULTS = frozenset(
         "unavailable",
         "server_error",
         "auth",
+        "refused",
         "slow",
         "commit_then_fail",
         "delay",

@@ -15,7 +15,6 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sim.db import Database
 from sim.faults import FAULT_HEADER, Fault, FaultBook, FaultError
+from sim.idp import Grant, IdentityProvider, Refusal, now_iso
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -38,9 +38,17 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 CREATE INDEX IF NOT EXISTS ledger_action ON ledger (action);
 """
+# Who did it, as the token the system accepted says (columns added to ledgers made before).
+GRANT_COLUMNS = ("agent", "principal", "scope", "token_id")
 
 Effect = Callable[[sqlite3.Connection, Any], dict[str, Any]]
-_ERROR_FAULTS = {"rate_limit": 429, "unavailable": 503, "server_error": 500, "auth": 401}
+_ERROR_FAULTS = {
+    "rate_limit": 429,
+    "unavailable": 503,
+    "server_error": 500,
+    "auth": 401,
+    "refused": 422,
+}
 
 
 class ActionError(Exception):
@@ -62,24 +70,58 @@ class Action:
     effect: Effect
     status_code: int = 201
     mutating: bool = True
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    audience: str = ""
+    """The system, as the audience its tokens must name; "" for actions that need none."""
+    scope: str = ""
+    """The scope a token must grant for this action."""
 
 
 def error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
 
 
-def commit(db: Database, action: Action, key: str, body: BaseModel) -> tuple[int, Any, bool]:
+def migrate(db: Database) -> None:
+    """Create the ledger, and add the grant columns to a ledger made before they existed."""
+    db.apply_schema(LEDGER_SCHEMA)
+    have = {row["name"] for row in db.query("PRAGMA table_info(ledger)")}
+    with db.transaction() as conn:
+        for column in GRANT_COLUMNS:
+            if column not in have:
+                conn.execute(f"ALTER TABLE ledger ADD COLUMN {column} TEXT")
+
+
+def _bind_token(conn: sqlite3.Connection, grant: Grant, key: str) -> None:
+    """A token is good for one call: its id is bound to the first idempotency key it came
+    with, and refused with any other (a token copied from one call into another)."""
+    row = conn.execute(
+        "SELECT idempotency_key FROM token_uses WHERE jti = ?", (grant.token_id,)
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO token_uses (jti, idempotency_key, first_seen) VALUES (?, ?, ?)",
+            (grant.token_id, key, now_iso()),
+        )
+    elif row["idempotency_key"] != key:
+        raise ActionError(
+            401,
+            f"token {grant.token_id!r} was already used for another call; a token is good "
+            "for the one call it was issued for: obtain a new one",
+        )
+
+
+def commit(
+    db: Database, action: Action, key: str, body: BaseModel, grant: Grant | None = None
+) -> tuple[int, Any, bool]:
     """Run the effect once per key; returns (status, response, replayed). Raises ActionError.
 
-    The HTTP endpoints below and the MCP server (`sim.mcp_server`) both record effects here."""
+    The HTTP endpoints below and the MCP server (`sim.mcp_server`) both record effects here;
+    `grant` is what the caller's token proved, recorded beside the effect."""
     request = json.dumps(body.model_dump(mode="json"), sort_keys=True)
     with db.transaction() as conn:
         if not action.mutating:
             return action.status_code, action.effect(conn, body), False
+        if grant is not None:
+            _bind_token(conn, grant, key)
         row = conn.execute("SELECT * FROM ledger WHERE idempotency_key = ?", (key,)).fetchone()
         if row is not None:
             if (row["action"], row["request"]) != (action.name, request):
@@ -90,10 +132,11 @@ def commit(db: Database, action: Action, key: str, body: BaseModel) -> tuple[int
                 )
             return row["status_code"], json.loads(row["response"]), True
         response = action.effect(conn, body)
+        who = (grant.agent, grant.principal, grant.scope, grant.token_id) if grant else (None,) * 4
         conn.execute(
             "INSERT INTO ledger (action, idempotency_key, request, response, status_code, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (action.name, key, request, json.dumps(response), action.status_code, now_iso()),
+            "created_at, agent, principal, scope, token_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (action.name, key, request, json.dumps(response), action.status_code, now_iso(), *who),
         )
         return action.status_code, response, False
 
@@ -126,11 +169,19 @@ async def _after_commit(fault: Fault | None) -> Response | None:
     return None
 
 
-def _endpoint(db: Database, book: FaultBook, action: Action) -> Callable[..., Any]:
+def _endpoint(
+    db: Database, book: FaultBook, action: Action, idp: IdentityProvider | None
+) -> Callable[..., Any]:
     async def endpoint(request: Request) -> Response:
         key = request.headers.get("idempotency-key", "")
         if action.mutating and not key.strip():
             return error(400, f"{action.name} changes state: an Idempotency-Key header is required")
+        grant: Grant | None = None
+        if idp is not None and action.audience:
+            checked = idp.check(request.headers.get("authorization"), action.audience, action.scope)
+            if isinstance(checked, Refusal):
+                return _refused(checked)
+            grant = checked
         try:
             body = action.body.model_validate_json(await request.body())
             fault = book.resolve("company", action.name, request.headers.get(FAULT_HEADER))
@@ -143,7 +194,9 @@ def _endpoint(db: Database, book: FaultBook, action: Action) -> Callable[..., An
         if early is not None:
             return early
         try:
-            status, payload, replayed = await run_in_threadpool(commit, db, action, key, body)
+            status, payload, replayed = await run_in_threadpool(
+                commit, db, action, key, body, grant
+            )
         except ActionError as exc:
             return error(exc.status_code, exc.message)
         late = await _after_commit(fault)
@@ -156,11 +209,21 @@ def _endpoint(db: Database, book: FaultBook, action: Action) -> Callable[..., An
     return endpoint
 
 
-def actions_router(db: Database, book: FaultBook, actions: list[Action]) -> APIRouter:
-    """POST endpoints for a company system's actions."""
+def _refused(refusal: Refusal) -> JSONResponse:
+    # RFC 6750: what was wrong with the token, in the challenge too.
+    code = "invalid_token" if refusal.status == 401 else "insufficient_scope"
+    challenge = f'Bearer realm="sim", error="{code}"'
+    return error(refusal.status, refusal.message, {"WWW-Authenticate": challenge})
+
+
+def actions_router(
+    db: Database, book: FaultBook, actions: list[Action], idp: IdentityProvider | None = None
+) -> APIRouter:
+    """POST endpoints for a company system's actions; with `idp`, an action that names an
+    audience takes only the provider's tokens for it."""
     router = APIRouter(tags=["company"])
     for action in actions:
-        router.add_api_route(action.path, _endpoint(db, book, action), methods=["POST"])
+        router.add_api_route(action.path, _endpoint(db, book, action, idp), methods=["POST"])
     return router
 
 

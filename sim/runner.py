@@ -14,9 +14,11 @@ from types import TracebackType
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from sim.app import create_app
 from sim.db import Database
+from sim.idp import CREDENTIALS_FILE
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,13 +39,16 @@ class SimServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._db: Database | None = None
+        # The agents' credentials at the sim's identity provider (what workers read).
+        self.credentials = self.db_path.parent / CREDENTIALS_FILE
+        self.app: FastAPI | None = None
 
     def start(self, timeout: float = 10.0) -> SimServer:
         """Start serving and return once /healthz answers."""
         if self._server is not None:
             raise RuntimeError("SimServer already started")
-        app = create_app(self.db_path)
-        self._db = app.state.db
+        app = create_app(self.db_path, self.credentials)
+        self._db, self.app = app.state.db, app
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted sockets inherit this: without it Nagle + delayed ACK add ~40 ms a reply.

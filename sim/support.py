@@ -389,10 +389,39 @@ ACTIONS: list[Action] = [
         200,
         mutating=False,
     ),
-    Action("place_hold", "/payments/holds", HoldIn, place_hold),
-    Action("release_hold", "/payments/holds/release", ReleaseIn, release_hold),
-    Action("issue_refund", "/payments/refunds", RefundIn, issue_refund),
-    Action("update_ticket", "/tickets/update", TicketUpdateIn, update_ticket),
+    # Changes take a token from the sim's identity provider for the system, with the scope.
+    Action(
+        "place_hold",
+        "/payments/holds",
+        HoldIn,
+        place_hold,
+        audience="payments",
+        scope="payments:write",
+    ),
+    Action(
+        "release_hold",
+        "/payments/holds/release",
+        ReleaseIn,
+        release_hold,
+        audience="payments",
+        scope="payments:write",
+    ),
+    Action(
+        "issue_refund",
+        "/payments/refunds",
+        RefundIn,
+        issue_refund,
+        audience="payments",
+        scope="payments:refund",
+    ),
+    Action(
+        "update_ticket",
+        "/tickets/update",
+        TicketUpdateIn,
+        update_ticket,
+        audience="tickets",
+        scope="tickets:write",
+    ),
 ]
 
 

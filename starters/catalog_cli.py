@@ -35,6 +35,7 @@ def describe(spec: AgentSpec) -> dict[str, Any]:
                 "side_effect": t.side_effect,
                 "scopes": list(t.required_scopes),
                 **({"task_queue": t.task_queue} if t.task_queue else {}),
+                **({"audience": t.audience} if t.audience else {}),
             }
             for t in spec.tools
         ],
@@ -91,7 +92,8 @@ def _text(row: dict[str, Any]) -> str:
     from durable_agents._vocab.text import printable
 
     tools = ", ".join(
-        f"{t['name']} ({t['side_effect']}{'; ' + ' '.join(t['scopes']) if t['scopes'] else ''})"
+        f"{t['name']} ({t['side_effect']}{'; ' + ' '.join(t['scopes']) if t['scopes'] else ''}"
+        f"{'; token for ' + t['audience'] if t.get('audience') else ''})"
         for t in row["tools"]
     )
     rules = "; ".join(

@@ -19,7 +19,7 @@ from activities import circuit
 from activities.settings import get_settings
 from sim.runner import SimServer
 from starters.devserver import VERSIONING, binary
-from tests.helpers import start_time_skipping
+from tests.helpers import SimTokens, start_time_skipping
 from workers.main import build_worker
 from workflows.search import ALL as SEARCH_ATTRIBUTES
 
@@ -28,6 +28,8 @@ from workflows.search import ALL as SEARCH_ATTRIBUTES
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     server = SimServer(tmp_path_factory.mktemp("sim") / "sim.db").start()
     os.environ["DURABLE_AGENTS_SIM_URL"] = server.url
+    # The agents' clients at the sim's identity provider, as the sim wrote them.
+    os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(server.credentials)
     store = tmp_path_factory.mktemp("store") / "store.sqlite3"
     os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{store}"
     os.environ["DURABLE_AGENTS_AUDIT_PATH"] = str(store.parent / "audit.sqlite3")
@@ -148,7 +150,8 @@ def spawn_worker(dev_env: WorkflowEnvironment, sim: SimServer, task_queue: str) 
 # where a module defines one.
 @pytest.fixture
 async def http(sim: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as client:
+    auth = SimTokens(sim.url, sim.credentials)
+    async with httpx.AsyncClient(base_url=sim.url, timeout=10, auth=auth) as client:
         await client.delete("/admin/faults")
         yield client
 

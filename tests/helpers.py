@@ -6,10 +6,14 @@ import asyncio
 import signal
 import subprocess
 import time
+import tomllib
 import uuid
+from collections.abc import Generator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
@@ -116,3 +120,61 @@ async def chain_histories(
             else ""
         )
     return histories
+
+
+# The sim's systems take a token from its identity provider for every change. Tests that call
+# them over plain HTTP get one the way a worker does: by token exchange, as the sim agent that
+# may ask for the scope, with the request's idempotency key as token id.
+SIM_SYSTEMS = {
+    "/hr/mailboxes": ("onboarding", "hr", "hr:write"),
+    "/it/laptops": ("onboarding", "it", "it:write"),
+    "/mail/messages": ("onboarding", "mail", "mail:send"),
+    "/payments/holds": ("refund", "payments", "payments:write"),
+    "/payments/holds/release": ("refund", "payments", "payments:write"),
+    "/payments/refunds": ("refund", "payments", "payments:refund"),
+    "/tickets/update": ("refund", "tickets", "tickets:write"),
+}
+
+
+def sim_token(
+    sim_url: str,
+    credentials: Path,
+    agent: str,
+    audience: str,
+    scope: str,
+    token_id: str | None = None,
+    principal: str = "tester",
+) -> str:
+    """A token from the sim's identity provider for `agent` acting for `principal`."""
+    client = tomllib.loads(credentials.read_text())[agent]
+    form = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "requested_subject": principal,
+        "audience": audience,
+        "scope": scope,
+    }
+    if token_id:
+        form["durable_agents_token_id"] = token_id
+    answer = httpx.post(
+        f"{sim_url}/idp/token",
+        data=form,
+        auth=(client["client_id"], client["client_secret"]),
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
+
+
+class SimTokens(httpx.Auth):
+    """httpx auth for the sim's systems: a POST to one that changes state carries a token."""
+
+    def __init__(self, sim_url: str, credentials: Path) -> None:
+        self.sim_url, self.credentials = sim_url, credentials
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        system = SIM_SYSTEMS.get(request.url.path)
+        if request.method == "POST" and system and "authorization" not in request.headers:
+            key = request.headers.get("idempotency-key") or None
+            token = sim_token(self.sim_url, self.credentials, *system, token_id=key)
+            request.headers["Authorization"] = f"Bearer {token}"
+        yield request

@@ -1,14 +1,18 @@
 """Encrypted payloads: the AES-GCM codec, key rotation, the codec server, a run with encryption
-on, and secrets that never reach history."""
+on, and secrets (the worker's keys, the agents' credentials and tokens) that never reach
+history."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
+import re
 import socket
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +36,7 @@ from durable_agents._codec import CodecConfigError, EncryptionCodec, Keyring, pa
 from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
 from starters import ops
 from starters.codec_server import create_app
-from tests.helpers import approve_pending, hire, wait_for_status
+from tests.helpers import approve_pending, hire, sim_token, wait_for_status
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
 
@@ -196,6 +200,23 @@ async def onboard_with_the_workers_own_key(
     return handle
 
 
+JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}")
+
+
+def assert_no_identity_secret(history: str, sim: Any, run: str) -> None:
+    """Neither a token nor a secret of the identity provider or its clients is in `history`,
+    though the run obtained tokens (the scan looks where they would be)."""
+    issued = httpx.get(f"{sim.url}/idp/issued", params={"run": run}).json()["issued"]
+    assert {i["audience"] for i in issued} == {"hr", "it", "mail"}, issued
+    assert JWT.fullmatch(sim_token(sim.url, sim.credentials, "onboarding", "hr", "hr:write"))
+    assert not JWT.search(history)
+    clients = tomllib.loads(sim.credentials.read_text())
+    secrets = [c["client_secret"] for c in clients.values()]
+    [key] = sim.app.state.db.query("SELECT jwk FROM idp_keys")
+    secrets += [v for k, v in json.loads(key["jwk"]).items() if k in ("d", "p", "q")]
+    assert len(secrets) > 3 and not [s for s in secrets if s in history]
+
+
 async def test_no_secret_of_the_worker_reaches_history(
     dev_env: WorkflowEnvironment, sim: Any, task_queue: str, secrets_in_env: str
 ) -> None:
@@ -204,6 +225,8 @@ async def test_no_secret_of_the_worker_reaches_history(
     text = b"\n".join(p.data for e in (await handle.fetch_history()).events for p in payloads_in(e))
     assert b"Welcome to Acme" in text  # plain: the scan reads what is there
     assert secrets_in_env not in raw and secrets_in_env.encode() not in text
+    for history in (raw, text.decode()):
+        assert_no_identity_secret(history, sim, handle.id)
 
 
 async def test_a_run_with_encryption_on_keeps_history_and_store_unreadable_and_secret_free(
@@ -223,6 +246,7 @@ async def test_a_run_with_encryption_on_keeps_history_and_store_unreadable_and_s
     assert "Grace Hopper" in text and "Welcome to Acme" in text
     for history in (raw, text):
         assert encrypted not in history
+        assert_no_identity_secret(history, sim, handle.id)
     # What was kept outside history is encrypted too.
     path = Path(os.environ["DURABLE_AGENTS_STORE_URL"].removeprefix("sqlite:///"))
     for file in (path, path.with_name(path.name + "-wal")):

@@ -19,7 +19,7 @@ from durable_agents._discovery import discover
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import AgentRun, AuditEntry, Identity, ToolRequest
 from starters import ops
-from tests.helpers import approve_pending, wait_for_status
+from tests.helpers import SimTokens, approve_pending, wait_for_status
 from tests.test_cli import cli, invoke, ok
 from workflows.agent import AgentWorkflow
 from workflows.state import RunState
@@ -103,7 +103,7 @@ async def test_a_retried_side_effect_is_audited_once(sim: Any) -> None:
 
 
 async def test_the_audit_trail_of_a_run_names_the_effect_the_grant_and_the_approver(
-    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, sim: Any
 ) -> None:
     run = AgentRun(agent="reader", input={"turns": 1, "email_at": 1}, principal="tester")
     handle = await ops.start_run(dev_env.client, run, f"audited-{uuid.uuid4().hex[:6]}", task_queue)
@@ -123,12 +123,18 @@ async def test_the_audit_trail_of_a_run_names_the_effect_the_grant_and_the_appro
     assert "send_email [irreversible] side effect: ok" in shown
     assert "audit log" in ok(await cli("audit", "--verify")).stdout
 
+    # The system recorded who acted for whom from the token it accepted, not from the caller.
+    [made] = httpx.get(f"{sim.url}/ledger", params={"run": handle.id}).json()["entries"]
+    assert (made["agent"], made["principal"], made["scope"]) == ("reader", "tester", "mail:send")
+    assert made["token_id"] == made["idempotency_key"] == effect.key
+
     # The systems' own record agrees with the audit trail ...
     agreed = ok(await cli("audit", handle.id, "--against-systems")).stdout
     assert "1 effects agree; 0 only in the audit trail, 0 only in the systems' record" in agreed
     # ... until an effect is made past the agent (a rogue caller with the run's key prefix) and
     # one is audited that no system made: each is named, and the command fails.
-    async with httpx.AsyncClient(base_url=get_settings().company_base_url) as http:
+    rogue_auth = SimTokens(sim.url, sim.credentials)  # another agent's credentials
+    async with httpx.AsyncClient(base_url=get_settings().company_base_url, auth=rogue_auth) as http:
         rogue = await http.post(
             "/mail/messages",
             json={"to": "x@example.com", "subject": "hi", "body": "not from the agent"},

@@ -22,7 +22,7 @@ async def test_a_refund_retried_after_a_refusal_is_not_undone(
 ):
     # The payments system refuses the first hold; the model tries again and all goes well:
     # the refusal was the model's to handle, and past the refund nothing is undone.
-    fault("place_hold", "auth", times=1)
+    fault("place_hold", "refused", times=1)
     order = seed(sim.url, "45.00")
     handle = await start_refund(ts_env.client, task_queue, order)
     result = await handle.result()

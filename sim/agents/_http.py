@@ -1,8 +1,10 @@
-"""How the sim world's tools reach its company systems: HTTP calls carrying the idempotency key.
+"""How the sim world's tools reach its company systems: HTTP calls carrying the idempotency
+key and the call's bearer token.
 
 `post` sends a tool's validated input and returns the system's JSON answer, which `run_tool`
 then checks against the tool's output model. Failures map onto the taxonomy: 5xx and 429 are
-transient, other errors a rejection, an answer that is no JSON object a contract violation.
+transient, 401 AuthenticationFailed, 403 PermissionDenied, other errors a rejection, an answer
+that is no JSON object a contract violation.
 """
 
 from __future__ import annotations
@@ -32,19 +34,20 @@ def _client() -> httpx.AsyncClient:
 
 def _failure(response: httpx.Response, action: str) -> ApplicationError:
     text = f"{action}: the system answered HTTP {response.status_code}: {response.text[:500]}"
-    if response.status_code >= 500 or response.status_code == 429:
+    status = response.status_code
+    if status >= 500 or status == 429:
         return ApplicationError(text, type=f.TOOL_TRANSIENT)
-    return ApplicationError(text, type=f.TOOL_REJECTED, non_retryable=True)
+    # 401: the system did not accept the token (forged, expired, for another system, used for
+    # another call); 403: it did, but the token does not grant what the call needs.
+    kind = {401: f.AUTHENTICATION_FAILED, 403: f.PERMISSION_DENIED}.get(status, f.TOOL_REJECTED)
+    return ApplicationError(text, type=kind, non_retryable=True)
 
 
 async def post(path: str, args: BaseModel, ctx: ToolContext) -> Any:
-    """POST `args` to the company system at `path`, as the tool's identity, under its key."""
+    """POST `args` to the company system at `path` under the call's idempotency key, with the
+    call's token (the tool's `audience`) as the proof of who acts for whom."""
     action = ctx.tool
-    headers = {
-        "Idempotency-Key": ctx.idempotency_key,
-        "X-Agent": f"{ctx.identity.agent}/{ctx.identity.agent_version}",
-        "X-Principal": ctx.identity.principal,
-    }
+    headers = ctx.headers()
     try:
         response = await _client().post(
             path, json=args.model_dump(mode="json"), headers=headers, timeout=ctx.timeout

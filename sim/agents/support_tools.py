@@ -118,7 +118,12 @@ async def check_eligibility(args: EligibilityInput, ctx: ToolContext) -> Eligibi
     return await post("/payments/eligibility", args, ctx)
 
 
-@tool(side_effect="reversible", timeout=timedelta(seconds=20), scopes=("payments:write",))
+@tool(
+    side_effect="reversible",
+    timeout=timedelta(seconds=20),
+    scopes=("payments:write",),
+    audience="payments",
+)
 async def release_hold(args: ReleaseHoldInput, ctx: ToolContext) -> ReleaseHoldOutput:
     """Release a payment hold placed earlier."""
     return await post("/payments/holds/release", args, ctx)
@@ -129,13 +134,19 @@ async def release_hold(args: ReleaseHoldInput, ctx: ToolContext) -> ReleaseHoldO
     compensation=Compensation(tool=release_hold, arguments=_release),
     timeout=timedelta(seconds=20),
     scopes=("payments:write",),
+    audience="payments",
 )
 async def place_hold(args: HoldInput, ctx: ToolContext) -> HoldOutput:
     """Hold the refund amount on the order, so it cannot be spent twice."""
     return await post("/payments/holds", args, ctx)
 
 
-@tool(side_effect="irreversible", timeout=timedelta(seconds=30), scopes=("payments:refund",))
+@tool(
+    side_effect="irreversible",
+    timeout=timedelta(seconds=30),
+    scopes=("payments:refund",),
+    audience="payments",
+)
 async def issue_refund(args: RefundInput, ctx: ToolContext) -> RefundOutput:
     """Refund the amount against its hold. Money leaves the company: irreversible."""
     return await post("/payments/refunds", args, ctx)
@@ -146,6 +157,7 @@ async def issue_refund(args: RefundInput, ctx: ToolContext) -> RefundOutput:
     compensation=Compensation(tool="update_ticket", arguments=_reopen),
     timeout=timedelta(seconds=20),
     scopes=("tickets:write",),
+    audience="tickets",
 )
 async def update_ticket(args: TicketInput, ctx: ToolContext) -> TicketOutput:
     """Set the support ticket's status and add a note for the customer's record."""

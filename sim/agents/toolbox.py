@@ -44,19 +44,24 @@ class SendEmailOutput(BaseModel):
     status: str
 
 
-@tool(side_effect="reversible", timeout=timedelta(seconds=20), scopes=("hr:write",))
+@tool(side_effect="reversible", timeout=timedelta(seconds=20), scopes=("hr:write",), audience="hr")
 async def create_mailbox(args: CreateMailboxInput, ctx: ToolContext) -> CreateMailboxOutput:
     """Create the company mailbox for an employee. Returns its address."""
     return await post("/hr/mailboxes", args, ctx)
 
 
-@tool(side_effect="reversible", timeout=timedelta(seconds=30), scopes=("it:write",))
+@tool(side_effect="reversible", timeout=timedelta(seconds=30), scopes=("it:write",), audience="it")
 async def order_laptop(args: OrderLaptopInput, ctx: ToolContext) -> OrderLaptopOutput:
     """Order a laptop for an employee, shipped to the given address."""
     return await post("/it/laptops", args, ctx)
 
 
-@tool(side_effect="irreversible", timeout=timedelta(seconds=20), scopes=("mail:send",))
+@tool(
+    side_effect="irreversible",
+    timeout=timedelta(seconds=20),
+    scopes=("mail:send",),
+    audience="mail",
+)
 async def send_email(args: SendEmailInput, ctx: ToolContext) -> SendEmailOutput:
     """Send an email. Write the subject and body yourself."""
     return await post("/mail/messages", args, ctx)
