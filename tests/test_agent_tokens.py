@@ -329,8 +329,8 @@ async def test_a_provider_that_does_not_answer_is_transient_and_bad_credentials_
 
         monkeypatch.delenv("DURABLE_AGENTS_IDP_TOKEN_URL")
         path = tmp_path / "credentials.toml"
-        path.write_text('[onboarding]\nclient_id = "agent-onboarding"\nclient_secret = "TOPSECRET"\n'
-                        'client_secret_file = "/x"\n')  # fmt: skip
+        both = 'client_secret = "TOPSECRET"\nclient_secret_file = "/x"\n'
+        path.write_text('[onboarding]\nclient_id = "agent-onboarding"\n' + both)
         monkeypatch.setenv("DURABLE_AGENTS_CREDENTIALS_FILE", str(path))
         get_settings.cache_clear()
         with pytest.raises(ApplicationError) as bad:
