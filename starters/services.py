@@ -135,12 +135,26 @@ def sim(
     ] = "127.0.0.1",
     port: int = 8787,
     state_dir: StateDir = Path(".state"),
+    container: Annotated[
+        bool,
+        typer.Option(
+            help="Allow a --host beyond loopback: only inside a container's own network "
+            "namespace (docker-compose), published to the host on 127.0.0.1."
+        ),
+    ] = False,
 ) -> None:
-    """Run the sim world: the scripted model server and the company systems, on SQLite."""
-    from sim.app import serve
+    """Run the sim world: the scripted model server, the company systems and the identity
+    provider, on SQLite. The agents' credentials go to STATE_DIR/credentials.toml."""
+    from sim.app import LOOPBACK, serve
 
+    if host not in LOOPBACK and not container:
+        raise typer.BadParameter(
+            f"the sim binds loopback only, not {host}; inside a container's own network "
+            "namespace add --container",
+            param_hint="--host",
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
-    serve(host=host, port=port, db_path=state_dir / "sim.db")
+    serve(host=host, port=port, db_path=state_dir / "sim.db", container=container)
 
 
 @app.command()

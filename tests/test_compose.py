@@ -204,3 +204,32 @@ def test_workers_share_one_audit_log_in_postgresql(services: dict[str, Any]) -> 
     url = environment(worker)["DURABLE_AGENTS_AUDIT_URL"] or ""
     assert url.startswith("postgresql://") and "@postgresql:5432/" in url
     assert worker["depends_on"]["postgresql"]["condition"] == "service_healthy"
+
+
+def test_agentctl_takes_every_command_the_image_runs(services: dict[str, Any]) -> None:
+    # Typer refuses an unknown option before --help is acted on: a command the image would
+    # refuse at start (the sim's bind beyond loopback without --container) fails here.
+    from tests.test_cli import invoke
+
+    for name, service in services.items():
+        if service.get("image") == "durable-agents:local" and service.get("command"):
+            result = invoke(*service["command"], "--help")
+            assert result.exit_code == 0, (name, result.stderr)
+    # The sim binds beyond loopback only when told it is in a container (its own namespace).
+    command = services["sim"]["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0" and "--container" in command
+    refused = invoke("sim", "--host", "0.0.0.0", "--state-dir", "/nonexistent/never-made")
+    assert refused.exit_code == 2 and "add --container" in refused.stderr
+    assert not Path("/nonexistent/never-made").exists()
+
+
+def test_workers_read_the_credentials_the_sim_writes(services: dict[str, Any]) -> None:
+    # The sim writes its agents' clients to STATE_DIR/credentials.toml, its volume's root.
+    sim_volume, sim_dir = services["sim"]["volumes"][0].split(":")[:2]
+    assert sim_dir == "/var/lib/durable-agents"  # the image's DURABLE_AGENTS_STATE_DIR
+    worker = services["worker"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in worker["volumes"]}
+    credentials = Path(worker["environment"]["DURABLE_AGENTS_CREDENTIALS_FILE"])
+    assert mounts[str(credentials.parent)] == sim_volume
+    assert credentials.name == "credentials.toml"
+    assert any(v.endswith(":ro") for v in worker["volumes"])
