@@ -57,12 +57,16 @@ async def run_demo(state_dir: Path, keep: bool) -> bool:
 
 
 async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, keep: bool) -> bool:
+    from activities.settings import get_settings
     from sim.runner import SimServer
 
     sim = SimServer(state_dir / "sim.db", port=free_port(8787))
     await asyncio.to_thread(sim.start)
     stack.callback(sim.stop)
     os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
+    # The worker below acts as the agents the sim just gave credentials to.
+    os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
+    get_settings.cache_clear()
     ops.UI_URL = dev.ui_url
     say(f"sim world (model server + HR/IT/mail) on {sim.url}")
 
@@ -120,6 +124,14 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     say(render.result(outcome) + "\n")
     counts = await ledger_counts(sim.url, handle.id)
     say("sim ledger for this run: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    # Who did it, as each system learned it from the token it checked, not from the agent.
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        made = (await http.get("/ledger", params={"run": handle.id})).json()["entries"]
+    for e in made:
+        say(
+            f"  {e['action']}: agent {e['agent']} for {e['principal']}, scope {e['scope']}, "
+            f"token {e['token_id']}"
+        )
     from activities.audit import audit_log
 
     trail = audit_log().trail(handle.id)
@@ -143,6 +155,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     return (
         outcome.outcome == "completed"
         and all(v == 1 for v in counts.values())
+        and all((e["agent"], e["principal"]) == ("onboarding", "hr-demo") for e in made)
         and len(effects) == 3
         and verdict.ok
     )
