@@ -140,7 +140,8 @@ def _prune(log: Any, before: str | None) -> None:
 
 def _against_systems(log: Any, run_id: str, as_json: bool) -> None:
     """The audit trail's side effects beside what the systems themselves recorded, by
-    idempotency key: every effect one has and the other lacks is named; exit 1 if any."""
+    idempotency key: every effect one has and the other lacks is named, and every effect whose
+    token (as the system recorded it) names another agent or principal; exit 1 if any."""
     import httpx
 
     from activities.settings import get_settings
@@ -151,10 +152,11 @@ def _against_systems(log: Any, run_id: str, as_json: bool) -> None:
         for u in (settings.system_ledgers or settings.company_base_url).split(",")
         if u.strip()
     ]
-    audited = {
-        r.entry.key: r.entry.tool for r in log.trail(run_id) if r.entry.kind == "side_effect"
-    }
+    entries = {r.entry.key: r.entry for r in log.trail(run_id) if r.entry.kind == "side_effect"}
+    audited = {key: e.tool for key, e in entries.items()}
     recorded: dict[str, str] = {}
+    # Who the system says acted (agent, principal), where it learned that from a token.
+    says: dict[str, tuple[str, str]] = {}
     for base in ledgers:
         try:
             resp = httpx.get(f"{base}/ledger", params={"run": run_id}, timeout=10)
@@ -163,8 +165,19 @@ def _against_systems(log: Any, run_id: str, as_json: bool) -> None:
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             fail(f"cannot read the systems' record at {base}/ledger: {type(exc).__name__}: {exc}")
         recorded |= {str(r["idempotency_key"]): str(r.get("action", "")) for r in rows}
+        says |= {
+            str(r["idempotency_key"]): (str(r["agent"]), str(r["principal"]))
+            for r in rows
+            if r.get("agent") and r.get("principal")
+        }
     only_audit = sorted(set(audited) - set(recorded))
     only_systems = sorted(set(recorded) - set(audited))
+    # The same effect, but the token the system checked names someone else than the trail.
+    who_differs = {
+        key: (f"{entries[key].agent} for {entries[key].principal}", f"{a} for {p}")
+        for key, (a, p) in says.items()
+        if key in entries and (a, p) != (entries[key].agent, entries[key].principal)
+    }
     if as_json:
         typer.echo(
             json.dumps(
@@ -173,6 +186,7 @@ def _against_systems(log: Any, run_id: str, as_json: bool) -> None:
                     "agree": sorted(set(audited) & set(recorded)),
                     "only_in_audit": only_audit,
                     "only_in_systems": only_systems,
+                    "who_differs": {k: list(v) for k, v in who_differs.items()},
                 },
                 indent=2,
             )
@@ -188,10 +202,18 @@ def _against_systems(log: Any, run_id: str, as_json: bool) -> None:
             typer.echo(
                 printable(f"recorded by a system, not in the audit trail: {key} ({recorded[key]})")
             )
-        agree = len(set(audited) & set(recorded))
+        for key, (trail, token) in who_differs.items():
+            typer.echo(
+                printable(
+                    f"{key} ({audited[key]}): the audit trail says {trail}, the token the "
+                    f"system accepted says {token}"
+                )  # fmt: skip
+            )
+        agree = len(set(audited) & set(recorded)) - len(who_differs)
         typer.echo(
             f"{agree} effects agree; {len(only_audit)} only in the audit trail, "
             f"{len(only_systems)} only in the systems' record"
+            + (f"; {len(who_differs)} made by someone else" if who_differs else "")
         )
-    if only_audit or only_systems:
+    if only_audit or only_systems or who_differs:
         raise typer.Exit(1)

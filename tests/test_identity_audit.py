@@ -141,9 +141,18 @@ async def test_the_audit_trail_of_a_run_names_the_effect_the_grant_and_the_appro
             headers={"Idempotency-Key": f"{handle.id}/rogue"},
         )
         assert rogue.status_code < 300, rogue.text
+        # An effect the trail puts in the run's name that another agent's token made.
+        impostor = f"{handle.id}/impostor"
+        made = await http.post(
+            "/mail/messages",
+            json={"to": "y@example.com", "subject": "hi", "body": "not the reader"},
+            headers={"Idempotency-Key": impostor},
+        )
+        assert made.status_code < 300, made.text
     audit_log().append(
         AuditEntry(key=f"{handle.id}/phantom", kind="side_effect", run=handle.id, tool="pay")
     )
+    audit_log().append(effect.model_copy(update={"key": impostor}))
     differ = await cli("audit", handle.id, "--against-systems")
     assert differ.exit_code == 1, differ.stdout
     assert f"recorded by a system, not in the audit trail: {handle.id}/rogue (send_email)" in (
@@ -151,6 +160,14 @@ async def test_the_audit_trail_of_a_run_names_the_effect_the_grant_and_the_appro
     )
     assert f"in the audit trail, not recorded by any system: {handle.id}/phantom (pay)" in (
         differ.stdout
+    )
+    assert (
+        f"{impostor} (send_email): the audit trail says reader for tester, the token the system "
+        "accepted says onboarding for tester" in differ.stdout
+    )
+    assert (
+        "1 effects agree; 1 only in the audit trail, 1 only in the systems' record; 1 made by "
+        "someone else" in differ.stdout
     )
 
 
