@@ -23,6 +23,8 @@ operator); a scope or audience it will not grant is PermissionDenied.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 import tomllib
 from dataclasses import dataclass
@@ -140,6 +142,7 @@ class TokenBroker:
     def __init__(self) -> None:
         self._credentials = Credentials()
         self._cache: dict[_CacheKey, _Token] = {}
+        self._clients: dict[tuple[int, str, bytes], AsyncOAuth2Client] = {}
         self.obtained = 0  # tokens fetched from the provider (tests and metrics)
 
     @staticmethod
@@ -175,6 +178,18 @@ class TokenBroker:
                 del self._cache[next(iter(self._cache))]
         self._cache[key] = token
 
+    def _client(self, client_id: str, secret: str) -> AsyncOAuth2Client:
+        """One pooled OAuth client per event loop and credentials (making one costs ~90 ms:
+        its TLS context); a rotated secret gets a new one."""
+        key = (id(asyncio.get_running_loop()), client_id, hashlib.sha256(secret.encode()).digest())
+        oauth = self._clients.get(key)
+        if oauth is None:
+            oauth = AsyncOAuth2Client(
+                client_id, secret, token_endpoint_auth_method="client_secret_basic", timeout=10.0
+            )
+            self._clients[key] = oauth
+        return oauth
+
     async def _exchange(
         self, request: ToolRequest, audience: str, scopes: tuple[str, ...]
     ) -> tuple[str, float]:
@@ -185,22 +200,17 @@ class TokenBroker:
         )
         url = settings.token_url
         try:
-            async with AsyncOAuth2Client(
-                client.client_id,
-                client.secret(),
-                token_endpoint_auth_method="client_secret_basic",
-                timeout=10.0,
-            ) as oauth:
-                answer = await oauth.fetch_token(
-                    url,
-                    grant_type=TOKEN_EXCHANGE,
-                    requested_subject=who.principal,
-                    audience=audience,
-                    scope=" ".join(sorted(scopes)),
-                    requested_token_type=ACCESS_TOKEN_TYPE,
-                    durable_agents_run=who.workflow_id,
-                    durable_agents_token_id=request.idempotency_key,
-                )
+            oauth = self._client(client.client_id, client.secret())
+            answer = await oauth.fetch_token(
+                url,
+                grant_type=TOKEN_EXCHANGE,
+                requested_subject=who.principal,
+                audience=audience,
+                scope=" ".join(sorted(scopes)),
+                requested_token_type=ACCESS_TOKEN_TYPE,
+                durable_agents_run=who.workflow_id,
+                durable_agents_token_id=request.idempotency_key,
+            )
         except OSError as exc:
             raise _refused(f"the secret file of {client.client_id} cannot be read: {exc}") from None
         except (httpx2.HTTPError, httpx.HTTPError) as exc:  # authlib's client: httpx2, or httpx
