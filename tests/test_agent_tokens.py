@@ -26,7 +26,7 @@ from activities.tools import ToolRunner
 from durable_agents import AgentSet, AgentSpec, ToolContext, tool
 from durable_agents._discovery import discover
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import Identity, ToolRequest
+from durable_agents._vocab.models import Identity, OperatorRequest, ToolRequest
 from durable_agents.testing import AgentEnvironment, Message, Reply, ScriptedModel, call, results
 from sim.agents._http import post
 from tests.helpers import sim_token
@@ -293,15 +293,23 @@ async def test_refused_tokens_inside_runs_get_their_taxonomy_types(
     assert [e["agent"] for e in mine] == ["badge_open_box"]
 
 
-async def test_an_expired_token_parks_the_run(
+async def test_an_expired_token_parks_the_run_and_resume_gets_a_new_one(
     sim: Any, ts_env: WorkflowEnvironment, badge_clients: Path, short_lived: None
 ) -> None:
     [spec] = [s for s in SPECS if s.tools[0].name == "open_box"]
     async with AgentEnvironment(AgentSet((spec,)), models=[scripted(spec)], env=ts_env) as agents:
         handle = await agents.start(spec.name, {"request": "go"})
         status, error = await outcome(handle)
-    assert status == "needs_attention" and f.AUTHENTICATION_FAILED in error
-    assert "token is expired" in error
+        assert status == "needs_attention" and f.AUTHENTICATION_FAILED in error
+        assert "token is expired" in error
+        # The operator has the provider fixed and resumes: the call asks for a new token (the
+        # refused one was dropped) and is made, once.
+        sim.app.state.idp.lifetime_s = 300
+        await handle.signal(AgentWorkflow.resume, OperatorRequest(by="operator"))
+        result = await asyncio.wait_for(handle.result(), 30)
+    assert result.outcome == "completed" and "mailbox_id" in result.answer
+    made = httpx.get(f"{sim.url}/ledger", params={"run": handle.id}).json()["entries"]
+    assert [(e["action"], e["agent"]) for e in made] == [("create_mailbox", spec.name)]
 
 
 def test_agentctl_agents_says_which_tools_get_tokens_for_which_system() -> None:
