@@ -42,6 +42,9 @@ bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.cli_startup
+	$(BIN)/python -m bench.hibernation
+	$(BIN)/python -m bench.long_run
+	$(BIN)/python -m bench.recovery
 
 # Re-record the replay histories in tests/histories/ (commit the result).
 histories: install

@@ -34,6 +34,9 @@ log = logging.getLogger("durable_agents.worker")
 
 # How many runs a worker keeps in memory between their tasks (the SDK's max_cached_workflows).
 MAX_CACHED_WORKFLOWS = "DURABLE_AGENTS_MAX_CACHED_WORKFLOWS"
+# Seconds a run's next task waits for the worker that has it cached before any worker takes it.
+STICKY_TIMEOUT = "DURABLE_AGENTS_STICKY_TIMEOUT_S"
+STICKY_TIMEOUT_DEFAULT = 5.0
 
 # What decides behaviour: code and the configuration files shipped beside it (directories,
 # model tables).
@@ -113,6 +116,10 @@ def build_worker(
         options.setdefault("build_id", build)
     if isinstance(catalog, Catalog):
         options.setdefault("identity", identity(catalog.agents))
+    # A run's next task goes to the worker that has it cached for this long, then to any: how
+    # long a run held by a killed worker waits (the SDK's default is 10 s).
+    sticky = float(os.environ.get(STICKY_TIMEOUT, "").strip() or STICKY_TIMEOUT_DEFAULT)
+    options.setdefault("sticky_queue_schedule_to_start_timeout", timedelta(seconds=sticky))
     cached = os.environ.get(MAX_CACHED_WORKFLOWS, "").strip()
     if cached:
         # Runs kept in memory between their tasks (the SDK's default: 1,000). A waiting run

@@ -31,6 +31,11 @@ LLM_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=6,
 )
+# A model call heartbeats at half this while it waits for the provider
+# (activities/heartbeat.py): a killed worker's call runs again elsewhere within about this long.
+# Runs that began before the patch keep 30 s.
+LLM_HEARTBEAT = timedelta(seconds=10)
+LLM_HEARTBEAT_PATCH = "llm-heartbeat-10s-v1"
 
 
 def failure_type(err: ActivityError) -> str | None:
@@ -155,7 +160,9 @@ async def _execute(
         request,
         result_type=LLMReply,
         start_to_close_timeout=spec.llm_timeout,
-        heartbeat_timeout=timedelta(seconds=30),
+        heartbeat_timeout=(
+            LLM_HEARTBEAT if workflow.patched(LLM_HEARTBEAT_PATCH) else timedelta(seconds=30)
+        ),
         retry_policy=replace(LLM_RETRY, maximum_attempts=attempts),
         summary=f"LLM turn {state.turn} · {parse_route(route).model}",
     )

@@ -1,0 +1,78 @@
+"""The raw Temporal baseline of `bench.hibernation`: a bare workflow that makes one activity
+call, waits for a signal, makes one more activity call and completes. Same data converter
+(pydantic) as the agent's workers, nothing else of the platform.
+
+    python -m bench.wake_baseline TASK_QUEUE     (TEMPORAL_ADDRESS in the environment)
+
+runs a worker of it in its own process; `DURABLE_AGENTS_MAX_CACHED_WORKFLOWS` sets its
+`max_cached_workflows` as it does the agent's workers'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+SIGNAL = "go"
+PARKED_LOG = "WAKE_BASELINE_LOG"  # a file the first activity of each run appends its id to
+
+
+@activity.defn
+async def step(n: int) -> str:
+    log = os.environ.get(PARKED_LOG)
+    if log and n == 1:
+        # Which runs are about to wait: what `bench.hibernation` counts (a bare workflow has no
+        # status to search by).
+        with open(log, "a") as f:  # noqa: ASYNC230  (one short line, as the run parks)
+            f.write(f"{activity.info().workflow_id}\n")
+    return f"step {n}"
+
+
+@workflow.defn(name="WakeBaseline")
+class WakeBaseline:
+    def __init__(self) -> None:
+        self._go = False
+
+    @workflow.signal(name=SIGNAL)
+    def go(self, payload: Any = None) -> None:
+        self._go = True
+
+    @workflow.run
+    async def run(self) -> str:
+        timeout = timedelta(seconds=60)
+        await workflow.execute_activity(step, 1, start_to_close_timeout=timeout)
+        await workflow.wait_condition(lambda: self._go)
+        return await workflow.execute_activity(step, 2, start_to_close_timeout=timeout)
+
+
+async def main(task_queue: str) -> None:
+    client = await Client.connect(
+        os.environ["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter
+    )
+    options: dict[str, Any] = {}
+    cached = os.environ.get("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", "").strip()
+    if cached:
+        options["max_cached_workflows"] = int(cached)
+    worker = Worker(
+        client, task_queue=task_queue, workflows=[WakeBaseline], activities=[step], **options
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with worker:
+        print("worker ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
+    sys.stdout.flush()
+    os._exit(0)  # the SDK's core threads can abort the interpreter's finalization
