@@ -19,7 +19,8 @@ def _interval() -> float:
 
 async def heartbeating(work: Awaitable[T], detail: str = "") -> T:
     """Await `work`, heartbeating at half the heartbeat timeout until it finishes."""
-    if activity.info().is_local:  # local activities cannot heartbeat (nor need to)
+    if not activity.in_activity() or activity.info().is_local:
+        # Outside an activity (a unit test), or a local one: nothing to heartbeat to.
         return await work
     task = asyncio.ensure_future(work)
     interval = _interval()

@@ -232,7 +232,8 @@ async def _call_local(
     # No circuit breaker: there is no remote to protect, and a test's failures must not carry
     # over into the next test's calls.
     with observe.llm_call(route, request) as replies:
-        reply = await model.complete(request)
+        # Heartbeating like a provider's call: a slow script is not a dead worker.
+        reply = await heartbeating(model.complete(request), f"waiting for {route.model}")
         reply.provider, reply.model = route.provider, reply.model or route.model
         replies.append(reply)
     return reply
