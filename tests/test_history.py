@@ -327,3 +327,25 @@ async def test_an_oversized_run_input_is_refused_at_start_or_parks_the_run(
     assert "the input of call_llm for turn 1 would be" in status.last_error
     await handle.signal(AgentWorkflow.abort, AbortRequest(reason="too large", by="tester"))
     assert (await finish(handle)).outcome == "aborted"
+
+
+def test_a_carried_transcript_keeps_the_task_a_count_of_what_it_left_out_and_the_latest() -> None:
+    from datetime import UTC, datetime
+
+    from workflows.state import CARRIED_ENTRIES, _bounded
+
+    def entry(i: int, kind: str = "tool_call") -> dict[str, Any]:
+        return {"at": datetime.now(UTC).isoformat(), "turn": i, "kind": kind, "text": f"e{i}",
+                "data": {}}  # fmt: skip
+
+    entries = [entry(0, "task"), *(entry(i) for i in range(1, 120))]
+    once = _bounded(entries)
+    assert len(once) == CARRIED_ENTRIES and once[0]["text"] == "e0"
+    assert once[1]["data"] == {"elided": 120 - CARRIED_ENTRIES + 1}
+    assert once[-1]["text"] == "e119"
+    # The next continuation counts what the first left out, too.
+    twice = _bounded([*once, *(entry(i) for i in range(120, 150))])
+    assert len(twice) == CARRIED_ENTRIES and twice[0]["kind"] == "task"
+    assert twice[1]["data"] == {"elided": 150 - CARRIED_ENTRIES + 1}
+    assert twice[1]["text"].startswith(f"… {150 - CARRIED_ENTRIES + 1} earlier entries")
+    assert _bounded(entries[:10]) == entries[:10]

@@ -221,9 +221,7 @@ class RunState(CarriedState):
             store["base_chars"] = self.store.base_chars + chars(messages[:k])
             store["prefix"] = self.store.prefix - k
             carried["messages"] = carried["messages"][k:]
-        entries = carried["transcript"]
-        if len(entries) > CARRIED_ENTRIES:
-            carried["transcript"] = entries[-CARRIED_ENTRIES:]
+        carried["transcript"] = _bounded(carried["transcript"])
         counts = carried["progress"]["call_counts"]
         if len(counts) > CARRIED_CALLS:
             recent = set(list(counts)[-CARRIED_CALLS:])
@@ -262,3 +260,24 @@ def chars(messages: list[Message]) -> int:
     return sum(
         len(m.content) + sum(len(json.dumps(c.arguments)) for c in m.tool_calls) for m in messages
     )
+
+
+def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A carried transcript (as JSON) of at most CARRIED_ENTRIES: the task stays first, then one
+    note counting what was left out (in earlier runs' histories), then the latest entries."""
+    if len(entries) <= CARRIED_ENTRIES:
+        return entries
+    head = entries[:1] if entries[0]["kind"] == "task" else []
+    tail = entries[len(entries) - (CARRIED_ENTRIES - len(head) - 1) :]
+    dropped = entries[len(head) : len(entries) - len(tail)]
+    # A note left by an earlier continuation counts what it stood for.
+    count = sum(int(e["data"].get("elided", 1)) for e in dropped)
+    last = dropped[-1]
+    note = {
+        "at": last["at"],
+        "turn": last["turn"],
+        "kind": "note",
+        "text": f"… {count} earlier entries: in earlier runs' histories of this chain",
+        "data": {"elided": count},
+    }
+    return [*head, note, *tail]
