@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anthropic
-import openai
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -26,7 +24,6 @@ from temporalio.exceptions import ApplicationError
 from activities import circuit, observe
 from activities.conversation import resolve, store_reply
 from activities.heartbeat import heartbeating
-from activities.providers import anthropic_wire, openai_wire
 from activities.providers.common import error
 from activities.settings import get_settings
 from durable_agents._routes import (
@@ -38,6 +35,14 @@ from durable_agents._routes import (
 )
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import LLMReply, LLMRequest
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
+
+# The provider SDKs (and their wire modules) are imported on a worker's first call to each:
+# importing both costs a worker ~3.5 s of start-up on 2 cores (anthropic alone ~3 s), paid
+# by every worker process even when it serves neither provider.
 
 SIM_KEY = "sim-key"  # the sim accepts any key; real keys come only from the environment
 COMPATIBLE_KEY = "none"  # what OpenAI-compatible servers without auth expect
@@ -66,12 +71,16 @@ def _key(route: Route) -> str:
 # Clients are pooled per event loop: one bound to a closed loop would fail every call.
 @lru_cache(maxsize=32)
 def _openai_client(base_url: str | None, key: str, loop: int) -> openai.AsyncOpenAI:
+    import openai
+
     # Let Temporal own retries.
     return openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
 
 
 @lru_cache(maxsize=32)
 def _anthropic_client(base_url: str | None, key: str, loop: int) -> anthropic.AsyncAnthropic:
+    import anthropic
+
     return anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
 
 
@@ -91,6 +100,8 @@ def _timeout() -> float:
 
 
 async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
+    from activities.providers import openai_wire
+
     client = _openai_client(_base_url(route), _key(route), id(asyncio.get_running_loop()))
     messages, tools = openai_wire.to_wire(request)
     extra: dict[str, Any] = {"tools": tools} if tools else {}
@@ -109,6 +120,8 @@ async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
 
 
 async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:
+    from activities.providers import anthropic_wire
+
     client = _anthropic_client(_base_url(route), _key(route), id(asyncio.get_running_loop()))
     messages, tools = anthropic_wire.to_wire(request)
     extra: dict[str, Any] = {"tools": tools} if tools else {}
