@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python -m bench.hibernation
 	$(BIN)/python -m bench.long_run
 	$(BIN)/python -m bench.recovery
+	$(BIN)/python -m bench.tokens
 
 # Re-record the replay histories in tests/histories/ (commit the result).
 histories: install
