@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench histories clean postgres
+.PHONY: install demo test test-slow lint typecheck unit bench histories clean postgres
 
 install: $(VENV)/.installed $(VENV)/.examples
 
@@ -33,6 +33,11 @@ typecheck: install
 
 test: lint typecheck postgres
 	$(BIN)/pytest tests examples/invoice_agent/tests
+
+# The longest end-to-end tests, which `make test` leaves out: worker versions moving runs at turn
+# boundaries, a 200-turn run's history, a mixed fleet of workers, an MCP call across a SIGKILL.
+test-slow: install postgres
+	$(BIN)/pytest -m slow tests
 
 # PostgreSQL for the audit log's tests (Debian's package, installed when missing, as root).
 postgres:

@@ -82,6 +82,7 @@ def task_failures(runs: list[list[Any]]) -> list[str]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow  # `make test-slow`
 async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
     dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:

@@ -106,6 +106,7 @@ def visible(entries: list[TranscriptEntry]) -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.slow  # `make test-slow`
 async def test_a_200_turn_run_with_2000_character_results_grows_linearly(
     dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
 ) -> None:

@@ -248,6 +248,7 @@ async def until(check: Any, timeout: float = 60) -> None:
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.slow  # `make test-slow`
 async def test_a_destructive_mcp_tool_is_approved_and_made_once_across_a_sigkill(
     dev_env: WorkflowEnvironment, ledger: dict[str, Any], task_queue: str
 ) -> None:

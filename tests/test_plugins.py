@@ -177,6 +177,7 @@ async def until(handle: WorkflowHandle[Any, Any], check: Any, timeout: float = 9
     await asyncio.wait_for(poll(), timeout)
 
 
+@pytest.mark.slow  # `make test-slow`
 async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_run(
     dev_env: WorkflowEnvironment, sim: Any, task_queue: str, tmp_path: Path
 ) -> None:
