@@ -41,6 +41,7 @@ from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
+from bench._serve import exit_after, until_sigterm
 from durable_agents import WAIT_FOR_EVENT, AgentSet, AgentSpec, Directory, ToolContext, tool
 from durable_agents._vocab import names
 from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
@@ -131,12 +132,7 @@ async def serve(task_queue: str) -> None:
     from workers.main import build_worker
 
     client = await connect(os.environ["TEMPORAL_ADDRESS"], wait_seconds=30)
-    worker = build_worker(client, task_queue, agents=[AGENTS], models=MODELS)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with worker:
-        print("worker ready", flush=True)
-        await stop.wait()
+    await until_sigterm(build_worker(client, task_queue, agents=[AGENTS], models=MODELS))
 
 
 class Workers:
@@ -296,9 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", metavar="TASK_QUEUE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        asyncio.run(serve(args.worker))
-        sys.stdout.flush()
-        os._exit(0)  # the SDK's core threads can abort the interpreter's finalization
+        exit_after(serve(args.worker))
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
         row = asyncio.run(benchmark(args.kills, Path(tmp)))
     print(json.dumps(row, sort_keys=True), flush=True)

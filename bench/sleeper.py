@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
 
+from bench._serve import exit_after, until_sigterm
 from durable_agents import WAIT_FOR_EVENT, AgentSet, AgentSpec, Directory
 from durable_agents._vocab import names
 from durable_agents._vocab.models import AgentResult, AgentRun
@@ -86,15 +86,8 @@ async def main(task_queue: str) -> None:
     from workers.main import build_worker
 
     client = await connect(os.environ["TEMPORAL_ADDRESS"], wait_seconds=30)
-    worker = build_worker(client, task_queue, agents=[AGENTS], models=MODELS)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with worker:
-        print("worker ready", flush=True)
-        await stop.wait()
+    await until_sigterm(build_worker(client, task_queue, agents=[AGENTS], models=MODELS))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
-    sys.stdout.flush()
-    os._exit(0)  # the SDK's core threads can abort the interpreter's finalization
+    exit_after(main(sys.argv[1]))

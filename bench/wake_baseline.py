@@ -10,9 +10,7 @@ runs a worker of it in its own process; `DURABLE_AGENTS_MAX_CACHED_WORKFLOWS` se
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from datetime import timedelta
 from typing import Any
@@ -21,6 +19,8 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+
+from bench._serve import exit_after, until_sigterm
 
 SIGNAL = "go"
 PARKED_LOG = "WAKE_BASELINE_LOG"  # a file the first activity of each run appends its id to
@@ -65,14 +65,8 @@ async def main(task_queue: str) -> None:
     worker = Worker(
         client, task_queue=task_queue, workflows=[WakeBaseline], activities=[step], **options
     )
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with worker:
-        print("worker ready", flush=True)
-        await stop.wait()
+    await until_sigterm(worker)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
-    sys.stdout.flush()
-    os._exit(0)  # the SDK's core threads can abort the interpreter's finalization
+    exit_after(main(sys.argv[1]))
