@@ -29,14 +29,13 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import httpx2
-from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from temporalio.exceptions import ApplicationError
+
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from activities.settings import get_settings
 from durable_agents._vocab import failures as f
@@ -184,6 +183,10 @@ class TokenBroker:
         key = (id(asyncio.get_running_loop()), client_id, hashlib.sha256(secret.encode()).digest())
         oauth = self._clients.get(key)
         if oauth is None:
+            # Imported on the first token asked for: authlib and its JOSE stack cost an idle
+            # worker ~10 MB, and a worker whose tools call no system never needs them.
+            from authlib.integrations.httpx_client import AsyncOAuth2Client
+
             oauth = AsyncOAuth2Client(
                 client_id, secret, token_endpoint_auth_method="client_secret_basic", timeout=10.0
             )
@@ -193,6 +196,10 @@ class TokenBroker:
     async def _exchange(
         self, request: ToolRequest, audience: str, scopes: tuple[str, ...]
     ) -> tuple[str, float]:
+        import httpx
+        import httpx2
+        from authlib.integrations.base_client.errors import OAuthError
+
         settings = get_settings()
         who = request.identity
         client = self._credentials.client(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -28,13 +29,7 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-import anyio
-import httpx2
 from jsonschema import Draft202012Validator
-from mcp import ClientSession, StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, Tool
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -49,7 +44,12 @@ from durable_agents._vocab.models import ToolResult as Result
 from durable_agents._vocab.names import CALL_MCP_TOOL, LIST_MCP_TOOLS
 
 if TYPE_CHECKING:
-    from mcp.types import RequestParamsMeta
+    from mcp import ClientSession
+    from mcp.types import CallToolResult, RequestParamsMeta, Tool
+
+# The MCP SDK (and its HTTP client) is imported on a worker's first MCP call, not at start-up:
+# it is most of an idle worker's memory (~25 MB) and a second of its start, and most agents use
+# no MCP server.
 
 # httpx2 logs every request's URL at INFO: a URL from a secret (a key in its query) stays out.
 logging.getLogger("httpx2").setLevel(logging.WARNING)
@@ -61,15 +61,22 @@ REQUEST_TIMEOUT = -32001
 INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 INTERNAL = -32603
-# Errors that mean the connection is gone, whatever the transport.
-BROKEN = (
-    anyio.ClosedResourceError,
-    anyio.BrokenResourceError,
-    anyio.EndOfStream,
-    httpx2.TransportError,
-    ConnectionError,
-    EOFError,
-)
+
+
+@functools.cache
+def _broken() -> tuple[type[BaseException], ...]:
+    """Errors that mean the connection is gone, whatever the transport (or never came)."""
+    import anyio
+    import httpx2
+
+    return (
+        anyio.ClosedResourceError,
+        anyio.BrokenResourceError,
+        anyio.EndOfStream,
+        httpx2.TransportError,
+        OSError,
+        EOFError,
+    )
 
 
 class _Connection:
@@ -99,6 +106,8 @@ class _Connection:
         self.generation += 1
 
     async def _hold(self, ready: asyncio.Future[ClientSession], stop: asyncio.Event) -> None:
+        from mcp import ClientSession
+
         try:
             async with AsyncExitStack() as stack:
                 streams = await stack.enter_async_context(self._transport(stack))
@@ -119,6 +128,10 @@ class _Connection:
                 self._session = None  # only its own session, never a newer one
 
     def _transport(self, stack: AsyncExitStack) -> Any:
+        import httpx2
+        from mcp import StdioServerParameters, stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+
         transport = self.server.transport
         if isinstance(transport, Stdio):
             # The server sees only the variables the spec names (and the SDK's safe defaults).
@@ -375,6 +388,8 @@ async def _protocol(
 ) -> Any:
     """`work` (a request to the server), its failures as taxonomy types. A broken connection
     is dropped only if it is still the one this request used (not a fresh one since)."""
+    from mcp.shared.exceptions import MCPError
+
     generation = conn.generation
     try:
         return await asyncio.wait_for(work, limit.total_seconds())
@@ -420,7 +435,7 @@ async def _protocol(
         raise ApplicationError(
             f"MCP server {server.name}: {exc}", type=f.INVALID_REQUEST, non_retryable=True
         ) from None
-    except (*BROKEN, OSError) as exc:
+    except _broken() as exc:
         conn.broken(generation)
         raise _transient(server, what, f"{type(exc).__name__}: {exc}") from None
     except BaseExceptionGroup as group:

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-import redis.asyncio as aioredis
-
 from activities.settings import get_settings
 from activities.sqlite import open_shared
 from durable_agents._codec import CodecConfigError, Keyring, configured_keyring
@@ -149,6 +147,8 @@ class RedisStore:
     """Shared by workers on several machines."""
 
     def __init__(self, url: str, prefix: str = "durable-agents:") -> None:
+        import redis.asyncio as aioredis  # only where a shared store is configured
+
         self._redis = aioredis.Redis.from_url(url)
         self._prefix = prefix
         self._walk = self._redis.register_script(WALK)
