@@ -42,11 +42,16 @@ from workflows.agent import AgentWorkflow
 from workflows.catalog import EXTERN
 
 # The sandbox re-imports, for every run, each module a workflow imports that is not passed
-# through; for the agent loop's helpers that cost ~60 ms of CPU per run. They are deterministic
-# (no I/O, clock or randomness outside `workflow.*`; the replay tests hold them to it), so they
-# are shared; only the workflow definition itself (workflows.agent) is loaded per run. Also
-# pure libraries that pydantic loads lazily while validating (EmailStr), and JSON Schema (MCP
-# tools' arguments are checked in the workflow).
+# through: for the agent loop's modules that cost ~60 ms of CPU per run, and for the workflow
+# definition itself (workflows.agent) another ~20 ms (its source compiled again when bytecode is
+# not cached, then `workflow.defn` applied to the class again) -- paid by every run a worker
+# starts and by every run it brings back into its cache, which is what wake-ups of thousands of
+# waiting runs cost. All of `workflows` is deterministic (no I/O, clock or randomness outside
+# `workflow.*`: the import contracts in pyproject.toml forbid the modules that give them, and
+# the replay tests hold the code to it) and keeps no state in its modules, so it is shared. A
+# subclass of the agent workflow in a user's module is still loaded per run. Also shared: pure
+# libraries that pydantic loads lazily while validating (EmailStr), and JSON Schema (MCP tools'
+# arguments are checked in the workflow).
 SHARED = (
     "email_validator",
     "idna",
@@ -57,28 +62,7 @@ SHARED = (
     "durable_agents",
     "sim.agents",
     "activities",
-    *(
-        f"workflows.{name}"
-        for name in (
-            "catalog",
-            "compaction",
-            "dispatch",
-            "gates",
-            "history",
-            "mcp",
-            "mcp_tools",
-            "inbound",
-            "messages",
-            "runaway",
-            "saga",
-            "search",
-            "spending",
-            "state",
-            "subagents",
-            "turns",
-            "waits",
-        )
-    ),
+    "workflows",
 )
 
 
