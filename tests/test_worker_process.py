@@ -46,3 +46,18 @@ async def test_worker_says_where_it_could_not_connect(task_queue: str) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode != 0
     assert "127.0.0.1:1" in err.decode() and "agentctl server" in err.decode()
+
+
+def test_worker_leaves_heavy_libraries_until_first_use() -> None:
+    """A worker imports the MCP SDK, authlib, redis and the provider SDKs on first use, not at
+    start-up: they were most of an idle worker's memory (README, "What waiting costs")."""
+    heavy = ("mcp", "authlib", "joserfc", "redis", "openai", "anthropic")
+    probe = (
+        "import sys, workers.main, workers.plugin, activities.mcp, activities.identity, "
+        "activities.store; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+    assert loaded == "", f"imported at start-up: {loaded}"
