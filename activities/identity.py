@@ -183,8 +183,8 @@ class TokenBroker:
         key = (id(asyncio.get_running_loop()), client_id, hashlib.sha256(secret.encode()).digest())
         oauth = self._clients.get(key)
         if oauth is None:
-            # Imported on the first token asked for: authlib and its JOSE stack cost an idle
-            # worker ~10 MB, and a worker whose tools call no system never needs them.
+            # Imported on the first token asked for: authlib and its JOSE stack weigh on every
+            # worker's start, and a worker whose tools call no system never needs them.
             from authlib.integrations.httpx_client import AsyncOAuth2Client
 
             oauth = AsyncOAuth2Client(
