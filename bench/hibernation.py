@@ -65,26 +65,24 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over a process and its children (one that just ended counts 0)."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for one in (proc, *proc.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += measure(one)
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, in MB."""
-    proc = psutil.Process(pid)
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += child.memory_info().rss
-    return total / 1e6
+    return _tree_sum(pid, lambda p: p.memory_info().rss) / 1e6
 
 
 def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process and its children have used so far."""
-    proc = psutil.Process(pid)
-    procs = [proc, *proc.children(recursive=True)]
-    total = 0.0
-    for one in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = one.cpu_times()
-            total += times.user + times.system
-    return total
+    return _tree_sum(pid, lambda p: sum(p.cpu_times()[:2]))  # user, system
 
 
 async def bounded(n: int, make: Callable[[int], Awaitable[Any]]) -> list[Any]:
