@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
@@ -47,6 +45,9 @@ class Keyring:
                 raise CodecConfigError(
                     f"key {kid!r} is {len(key)} bytes; AES-256 needs 32 (base64 of 32 random bytes)"
                 )
+        # cryptography (about 7 MB resident) is loaded only where keys are configured.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self.current = keys[0][0]
         self._keys = {kid: AESGCM(key) for kid, key in keys}
 
@@ -66,6 +67,8 @@ class Keyring:
                 f"payload encrypted with key {kid!r}, which is not configured (have: "
                 f"{', '.join(self._keys)}); add it to DURABLE_AGENTS_CODEC_KEYS to read old data"
             )
+        from cryptography.exceptions import InvalidTag
+
         try:
             return aead.decrypt(sealed[:NONCE], sealed[NONCE:], kid.encode())
         except InvalidTag:

@@ -49,9 +49,10 @@ async def test_worker_says_where_it_could_not_connect(task_queue: str) -> None:
 
 
 def test_worker_leaves_heavy_libraries_until_first_use() -> None:
-    """A worker imports the MCP SDK, authlib, redis and the provider SDKs on first use, not at
-    start-up: they were most of an idle worker's memory (README, "What waiting costs")."""
-    heavy = ("mcp", "authlib", "joserfc", "redis", "openai", "anthropic")
+    """A worker imports the MCP SDK, authlib, redis, the provider SDKs and (without encryption
+    keys) cryptography on first use, not at start-up: they were most of an idle worker's
+    memory (README, "What waiting costs")."""
+    heavy = ("mcp", "authlib", "joserfc", "redis", "openai", "anthropic", "cryptography")
     probe = (
         "import sys, workers.main, workers.plugin, activities.mcp, activities.identity, "
         "activities.store; "
