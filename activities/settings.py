@@ -5,14 +5,21 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "DURABLE_AGENTS_"
+
+
+class SettingsError(ValueError):
+    """A `DURABLE_AGENTS_*` variable is unusable; the message names it and says what fits."""
 
 
 class Settings(BaseSettings):
     """`DURABLE_AGENTS_*` variables, plus the providers' own key variables."""
 
-    model_config = SettingsConfigDict(env_prefix="DURABLE_AGENTS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
     sim_url: str = "http://127.0.0.1:8787"
     company_url: str | None = None  # the company systems; the sim's by default
@@ -45,8 +52,24 @@ class Settings(BaseSettings):
     # Circuit breaker per provider and model (activities/circuit.py); threshold 0 disables it.
     breaker_threshold: int = Field(default=5, ge=0)
     breaker_cooldown_seconds: float = Field(default=30.0, ge=0)
+    # The worker process (workers/main.py): runs kept in memory between their tasks (the SDK's
+    # max_cached_workflows; unset, its default: 1,000). A waiting run costs about 200 KB there;
+    # one out of the cache costs nothing and replays its history at its next task.
+    max_cached_workflows: int | None = Field(default=None, ge=0)
+    # Seconds a run's next task waits for the worker that has it cached before any worker takes
+    # it: how long a run held by a killed worker waits (the SDK's default is 10 s).
+    sticky_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    # Seconds a starting worker keeps trying to reach its Temporal server (compose, systemd).
+    connect_wait: float = Field(default=30.0, ge=0)
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+
+    @field_validator("max_cached_workflows", "sticky_timeout_s", "connect_wait", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise PydanticUseDefault()
+        return value
 
     @property
     def company_base_url(self) -> str:
@@ -63,4 +86,24 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    """Which variables are wrong and why, one clause each (values cut short, secrets not shown)."""
+    wrong = []
+    aliases = {f.validation_alias: f for f in Settings.model_fields.values()}
+    for error in exc.errors(include_url=False):
+        loc = str(error["loc"][0]) if error["loc"] else "?"
+        field = aliases.get(loc) or Settings.model_fields.get(loc)
+        variable = loc if loc in aliases else PREFIX + loc.upper()
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        shown = "(not shown)" if secret else repr(str(error.get("input", "")))[:60]
+        wrong.append(f"{variable}={shown}: {error['msg']}")
+    return (
+        f"{'; '.join(wrong)}. Fix the variable, or unset it for its default "
+        "(activities/settings.py says what each one does)."
+    )

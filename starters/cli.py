@@ -46,6 +46,7 @@ _OPERATOR_ERRORS = (
     ("durable_agents._directory", "UnknownPerson"),
     ("durable_agents._catalog", "CatalogError"),
     ("durable_agents._mcp", "MCPConfigError"),
+    ("activities.settings", "SettingsError"),
 )
 
 

@@ -1,4 +1,5 @@
-"""The worker process: connection from TEMPORAL_* variables, a clean drain on SIGTERM."""
+"""The worker process: connection from TEMPORAL_* variables, settings that do not parse, a clean
+drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 
+import pytest
+from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.settings import Settings, _explain, get_settings
 from sim.runner import SimServer
 from tests.helpers import start_onboarding, wait_for_status
+from workers.main import build_worker
 
 
 async def test_sigterm_drains_and_exits_cleanly(
@@ -62,3 +68,56 @@ def test_worker_leaves_heavy_libraries_until_first_use() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     ).stdout.strip()
     assert loaded == "", f"imported at start-up: {loaded}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", "lots", "valid integer"),
+        ("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", "-1", "greater than or equal to 0"),
+        ("DURABLE_AGENTS_STICKY_TIMEOUT_S", "0", "greater than 0"),
+        ("DURABLE_AGENTS_CONNECT_WAIT", "soon", "valid number"),
+    ],
+)
+async def test_worker_refuses_a_setting_that_does_not_parse(
+    variable: str, value: str, says: str
+) -> None:
+    """One line that names the variable, what it held and what fits; no traceback, exit 1."""
+    env = os.environ | {"TEMPORAL_ADDRESS": "127.0.0.1:1", variable: value}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert f"{variable}={value!r}" in text and says in text, text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+
+
+def test_a_secret_that_does_not_parse_is_not_shown() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(OPENAI_API_KEY=12345678)  # type: ignore[call-arg]
+    said = _explain(caught.value)
+    assert said.startswith("OPENAI_API_KEY=(not shown): ") and "12345678" not in said
+
+
+async def test_worker_settings_reach_the_sdk(
+    dev_env: WorkflowEnvironment, task_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What bounds a worker's memory and how long a killed worker's runs wait (README, "What
+    waiting costs"); blank is the default."""
+    monkeypatch.setenv("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", "250")
+    monkeypatch.setenv("DURABLE_AGENTS_STICKY_TIMEOUT_S", "2.5")
+    get_settings.cache_clear()
+    try:
+        config = build_worker(dev_env.client, task_queue).config()
+        assert config.get("max_cached_workflows") == 250
+        assert config.get("sticky_queue_schedule_to_start_timeout") == timedelta(seconds=2.5)
+        monkeypatch.setenv("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", " ")
+        monkeypatch.setenv("DURABLE_AGENTS_STICKY_TIMEOUT_S", "")
+        get_settings.cache_clear()
+        config = build_worker(dev_env.client, f"{task_queue}-defaults").config()
+        assert config.get("max_cached_workflows") == 1000  # the SDK's
+        assert config.get("sticky_queue_schedule_to_start_timeout") == timedelta(seconds=5)
+    finally:
+        get_settings.cache_clear()

@@ -32,11 +32,8 @@ from workflows.agent import AgentWorkflow
 log = logging.getLogger("durable_agents.worker")
 
 
-# How many runs a worker keeps in memory between their tasks (the SDK's max_cached_workflows).
+# How many runs a worker keeps in memory between their tasks (Settings.max_cached_workflows).
 MAX_CACHED_WORKFLOWS = "DURABLE_AGENTS_MAX_CACHED_WORKFLOWS"
-# Seconds a run's next task waits for the worker that has it cached before any worker takes it.
-STICKY_TIMEOUT = "DURABLE_AGENTS_STICKY_TIMEOUT_S"
-STICKY_TIMEOUT_DEFAULT = 5.0
 
 # What decides behaviour: code and the configuration files shipped beside it (directories,
 # model tables).
@@ -100,7 +97,8 @@ def build_worker(
     """A worker for the agents given (by default: every installed plugin's, `discover()`)."""
     catalog = agents if agents is not None else discover()
     build = code_checksum(catalog if isinstance(catalog, Catalog) else None)
-    deployment = get_settings().deployment
+    settings = get_settings()
+    deployment = settings.deployment
     if deployment:
         # Worker Deployment Versioning: this worker is version `deployment:build`; runs stay on
         # the version that started them and upgrade at turn boundaries (workflows/agent.py).
@@ -118,13 +116,12 @@ def build_worker(
         options.setdefault("identity", identity(catalog.agents))
     # A run's next task goes to the worker that has it cached for this long, then to any: how
     # long a run held by a killed worker waits (the SDK's default is 10 s).
-    sticky = float(os.environ.get(STICKY_TIMEOUT, "").strip() or STICKY_TIMEOUT_DEFAULT)
-    options.setdefault("sticky_queue_schedule_to_start_timeout", timedelta(seconds=sticky))
-    cached = os.environ.get(MAX_CACHED_WORKFLOWS, "").strip()
-    if cached:
+    sticky = timedelta(seconds=settings.sticky_timeout_s)
+    options.setdefault("sticky_queue_schedule_to_start_timeout", sticky)
+    if settings.max_cached_workflows is not None:
         # Runs kept in memory between their tasks (the SDK's default: 1,000). A waiting run
         # out of the cache costs no worker memory; its next task replays its history.
-        options.setdefault("max_cached_workflows", int(cached))
+        options.setdefault("max_cached_workflows", settings.max_cached_workflows)
     return Worker(
         client,
         task_queue=task_queue,
@@ -182,12 +179,13 @@ async def run_worker(
     plugins: Sequence[str] = (),
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop`), then drain in-flight work and exit."""
+    settings = get_settings()  # a variable that does not parse stops the worker here, in one line
     catalog = discover(plugins)  # a plugin that cannot load stops the worker before it starts
     for spec in catalog.agents.values():
         for server in spec.mcp_servers:
             server.check_worker()  # a secret this worker lacks stops it here, in one line
     # A worker may start before its server (compose, systemd): keep trying for a while.
-    patience = float(os.environ.get("DURABLE_AGENTS_CONNECT_WAIT", "30"))
+    patience = settings.connect_wait
     telemetry.setup_tracing("durable-agents-worker")
     runtime = telemetry.metrics_runtime()
     client = await connect(address, namespace, wait_seconds=patience, runtime=runtime)
