@@ -1,13 +1,15 @@
 """What waiting costs: M runs parked on an event, then a burst of M events.
 
     python -m bench.hibernation [--m 2000] [--10k] [--max-cached N] [--only ours|baseline]
+                                [--baseline bare|status] [--rounds R]
 
 For each of two workloads, on its own Temporal dev server (a SQLite file) with its worker in
 its own process:
 - ours: M runs of the `sleeper` agent (bench/sleeper.py): one model turn (a scripted model, in
   the worker), then `wait_for_event`; the event's turn answers and the run completes;
 - baseline: M runs of a bare workflow (bench/wake_baseline.py): one activity, a wait for a
-  signal, one more activity.
+  signal, one more activity; with `--baseline status`, the same workflow setting `AgentStatus`
+  at every change and giving its wait a deadline, as an agent run does (what that costs).
 All M are started and left until every one waits (visibility says so); then the worker's and the
 server's resident memory is read (the process and its children, from /proc via psutil); then M
 events are sent at once (100 in flight) and the bench waits until all M completed.
@@ -23,6 +25,10 @@ Progress goes to stderr; the last line on stdout is one JSON object:
   the server used from the first event sent until the last run completed, per run: on a small
   machine the two share the cores, so either one's appetite slows every wake-up;
 - the same with `baseline_` in front; `wake_ratio`: ours / baseline's throughput;
+- `baseline`: which baseline (bare, status);
+- `rounds`: with `--rounds R`, each workload runs R times, alternately (ours, baseline, ours,
+  ...; the machine's speed drifts over minutes); every figure is then the median of its
+  rounds, and `wake_ratio` the median of the rounds' ratios (each in `wake_ratios`);
 - `max_cached_workflows`: the workers' setting (`DURABLE_AGENTS_MAX_CACHED_WORKFLOWS`; null: the
   SDK's default, 1,000).
 Targets (issue 15): worker RSS <= 150 MB while 10,000 wait; throughput >= 0.9 x baseline's.
@@ -141,7 +147,12 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-async def phase(kind: str, m: int, tmp: Path, max_cached: int | None) -> dict[str, Any]:
+BASELINES = {"bare": "WakeBaseline", "status": "WakeBaselineStatus"}
+
+
+async def phase(
+    kind: str, m: int, tmp: Path, max_cached: int | None, baseline: str = "bare"
+) -> dict[str, Any]:
     """One workload on its own server and worker; its figures."""
     server = DevServer(db_file=tmp / f"{kind}.db", port=free_port(), headless=True)
     say(f"[{kind}] starting the Temporal dev server on {server.address} ({server.db_file})")
@@ -168,7 +179,7 @@ async def phase(kind: str, m: int, tmp: Path, max_cached: int | None) -> dict[st
             if kind == "ours":
                 return await start(client, queue, f"{prefix}-{i}")
             return await client.start_workflow(
-                "WakeBaseline", id=f"{prefix}-{i}", task_queue=queue, result_type=str
+                BASELINES[baseline], id=f"{prefix}-{i}", task_queue=queue, result_type=str
             )
 
         began = time.monotonic()
@@ -236,16 +247,54 @@ async def phase(kind: str, m: int, tmp: Path, max_cached: int | None) -> dict[st
         server.stop()
 
 
-async def benchmark(m: int, max_cached: int | None, only: str | None = None) -> dict[str, Any]:
+async def benchmark(
+    m: int,
+    max_cached: int | None,
+    only: str | None = None,
+    baseline: str = "bare",
+    rounds: int = 1,
+) -> dict[str, Any]:
+    """`rounds` times each workload, alternately (ours, baseline, ours, ...): each figure is the
+    median of its rounds, `wake_ratio` the median of the rounds' ratios (`wake_ratios` each)."""
+    ours_rounds: list[dict[str, Any]] = []
+    base_rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-hibernation-") as tmp:
-        ours = await phase("ours", m, Path(tmp), max_cached) if only != "baseline" else None
-        base = await phase("baseline", m, Path(tmp), max_cached) if only != "ours" else None
-    row: dict[str, Any] = {"m": m, "max_cached_workflows": max_cached}
-    row |= ours or {}
-    row |= {f"baseline_{k}": v for k, v in (base or {}).items()}
-    if ours and base:
-        row["wake_ratio"] = round(ours["wake_per_s"] / base["wake_per_s"], 2)
+        for n in range(rounds):
+            where = Path(tmp) / f"round-{n}"
+            where.mkdir()
+            if only != "baseline":
+                ours_rounds.append(await phase("ours", m, where, max_cached))
+            if only != "ours":
+                base_rounds.append(await phase("baseline", m, where, max_cached, baseline))
+    row: dict[str, Any] = {
+        "m": m,
+        "max_cached_workflows": max_cached,
+        "baseline": baseline,
+        "rounds": rounds,
+    }
+    row |= _medians(ours_rounds)
+    row |= {f"baseline_{k}": v for k, v in _medians(base_rounds).items()}
+    if ours_rounds and base_rounds:
+        ratios = [
+            round(o["wake_per_s"] / b["wake_per_s"], 2)
+            for o, b in zip(ours_rounds, base_rounds, strict=True)
+        ]
+        row["wake_ratio"] = round(statistics.median(ratios), 2)
+        row["wake_ratios"] = ratios
     return row
+
+
+def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (one round: its figures)."""
+    if not rounds:
+        return {}
+    out = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        mid = statistics.median(values)
+        whole = all(isinstance(v, int) for v in values) and float(mid).is_integer()
+        out[key] = int(mid) if whole else round(mid, 1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,16 +314,31 @@ def main(argv: list[str] | None = None) -> int:
         choices=("ours", "baseline"),
         help="run one workload only (no wake_ratio): a 10,000-run phase takes half an hour",
     )
+    parser.add_argument(
+        "--baseline",
+        choices=tuple(BASELINES),
+        default="bare",
+        help="bare: the workflow alone (the target's); status: plus AgentStatus and a deadline",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run each workload this many times, alternately; report medians (default 1)",
+    )
     args = parser.parse_args(argv)
     m = 10_000 if args.ten_k else args.m
     if m < 1:
         parser.error("--m must be at least 1")
-    row = asyncio.run(benchmark(m, args.max_cached, args.only))
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    row = asyncio.run(benchmark(m, args.max_cached, args.only, args.baseline, args.rounds))
     if "wake_ratio" in row:
         say(
             f"M={m}: worker {row['worker_rss_mb']} MB while all wait (target <= 150 MB at "
-            f"10,000), wake-up {row['wake_per_s']}/s = {row['wake_ratio']} x the baseline's "
-            f"{row['baseline_wake_per_s']}/s (target >= 0.9)"
+            f"10,000), wake-up {row['wake_per_s']}/s = {row['wake_ratio']} x the {args.baseline} "
+            f"baseline's {row['baseline_wake_per_s']}/s"
+            + (" (target >= 0.9)" if args.baseline == "bare" else "")
         )
     print(json.dumps(row, sort_keys=True), flush=True)
     return 0
