@@ -35,9 +35,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from activities.identity import TokenBroker
 from activities.tools import audited, check_scopes, handed_back
 from durable_agents._catalog import Catalog
-from durable_agents._mcp import IDEMPOTENCY_META, MCPConfigError, MCPServer, Stdio
+from durable_agents._mcp import IDEMPOTENCY_META, MCPConfigError, MCPServer, Stdio, StreamableHTTP
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import MCPListRequest, MCPTool, MCPToolList, ToolRequest
 from durable_agents._vocab.models import ToolResult as Result
@@ -82,8 +83,9 @@ def _broken() -> tuple[type[BaseException], ...]:
 class _Connection:
     """One open session with one server, held by a task of its own."""
 
-    def __init__(self, server: MCPServer) -> None:
+    def __init__(self, server: MCPServer, headers: dict[str, str] | None = None) -> None:
         self.server = server
+        self._headers = headers or {}  # beyond the transport's own (a call's token)
         self._session: ClientSession | None = None
         self.generation = 0  # which session this is: a late error of an old one is ignored
         self._task: asyncio.Task[None] | None = None
@@ -144,7 +146,7 @@ class _Connection:
         url = transport.url if isinstance(transport.url, str) else transport.url.resolve()
         headers = {
             k: v if isinstance(v, str) else v.resolve() for k, v in transport.headers.items()
-        }
+        } | self._headers
         seconds = transport.connect_timeout.total_seconds()
         http = httpx2.AsyncClient(
             headers=headers, timeout=httpx2.Timeout(seconds, read=None), follow_redirects=True
@@ -255,6 +257,7 @@ class MCPRunner:
 
     def __init__(self, connections: MCPConnections) -> None:
         self._connections = connections
+        self._tokens = TokenBroker()
 
     @activity.defn(name=LIST_MCP_TOOLS)
     async def list_mcp_tools(self, request: MCPListRequest) -> MCPToolList:
@@ -336,7 +339,23 @@ class MCPRunner:
                 type=f.TOOL_REJECTED,
                 non_retryable=True,
             )
-        conn = self._connections.connection(target.agent, target.server)
+        own = None
+        if server.audience and isinstance(server.transport, StreamableHTTP):
+            # A token of this call's own, on a connection of its own: the pooled session's
+            # headers are shared by every run (after the scope check: a call the run may not
+            # make never obtains a token).
+            token = await self._tokens.token(request, server.audience, tuple(target.scopes))
+            own = _Connection(server, {"Authorization": f"Bearer {token}"})
+        conn = own or self._connections.connection(target.agent, target.server)
+        try:
+            return await self._on(conn, request, server)
+        finally:
+            if own is not None:
+                await own.close()
+
+    async def _on(self, conn: _Connection, request: ToolRequest, server: MCPServer) -> Result:
+        target = request.mcp
+        assert target is not None
         limit = activity.info().start_to_close_timeout or server.timeout
         # Answer as a typed Timeout a little before Temporal's own timeout would strike.
         wait = max(1.0, limit.total_seconds() - 1.0)

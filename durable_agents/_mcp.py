@@ -143,6 +143,11 @@ class MCPServer:
     """Every tool's side effect unless `tools` says otherwise; None: from annotations."""
     scopes: tuple[str, ...] = ()
     """Scopes a run needs to call any tool of this server."""
+    audience: str | None = None
+    """The system behind the server, as the identity provider names it: each call then
+    carries a token of its own (subject the run's principal, actor the agent, the tool's
+    scopes), sent as `Authorization: Bearer` over streamable HTTP (`ToolContext.token` for the
+    agent's own tools). None: the transport's own headers only."""
     timeout: timedelta = timedelta(seconds=30)
     """How long one call may take; past it the call fails as a Timeout and is retried."""
     max_attempts: int = 3

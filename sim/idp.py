@@ -7,21 +7,25 @@ person with Keycloak's `requested_subject`): subject the principal, actor the ag
 the call's idempotency key as token id. A system verifies the signature against the JWKS, the
 issuer, audience, expiry and scope, and binds each token id to one idempotency key.
 
-    POST /idp/token                            client_credentials or token exchange
-    GET  /idp/jwks                             the public signing keys
+    POST /idp/token                            client_credentials, token exchange, and
+                                               people's grants (sim.people, sim.signin)
+    GET  /idp/jwks                             the public keys: the signing key and the
+                                               keys it replaced (tokens they signed verify)
     GET  /idp/.well-known/openid-configuration where the rest is
-    POST /idp/clients                          register a client (the sim's admin console)
+    POST /idp/clients                          register a client (admin credential)
+    POST /idp/keys/rotate                      sign with a new key from now on (admin)
     GET  /idp/issued?run=RUN                   what was issued (no token values)
 
-Secrets are stored as SHA-256 digests; the signing key lives in the sim's database, so tokens
+Secrets are stored as SHA-256 digests; the signing keys live in the sim's database, so tokens
 outlive a restart of the sim. The shipped agents' clients are written to a credentials file
-beside the database (mode 0600), the file a worker reads (`DURABLE_AGENTS_CREDENTIALS_FILE`).
+beside the database (mode 0600), the file a worker reads (`DURABLE_AGENTS_CREDENTIALS_FILE`);
+the admin credential to `idp-admin.secret` (0600) there too. A client may ask only for the
+scopes and audiences it was registered with, and nobody without the admin credential can
+register a client, re-key one or register a second client under an agent's name.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -35,9 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -52,6 +54,7 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 LIFETIME_S = 300
 CREDENTIALS_FILE = "credentials.toml"
+ADMIN_FILE = "idp-admin.secret"
 ALGORITHM = "RS256"
 # The systems that accept tokens: the audience a tool names is one of these.
 AUDIENCES = frozenset({"hr", "it", "mail", "payments", "tickets", "crm", "docs"})
@@ -62,7 +65,7 @@ CREATE TABLE IF NOT EXISTS idp_keys (
 );
 CREATE TABLE IF NOT EXISTS idp_clients (
     client_id TEXT PRIMARY KEY, secret_sha256 TEXT NOT NULL, agent TEXT NOT NULL,
-    scopes TEXT NOT NULL
+    scopes TEXT NOT NULL, audiences TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS idp_issued (
     jti TEXT PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL,
@@ -84,19 +87,39 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+def oauth_error(status: int, error: str, description: str) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="sim-idp"'} if status == 401 else None
     return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers=headers
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def bearer_challenge(status: int, message: str, realm: str = "sim-idp") -> JSONResponse:
+    """401 or 403 with the RFC 6750 challenge that says what was wrong with the token."""
+    code = "invalid_token" if status == 401 else "insufficient_scope"
+    challenge = f'Bearer realm="{realm}", error="{code}"'
+    return JSONResponse(
+        {"detail": message}, status_code=status, headers={"WWW-Authenticate": challenge}
     )
 
 
 class Registration(BaseModel, extra="forbid"):
-    """A client to register: the agent it is, and the scopes it may ask for."""
+    """A client to register: the agent it is, and the scopes and systems it may ask for."""
 
     agent: str = Field(min_length=1, max_length=200)
     scopes: list[str] = Field(default_factory=list, max_length=100)
+    audiences: list[str] = Field(default_factory=list, max_length=20)
     client_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+# A shipped agent's client: the scopes and the audiences it may ask for.
+ShippedClient = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+class Conflict(ValueError):
+    """A registration that would take over or shadow a client that exists."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,7 @@ class Client:
     client_id: str
     agent: str
     scopes: frozenset[str]
+    audiences: frozenset[str] = frozenset()
 
 
 class IdentityProvider:
@@ -112,16 +136,29 @@ class IdentityProvider:
     def __init__(self, db: Database, lifetime_s: int = LIFETIME_S) -> None:
         self._db = db
         db.apply_schema(IDP_SCHEMA)
+        have = {row["name"] for row in db.query("PRAGMA table_info(idp_clients)")}
+        if "audiences" not in have:  # a database made before clients had audiences
+            with db.transaction() as conn:
+                conn.execute(
+                    "ALTER TABLE idp_clients ADD COLUMN audiences TEXT NOT NULL DEFAULT ''"
+                )
         self.lifetime_s = lifetime_s  # tests shorten it (an expired token)
-        self._key = self._signing_key()
-        self.jwks = {"keys": [self._key.as_dict(private=False)]}
-        self._verify_keys = KeySet.import_key_set(self.jwks)  # type: ignore[arg-type]
         self._lock = threading.Lock()
+        self._admin_digest = ""
+        if not db.query("SELECT kid FROM idp_keys LIMIT 1"):
+            self.rotate()
+        self._load_keys()
 
-    def _signing_key(self) -> RSAKey:
-        rows = self._db.query("SELECT jwk FROM idp_keys ORDER BY created_at DESC LIMIT 1")
-        if rows:
-            return RSAKey.import_key(json.loads(rows[0]["jwk"]))
+    def _load_keys(self) -> None:
+        """The newest key signs; every key made verifies (so a rotation breaks no token)."""
+        rows = self._db.query("SELECT jwk FROM idp_keys ORDER BY created_at DESC, rowid DESC")
+        keys = [RSAKey.import_key(json.loads(r["jwk"])) for r in rows]
+        self._key = keys[0]
+        self.jwks = {"keys": [k.as_dict(private=False) for k in keys]}
+        self._verify_keys = KeySet.import_key_set(self.jwks)  # type: ignore[arg-type]
+
+    def rotate(self) -> str:
+        """Sign with a new key from now on; the old ones stay in the JWKS. Returns its kid."""
         kid = uuid.uuid4().hex[:16]
         key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": ALGORITHM})
         with self._db.transaction() as conn:
@@ -129,23 +166,81 @@ class IdentityProvider:
                 "INSERT INTO idp_keys (kid, jwk, created_at) VALUES (?, ?, ?)",
                 (kid, json.dumps(key.as_dict(private=True)), now_iso()),
             )
-        return key
+        if hasattr(self, "_key"):
+            self._load_keys()
+        return kid
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode({"alg": ALGORITHM, "kid": self._key.kid, "typ": "JWT"}, claims, self._key)
+
+    def verify(self, token: str, audience: str) -> dict[str, Any] | None:
+        """The claims of a token this provider signed for `audience`, if it is valid now."""
+        try:
+            decoded = jwt.decode(token.strip(), self._verify_keys, algorithms=[ALGORITHM])
+            JWTClaimsRegistry(
+                iss={"essential": True, "value": ISSUER},
+                aud={"essential": True, "value": audience},
+                exp={"essential": True},
+                sub={"essential": True},
+            ).validate(decoded.claims)
+        except (JoseError, ValueError):
+            return None
+        return dict(decoded.claims)
+
+    # -- the admin credential ----------------------------------------------------------------
+
+    def bootstrap_admin(self, path: Path) -> None:
+        """Read the admin credential from `path`, writing a new one (0600) if there is none."""
+        secret = path.read_text().strip() if path.exists() else ""
+        if len(secret) < 20:
+            secret = secrets.token_urlsafe(32)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secret + "\n")
+        self._admin_digest = _digest(secret)
+
+    def is_admin(self, authorization: str | None) -> bool:
+        kind, _, secret = (authorization or "").partition(" ")
+        return (
+            bool(self._admin_digest)
+            and kind.lower() == "bearer"
+            and hmac.compare_digest(_digest(secret.strip()), self._admin_digest)
+        )
 
     # -- clients -------------------------------------------------------------------------
 
-    def register(self, agent: str, scopes: list[str], client_id: str | None = None,
-                 secret: str | None = None) -> tuple[str, str]:  # fmt: skip
-        """Register (or re-key) the client of an agent; returns its id and secret."""
+    def register(self, agent: str, scopes: list[str], audiences: list[str],
+                 client_id: str | None = None, secret: str | None = None,
+                 replace: bool = False) -> tuple[str, str]:  # fmt: skip
+        """Register the client of an agent; returns its id and secret. Without `replace` (the
+        sim's own bootstrap), an existing client id or an agent another client already is
+        raises Conflict: nobody re-keys or shadows a client through registration."""
         client_id = client_id or f"agent-{agent}"
         secret = secret or secrets.token_urlsafe(32)
+        unknown = sorted(set(audiences) - AUDIENCES)
+        if unknown:
+            raise Conflict(f"no system {', '.join(unknown)} here; systems: {sorted(AUDIENCES)}")
         with self._db.transaction() as conn:
+            if not replace:
+                taken = conn.execute(
+                    "SELECT client_id, agent FROM idp_clients WHERE client_id = ? OR agent = ?",
+                    (client_id, agent),
+                ).fetchone()
+                if taken is not None:
+                    raise Conflict(
+                        f"client {taken['client_id']!r} (agent {taken['agent']!r}) exists: "
+                        "a client is registered once; an operator of the provider rotates its "
+                        "secret"
+                    )
             conn.execute(
-                "INSERT INTO idp_clients (client_id, secret_sha256, agent, scopes) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET "
+                "INSERT INTO idp_clients (client_id, secret_sha256, agent, scopes, audiences) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET "
                 "secret_sha256 = excluded.secret_sha256, agent = excluded.agent, "
-                "scopes = excluded.scopes",
-                (client_id, _digest(secret), agent, " ".join(sorted(set(scopes)))),
-            )
+                "scopes = excluded.scopes, audiences = excluded.audiences",
+                (client_id, _digest(secret), agent, " ".join(sorted(set(scopes))),
+                 " ".join(sorted(set(audiences)))),
+            )  # fmt: skip
         return client_id, secret
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
@@ -153,19 +248,28 @@ class IdentityProvider:
         if not rows or not hmac.compare_digest(rows[0]["secret_sha256"], _digest(secret)):
             return None
         row = rows[0]
-        return Client(row["client_id"], row["agent"], frozenset(row["scopes"].split()))
+        return Client(
+            row["client_id"],
+            row["agent"],
+            frozenset(row["scopes"].split()),
+            frozenset(row["audiences"].split()),
+        )
 
-    def bootstrap(self, path: Path, agents: dict[str, tuple[str, ...]]) -> None:
+    def bootstrap(
+        self, path: Path, agents: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+    ) -> None:
         """Give each agent a client and write the credentials a worker reads; secrets already
         in the file are kept (a restarted sim keeps its workers' credentials)."""
         known: dict[str, Any] = tomllib.loads(path.read_text()) if path.exists() else {}
-        for agent, scopes in sorted(agents.items()):
+        for agent, (scopes, audiences) in sorted(agents.items()):
             entry = known.get(agent) if isinstance(known.get(agent), dict) else None
             client_id = entry.get("client_id") if entry else None
             secret = entry.get("client_secret") if entry else None
             if not (isinstance(client_id, str) and isinstance(secret, str)):
                 client_id, secret = None, None
-            client_id, secret = self.register(agent, list(scopes), client_id, secret)
+            client_id, secret = self.register(
+                agent, list(scopes), list(audiences), client_id, secret, replace=True
+            )
             known[agent] = {"client_id": client_id, "client_secret": secret}
         lines = [
             "# Written by the sim: each agent's client at the sim's identity provider.",
@@ -187,15 +291,22 @@ class IdentityProvider:
         grant = form.get("grant_type", "")
         scopes = form.get("scope", "").split()
         if grant not in (TOKEN_EXCHANGE, "client_credentials"):
-            return _oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r}")
+            return oauth_error(400, "unsupported_grant_type", f"grant_type {grant[:80]!r}")
         if not set(scopes) <= client.scopes:
             extra = sorted(set(scopes) - client.scopes)
-            return _oauth_error(
+            return oauth_error(
                 400, "invalid_scope", f"{client.client_id} may not ask for {', '.join(extra)}"
             )
         audience = form.get("audience", "")
         if audience and audience not in AUDIENCES:
-            return _oauth_error(400, "invalid_target", f"no system {audience!r} here")
+            return oauth_error(400, "invalid_target", f"no system {audience[:80]!r} here")
+        if audience and audience not in client.audiences:
+            return oauth_error(
+                400,
+                "invalid_target",
+                f"{client.client_id} may not ask for tokens for {audience!r}; its systems: "
+                f"{', '.join(sorted(client.audiences)) or 'none'}",
+            )
         now = int(time.time())
         jti = form.get("durable_agents_token_id") or uuid.uuid4().hex
         run = form.get("durable_agents_run", "")
@@ -210,7 +321,7 @@ class IdentityProvider:
         if grant == TOKEN_EXCHANGE:
             subject = form.get("requested_subject", "").strip()
             if not subject or not audience:
-                return _oauth_error(
+                return oauth_error(
                     400, "invalid_request", "token exchange needs requested_subject and audience"
                 )
             claims |= {
@@ -227,7 +338,7 @@ class IdentityProvider:
                 claims["aud"],
                 run,
             ):
-                return _oauth_error(
+                return oauth_error(
                     400, "invalid_request", f"token id {jti!r} was issued for another call"
                 )
             conn.execute(
@@ -236,7 +347,7 @@ class IdentityProvider:
                 (jti, client.client_id, claims["sub"], claims["aud"], claims["scope"], run,
                  now_iso(), claims["exp"]),
             )  # fmt: skip
-        token = jwt.encode({"alg": ALGORITHM, "kid": self._key.kid}, claims, self._key)
+        token = self.sign(claims)
         body = {
             "access_token": token,
             "token_type": "Bearer",
@@ -302,64 +413,13 @@ class Refusal:
     message: str
 
 
-def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str] | None:
-    """client_secret_basic, or client_secret_post."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            raw = base64.b64decode(header[6:].strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, sep, password = raw.partition(":")
-        if not sep:
-            return None
-        return unquote_plus(user), unquote_plus(password)
-    if form.get("client_id") and form.get("client_secret"):
-        return form["client_id"], form["client_secret"]
-    return None
-
-
-def idp_router(idp: IdentityProvider) -> APIRouter:
-    router = APIRouter(prefix="/idp", tags=["identity"])
-
-    @router.post("/token")
-    async def token(request: Request) -> JSONResponse:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        auth = _client_auth(request, form)
-        client = idp.authenticate(*auth) if auth else None
-        if client is None:
-            return _oauth_error(401, "invalid_client", "unknown client or wrong secret")
-        return idp.issue(client, form)
-
-    @router.get("/jwks")
-    def jwks() -> dict[str, Any]:
-        return idp.jwks
-
-    @router.get("/.well-known/openid-configuration")
-    def discovery(request: Request) -> dict[str, Any]:
-        base = str(request.base_url).rstrip("/") + "/idp"
-        return {
-            "issuer": ISSUER,
-            "token_endpoint": f"{base}/token",
-            "jwks_uri": f"{base}/jwks",
-            "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        }
-
-    @router.post("/clients")
-    def register(body: Registration) -> dict[str, str]:
-        client_id, secret = idp.register(body.agent, body.scopes, body.client_id)
-        return {"client_id": client_id, "client_secret": secret}
-
-    @router.get("/issued")
-    def issued(run: str | None = None) -> dict[str, Any]:
-        return {"issued": idp.issued(run)}
-
-    return router
-
-
-def shipped_clients() -> dict[str, tuple[str, ...]]:
-    """Each sim-world agent and the scopes its client may ask for (its standing grant)."""
+def shipped_clients() -> dict[str, ShippedClient]:
+    """Each sim-world agent, the scopes its client may ask for (its standing grant) and the
+    systems its tools and MCP servers call (the audiences it may ask tokens for)."""
     from sim.agents import AGENTS
 
-    return {spec.name: spec.scopes() for spec in AGENTS.agents}
+    clients = {}
+    for spec in AGENTS.agents:
+        systems = {t.audience for t in spec.tools} | {m.audience for m in spec.mcp_servers}
+        clients[spec.name] = (spec.scopes(), tuple(sorted(a for a in systems if a)))
+    return clients

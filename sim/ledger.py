@@ -125,10 +125,11 @@ def commit(
         row = conn.execute("SELECT * FROM ledger WHERE idempotency_key = ?", (key,)).fetchone()
         if row is not None:
             if (row["action"], row["request"]) != (action.name, request):
+                # Never what the other request was: it may be someone else's (an email's body).
                 raise ActionError(
                     409,
-                    f"Idempotency-Key {key!r} was already used for a different request "
-                    f"({row['action']} {row['request']}); use a new key for a new operation.",
+                    f"Idempotency-Key {key[:200]!r} was already used for a different request; "
+                    "use a new key for a new operation.",
                 )
             return row["status_code"], json.loads(row["response"]), True
         response = action.effect(conn, body)
@@ -198,6 +199,8 @@ def _endpoint(
                 commit, db, action, key, body, grant
             )
         except ActionError as exc:
+            if exc.status_code in (401, 403):
+                return _refused(Refusal(exc.status_code, exc.message))
             return error(exc.status_code, exc.message)
         late = await _after_commit(fault)
         if late is not None:

@@ -33,11 +33,13 @@ from mcp.server.mcpserver import MCPServer as FastMCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from sim.company import new_id
 from sim.db import Database
+from sim.idp import Grant, IdentityProvider
 from sim.ledger import Action, ActionError, commit, now_iso
+from sim.mcp_auth import guarded
 
 MCP_PATH = "/mcp"
 IDEMPOTENCY_META = "idempotency_key"
@@ -155,8 +157,15 @@ def close_effect(conn: sqlite3.Connection, body: CloseIn) -> dict[str, Any]:
 
 
 # Ledger actions (the path only names where they are served).
-ADD_NOTE = Action("add_ticket_note", MCP_PATH, NoteIn, add_note_effect)
-CLOSE = Action("close_ticket", MCP_PATH, CloseIn, close_effect)
+ADD_NOTE = Action(
+    "add_ticket_note", MCP_PATH, NoteIn, add_note_effect, audience="tickets", scope="tickets:write"
+)
+CLOSE = Action(
+    "close_ticket", MCP_PATH, CloseIn, close_effect, audience="tickets", scope="tickets:write"
+)
+# What changes state, by tool name: the endpoint takes only a valid token for these
+# (`sim.mcp_auth`).
+GUARDED = {action.name: action for action in (ADD_NOTE, CLOSE)}
 
 
 def lookup(db: Database, ticket_id: str) -> Ticket:
@@ -197,9 +206,20 @@ def _key(ctx: Context, tool: str) -> str:
     return key
 
 
-async def _perform(db: Database, action: Action, key: str, body: BaseModel) -> dict[str, Any]:
+def _grant(ctx: Context, action: Action) -> Grant:
+    """What the caller's token proved (`sim.mcp_auth` checked it before the server ran)."""
+    request = ctx.request_context.request
+    grant = getattr(getattr(request, "state", None), "grant", None)
+    if not isinstance(grant, Grant):
+        raise ToolError(f"{action.name} changes state: a bearer token is required")
+    return grant
+
+
+async def _perform(
+    db: Database, action: Action, key: str, body: BaseModel, grant: Grant
+) -> dict[str, Any]:
     try:
-        _, response, _ = await anyio.to_thread.run_sync(commit, db, action, key, body)
+        _, response, _ = await anyio.to_thread.run_sync(commit, db, action, key, body, grant)
     except ActionError as exc:
         raise ToolError(exc.message) from None
     if not isinstance(response, dict):  # the ledger stores what the effects return: dicts
@@ -259,7 +279,8 @@ def build_server(db: Database) -> FastMCPServer:
         """Add an internal note to the ticket's record (the customer does not see it)."""
         key = _key(ctx, "add_ticket_note")
         body = NoteIn(ticket_id=ticket_id, note=note)
-        return NoteAdded.model_validate(await _perform(db, ADD_NOTE, key, body))
+        grant = _grant(ctx, ADD_NOTE)
+        return NoteAdded.model_validate(await _perform(db, ADD_NOTE, key, body, grant))
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -282,12 +303,13 @@ def build_server(db: Database) -> FastMCPServer:
         unsent: closing is final."""
         key = _key(ctx, "close_ticket")
         body = CloseIn(ticket_id=ticket_id, resolution=resolution)
-        return TicketClosed.model_validate(await _perform(db, CLOSE, key, body))
+        grant = _grant(ctx, CLOSE)
+        return TicketClosed.model_validate(await _perform(db, CLOSE, key, body, grant))
 
     return server
 
 
-def routes(server: FastMCPServer) -> list[BaseRoute]:
+def routes(server: FastMCPServer, idp: IdentityProvider | None = None) -> list[BaseRoute]:
     """The server's endpoint at MCP_PATH, stateless with JSON answers, for the sim's app.
 
     Only loopback Host and Origin headers are accepted (the SDK's DNS-rebinding protection),
@@ -296,4 +318,9 @@ def routes(server: FastMCPServer) -> list[BaseRoute]:
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, host="127.0.0.1"
     )
-    return list(app.routes)
+    found = list(app.routes)
+    if idp is not None:  # tools that change state take only the provider's tokens
+        for route in found:
+            if isinstance(route, Route) and route.path == MCP_PATH:
+                route.app = guarded(route.app, idp, GUARDED)
+    return found

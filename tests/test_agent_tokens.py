@@ -26,9 +26,10 @@ from activities.tools import ToolRunner
 from durable_agents import AgentSet, AgentSpec, ToolContext, tool
 from durable_agents._discovery import discover
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import Identity, OperatorRequest, ToolRequest
+from durable_agents._vocab.models import Identity, ToolRequest
 from durable_agents.testing import AgentEnvironment, Message, Reply, ScriptedModel, call, results
 from sim.agents._http import post
+from sim.idp import ADMIN_FILE
 from tests.helpers import sim_token
 from workflows.agent import AgentWorkflow
 
@@ -58,6 +59,12 @@ def short_lived(sim: Any) -> Iterator[None]:
     idp.lifetime_s = -60
     yield
     idp.lifetime_s = 300
+
+
+def admin(sim: Any) -> dict[str, str]:
+    """The sim's identity provider's admin credential, as an operator of the provider has it."""
+    secret = (sim.db_path.parent / ADMIN_FILE).read_text().strip()
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def key() -> str:
@@ -237,6 +244,7 @@ def scripted(spec: AgentSpec) -> ScriptedModel:
 
 
 SPECS = [agent(t) for t in TOOLS]
+REGISTERED: dict[tuple[str, str], dict[str, str]] = {}
 
 
 @pytest.fixture
@@ -244,8 +252,16 @@ def badge_clients(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """A client at the sim's provider for each test agent, in the worker's credentials file."""
     lines = []
     for spec in SPECS:
-        body = {"agent": spec.name, "scopes": ["hr:write", "it:write", "hr:read"]}
-        made = httpx.post(f"{sim.url}/idp/clients", json=body).json()
+        body = {
+            "agent": spec.name,
+            "scopes": ["hr:write", "it:write", "hr:read"],
+            "audiences": ["hr", "it"],
+        }
+        # A client is registered once (the provider re-keys none): once per sim, then kept.
+        made = REGISTERED.get((sim.url, spec.name))
+        if made is None:
+            made = httpx.post(f"{sim.url}/idp/clients", json=body, headers=admin(sim)).json()
+            REGISTERED[(sim.url, spec.name)] = made
         lines += [f"[{spec.name}]", f'client_id = "{made["client_id"]}"']
         secret = tmp_path / f"{spec.name}.secret"  # the secret in a file of its own
         secret.write_text(made["client_secret"] + "\n")
@@ -305,7 +321,7 @@ async def test_an_expired_token_parks_the_run_and_resume_gets_a_new_one(
         # The operator has the provider fixed and resumes: the call asks for a new token (the
         # refused one was dropped) and is made, once.
         sim.app.state.idp.lifetime_s = 300
-        await handle.signal(AgentWorkflow.resume, OperatorRequest(by="operator"))
+        await agents.operate(handle, "resume", "operator")
         result = await asyncio.wait_for(handle.result(), 30)
     assert result.outcome == "completed" and "mailbox_id" in result.answer
     made = httpx.get(f"{sim.url}/ledger", params={"run": handle.id}).json()["entries"]

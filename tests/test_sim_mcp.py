@@ -20,19 +20,35 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 
-from durable_agents._vocab.models import AgentRun, Decision
+from durable_agents._vocab.models import AgentRun
 from sim.conversation import Conversation, ToolCall, Turn
 from sim.runner import SimServer
 from sim.scripts import helpdesk
 from starters import ops
-from tests.helpers import wait_for_status
+from tests.helpers import sim_token, wait_for_status
+from tests.people import decide
 from workflows.agent import AgentWorkflow
 
 
+class CallTokens(httpx2.Auth):
+    """Each request a token of its own from the sim's provider, as a worker gets one per call
+    (the ticket system takes a token for one idempotency key only)."""
+
+    def __init__(self, sim: SimServer) -> None:
+        self.sim = sim
+
+    def auth_flow(self, request: httpx2.Request) -> Any:
+        token = sim_token(
+            self.sim.url, self.sim.credentials, "helpdesk", "tickets", "tickets:write"
+        )
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
 @asynccontextmanager
-async def mcp_session(sim: SimServer) -> AsyncIterator[ClientSession]:
+async def mcp_session(sim: SimServer, tokens: bool = True) -> AsyncIterator[ClientSession]:
     async with (
-        httpx2.AsyncClient(timeout=10) as http,
+        httpx2.AsyncClient(timeout=10, auth=CallTokens(sim) if tokens else None) as http,
         streamable_http_client(sim.url + "/mcp", http_client=http) as (read, write),
         ClientSession(read, write) as session,
     ):
@@ -160,6 +176,46 @@ async def test_a_used_key_or_a_closed_ticket_is_refused(sim: SimServer) -> None:
     assert [n["status"] for n in ticket(sim, order["ticket_id"])["notes"]] == ["open", "resolved"]
 
 
+def rpc(sim: SimServer, name: str, arguments: dict[str, Any], token: str | None) -> httpx.Response:
+    """One JSON-RPC `tools/call` to the stateless endpoint, as any MCP client sends it."""
+    headers = {"Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments, "_meta": {"idempotency_key": new_key()}},
+    }
+    return httpx.post(f"{sim.url}/mcp", json=body, headers=headers, timeout=10)
+
+
+def test_a_state_change_through_mcp_needs_a_token_for_tickets_with_the_scope(
+    sim: SimServer,
+) -> None:
+    order = seed(sim)
+    args = {"ticket_id": order["ticket_id"], "note": "checked"}
+    for token, status, error in [
+        (None, 401, "invalid_token"),
+        (sim_token(sim.url, sim.credentials, "onboarding", "hr", "hr:write"), 401, "invalid_token"),
+        (sim_token(sim.url, sim.credentials, "helpdesk", "tickets", ""), 403,
+         "insufficient_scope"),
+    ]:  # fmt: skip
+        refused = rpc(sim, "add_ticket_note", args, token)
+        assert refused.status_code == status, refused.text
+        assert refused.headers["www-authenticate"] == f'Bearer realm="sim", error="{error}"'
+    assert ticket(sim, order["ticket_id"])["notes"] == []
+    # Reading needs none; a change with the right token is made and recorded as the agent's.
+    assert rpc(sim, "lookup_ticket", {"ticket_id": order["ticket_id"]}, None).status_code == 200
+    token = sim_token(sim.url, sim.credentials, "helpdesk", "tickets", "tickets:write")
+    made = rpc(sim, "add_ticket_note", args, token)
+    assert made.status_code == 200 and '"isError":false' in made.text.replace(" ", ""), made.text
+    [entry] = [e for e in httpx.get(f"{sim.url}/ledger").json()["entries"]
+               if e["request"] == {"ticket_id": order["ticket_id"], "note": "checked"}]  # fmt: skip
+    assert (entry["agent"], entry["principal"], entry["scope"]) == ("helpdesk", "tester",
+                                                                    "tickets:write")  # fmt: skip
+
+
 # --- the helpdesk script, as a pure function of the conversation -------------------------------
 
 
@@ -221,7 +277,7 @@ async def test_helpdesk_closes_a_ticket_through_mcp_once_approved(  # type: igno
     assert "support-leads" in approval.groups
     assert ledger(handle.id, "close_ticket") == 0  # nothing happens before the lead says yes
 
-    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="sam"))
+    await decide(handle, "sam", True)
     result = await handle.result()
 
     assert result.outcome == "completed", result.answer

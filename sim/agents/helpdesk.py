@@ -14,13 +14,20 @@ from datetime import timedelta
 from pydantic import BaseModel, Field
 
 from durable_agents._approvals import ApprovalPolicy, ApprovalRule
-from durable_agents._mcp import FromEnv, MCPServer, StreamableHTTP
+from durable_agents._mcp import FromEnv, MCPServer, MCPToolTerms, StreamableHTTP
 from durable_agents._spec import AgentSpec
 
 # The sim's address, as every sim-backed worker knows it; the MCP endpoint is under it.
 SIM_MCP_URL = FromEnv("DURABLE_AGENTS_SIM_URL", template="{}/mcp", default="http://127.0.0.1:8787")
 
-COMPANY = MCPServer(name="company", transport=StreamableHTTP(url=SIM_MCP_URL))
+# The ticket system checks a token on every change (`sim.mcp_auth`): each call gets its own.
+WRITES = MCPToolTerms(scopes=("tickets:write",))
+COMPANY = MCPServer(
+    name="company",
+    transport=StreamableHTTP(url=SIM_MCP_URL),
+    audience="tickets",
+    tools={"add_ticket_note": WRITES, "close_ticket": WRITES},
+)
 
 
 class TicketToClose(BaseModel):
