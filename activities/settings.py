@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     # client_secret_file (default <state_dir>/credentials.toml).
     idp_token_url: str | None = None
     credentials_file: Path | None = None
+    # People's sign-in and proofs: the OpenID provider (its discovery document is at
+    # <oidc_url>/.well-known/openid-configuration; the sim's, <sim_url>/idp, by default), the
+    # public client agentctl signs in as, and the audience of the proofs workers take.
+    oidc_url: str | None = None
+    oidc_client_id: str = "agentctl"
+    proof_audience: str = "durable-agents"
+    # Where `agentctl login` keeps people's tokens (mode 0600), per Temporal profile; default
+    # $XDG_CONFIG_HOME/durable-agents/signin.json.
+    signin_file: Path | None = None
     audit_path: Path | None = None  # the audit log (default <state_dir>/audit.sqlite3)
     # One audit log for many machines: postgresql://user:password@host:port/db (psycopg 3).
     audit_url: SecretStr | None = None
@@ -78,6 +87,10 @@ class Settings(BaseSettings):
     @property
     def token_url(self) -> str:
         return self.idp_token_url or self.sim_url.rstrip("/") + "/idp/token"
+
+    @property
+    def identity_provider(self) -> str:
+        return (self.oidc_url or self.sim_url.rstrip("/") + "/idp").rstrip("/")
 
     @property
     def credentials_path(self) -> Path:

@@ -20,8 +20,10 @@ from fastapi import FastAPI
 from sim import anthropic_api, company, mcp_server, openai_api, support
 from sim.db import Database
 from sim.faults import FaultBook, admin_router
-from sim.idp import CREDENTIALS_FILE, IdentityProvider, idp_router, shipped_clients
+from sim.idp import ADMIN_FILE, CREDENTIALS_FILE, ISSUER, IdentityProvider, shipped_clients
 from sim.ledger import actions_router, ledger_router, migrate
+from sim.people import PEOPLE_FILE, People
+from sim.signin import idp_router
 
 DEFAULT_DB = Path(".state/sim.db")
 DEFAULT_PORT = 8787
@@ -37,9 +39,13 @@ def create_app(db_path: str | Path, credentials: Path | None = None) -> FastAPI:
     db.apply_schema(support.SUPPORT_SCHEMA)
     faults = FaultBook()
     idp = IdentityProvider(db)
-    idp.bootstrap(credentials or Path(db_path).parent / CREDENTIALS_FILE, shipped_clients())
+    state_dir = (credentials or Path(db_path)).parent
+    idp.bootstrap(credentials or state_dir / CREDENTIALS_FILE, shipped_clients())
+    idp.bootstrap_admin(state_dir / ADMIN_FILE)
+    people = People(db, ISSUER, idp.sign, lambda token: idp.verify(token, ISSUER))
+    people.bootstrap(state_dir / PEOPLE_FILE, directory_people())
     mcp = mcp_server.build_server(db)
-    mcp_routes = mcp_server.routes(mcp)
+    mcp_routes = mcp_server.routes(mcp, idp)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +57,8 @@ def create_app(db_path: str | Path, credentials: Path | None = None) -> FastAPI:
     app.state.faults = faults
     app.state.mcp = mcp
     app.state.idp = idp
-    app.include_router(idp_router(idp))
+    app.state.people = people
+    app.include_router(idp_router(idp, people))
     app.include_router(openai_api.router(faults))
     app.include_router(anthropic_api.router(faults))
     app.include_router(actions_router(db, faults, company.ACTIONS, idp))
@@ -67,6 +74,19 @@ def create_app(db_path: str | Path, credentials: Path | None = None) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+def directory_people() -> list[str]:
+    """Everyone the installed agents' directories name (the sim world's and any plugin's): the
+    sim's provider stands for the company's, which knows everyone a worker does."""
+    from durable_agents._catalog import CatalogError
+    from durable_agents._discovery import discover
+    from sim.agents import AGENTS
+
+    try:
+        return sorted(discover().directory.people)
+    except CatalogError:  # a broken plugin is the worker's to report; the sim's world stands
+        return sorted(AGENTS.directory.people) if AGENTS.directory is not None else []
 
 
 def serve(

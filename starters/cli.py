@@ -297,7 +297,7 @@ async def with_client(address: str | None, work: Callable[[Client], Awaitable[T]
 
 def register_commands() -> None:
     """Every command of agentctl (their modules import only typer at the top)."""
-    from starters import audit_cli, catalog_cli, deploy_cli, inbox, services  # noqa: F401
+    from starters import audit_cli, catalog_cli, deploy_cli, inbox, services, signin  # noqa: F401
 
 
 def main() -> None:

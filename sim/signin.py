@@ -1,0 +1,238 @@
+"""The identity provider's HTTP face (`/idp`): the token endpoint for agents and people, the
+keys, discovery, the admin calls, and the pages people sign in on.
+
+The pages are plain forms, escaped, under a strict Content-Security-Policy, and every POST
+carries a CSRF token that must match the one in its cookie (double submit), so another site
+cannot make a signed-in browser approve a device.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from sim.idp import (
+    ISSUER,
+    TOKEN_EXCHANGE,
+    Conflict,
+    IdentityProvider,
+    Registration,
+    bearer_challenge,
+    oauth_error,
+)
+from sim.people import (
+    CSRF_COOKIE,
+    DEVICE_CODE,
+    DEVICE_LIFETIME_S,
+    PAGE_HEADERS,
+    POLL_INTERVAL_S,
+    PUBLIC_CLIENTS,
+    OAuthError,
+    People,
+    consent_form,
+    page,
+    sign_in_form,
+)
+
+REFRESH = "refresh_token"
+
+
+def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str] | None:
+    """client_secret_basic, or client_secret_post."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            raw = base64.b64decode(header[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, sep, password = raw.partition(":")
+        if not sep:
+            return None
+        return unquote_plus(user), unquote_plus(password)
+    if form.get("client_id") and form.get("client_secret"):
+        return form["client_id"], form["client_secret"]
+    return None
+
+
+def _answer(work: Any) -> JSONResponse:
+    try:
+        body = work()
+    except OAuthError as exc:
+        return oauth_error(exc.status, exc.error, exc.description)
+    return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def _people_grant(people: People, form: dict[str, str]) -> JSONResponse | None:
+    """A public client's grant (a person's), or None for an agent's confidential client."""
+    client_id = form.get("client_id", "")
+    if client_id not in PUBLIC_CLIENTS or form.get("client_secret"):
+        return None
+    grant = form.get("grant_type", "")
+    if grant == DEVICE_CODE:
+        return _answer(lambda: people.poll(client_id, form.get("device_code", "")))
+    if grant == REFRESH:
+        return _answer(lambda: people.refresh(client_id, form.get("refresh_token", "")))
+    if grant == TOKEN_EXCHANGE and form.get("subject_token"):
+        return _answer(lambda: people.proof(client_id, form))
+    return oauth_error(400, "unsupported_grant_type", f"{client_id} may not use {grant[:80]!r}")
+
+
+def _page(body: str, csrf: str, status: int = 200) -> HTMLResponse:
+    response = HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+    response.set_cookie(
+        CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/idp/device", max_age=900
+    )
+    return response
+
+
+def _csrf_ok(request: Request, form: dict[str, str]) -> bool:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = form.get("csrf", "")
+    return bool(cookie) and hmac.compare_digest(cookie, sent)
+
+
+def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
+    router = APIRouter(prefix="/idp", tags=["identity"])
+
+    @router.post("/token")
+    async def token(request: Request) -> JSONResponse:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        answered = _people_grant(people, form)
+        if answered is not None:
+            return answered
+        auth = _client_auth(request, form)
+        client = idp.authenticate(*auth) if auth else None
+        if client is None:
+            return oauth_error(401, "invalid_client", "unknown client or wrong secret")
+        return idp.issue(client, form)
+
+    @router.post("/device_authorization")
+    async def device_authorization(request: Request) -> JSONResponse:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        try:
+            device_code, user_code = people.start_device(
+                form.get("client_id", ""), form.get("scope", "")
+            )
+        except OAuthError as exc:
+            return oauth_error(exc.status, exc.error, exc.description)
+        base = str(request.base_url).rstrip("/") + "/idp/device"
+        return JSONResponse(
+            {
+                "device_code": device_code,
+                "user_code": user_code,
+                "verification_uri": base,
+                "verification_uri_complete": f"{base}?user_code={user_code}",
+                "expires_in": DEVICE_LIFETIME_S,
+                "interval": POLL_INTERVAL_S,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @router.get("/device")
+    def device_page(user_code: str = "") -> HTMLResponse:
+        csrf = secrets.token_urlsafe(24)
+        return _page(sign_in_form(csrf, user_code[:16]), csrf)
+
+    @router.post("/device")
+    async def device_sign_in(request: Request) -> HTMLResponse:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        csrf = secrets.token_urlsafe(24)
+        if not _csrf_ok(request, form):
+            return _page(sign_in_form(csrf, error="The form expired: sign in again."), csrf, 403)
+        device = people.pending(form.get("user_code", "")[:32])
+        if device is None:
+            why = "That code is unknown, expired or already used: ask your device for a new one."
+            return _page(sign_in_form(csrf, error=why), csrf, 400)
+        signed = people.sign_in(device, form.get("username", "")[:200], form.get("password", ""))
+        if signed is None:
+            why = "Wrong name or password."
+            return _page(sign_in_form(csrf, device.user_code, why), csrf, 401)
+        person, ticket = signed
+        return _page(consent_form(csrf, ticket, person, device.client_id, device.scope), csrf)
+
+    @router.post("/device/consent")
+    async def device_consent(request: Request) -> HTMLResponse:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        csrf = secrets.token_urlsafe(24)
+        if not _csrf_ok(request, form):
+            return _page(sign_in_form(csrf, error="The form expired: sign in again."), csrf, 403)
+        done = people.consent(form.get("ticket", ""), form.get("decision") == "allow")
+        if done is None:
+            why = "That sign-in is no longer waiting: start again from your device."
+            return _page(sign_in_form(csrf, error=why), csrf, 400)
+        person, allowed = done
+        text = (
+            f"<p>Signed in as <strong>{person}</strong>. You can close this page and go back "
+            "to your terminal.</p>"
+            if allowed
+            else "<p>Access refused. Nothing was shared with the device.</p>"
+        )
+        return _page(page("Done" if allowed else "Refused", text), csrf)
+
+    @router.get("/userinfo")
+    def userinfo(request: Request) -> JSONResponse:
+        kind, _, value = request.headers.get("authorization", "").partition(" ")
+        try:
+            subject = people.person(value) if kind.lower() == "bearer" else None
+        except OAuthError:
+            subject = None
+        if subject is None:
+            return bearer_challenge(401, "a person's access token is required")
+        return JSONResponse({"sub": subject})
+
+    @router.get("/jwks")
+    def jwks() -> dict[str, Any]:
+        return idp.jwks
+
+    @router.get("/.well-known/openid-configuration")
+    def discovery(request: Request) -> dict[str, Any]:
+        base = str(request.base_url).rstrip("/") + "/idp"
+        return {
+            "issuer": ISSUER,
+            "token_endpoint": f"{base}/token",
+            "jwks_uri": f"{base}/jwks",
+            "device_authorization_endpoint": f"{base}/device_authorization",
+            "userinfo_endpoint": f"{base}/userinfo",
+            "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE, DEVICE_CODE, REFRESH],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            "authorization_details_types_supported": ["durable_agents"],
+        }
+
+    @router.post("/clients")
+    def register(body: Registration, request: Request) -> JSONResponse:
+        if not idp.is_admin(request.headers.get("authorization")):
+            return bearer_challenge(401, "registering a client needs the admin credential")
+        try:
+            client_id, secret = idp.register(
+                body.agent, body.scopes, body.audiences, body.client_id
+            )
+        except Conflict as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        return JSONResponse({"client_id": client_id, "client_secret": secret})
+
+    @router.post("/keys/rotate")
+    def rotate(request: Request) -> JSONResponse:
+        if not idp.is_admin(request.headers.get("authorization")):
+            return bearer_challenge(401, "rotating the signing key needs the admin credential")
+        return JSONResponse({"kid": idp.rotate()})
+
+    @router.get("/issued")
+    def issued(run: str | None = None) -> dict[str, Any]:
+        return {"issued": idp.issued(run)}
+
+    @router.get("/proofs")
+    def proofs(run: str) -> dict[str, Any]:
+        return {"proofs": people.proofs(run)}
+
+    return router

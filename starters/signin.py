@@ -1,0 +1,300 @@
+"""`agentctl login | whoami | logout`, and the proofs every person's message carries.
+
+A person signs in at the configured OpenID provider (DURABLE_AGENTS_OIDC_URL; the sim's by
+default) with the OAuth 2.0 Device Authorization Grant (RFC 8628), through authlib's client:
+the CLI prints a code and the page to enter it on, and polls until the person has signed in and
+consented there. The tokens are kept per Temporal profile in a file only its owner can read
+(DURABLE_AGENTS_SIGNIN_FILE; by default `$XDG_CONFIG_HOME/durable-agents/signin.json`) and
+refreshed when they run out.
+
+Before each message into a run (a decision, a message, an operator's action) the CLI exchanges
+the person's access token for a proof bound to that message (RFC 8693 with RFC 9396
+`authorization_details`, `durable_agents._vocab.proofs`): the run takes the message from the
+proof's subject only, once. The access and refresh tokens never leave this machine but to the
+provider; only the single-use proof goes into the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from starters.cli import app, emit, fail
+from starters.errors import OpError
+
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+SCOPE = "openid runs"
+# An access token is refreshed when it has less than this left.
+MARGIN_S = 30
+NOT_SIGNED_IN = "not signed in: run `agentctl login` first"
+
+
+def _profile() -> str:
+    return os.environ.get("TEMPORAL_PROFILE") or "default"
+
+
+def store_path() -> Path:
+    from activities.settings import get_settings
+
+    given = get_settings().signin_file
+    if given is not None:
+        return given
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "durable-agents" / "signin.json"
+
+
+def _read_store() -> dict[str, Any]:
+    path = store_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise OpError(f"the sign-in file {path} cannot be read ({exc}): `agentctl login`") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _write_store(data: dict[str, Any]) -> None:
+    """Atomically, readable by its owner only (it holds a refresh token)."""
+    path = store_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified: for showing who this machine is signed in as (the run
+    checks the proof's signature; the provider checks the access token's)."""
+    try:
+        part = token.split(".")[1]
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _discover(http: Any, provider: str) -> dict[str, Any]:
+    try:
+        answer = http.request(
+            "GET", f"{provider}/.well-known/openid-configuration", withhold_token=True
+        )
+        answer.raise_for_status()
+        found = answer.json()
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the provider is not usable
+        raise OpError(
+            f"the identity provider at {provider} did not answer its discovery document "
+            f"({type(exc).__name__}: {exc}); is DURABLE_AGENTS_OIDC_URL right (and the sim "
+            "running)?"
+        ) from None
+    if not isinstance(found, dict) or "token_endpoint" not in found:
+        raise OpError(f"{provider} has no OpenID discovery document with a token endpoint")
+    return found
+
+
+def _client() -> Any:
+    from authlib.integrations.httpx_client import OAuth2Client
+
+    from activities.settings import get_settings
+
+    settings = get_settings()
+    return OAuth2Client(
+        settings.oidc_client_id, token_endpoint_auth_method="none", timeout=10.0
+    ), settings
+
+
+def _oauth_call(what: str, work: Any) -> dict[str, Any]:
+    from authlib.integrations.base_client.errors import OAuthError
+
+    try:
+        answer = work()
+    except OAuthError as exc:
+        raise OpError(f"{what}: {exc.error}: {exc.description or ''}".rstrip(": ")) from None
+    except OSError as exc:
+        raise OpError(f"{what}: the identity provider did not answer ({exc})") from None
+    return dict(answer)
+
+
+def login_device(print_to: Any = typer.echo) -> dict[str, Any]:
+    """The device sign-in: the code to enter, then polling until the person has signed in."""
+    from authlib.integrations.base_client.errors import OAuthError
+
+    http, settings = _client()
+    provider = settings.identity_provider
+    with http:
+        found = _discover(http, provider)
+        endpoint = found.get("device_authorization_endpoint")
+        if not endpoint:
+            raise OpError(f"the provider at {provider} offers no device sign-in (RFC 8628)")
+        answer = http.request(
+            "POST",
+            endpoint,
+            data={"client_id": settings.oidc_client_id, "scope": SCOPE},
+            withhold_token=True,
+        )
+        start = (
+            answer.json()
+            if answer.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        if answer.status_code != 200 or "device_code" not in start:
+            raise OpError(f"the provider refused to start a sign-in: {answer.text[:300]}")
+        page = start.get("verification_uri_complete") or start["verification_uri"]
+        print_to(f"To sign in, open {page}")
+        print_to(f"and enter the code {start['user_code']} (it expires in "
+                 f"{int(start.get('expires_in', 600)) // 60} min).")  # fmt: skip
+        interval = float(start.get("interval", 5))
+        deadline = time.monotonic() + float(start.get("expires_in", 600))
+        while time.monotonic() < deadline:
+            time.sleep(interval)
+            try:
+                token = http.fetch_token(
+                    found["token_endpoint"],
+                    grant_type=DEVICE_CODE,
+                    device_code=start["device_code"],
+                    client_id=settings.oidc_client_id,
+                )
+            except OAuthError as exc:
+                if exc.error == "authorization_pending":
+                    continue
+                if exc.error == "slow_down":
+                    interval += 5
+                    continue
+                raise OpError(f"sign-in failed: {exc.error}: {exc.description or ''}") from None
+            return _remember(provider, found, dict(token))
+    raise OpError("the sign-in was not finished in time: run `agentctl login` again")
+
+
+def _remember(provider: str, found: dict[str, Any], token: dict[str, Any]) -> dict[str, Any]:
+    said = claims(str(token.get("access_token", "")))
+    entry = {
+        "provider": provider,
+        "issuer": found.get("issuer", ""),
+        "token_endpoint": found["token_endpoint"],
+        "subject": said.get("sub", ""),
+        "access_token": token["access_token"],
+        "refresh_token": token.get("refresh_token", ""),
+        "expires_at": float(token.get("expires_at") or time.time() + 300),
+    }
+    data = _read_store()
+    data[_profile()] = entry
+    _write_store(data)
+    return entry
+
+
+def session(refresh: bool = True) -> dict[str, Any]:
+    """This profile's sign-in, its access token refreshed if it runs out; OpError if there
+    is none (or it can no longer be refreshed)."""
+    from activities.settings import get_settings
+
+    entry = _read_store().get(_profile())
+    provider = get_settings().identity_provider
+    if not isinstance(entry, dict) or not entry.get("access_token"):
+        raise OpError(NOT_SIGNED_IN)
+    if entry.get("provider") != provider:
+        raise OpError(
+            f"signed in at {entry.get('provider')}, but the identity provider is now "
+            f"{provider}: run `agentctl login` again"
+        )
+    if refresh and float(entry.get("expires_at", 0)) - MARGIN_S < time.time():
+        if not entry.get("refresh_token"):
+            raise OpError(f"the sign-in ran out: {NOT_SIGNED_IN}")
+        http, settings = _client()
+        with http:
+            token = _oauth_call(
+                "the sign-in could not be renewed (run `agentctl login`)",
+                lambda: http.refresh_token(
+                    entry["token_endpoint"],
+                    refresh_token=entry["refresh_token"],
+                    client_id=settings.oidc_client_id,
+                ),
+            )
+        entry = _remember(provider, {"issuer": entry["issuer"], **entry}, token)
+    return entry
+
+
+def proof(details: dict[str, Any]) -> tuple[str, str]:
+    """(the signed-in person, a proof that they send the message `details` describe)."""
+    from activities.settings import get_settings
+
+    entry = session()
+    http, settings = _client()
+    with http:
+        answer = _oauth_call(
+            "the identity provider gave no proof",
+            lambda: http.fetch_token(
+                entry["token_endpoint"],
+                grant_type=TOKEN_EXCHANGE,
+                subject_token=entry["access_token"],
+                subject_token_type=ACCESS_TOKEN_TYPE,
+                audience=get_settings().proof_audience,
+                authorization_details=json.dumps([details]),
+                client_id=settings.oidc_client_id,
+            ),
+        )
+    token = answer.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise OpError("the identity provider answered with no proof")
+    return str(entry["subject"]), token
+
+
+def signed_in_as(claimed: str | None) -> str:
+    """The signed-in person; `--as` (optional) must name them."""
+    from starters import ops
+
+    named = ops.person(claimed) if claimed is not None else None
+    who = str(session(refresh=False).get("subject", ""))
+    if named is not None and named != who:
+        raise OpError(
+            f"--as {claimed!r}, but this machine is signed in as {who!r}: leave --as out, or "
+            f"`agentctl login` as {claimed!r}"
+        )
+    return who
+
+
+@app.command()
+def login() -> None:
+    """Sign in at the identity provider (device sign-in): every decision, message and
+    operator action you send then carries proof that it is yours."""
+    from starters.cli import call_sync
+
+    entry = call_sync(login_device)
+    typer.echo(f"signed in as {entry['subject']} at {entry['issuer']}")
+
+
+@app.command()
+def whoami(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Who this machine is signed in as (for the current Temporal profile)."""
+    from starters.cli import call_sync
+
+    entry = call_sync(session)
+    shown = {
+        "subject": entry["subject"],
+        "issuer": entry["issuer"],
+        "provider": entry["provider"],
+        "profile": _profile(),
+        "access_expires_at": int(entry["expires_at"]),
+    }
+    emit(shown, f"{entry['subject']} (issuer {entry['issuer']}, profile {_profile()})", as_json)
+
+
+@app.command()
+def logout() -> None:
+    """Forget this profile's sign-in on this machine."""
+    data = _read_store()
+    if data.pop(_profile(), None) is None:
+        fail("not signed in (nothing to forget)")
+    _write_store(data)
+    typer.echo("signed out")
