@@ -67,7 +67,7 @@ from durable_agents._vocab.models import (
 if TYPE_CHECKING:
     from workers.plugin import DurableAgentsPlugin
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ASK_HUMAN",

@@ -27,16 +27,23 @@ from activities.settings import get_settings
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._codec import data_converter
 from durable_agents._directory import Directory
+from durable_agents._issuer import LocalIssuer
 from durable_agents._scripted import ScriptedModel
 from durable_agents._spec import AgentSpec
+from durable_agents._vocab import proofs as proof_details
 from durable_agents._vocab.models import (
+    AbortRequest,
     AgentResult,
     AgentRun,
     AgentStatus,
     Approval,
     Decision,
+    MessageAck,
+    OperatorRequest,
     TranscriptEntry,
+    UserMessage,
 )
+from durable_agents._vocab.names import DECIDE_UPDATE, MESSAGE_UPDATE
 from workers.plugin import DurableAgentsPlugin
 from workflows.agent import AgentWorkflow
 from workflows.search import ALL as SEARCH_ATTRIBUTES
@@ -120,6 +127,8 @@ class AgentEnvironment:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._set: list[str] = []
         self._started: list[WorkflowHandle[Any, AgentResult]] = []
+        # Signs the proofs of the people a test speaks for, as a signed-in person's provider.
+        self.issuer = LocalIssuer()
 
     @property
     def env(self) -> WorkflowEnvironment:
@@ -131,7 +140,12 @@ class AgentEnvironment:
         if self._env is None:
             self._env = await start_time_skipping()
         try:
-            plugin = DurableAgentsPlugin(self.catalog, models=self._models, data_converter=False)
+            plugin = DurableAgentsPlugin(
+                self.catalog,
+                models=self._models,
+                data_converter=False,
+                proofs=self.issuer.trust(),
+            )
             worker = Worker(self._env.client, task_queue=self.task_queue, plugins=[plugin])
             await worker.__aenter__()
             self._worker = worker
@@ -230,8 +244,7 @@ class AgentEnvironment:
             for approval in status.approvals:
                 decision = answer(approval) if approval.state == "pending" else None
                 if decision is not None:
-                    decision = decision.model_copy(update={"approval_id": approval.id})
-                    await handle.execute_update(AgentWorkflow.decide, decision)
+                    await self.decide(handle, approval, decision)
                     decided = True
             if decided:
                 continue
@@ -239,6 +252,39 @@ class AgentEnvironment:
                 await self.env.sleep(step)  # nobody here answers: let simulated time run
             else:
                 await asyncio.sleep(POLL)
+
+    async def proof(self, person: str, details: dict[str, Any]) -> str:
+        """A proof, signed by this environment's issuer, that `person` sends the message
+        `details` describe (`durable_agents._vocab.proofs` builds them)."""
+        return self.issuer.proof(person, details)
+
+    async def decide(
+        self, handle: WorkflowHandle[Any, Any], approval: Approval, decision: Decision
+    ) -> Approval:
+        """Send `decision` on `approval` as its approver, with a proof."""
+        person = decision.approver or ""
+        details = proof_details.decision(
+            handle.id, approval.id, decision.approve, approval.digest, decision.reason
+        )
+        signed = decision.model_copy(
+            update={"approval_id": approval.id, "proof": await self.proof(person, details)}
+        )
+        return await handle.execute_update(DECIDE_UPDATE, signed, result_type=Approval)
+
+    async def message(self, handle: WorkflowHandle[Any, Any], person: str, text: str) -> Any:
+        """Send the run a message (the `message` update) as `person`, with a proof."""
+        proof = await self.proof(person, proof_details.message(handle.id, text))
+        return await handle.execute_update(
+            MESSAGE_UPDATE, UserMessage(text=text, proof=proof), result_type=MessageAck
+        )
+
+    async def operate(
+        self, handle: WorkflowHandle[Any, Any], action: str, person: str, reason: str = ""
+    ) -> None:
+        """Signal `resume`, `retry_turn` or `abort` as `person`, with a proof."""
+        proof = await self.proof(person, proof_details.operator(handle.id, action, reason))
+        model = AbortRequest if action == "abort" else OperatorRequest
+        await handle.signal(action, model(reason=reason, proof=proof))
 
     def _step(self) -> timedelta:
         """How far simulated time moves at once: half the shortest life of an approval any

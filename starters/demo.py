@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import threading
 import uuid
 from contextlib import AsyncExitStack
 from datetime import date, timedelta
@@ -45,6 +47,23 @@ async def wait_until(client, run_id: str, status: str, timeout: float = 60):  # 
     raise ops.OpError(f"run {run_id} did not reach {status} within {timeout:g} s")
 
 
+async def sign_in(base: str, state_dir: Path, person: str) -> str:
+    """`agentctl login` as `person`, who signs in on the sim's pages as a browser would."""
+    from sim.person import approve_device, password
+    from starters import signin
+
+    def shown(text: str) -> None:
+        say(f"  {text}")
+        code = re.search(r"code ([A-Z]+)", text)
+        if code is not None:
+            secret = password(state_dir, person)
+            args = (base, code.group(1), person, secret)
+            threading.Thread(target=approve_device, args=args, daemon=True).start()
+
+    entry = await asyncio.to_thread(signin.login_device, shown)
+    return str(entry["subject"])
+
+
 async def run_demo(state_dir: Path, keep: bool) -> bool:
     dev = DevServer(
         db_file=state_dir / "temporal.db", port=free_port(7233), ui_port=free_port(8233)
@@ -64,6 +83,8 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     await asyncio.to_thread(sim.start)
     stack.callback(sim.stop)
     os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
+    # The people the demo plays sign in here (a file of the demo's own, not yours).
+    os.environ["DURABLE_AGENTS_SIGNIN_FILE"] = str(state_dir / "demo-signin.json")
     # The worker below acts as the agents the sim just gave credentials to.
     os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
     get_settings.cache_clear()
@@ -106,16 +127,19 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     status = await ops.status(client, handle.id)
     [asked] = [a for a in status.approvals if a.id == row["approval"]]
     say(render.approval(asked, status.agent) + "\n")
-    say(
-        f"approving as hana (hr-managers): agentctl approve {handle.id} --as hana "
-        f"--digest {asked.digest}"
-    )
+    say("hana (hr-managers) signs in: agentctl login", bold=True)
+    hana = await sign_in(sim.url, state_dir, "hana")
+    say(f"signed in as {hana}, as the identity provider proves it\n")
+    say(f"{hana} approves: agentctl approve {handle.id} --digest {asked.digest}")
     decided = await inbox.decide(
         client,
         handle.id,
-        Decision(approve=True, approver="hana", reason="warm and accurate", digest=asked.digest),
+        Decision(approve=True, approver=hana, reason="warm and accurate", digest=asked.digest),
     )
-    say(inbox.show(decided) + "\n")
+    say(
+        inbox.show(decided)
+        + f"\n  (proof {decided.proof_id} from {decided.proof_issuer}, checked by the worker)\n"
+    )
     outcome = await asyncio.wait_for(handle.result(), timeout=120)
 
     say("transcript", bold=True)
@@ -155,6 +179,8 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     effects = [r for r in trail if r.entry.kind == "side_effect"]
     return (
         outcome.outcome == "completed"
+        and decided.decided_by == hana == "hana"
+        and bool(decided.proof_id)
         and all(v == 1 for v in counts.values())
         and all((e["agent"], e["principal"]) == ("onboarding", "hr-demo") for e in made)
         and len(effects) == 3

@@ -32,7 +32,12 @@ Run = Annotated[str, typer.Argument(metavar="RUN", help="The run (workflow id)."
 Address = Annotated[str | None, typer.Option(help="Temporal address.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 User = Annotated[
-    str, typer.Option("--as", help="Who decides: a person of the directory (checked by the run).")
+    str | None,
+    typer.Option(
+        "--as",
+        help="Who decides: must be who this machine is signed in as (`agentctl login`); the "
+        "run takes the decision from the signed-in person's proof.",
+    ),
 ]
 Digest = Annotated[
     str | None,
@@ -145,6 +150,7 @@ async def decide(client: Client, run_id: str, decision: Decision) -> Approval:
     finished = ops.finished(desc)
     if finished is None:
         handle = client.get_workflow_handle(run_id)
+        decision = await proven(client, run_id, decision)
         try:
             return await ops.update(
                 client,
@@ -247,14 +253,14 @@ def approvals_show(
 
 
 def _decision(
-    approval_id: str | None, approve: bool, user: str, reason: str, digest: str | None
+    approval_id: str | None, approve: bool, user: str | None, reason: str, digest: str | None
 ) -> Decision:
-    """The decision as the run reads it, checked here first: who (the directory), the digest's
-    form; anything else the run refuses is refused by its validator."""
+    """The decision as the run reads it, checked here first: who (the signed-in person; --as
+    must be them), the digest's form; the proof is added once the approval is known."""
     from durable_agents._vocab.models import Decision
-    from starters import ops
+    from starters import signin
 
-    approver = ops.person(user)
+    approver = signin.signed_in_as(user)
     if digest is not None and not DIGEST.fullmatch(digest):
         raise OpError(
             f"--digest {digest!r} is not a digest (16 hex characters): "
@@ -267,6 +273,55 @@ def _decision(
         approver=approver,
         reason=reason,
         digest=digest,
+    )
+
+
+async def proven(client: Client, run_id: str, decision: Decision) -> Decision:
+    """The decision with its approval named and a proof, from the signed-in person, for
+    exactly it: this approval of this run, this verdict, these arguments (their digest), this
+    reason."""
+    import asyncio
+
+    from durable_agents._vocab import proofs
+    from starters import ops, signin
+
+    if decision.approval_id is not None and decision.digest is not None:
+        # What the approver read names it all: no need to ask the run (whose worker may be
+        # away: the decision then waits for one).
+        details = proofs.decision(
+            run_id, decision.approval_id, decision.approve, decision.digest, decision.reason
+        )
+        person, proof = await asyncio.to_thread(signin.proof, details)
+        return decision.model_copy(update={"approver": person, "proof": proof})
+    status = await ops.status(client, run_id)
+    pending = [a for a in status.approvals if a.state == "pending"]
+    if decision.approval_id is not None:
+        chosen = [a for a in status.approvals if a.id == decision.approval_id]
+    else:
+        chosen = pending if len(pending) == 1 else []
+        if not pending and status.approvals:  # a repeat of a decision already made
+            chosen = [status.approvals[-1]]
+    if not chosen:
+        ids = ", ".join(a.id for a in pending) or "none"
+        if decision.approval_id is not None:
+            raise OpError(
+                f"decision refused: no approval {decision.approval_id!r} on this run; "
+                f"pending: {ids}"
+            )
+        raise OpError(f"decision refused: name the approval to decide; pending: {ids}")
+    approval = chosen[0]
+    if decision.digest is not None and decision.digest != approval.digest:
+        raise OpError(
+            f"decision refused: approval {approval.id} is for arguments with digest "
+            f"{approval.digest}, not {decision.digest}: look again with `agentctl approvals "
+            f"show {run_id}`"
+        )
+    details = proofs.decision(
+        run_id, approval.id, decision.approve, approval.digest, decision.reason
+    )
+    person, proof = await asyncio.to_thread(signin.proof, details)
+    return decision.model_copy(
+        update={"approval_id": approval.id, "approver": person, "proof": proof}
     )
 
 
@@ -286,7 +341,7 @@ def built(model: type[M], **fields: Any) -> M:
 def _decide(
     run_id: str,
     approval_id: str | None,
-    user: str,
+    user: str | None,
     reason: str,
     approve: bool,
     digest: str | None,
@@ -342,22 +397,29 @@ def reject(
 def message(
     run_id: Run,
     text: str,
-    user: Annotated[str, typer.Option("--as", help="The run's principal.")],
+    user: Annotated[
+        str | None,
+        typer.Option("--as", help="The run's principal: must be who this machine is signed in as."),
+    ] = None,
     address: Address = None,
 ) -> None:
     """Answer the agent's question, or give it a follow-up for its next turn.
 
     Exit 3: sent but not confirmed in time (it may still be taken; `agentctl transcript RUN`
     shows it once it is)."""
-    from starters import ops
+    from starters import signin
 
-    sender = call_sync(lambda: ops.person(user))
+    call_sync(lambda: signin.signed_in_as(user))
 
     async def go() -> MessageAck:
+        import asyncio
+
         from temporalio.client import WorkflowUpdateFailedError
         from temporalio.exceptions import ApplicationError
 
+        from durable_agents._vocab import proofs
         from durable_agents._vocab.models import MessageAck, UserMessage
+        from starters import ops
 
         client = await ops.connect(address)
         desc = await ops.describe(client, run_id)
@@ -365,7 +427,9 @@ def message(
         if finished is not None:
             raise OpError(f"run {run_id!r} has finished ({finished}); it takes no more messages")
         handle = client.get_workflow_handle(run_id)
-        msg = built(UserMessage, text=text, sender=sender)
+        msg = built(UserMessage, text=text)
+        sender, msg.proof = await asyncio.to_thread(signin.proof, proofs.message(run_id, text))
+        msg.sender = sender
         try:
             return await ops.update(
                 client,
@@ -389,28 +453,39 @@ def message(
         typer.echo("queued for next turn")
 
 
-Operator = Annotated[str, typer.Option("--as", help="Who asks: a person of the directory.")]
+Operator = Annotated[
+    str | None,
+    typer.Option("--as", help="Who asks: must be who this machine is signed in as."),
+]
 
 
 async def _operate(address: str | None, run_id: str, signal: str, arg: Any) -> None:
-    """Check the run needs attention, then send the operator's choice."""
-    from starters import ops
+    """Check the run needs attention, then send the operator's choice with a proof for it."""
+    import asyncio
+
+    from durable_agents._vocab import proofs
+    from starters import ops, signin
 
     client = await ops.connect(address)
     status = await ops.status(client, run_id)
     if status.status != "needs_attention":
         raise OpError(f"run {run_id} does not need attention (it is {status.status})")
+    person, arg.proof = await asyncio.to_thread(
+        signin.proof, proofs.operator(run_id, signal, arg.reason)
+    )
+    arg.by = person
     await client.get_workflow_handle(run_id).signal(signal, arg)
 
 
 OperatorReason = Annotated[str, typer.Option(help="Why; recorded in the run's transcript.")]
 
 
-def _operator_request(user: str, reason: str) -> Any:
+def _operator_request(user: str | None, reason: str) -> Any:
     from durable_agents._vocab.models import OperatorRequest
-    from starters import ops
+    from starters import signin
 
-    return built(OperatorRequest, by=ops.person(user), reason=reason)
+    signin.signed_in_as(user)
+    return built(OperatorRequest, reason=reason)
 
 
 @app.command()
@@ -447,11 +522,11 @@ def abort(
     """End a run that needs attention, as `aborted`; a saga undoes its steps first."""
     from durable_agents._vocab.models import AbortRequest
     from durable_agents._vocab.text import printable
-    from starters import ops
+    from starters import ops, signin
 
-    by = call_sync(lambda: ops.person(user))
+    call_sync(lambda: signin.signed_in_as(user))
     if not reason.strip():
         fail("--reason must say why the run is aborted")
-    request = call_sync(lambda: built(AbortRequest, reason=reason, by=by))
+    request = call_sync(lambda: built(AbortRequest, reason=reason))
     call(lambda: _operate(address, run_id, ops.ABORT_SIGNAL, request))
     typer.echo(f"aborted {run_id}: {printable(reason, 400)}")

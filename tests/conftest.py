@@ -20,6 +20,7 @@ from activities.settings import get_settings
 from sim.runner import SimServer
 from starters.devserver import VERSIONING, binary
 from tests.helpers import SimTokens, start_time_skipping
+from tests.people import People
 from workers.main import build_worker
 from workflows.search import ALL as SEARCH_ATTRIBUTES
 
@@ -40,6 +41,21 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     get_settings.cache_clear()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _signed_in(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """In a test with the sim: its people can sign in (`people`, `People.current`)."""
+    if "sim" in request.fixturenames:
+        sim = request.getfixturevalue("sim")
+        People.current = People.of(sim.url, sim.db_path.parent, tmp_path_factory)
+
+
+@pytest.fixture
+def people(sim: SimServer) -> People:
+    """The sim world's people, signed in at its identity provider (tests/people.py)."""
+    assert People.current is not None and People.current.base == sim.url
+    return People.current
 
 
 @pytest.fixture

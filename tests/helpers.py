@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import AgentResult, AgentRun, AgentStatusValue, Approval, Decision
+from durable_agents._vocab.models import AgentResult, AgentRun, AgentStatusValue, Approval
 from starters import ops
 from starters.devserver import binary
 from workflows.agent import AgentWorkflow
@@ -87,10 +87,12 @@ async def approve_pending(
     handle: WorkflowHandle[Any, Any], approver: str = "hana", timeout: float = 30
 ) -> Approval:
     """Wait for the run to ask for approval, then approve it through the `decide` update."""
+    from tests.people import People
+
     await wait_for_status(handle, "waiting_approval", timeout)
-    return await handle.execute_update(
-        AgentWorkflow.decide, Decision(approve=True, approver=approver, reason="looks right")
-    )
+    assert People.current is not None, "approve_pending needs the sim (its people sign in there)"
+    approval: Approval = await People.current.decide(handle, approver, True, "looks right")
+    return approval
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

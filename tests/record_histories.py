@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.settings import get_settings
 from durable_agents import __version__
-from durable_agents._vocab.models import AgentRun, Decision, EventSignal
+from durable_agents._vocab.models import AgentRun, EventSignal
 from sim.runner import SimServer
 from starters import ops
 from tests.helpers import (
@@ -30,6 +30,7 @@ from tests.helpers import (
     start_time_skipping,
     wait_for_status,
 )
+from tests.people import People, decide
 from tests.test_refund import seed, start_refund
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
@@ -63,8 +64,7 @@ async def record_refund(env: WorkflowEnvironment, sim_url: str, name: str, appro
             waiting = await handle.fetch_history()
             (HISTORIES / "refund_waiting_approval.json").write_text(waiting.to_json())
         await env.sleep(timedelta(hours=30))  # past the escalation
-        decision = Decision(approve=approve, approver="maria", reason="checked the photos")
-        await handle.execute_update(AgentWorkflow.decide, decision)
+        await decide(handle, "maria", approve, "checked the photos")
         await handle.result()
         history = await handle.fetch_history()
     (HISTORIES / f"{name}.json").write_text(history.to_json())
@@ -121,9 +121,10 @@ async def record_refused(env: WorkflowEnvironment) -> None:
         await handle.signal("approve", {"approver": "hana", "approved": False})
         await handle.signal("event", args=[{"name": "clearance_granted"}, {"name": "x"}])
         await handle.signal("evnet", {"name": "clearance_granted"})
-        await handle.signal("resume", {"by": "olga"})
+        await handle.signal("resume", {"by": "olga"})  # a name, no proof
         await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
-        await approve_pending(handle, approver="HANA")
+        await wait_for_status(handle, "waiting_approval")
+        await decide(handle, "hana", True, approver="HANA")
         await handle.result()
         history = await handle.fetch_history()
     (HISTORIES / "onboarding_messages_refused.json").write_text(history.to_json())
@@ -133,7 +134,10 @@ async def record_refused(env: WorkflowEnvironment) -> None:
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
+        os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
         get_settings.cache_clear()
+        # The people who decide sign in at the sim's provider; their proofs go into history.
+        People.current = People(sim.url, sim.db_path.parent, Path(tmp))
         env = await start_time_skipping()
         try:
             HISTORIES.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +13,15 @@ from temporalio.testing import WorkflowEnvironment
 from durable_agents._vocab.models import Decision, EventSignal
 from tests.helpers import start_onboarding, wait_for_status
 from workflows.agent import AgentWorkflow
+
+
+async def wait_for_refusals(handle: WorkflowHandle[Any, Any], count: int) -> None:
+    """Signals with proofs are checked by a local activity: wait until `count` are refused."""
+    for _ in range(200):
+        if len((await handle.query(AgentWorkflow.status)).refused) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} refusals recorded")
 
 
 async def at_the_gate(
@@ -31,13 +41,13 @@ async def updates_in_history(handle: WorkflowHandle[Any, Any]) -> int:
     return count
 
 
-async def refused(handle: WorkflowHandle[Any, Any], decision: Decision) -> str:
+async def refused(handle: WorkflowHandle[Any, Any], decision: Any) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await handle.execute_update(AgentWorkflow.decide, decision)
+        await decision
     return str(info.value.cause)
 
 
-async def test_the_record_says_what_waits_and_for_whom(ts_env, ts_worker, task_queue):
+async def test_the_record_says_what_waits_and_for_whom(ts_env, ts_worker, task_queue, people):
     handle = await at_the_gate(ts_env, task_queue)
     status = await handle.query(AgentWorkflow.status)
     [approval] = status.approvals
@@ -50,29 +60,25 @@ async def test_the_record_says_what_waits_and_for_whom(ts_env, ts_worker, task_q
     kinds = [e.kind for e in await handle.query(AgentWorkflow.transcript)]
     assert "approval" in kinds
     # Leave nothing running: an orphaned run's timers stall the time-skipping server.
-    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="hana"))
+    await people.decide(handle, "hana", True)
     await handle.result()
 
 
-async def test_validator_refuses_before_history(ts_env, ts_worker, task_queue, ledger):
+async def test_validator_refuses_before_history(ts_env, ts_worker, task_queue, ledger, people):
     handle = await at_the_gate(ts_env, task_queue)
 
-    stranger = await refused(handle, Decision(approve=True, approver="mallory"))
-    unknown = await refused(handle, Decision(approve=True, approval_id="apr-9", approver="hana"))
-    stale = await refused(handle, Decision(approve=True, approver="hana", digest="0" * 16))
+    stranger = await refused(handle, people.decide(handle, "mallory", True))
+    unknown = await refused(handle, people.decide(handle, "hana", True, approval_id="apr-9"))
+    stale = await refused(handle, people.decide(handle, "hana", True, digest="0" * 16))
     assert "'mallory' may not decide approval apr-1" in stranger
     assert "no approval 'apr-9'" in unknown and "pending: apr-1" in unknown
     assert "digest" in stale
     assert await updates_in_history(handle) == 0
 
-    first = await handle.execute_update(
-        AgentWorkflow.decide, Decision(approve=True, approver="hana")
-    )
-    again = await handle.execute_update(
-        AgentWorkflow.decide, Decision(approve=True, approver="hana")
-    )
+    first = await people.decide(handle, "hana", True)
+    again = await people.decide(handle, "hana", True)
     assert again == first  # idempotent: the first decision stands
-    second = await refused(handle, Decision(approver="hugo", approve=False))
+    second = await refused(handle, people.decide(handle, "hugo", False))
     assert "already approved by hana" in second
     assert await updates_in_history(handle) == 2
 
@@ -81,32 +87,34 @@ async def test_validator_refuses_before_history(ts_env, ts_worker, task_queue, l
     assert ledger(handle.id, "send_email") == 1
 
 
-async def test_four_eyes_the_runs_own_principal_may_not_approve(ts_env, ts_worker, task_queue):
+async def test_four_eyes_the_runs_own_principal_may_not_approve(
+    ts_env, ts_worker, task_queue, people
+):
     handle = await at_the_gate(ts_env, task_queue, principal="hana")  # hana is an HR manager
     assert "may not approve its own request" in await refused(
-        handle, Decision(approve=True, approver="hana")
+        handle, people.decide(handle, "hana", True)
     )
-    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="hugo"))
+    await people.decide(handle, "hugo", True)
     assert (await handle.result()).outcome == "completed"
 
 
-async def test_a_refused_signal_changes_nothing(dev_env, dev_worker, task_queue, ledger):
+async def test_a_refused_signal_changes_nothing(dev_env, dev_worker, task_queue, ledger, people):
     # On the dev server: the time-skipping server mis-serves a query on a closed run whose
     # history has signals (a full Replayer run of the same history passes).
     handle = await at_the_gate(dev_env, task_queue)
     before = await handle.query(AgentWorkflow.status)
 
-    await handle.signal(AgentWorkflow.approve, Decision(approve=True, approver="mallory"))
-    await handle.signal(
-        AgentWorkflow.reject, Decision(approve=False, approval_id="apr-7", approver="hana")
-    )
+    await people.decide(handle, "mallory", True, signal="approve")
+    await people.decide(handle, "hana", False, approval_id="apr-7", signal="reject")
+    # Without a proof (the claimed name alone), or a name that is not the proof's: refused.
+    await handle.signal(AgentWorkflow.approve, Decision(approve=True, approver="hana"))
+    await people.decide(handle, "hugo", True, signal="approve", approver="hana")
+    await wait_for_refusals(handle, 4)
     after = await handle.query(AgentWorkflow.status)
     assert after.approvals == before.approvals
     assert after.status == "waiting_approval"
 
-    await handle.signal(
-        AgentWorkflow.reject, Decision(approve=False, approver="hugo", reason="too casual")
-    )
+    await people.decide(handle, "hugo", False, "too casual", signal="reject")
     result = await handle.result()
     assert ledger(handle.id, "send_email") == 0
     await handle.fetch_history()
@@ -120,12 +128,10 @@ async def test_a_refused_signal_changes_nothing(dev_env, dev_worker, task_queue,
 
 
 async def test_escalates_after_a_day_and_approval_on_day_two_completes(
-    ts_env, ts_worker, task_queue, ledger
+    ts_env, ts_worker, task_queue, ledger, people
 ):
     handle = await at_the_gate(ts_env, task_queue)
-    assert "may not decide" in await refused(
-        handle, Decision(approve=True, approver="olga")
-    )  # not yet
+    assert "may not decide" in await refused(handle, people.decide(handle, "olga", True))
 
     await ts_env.sleep(timedelta(hours=25))
     [approval] = (await handle.query(AgentWorkflow.status)).approvals
@@ -134,9 +140,7 @@ async def test_escalates_after_a_day_and_approval_on_day_two_completes(
     assert abs(waited - timedelta(hours=24)) < timedelta(seconds=1)
 
     await ts_env.sleep(timedelta(hours=23))  # day 2
-    decided = await handle.execute_update(
-        AgentWorkflow.decide, Decision(approve=True, approver="olga")
-    )
+    decided = await people.decide(handle, "olga", True)
     assert decided.state == "approved"
     assert (await handle.result()).outcome == "completed"
     assert ledger(handle.id, "send_email") == 1

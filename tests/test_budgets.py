@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from durable_agents._vocab.models import AgentRun, BudgetOverride, Decision
+from durable_agents._vocab.models import AgentRun, BudgetOverride
 from starters import ops
 from tests.helpers import start_onboarding, wait_for_status
+from tests.people import decide
 from workflows.agent import AgentWorkflow
 
 
@@ -54,9 +55,7 @@ async def test_an_approved_extension_lets_the_run_go_on(ts_env, ts_worker, task_
         "failed",
     ):
         if status.status == "waiting_approval":
-            await handle.execute_update(
-                AgentWorkflow.decide, Decision(approve=True, approver="olga")
-            )
+            await decide(handle, "olga", True)
             extensions += 1
         assert extensions < 10
         await asyncio.sleep(0.1)

@@ -22,11 +22,13 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
+from activities.settings import get_settings
 from durable_agents._discovery import discover
 from starters import ops
 from starters.cli import app, register_commands
 from starters.devserver import free_port
 from tests.helpers import hire
+from tests.people import signed_in_env
 
 register_commands()  # every command, as `main()` does
 RUNNER = CliRunner()
@@ -34,7 +36,14 @@ AGENTCTL = Path(sys.executable).parent / "agentctl"
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    return RUNNER.invoke(app, list(args), env=env)
+    """`agentctl ARGS` in this process; a command that sends a person's message with `--as P`
+    runs signed in as P (tests/people.py)."""
+    env = signed_in_env(args, env)
+    get_settings.cache_clear()  # the command reads its settings from `env`
+    try:
+        return RUNNER.invoke(app, list(args), env=env or None)
+    finally:
+        get_settings.cache_clear()
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> Result:

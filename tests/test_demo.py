@@ -25,9 +25,15 @@ def test_the_demo_runs_an_agent_with_an_approval_and_shows_the_record(tmp_path: 
     )
     out = done.stdout
     assert done.returncode == 0, (out[-3000:], done.stderr[-3000:])
-    assert "approving as hana (hr-managers)" in out
+    # hana signs in on the provider's pages, and her decision carries her proof.
+    assert "hana (hr-managers) signs in: agentctl login" in out
+    assert "To sign in, open http://127.0.0.1:" in out
+    assert "signed in as hana, as the identity provider proves it" in out
+    assert "apr-1 approved by hana at " in out
+    assert "(proof " in out and " from urn:durable-agents:sim:idp, checked by the worker)" in out
     assert "sim ledger for this run: create_mailbox=1, order_laptop=1, send_email=1" in out
     for action, scope in (("create_mailbox", "hr:write"), ("send_email", "mail:send")):
         assert f"{action}: agent onboarding for hr-demo, scope {scope}, token onboarding-" in out
     assert "hash chain holds" in out
-    assert (tmp_path / "credentials.toml").stat().st_mode & 0o077 == 0  # the owner's only
+    for secret in ("credentials.toml", "people.toml", "idp-admin.secret", "demo-signin.json"):
+        assert (tmp_path / secret).stat().st_mode & 0o077 == 0, secret  # the owner's only

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from durable_agents import DurableAgentsPlugin
 from durable_agents._discovery import installed
 from durable_agents._vocab.models import AgentResult
+from tests.people import signed_in_env
 from workflows.agent import AgentWorkflow
 
 
@@ -28,6 +29,7 @@ def agentctl(*args: str) -> list[str]:
 
 
 async def run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    env = signed_in_env(args[1:], env)  # approve --as olga: olga signed in
     proc = await asyncio.create_subprocess_exec(
         *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from durable_agents._vocab.models import AbortRequest, AgentRun, EventSignal, OperatorRequest
+from durable_agents._vocab.models import AgentRun, EventSignal
 from starters import ops
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
+from tests.people import operator
 from tests.test_cli import address, cli, error, ok
 from workflows.agent import AgentWorkflow
 
@@ -44,7 +45,7 @@ async def test_auth_failure_parks_with_reason_and_resume_goes_on(
     assert status.turn == 1 and status.usage.input_tokens == 0  # context intact, nothing lost
 
     await handle.signal(
-        AgentWorkflow.resume, OperatorRequest(by="olga")
+        AgentWorkflow.resume, operator(handle.id, "resume", "olga")
     )  # the operator fixed the key
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await approve_pending(handle)
@@ -58,7 +59,7 @@ async def test_abort_ends_a_parked_run(ts_env, ts_worker, task_queue, fault, led
     await wait_for_status(handle, "needs_attention")
     assert "ContextWindowExceeded" in ((await handle.query(AgentWorkflow.status)).last_error or "")
 
-    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="wrong hire", by="olga"))
+    await handle.signal(AgentWorkflow.abort, operator(handle.id, "abort", "olga", "wrong hire"))
     result = await handle.result()
 
     assert result.outcome == "aborted"
@@ -70,8 +71,8 @@ async def test_abort_ends_a_parked_run(ts_env, ts_worker, task_queue, fault, led
 async def test_resume_is_ignored_when_nothing_is_parked(ts_env, ts_worker, task_queue):
     handle = await start_onboarding(ts_env.client, task_queue)
     await wait_for_status(handle, "waiting_event")
-    await handle.signal(AgentWorkflow.resume, OperatorRequest(by="olga"))
-    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="no", by="olga"))
+    await handle.signal(AgentWorkflow.resume, operator(handle.id, "resume", "olga"))
+    await handle.signal(AgentWorkflow.abort, operator(handle.id, "abort", "olga", "no"))
     assert (await handle.query(AgentWorkflow.status)).status == "waiting_event"
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await approve_pending(handle)
@@ -139,12 +140,14 @@ async def test_a_looping_agent_is_stopped_and_parked(ts_env, ts_worker, task_que
     assert status.turn == 3
 
     await handle.signal(
-        AgentWorkflow.resume, OperatorRequest(by="olga")
+        AgentWorkflow.resume, operator(handle.id, "resume", "olga")
     )  # still looping: stopped again after 3 more
     await wait_for_status(handle, "running")
     await wait_for_status(handle, "needs_attention")
     assert (await handle.query(AgentWorkflow.status)).turn == 6
-    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="stuck in a loop", by="olga"))
+    await handle.signal(
+        AgentWorkflow.abort, operator(handle.id, "abort", "olga", "stuck in a loop")
+    )
     assert (await handle.result()).outcome == "aborted"
 
 
@@ -159,7 +162,7 @@ async def test_a_tool_answering_outside_its_contract_parks_until_fixed(
     assert "create_mailbox answered outside its contract" in (status.last_error or "")
 
     # The other side fixed its deploy: resume retries the same call, under the same key.
-    await handle.signal(AgentWorkflow.resume, OperatorRequest(by="olga"))
+    await handle.signal(AgentWorkflow.resume, operator(handle.id, "resume", "olga"))
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await approve_pending(handle)
     assert (await handle.result()).outcome == "completed"

@@ -23,7 +23,6 @@ from activities.settings import get_settings
 from activities.store import SQLiteStore
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import (
-    AbortRequest,
     AgentResult,
     AgentRun,
     EventSignal,
@@ -31,6 +30,7 @@ from durable_agents._vocab.models import (
 )
 from starters import inbox, ops
 from tests.helpers import approve_pending, chain_histories, wait_for_status
+from tests.people import operator
 from tests.test_cli import address, cli, ok
 from workflows.agent import AgentWorkflow
 
@@ -326,7 +326,7 @@ async def test_an_oversized_run_input_is_refused_at_start_or_parks_the_run(
     status = await handle.query(AgentWorkflow.status)
     assert status.last_error and f.PAYLOAD_TOO_LARGE in status.last_error
     assert "the input of call_llm for turn 1 would be" in status.last_error
-    await handle.signal(AgentWorkflow.abort, AbortRequest(reason="too large", by="tester"))
+    await handle.signal(AgentWorkflow.abort, operator(handle.id, "abort", "olga", "too large"))
     assert (await finish(handle)).outcome == "aborted"
 
 

@@ -46,15 +46,21 @@ async def inbox(addr: str, *args: str) -> list[dict[str, Any]]:
     return rows
 
 
-async def until_listed(addr: str, run: str, present: bool = True, timeout: float = 10) -> None:
-    """Visibility is eventually consistent: poll, briefly, until the inbox agrees."""
+async def until_listed(
+    addr: str, run: str, present: bool = True, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """Visibility is eventually consistent: poll, briefly, until the inbox agrees; the run's
+    rows."""
     deadline = time.monotonic() + timeout
     while ((run in [r["run"] for r in await inbox(addr)]) != present) and (
         time.monotonic() < deadline
     ):
         await asyncio.sleep(0.2)
-    listed = run in [r["run"] for r in await inbox(addr)]
-    assert listed == present, f"run {run} {'not ' if present else ''}in the inbox after {timeout} s"
+    rows = [r for r in await inbox(addr) if r["run"] == run]
+    assert bool(rows) == present, (
+        f"run {run} {'not ' if present else ''}in the inbox after {timeout} s"
+    )
+    return rows
 
 
 async def test_approvals_from_the_inbox(dev_env: WorkflowEnvironment, dev_worker, task_queue):
@@ -161,7 +167,7 @@ async def test_a_run_no_worker_serves_neither_blocks_the_inbox_nor_hangs_a_decis
         await until_status(run, addr, "waiting_event")
         ok(await cli("signal", run, "clearance_granted", "--address", addr))
         await until_status(run, addr, "waiting_approval")
-        await until_listed(addr, run)
+        [row] = await until_listed(addr, run)
     # Its worker is gone: the run cannot answer, the rest of the inbox still can.
     t0 = time.monotonic()
     listed = ok(await cli("approvals", "--address", addr, "--json"))
@@ -169,15 +175,17 @@ async def test_a_run_no_worker_serves_neither_blocks_the_inbox_nor_hangs_a_decis
     assert run not in [r["run"] for r in json.loads(listed.stdout)]
     assert f"warning: left out {run}: run {run!r} did not answer within 2 s" in listed.stderr
 
+    # Naming the approval and the digest read, hana needs no answer from the run to decide.
     t0 = time.monotonic()
-    line = unconfirmed(await cli("approve", run, "--as", "hana", "--address", addr))
+    read = ("apr-1", "--digest", row["digest"])
+    line = unconfirmed(await cli("approve", run, *read, "--as", "hana", "--address", addr))
     assert time.monotonic() - t0 < 8
     assert line.startswith(f"unconfirmed: decision sent to {run} but not confirmed within")
     assert f"agentctl worker --task-queue {task_queue}" in line
 
     # With a worker back the decision goes through (an exact repeat if the first one landed).
     async with build_worker(dev_env.client, task_queue):
-        decided = ok(await cli("approve", run, "--as", "hana", "--address", addr))
+        decided = ok(await cli("approve", run, *read, "--as", "hana", "--address", addr))
         assert decided.stdout.startswith("apr-1 approved by hana at ")
         done = ok(await cli("result", run, "--wait", "--address", addr)).stdout
         assert done.startswith("outcome: completed after")

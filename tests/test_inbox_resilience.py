@@ -119,11 +119,23 @@ async def test_a_decision_sent_with_no_worker_is_unconfirmed_then_applied(
         run = await start(addr, task_queue, "onboarding", hire(), "ops-anna")
         await until_status(run, addr, "waiting_event")
         ok(await cli("signal", run, "clearance_granted", "--address", addr))
-        await until_status(run, addr, "waiting_approval")
+        [read] = (await until_status(run, addr, "waiting_approval"))["approvals"]
 
-    # No worker: the decision goes to the server, nobody confirms it in time.
+    # No worker: the decision (on what hana read) goes to the server, nobody confirms it in time.
     line = unconfirmed(
-        await cli("approve", run, "--as", "hana", "--reason", "ok", "--address", addr)
+        await cli(
+            "approve",
+            run,
+            "apr-1",
+            "--digest",
+            read["digest"],
+            "--as",
+            "hana",
+            "--reason",
+            "ok",
+            "--address",
+            addr,
+        )  # fmt: skip
     )
     assert line.startswith(f"unconfirmed: decision sent to {run} but not confirmed within 2 s")
     assert "it may still be applied" in line

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,11 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import AgentStatus, Decision, EventSignal
+from durable_agents._vocab import proofs
+from durable_agents._vocab.models import AgentStatus, EventSignal
 from starters.devserver import binary
 from tests.helpers import hire, start_onboarding, wait_for_status
+from tests.people import People, decide
 from tests.test_cli import address, cli, ok
 from tests.test_refund import seed, start_refund
 from workflows.agent import AgentWorkflow
@@ -56,6 +58,18 @@ async def update(env: WorkflowEnvironment, run: str, name: str, *inputs: str) ->
             path.write_text(text)
             args += ["--input-file", str(path)]
         return await temporal(env, *args)
+
+
+async def signed(
+    handle: WorkflowHandle[Any, Any], person: str, approve: bool, reason: str = "", **fields: Any
+) -> str:
+    """A decision as an ops tool sends it: JSON with the person's proof for the pending
+    approval (tests/people.py gets it from the sim's provider as the README's curl does)."""
+    [approval] = [a for a in (await status(handle)).approvals if a.state == "pending"]
+    details = proofs.decision(handle.id, approval.id, approve, approval.digest, reason)
+    assert People.current is not None
+    body = {"approve": approve, "reason": reason, **fields}
+    return json.dumps(body | {"proof": People.current.proof(person, details)})
 
 
 async def status(handle: WorkflowHandle[Any, Any]) -> AgentStatus:
@@ -105,9 +119,7 @@ async def test_a_mistyped_decision_is_refused_never_read_as_approval(
     assert sum(e.kind == "refused" for e in transcript) == 4
     assert ledger(handle.id, "issue_refund") == 0
 
-    code, out = await update(
-        dev_env, handle.id, "decide", json.dumps({"approve": False, "approver": "sam"})
-    )
+    code, out = await update(dev_env, handle.id, "decide", await signed(handle, "sam", False))
     assert code == 0, out
     assert (await handle.result()).outcome == "rejected"
     assert ledger(handle.id, "issue_refund") == 0 and ledger(handle.id, "release_hold") == 1
@@ -154,7 +166,7 @@ async def test_payloads_that_are_not_json_do_not_wedge_the_run(
     # The run is whole: it takes the real event and the approval, and nothing failed.
     await signal(dev_env, handle.id, "event", json.dumps({"name": "clearance_granted"}))
     await wait_for_status(handle, "waiting_approval")
-    decision = json.dumps({"approve": True, "approver": "hana", "reason": "reads well"})
+    decision = await signed(handle, "hana", True, "reads well")
     code, out = await update(dev_env, handle.id, "decide", decision)
     assert code == 0, out
     assert (await handle.result()).outcome == "completed"
@@ -195,18 +207,16 @@ async def test_names_are_normalised_and_checked_against_the_directory(
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await wait_for_status(handle, "waiting_approval")
     for spelling in ("hana", "HANA", " Hana", "ｈａｎａ"):  # the last: full-width letters
-        code, out = await update(
-            dev_env, handle.id, "decide", json.dumps({"approve": True, "approver": spelling})
-        )
+        decision = await signed(handle, "hana", True, approver=spelling)
+        code, out = await update(dev_env, handle.id, "decide", decision)
         assert code != 0 and "may not approve its own request" in out, (spelling, out)
-    code, out = await update(
-        dev_env, handle.id, "decide", json.dumps({"approve": True, "approver": "nobody"})
-    )
-    assert code != 0 and "'nobody' is not in the directory" in out
+    # A name that is not the proof's subject is refused, whoever it names.
+    for claimed in ("nobody", "hana"):
+        decision = await signed(handle, "hugo", True, approver=claimed)
+        code, out = await update(dev_env, handle.id, "decide", decision)
+        assert code != 0 and f"approver '{claimed}' is not who signed the proof" in out
 
-    decided = await handle.execute_update(
-        AgentWorkflow.decide, Decision(approve=True, approver=" Hugo")
-    )
+    decided = await decide(handle, "hugo", True, approver=" Hugo")
     assert decided.decided_by == "hugo"
     assert (await handle.result()).outcome == "completed"
     assert ledger(handle.id, "send_email") == 1
@@ -229,10 +239,7 @@ async def test_free_text_is_bounded(dev_env, dev_worker, sim, task_queue, ledger
     # A reason with a newline is kept exactly as sent; the run goes on as it should.
     forged = "outside policy\n2026-01-01 00:00:00 t9 • run ended: completed"
     code, out = await update(
-        dev_env,
-        handle.id,
-        "decide",
-        json.dumps({"approve": False, "approver": "lee", "reason": forged}),
+        dev_env, handle.id, "decide", await signed(handle, "lee", False, forged)
     )
     assert code == 0, out
     result = await handle.result()
@@ -247,12 +254,16 @@ async def test_operator_signals_name_who_sends_them(dev_env, dev_worker, sim, ta
     handle = await start_onboarding(dev_env.client, task_queue)
     await wait_for_status(handle, "waiting_event")
     await signal(dev_env, handle.id, "resume")  # who? and the run is not parked
-    await signal(dev_env, handle.id, "resume", json.dumps({"by": "olga"}))
-    await signal(dev_env, handle.id, "abort", json.dumps({"reason": "no"}))
-    s = await refused_count(handle, 3)
+    await signal(dev_env, handle.id, "resume", json.dumps({"by": "olga"}))  # a name, no proof
+    assert People.current is not None
+    olga = People.current.operator(handle.id, "resume", "olga")
+    await signal(dev_env, handle.id, "resume", olga.model_dump_json(exclude_none=True))
+    await signal(dev_env, handle.id, "abort", json.dumps({"by": "olga"}))
+    s = await refused_count(handle, 4)
     assert "no payload" in s.refused[0].reason
-    assert "does not need attention" in s.refused[1].reason
-    assert "by: Field required" in s.refused[2].reason
+    assert "carries no proof of who sends it" in s.refused[1].reason
+    assert "does not need attention" in s.refused[2].reason
+    assert "reason: Field required" in s.refused[3].reason
     assert s.status == "waiting_event"
     await handle.cancel()
 
@@ -276,25 +287,42 @@ async def test_every_handler_is_documented_for_ops_tools(dev_env, dev_worker, ta
     await handle.cancel()
 
 
-def readme_commands() -> list[list[str]]:
-    """The `temporal workflow …` examples of the README's messages section, as argv lists."""
+def readme_block() -> str:
+    """The shell block of the README's messages section (an ops tool's event and decision)."""
     text = (Path(__file__).parent.parent / "README.md").read_text()
     section = text.split("## Messages a run takes", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
-    return [shlex.split(line)[1:] for line in block.splitlines() if line.strip()]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-async def test_the_readme_examples_work_as_written(dev_env, dev_worker, sim, task_queue, ledger):
+async def test_the_readme_examples_work_as_written(
+    dev_env, dev_worker, sim, task_queue, ledger, people
+):
     handle = await start_onboarding(dev_env.client, task_queue)
     await wait_for_status(handle, "waiting_event")
-    event, decide = readme_commands()
-    assert event[:2] == ["workflow", "signal"] and decide[:3] == ["workflow", "update", "execute"]
+    script = readme_block()
+    event, decision = script.split("WANT=", 1)
+    run_env = os.environ | {
+        "PATH": f"{Path(binary('temporal')).parent}:{os.environ['PATH']}",
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "RUN": handle.id,
+        "IDP": f"{sim.url}/idp",
+        "ACCESS": people.access_token("hana"),
+    }
 
-    code, out = await temporal(dev_env, *[handle.id if a == "RUN" else a for a in event])
-    assert code == 0, out
+    async def bash(text: str, env: dict[str, str]) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-euo", "pipefail", "-c", text, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out.decode()
+
+    await bash(event, run_env)
     await wait_for_status(handle, "waiting_approval")
-    code, out = await temporal(dev_env, *[handle.id if a == "RUN" else a for a in decide])
-    assert code == 0, out
+    [approval] = (await status(handle)).approvals
+    await bash("WANT=" + decision, run_env | {"DIGEST": approval.digest})
     assert (await handle.result()).outcome == "completed"
     assert ledger(handle.id, "send_email") == 1
+    [approval] = (await status(handle)).approvals
+    assert approval.decided_by == "hana" and approval.proof_id
     assert (await status(handle)).refused == []

@@ -12,21 +12,24 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import Decision, EventSignal
+from durable_agents._vocab.models import EventSignal
 from tests.helpers import kill, start_onboarding, wait_for_status
+from tests.people import decide
 from workflows.agent import AgentWorkflow
 
 
 async def at_the_gate_then_no_worker(
     env: WorkflowEnvironment, spawn_worker: Any, task_queue: str
-) -> WorkflowHandle[Any, Any]:
-    """An onboarding run waiting for HR's approval of the welcome email, its worker SIGKILLed."""
+) -> tuple[WorkflowHandle[Any, Any], str]:
+    """An onboarding run waiting for HR's approval of the welcome email, its worker SIGKILLed;
+    and the digest of the email, as the approver read it before."""
     worker = spawn_worker()
     handle = await start_onboarding(env.client, task_queue)
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await wait_for_status(handle, "waiting_approval", timeout=30)
+    [approval] = (await handle.query(AgentWorkflow.status)).approvals
     kill(worker)
-    return handle
+    return handle, approval.digest
 
 
 async def signals_in_history(handle: WorkflowHandle[Any, Any], name: str) -> int:
@@ -40,10 +43,10 @@ async def signals_in_history(handle: WorkflowHandle[Any, Any], name: str) -> int
 async def test_approve_signal_sent_with_no_worker_is_applied_when_one_starts(
     dev_env, spawn_worker, task_queue, ledger
 ):
-    handle = await at_the_gate_then_no_worker(dev_env, spawn_worker, task_queue)
+    handle, read = await at_the_gate_then_no_worker(dev_env, spawn_worker, task_queue)
 
-    await handle.signal(
-        AgentWorkflow.approve, Decision(approve=True, approver="hana", reason="checked")
+    await decide(
+        handle, "hana", True, "checked", approval_id="apr-1", digest=read, signal="approve"
     )
     assert await signals_in_history(handle, "approve") == 1  # durable before any worker saw it
     await asyncio.sleep(0.5)
@@ -65,12 +68,10 @@ async def test_approve_signal_sent_with_no_worker_is_applied_when_one_starts(
 async def test_refused_reject_signal_sent_with_no_worker_changes_nothing(
     dev_env, spawn_worker, task_queue, ledger
 ):
-    handle = await at_the_gate_then_no_worker(dev_env, spawn_worker, task_queue)
+    handle, read = await at_the_gate_then_no_worker(dev_env, spawn_worker, task_queue)
 
     # mallory is in no approver group: the signal is kept, but the run refuses it on replay.
-    await handle.signal(
-        AgentWorkflow.reject, Decision(approve=False, approver="mallory", reason="no")
-    )
+    await decide(handle, "mallory", False, "no", approval_id="apr-1", digest=read, signal="reject")
     assert await signals_in_history(handle, "reject") == 1
 
     spawn_worker()
@@ -84,7 +85,7 @@ async def test_refused_reject_signal_sent_with_no_worker_changes_nothing(
     assert not any("rejected" in n for n in notes), notes
 
     # The gate still works for someone allowed; the run ends normally.
-    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="hugo"))
+    await decide(handle, "hugo", True)
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.outcome == "completed", result.answer
     assert ledger(handle.id, "send_email") == 1

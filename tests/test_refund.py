@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowHandle
 
-from durable_agents._vocab.models import AgentResult, AgentRun, Decision, OperatorRequest
+from durable_agents._vocab.models import AgentResult, AgentRun
 from starters import ops
 from tests.helpers import wait_for_status
+from tests.people import decide, operator
 from workflows.agent import AgentWorkflow
 from workflows.search import AGENT_STATUS
 
@@ -53,7 +54,7 @@ async def test_large_refund_approved_by_a_lead_issues_exactly_one(
     assert approval.tool == "issue_refund" and approval.arguments["amount"] == "250.00"
     assert ledger(handle.id, "place_hold") == 1 and ledger(handle.id, "issue_refund") == 0
 
-    await handle.execute_update(AgentWorkflow.decide, Decision(approve=True, approver="sam"))
+    await decide(handle, "sam", True)
     result = await handle.result()
 
     assert result.outcome == "completed", result.answer
@@ -68,9 +69,7 @@ async def test_rejected_refund_runs_compensations_in_reverse(
     order = seed(sim.url, "250.00")
     handle = await start_refund(ts_env.client, task_queue, order)
     await wait_for_status(handle, "waiting_approval")
-    await handle.execute_update(
-        AgentWorkflow.decide, Decision(approver="lee", approve=False, reason="outside policy")
-    )
+    await decide(handle, "lee", False, "outside policy")
     result = await handle.result()
 
     assert result.outcome == "rejected"
@@ -101,7 +100,7 @@ async def test_expired_refund_parks_until_an_operator_resumes(
     assert status.status == "needs_attention"
     assert "apr-1 expired" in (status.last_error or "")
 
-    await handle.signal(AgentWorkflow.resume, OperatorRequest(by="olga"))
+    await handle.signal(AgentWorkflow.resume, operator(handle.id, "resume", "olga"))
     await wait_for_status(handle, "waiting_approval")
     [old, new] = (await handle.query(AgentWorkflow.status)).approvals
     assert (old.state, old.escalations[0].groups, new.state) == (
@@ -109,8 +108,6 @@ async def test_expired_refund_parks_until_an_operator_resumes(
         ["support-managers"],
         "pending",
     )
-    await handle.execute_update(
-        AgentWorkflow.decide, Decision(approve=True, approval_id="apr-2", approver="sam")
-    )
+    await decide(handle, "sam", True, approval_id="apr-2")
     assert (await handle.result()).outcome == "completed"
     assert ledger(handle.id, "issue_refund") == 1

@@ -13,8 +13,8 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from durable_agents._vocab.models import Decision
 from tests.helpers import kill, wait_for_ledger, wait_for_status
+from tests.people import decide
 from tests.test_refund import seed, start_refund, ticket
 from workflows.agent import AgentWorkflow
 
@@ -46,9 +46,7 @@ async def test_sigkill_between_approval_and_refund_issues_exactly_one(
 
     # The next refund commits at the sim, then its answer is held back for 5 s.
     fault("issue_refund", "delay", times=1, seconds=5, when="after")
-    approval = await handle.execute_update(
-        AgentWorkflow.decide, Decision(approve=True, approver="sam", reason="damaged in transit")
-    )
+    approval = await decide(handle, "sam", True, "damaged in transit")
     assert (approval.state, approval.decided_by) == ("approved", "sam")
     await wait_for_ledger(ledger, handle.id, "issue_refund")
     kill(first)  # money left; the worker never hears back

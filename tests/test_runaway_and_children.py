@@ -14,11 +14,12 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._spec import RunawayPolicy
-from durable_agents._vocab.models import AgentResult, AgentRun, Decision
+from durable_agents._vocab.models import AgentResult, AgentRun
 from sim.agents import AGENTS
 from sim.agents.bench import BENCH
 from starters import ops
 from tests.helpers import wait_for_status
+from tests.people import decide
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
 
@@ -61,9 +62,7 @@ async def _asked(handle: WorkflowHandle[Any, AgentResult]) -> None:
     [ask] = (await handle.query(AgentWorkflow.status)).approvals
     assert ask.tool == "continue_run" and "runaway" in ask.rule
 
-    await handle.execute_update(
-        AgentWorkflow.decide, Decision(approver="omar", approve=False, reason="it is stuck")
-    )
+    await decide(handle, "omar", False, "it is stuck")
     result = await handle.result()
     assert result.outcome == "gave_up" and "rejected" in result.answer
 

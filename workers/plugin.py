@@ -8,6 +8,9 @@ worker's catalog to the workflow, and the sandbox pass-through the agent loop ne
 `Client` (or `Replayer`) it also sets the project's data converter (pydantic, encrypted when
 DURABLE_AGENTS_CODEC_KEYS is set). `agentctl worker` is built on it.
 
+Messages from people carry proofs (README: "Proofs"); `proofs` says whose the worker takes
+(by default the OpenID provider of DURABLE_AGENTS_OIDC_URL, or the sim's).
+
 `models` are served in-process under `scripted:<name>` routes (`durable_agents.testing`):
 
     DurableAgentsPlugin(AGENTS, models=[ScriptedModel("invoice", script)])
@@ -33,6 +36,7 @@ from activities.audit import record_audit
 from activities.compaction import Summaries
 from activities.llm import LocalModel, ModelCalls
 from activities.mcp import MCPConnections, MCPRunner
+from activities.proofs import ProofTrust, ProofVerifier
 from activities.recovery import recover_conversation
 from activities.tools import ToolRunner
 from durable_agents._catalog import AgentSet, Catalog
@@ -98,6 +102,14 @@ def _converter(existing: DataConverter | None) -> DataConverter:
     return data_converter()
 
 
+def _trust() -> ProofTrust:
+    """Whose proofs of people the worker takes: the configured OpenID provider's."""
+    from activities.settings import get_settings
+
+    settings = get_settings()
+    return ProofTrust(audience=settings.proof_audience, discovery_url=settings.identity_provider)
+
+
 class DurableAgentsPlugin(SimplePlugin):
     """The agents given (specs or `AgentSet`s, or a built `Catalog`) on a Temporal worker;
     `models`: in-process models for `scripted:<name>` routes (durable_agents.testing);
@@ -111,6 +123,7 @@ class DurableAgentsPlugin(SimplePlugin):
         models: Iterable[LocalModel] = (),
         data_converter: bool = True,
         workflow: type[AgentWorkflow] = AgentWorkflow,
+        proofs: ProofTrust | None = None,
     ) -> None:
         if isinstance(agents, AgentSpec | AgentSet):
             agents = [agents]  # a plugin's AGENTS as it is
@@ -119,7 +132,9 @@ class DurableAgentsPlugin(SimplePlugin):
         self.mcp = MCPConnections(self.catalog)
         mcp = MCPRunner(self.mcp)
         models = list(models)
+        self.proofs = ProofVerifier(proofs or _trust())
         activities: Sequence[Callable[..., Any]] = (
+            self.proofs.verify_proof,
             ModelCalls(models).call_llm,
             ToolRunner(self.catalog).run_tool,
             mcp.list_mcp_tools,

@@ -165,7 +165,7 @@ class AgentWorkflow(MessageHandlers):
                 answer += self._undone(
                     await saga.unwind(self._state, spec, self._identity(), end.answer)
                 )
-            return self._finish(end.outcome, answer)
+            return await self._finish(end.outcome, answer)
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
                 raise
@@ -178,10 +178,10 @@ class AgentWorkflow(MessageHandlers):
             self._state.set_status("failed")
             raise
         if self._state.saga.unwind_outcome is None:
-            return self._finish("completed", answer)
+            return await self._finish("completed", answer)
         reason = self._state.saga.unwinding or ""
         undone = await saga.unwind(self._state, spec, self._identity(), reason)
-        return self._finish(self._state.saga.unwind_outcome, answer + self._undone(undone))
+        return await self._finish(self._state.saga.unwind_outcome, answer + self._undone(undone))
 
     async def _cancelled(self) -> None:
         """Cancellation is a request: a saga still undoes its steps before the run ends."""
@@ -340,7 +340,10 @@ class AgentWorkflow(MessageHandlers):
             return f"principal: {exc}"
         return None
 
-    def _finish(self, outcome: Outcome, answer: str) -> AgentResult:
+    async def _finish(self, outcome: Outcome, answer: str) -> AgentResult:
+        # A decision or message whose proof is being checked gets its answer before the run
+        # ends (an update left unfinished would be lost to its sender).
+        await workflow.wait_condition(workflow.all_handlers_finished)
         self._state.set_status(TERMINAL[outcome])
         self._state.note("note", f"run ended: {outcome}")
         workflow.set_current_details(f"Finished: {outcome}.")

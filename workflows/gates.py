@@ -86,7 +86,9 @@ def check(state: RunState, principal: str, self_approval: bool, d: Decision) -> 
         by = f" by {approval.decided_by}" if approval.decided_by else ""
         raise DecisionRefused(f"approval {approval.id} is already {approval.state}{by}")
     directory = catalog.current().directory
-    if not may_decide(d.approver, approval.requested_for, approval.groups, directory):
+    if d.approver is None or not may_decide(
+        d.approver, approval.requested_for, approval.groups, directory
+    ):
         allowed = ", ".join(approval.requested_for + [f"group {g}" for g in approval.groups])
         raise DecisionRefused(
             f"{d.approver!r} may not decide approval {approval.id}; allowed: {allowed}"
@@ -219,7 +221,13 @@ async def audit(state: RunState, approval: Approval) -> None:
                 "requested_at": approval.requested_at.isoformat(),
                 "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
                 "escalated_to": [e.model_dump(mode="json") for e in approval.escalations],
-            },
+            }
+            # Who decided, as the identity provider proved it (decisions since proofs).
+            | (
+                {"proof_id": approval.proof_id, "proof_issuer": approval.proof_issuer}
+                if approval.proof_id
+                else {}
+            ),
         ),
         start_to_close_timeout=timedelta(seconds=10),
         summary=f"audit {approval.id}: {approval.state}",

@@ -7,8 +7,8 @@ sentence saying what was wrong and what to send instead. The workflow refuses an
 (the sender hears it, nothing reaches history) and records a refused signal in the run's state
 (`status`, the transcript, a log line and a metric). Nothing here can fail a workflow task.
 
-Runs started before strict messages (`legacy=True`) read a payload as they always did, so their
-histories replay the same; only what used to crash them is refused instead.
+Who sends a person's message is not read from it: it is the subject of its proof
+(`workflows.proofs`); a name it claims is kept for the record of a refusal only.
 """
 
 from __future__ import annotations
@@ -65,15 +65,20 @@ def to_sender() -> Iterator[None]:
 
 
 # What each message looks like, as the refusals quote it and the README documents it.
+# A person's message carries a proof from their sign-in (README: "People prove who they are").
+_PROOF = '"proof": "<JWT from the identity provider>"'
 EXAMPLES: dict[str, str] = {
     "event": '{"name": "clearance_granted", "payload": {"granted_by": "security"}}',
-    "decide": '{"approve": true, "approver": "hana", "approval_id": "apr-1", "reason": "ok"}',
-    "approve": '{"approve": true, "approver": "hana", "approval_id": "apr-1", "reason": "ok"}',
-    "reject": '{"approve": false, "approver": "hana", "approval_id": "apr-1", "reason": "no"}',
-    "message": '{"text": "it arrived broken", "sender": "desk"}',
-    "resume": '{"by": "olga", "reason": "key rotated"}',
-    "retry_turn": '{"by": "olga", "reason": "let the model try again"}',
-    "abort": '{"by": "olga", "reason": "wrong hire"}',
+    "decide": '{"approve": true, "approval_id": "apr-1", "digest": "3f9c2a7e1b0d4c85", '
+    f'"reason": "ok", {_PROOF}}}',
+    "approve": '{"approve": true, "approval_id": "apr-1", "digest": "3f9c2a7e1b0d4c85", '
+    f'"reason": "ok", {_PROOF}}}',
+    "reject": '{"approve": false, "approval_id": "apr-1", "digest": "3f9c2a7e1b0d4c85", '
+    f'"reason": "no", {_PROOF}}}',
+    "message": f'{{"text": "it arrived broken", {_PROOF}}}',
+    "resume": f'{{"reason": "key rotated", {_PROOF}}}',
+    "retry_turn": f'{{"reason": "let the model try again", {_PROOF}}}',
+    "abort": f'{{"reason": "wrong hire", {_PROOF}}}',
 }
 _DESCRIPTIONS: dict[str, str] = {
     "event": "An outside fact the agent may wait for (wait_for_event); kept until asked for.",

@@ -2,14 +2,16 @@
 
 Every handler takes its payload raw and reads it with `workflows.inbound`: what does not fit is
 refused (an update to its sender, a signal into `status` and the transcript), never a failed
-workflow task. The descriptions are what `temporal workflow metadata` shows. `AgentWorkflow`
-inherits these; they act on its state.
+workflow task. A person's message (a decision, a message, an operator's action) is taken only
+with a proof of who sends it, bound to what it says (`workflows.proofs`); the name it claims,
+if any, must be the proof's. The descriptions are what `temporal workflow metadata` shows.
+`AgentWorkflow` inherits these; they act on its state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -17,7 +19,9 @@ from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._approvals import ApprovalPolicy
+    from durable_agents._directory import normalize
     from durable_agents._spec import AgentSpec
+    from durable_agents._vocab import proofs as details_of
     from durable_agents._vocab.models import (
         AbortRequest,
         AgentRun,
@@ -27,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Message,
         MessageAck,
         OperatorRequest,
+        Proven,
         UserMessage,
     )
     from durable_agents._vocab.names import (
@@ -39,12 +44,14 @@ with workflow.unsafe.imports_passed_through():
         RESUME_SIGNAL,
         RETRY_TURN_SIGNAL,
     )
-    from workflows import gates, inbound
+    from workflows import catalog, gates, inbound, proofs
     from workflows.inbound import NOTHING, MessageRefused
     from workflows.state import OperatorAction, RunState
 
 M = TypeVar("M", bound=BaseModel)
 S = TypeVar("S", AbortRequest, OperatorRequest)  # operators' signals: they say who sends them
+# Who may resume, retry or abort a parked run, besides the person it acts for.
+OPERATORS = "operators"
 
 
 class MessageHandlers:
@@ -63,28 +70,37 @@ class MessageHandlers:
         self._state.note("event", f"event {event.name} received", event.model_dump(mode="json"))
 
     @workflow.update(name=DECIDE_UPDATE, description=inbound.describe(DECIDE_UPDATE))
-    def decide(self, payload: RawValue = NOTHING) -> Approval:
+    async def decide(self, payload: RawValue = NOTHING) -> Approval:
         with inbound.to_sender():  # a replayed update its validator took (no validator ran)
-            approval, decision = self._decision("decide", payload)
-        return gates.apply(self._state, approval, decision)
+            if not workflow.patched(proofs.PATCH):
+                approval, decision = self._decision("decide", payload)
+                return gates.apply(self._state, approval, decision)
+            return await self._proven_decision("decide", payload)
 
     @decide.validator
     def _validate_decide(self, payload: RawValue = NOTHING) -> None:
         with inbound.to_sender():
-            self._decision("decide", payload)  # refused here, nothing reaches history
+            decision = self._read_decision("decide", payload)
+            self._check_decision(decision, None)  # refused here, nothing reaches history
 
     @workflow.signal(name=APPROVE_SIGNAL, description=inbound.describe(APPROVE_SIGNAL))
-    def approve(self, payload: RawValue = NOTHING) -> None:
-        self._signal_decision("approve", payload)
+    async def approve(self, payload: RawValue = NOTHING) -> None:
+        await self._signal_decision("approve", payload)
 
     @workflow.signal(name=REJECT_SIGNAL, description=inbound.describe(REJECT_SIGNAL))
-    def reject(self, payload: RawValue = NOTHING) -> None:
-        self._signal_decision("reject", payload)
+    async def reject(self, payload: RawValue = NOTHING) -> None:
+        await self._signal_decision("reject", payload)
 
     @workflow.update(name=MESSAGE_UPDATE, description=inbound.describe(MESSAGE_UPDATE))
-    def message(self, payload: RawValue = NOTHING) -> MessageAck:
+    async def message(self, payload: RawValue = NOTHING) -> MessageAck:
         with inbound.to_sender():
-            msg = self._user_message(payload)
+            if not workflow.patched(proofs.PATCH):
+                msg = self._user_message(payload)
+            else:
+                msg = self._user_message(payload, proven=True)
+                proven = await proofs.verified(msg.proof, self._message_details(msg), self._state)
+                msg = self._user_message(payload, proven)
+                proofs.take(self._state, proven)
         question = self._state.waiting.question
         self._state.note("message", f"{msg.sender}: {msg.text}")
         if question is not None and question.answer is None:
@@ -96,21 +112,22 @@ class MessageHandlers:
     @message.validator
     def _validate_message(self, payload: RawValue = NOTHING) -> None:
         with inbound.to_sender():
-            self._user_message(payload)
+            self._user_message(payload, proven=True)
 
     @workflow.signal(name=RESUME_SIGNAL, description=inbound.describe(RESUME_SIGNAL))
-    def resume(self, payload: RawValue = NOTHING) -> None:
-        self._operator_signal("resume", payload)
+    async def resume(self, payload: RawValue = NOTHING) -> None:
+        await self._operator_signal("resume", payload)
 
     @workflow.signal(name=RETRY_TURN_SIGNAL, description=inbound.describe(RETRY_TURN_SIGNAL))
-    def retry_turn(self, payload: RawValue = NOTHING) -> None:
-        self._operator_signal("retry_turn", payload)
+    async def retry_turn(self, payload: RawValue = NOTHING) -> None:
+        await self._operator_signal("retry_turn", payload)
 
     @workflow.signal(name=ABORT_SIGNAL, description=inbound.describe(ABORT_SIGNAL))
-    def abort(self, payload: RawValue = NOTHING) -> None:
-        request = self._signed("abort", payload, AbortRequest)
+    async def abort(self, payload: RawValue = NOTHING) -> None:
+        request = await self._signed("abort", payload, AbortRequest)
         if request is None:
             return
+        assert request.by is not None
         if self._state.parking.reason is not None:
             self._state.parking.abort_reason = f"{request.reason} (by {request.by})"
         self._operator("abort", request.by)
@@ -148,23 +165,51 @@ class MessageHandlers:
     def _read(self, handler: str, payload: RawValue, model: type[M], sender_field: str = "") -> M:
         return inbound.read(payload, model, inbound.EXAMPLES[handler], sender_field)
 
-    def _operator_signal(self, action: OperatorAction, payload: RawValue) -> None:
+    async def _operator_signal(self, action: OperatorAction, payload: RawValue) -> None:
         """`resume` or `retry_turn`, with who asks."""
-        request = self._signed(action, payload, OperatorRequest)
-        if request is not None:
+        request = await self._signed(action, payload, OperatorRequest)
+        if request is not None and request.by is not None:
             self._operator(action, request.by)
 
-    def _signed(self, handler: str, payload: RawValue, model: type[S]) -> S | None:
-        """An operator's signal with its `by` in normal form, or None once refused."""
+    async def _signed(self, handler: str, payload: RawValue, model: type[S]) -> S | None:
+        """An operator's signal with its `by` the proven sender, in normal form (before
+        proofs: as claimed), or None once refused."""
         request = self._take(handler, payload, model, "by")
         if request is None:
             return None
         try:
-            request.by = inbound.someone(request.by, "by")
+            if not workflow.patched(proofs.PATCH):
+                request.by = inbound.someone(request.by or "", "by")
+                return request
+            want = details_of.operator(workflow.info().workflow_id, handler, request.reason)
+            proven = await proofs.verified(request.proof, want, self._state)
+            request.by = self._prover(proven.subject, request.by, "by")
+            if not self._may_operate(request.by):
+                raise proofs.ProofRefused(
+                    f"{request.by!r} may not {handler.replace('_', '-')} this run: only the "
+                    f"{OPERATORS} group and {self._run.principal!r}, for whom it acts",
+                    request.by,
+                )
+            proofs.take(self._state, proven)
         except MessageRefused as exc:
             self._refuse(handler, exc)
             return None
         return request
+
+    def _may_operate(self, person: str) -> bool:
+        directory = catalog.current().directory
+        return person == self._run.principal or person in directory.members(OPERATORS)
+
+    def _prover(self, subject: str, claimed: str | None, field: str) -> str:
+        """The proof's subject as a person of the directory; a claimed name must be theirs."""
+        person = inbound.someone(subject, "the proof's subject")
+        if claimed is not None and normalize(claimed) != person:
+            raise proofs.ProofRefused(
+                f"{field} {claimed[:64]!r} is not who signed the proof ({person!r}): leave "
+                f"{field} out, or sign in as {claimed[:64]!r}",
+                person,
+            )
+        return person
 
     def _operator(self, action: OperatorAction, by: str) -> None:
         if self._state.parking.reason is None:
@@ -176,32 +221,97 @@ class MessageHandlers:
         self._state.parking.action = action
 
     def _decision(self, handler: str, payload: RawValue) -> tuple[Approval, Decision]:
-        """The approval a decision is for and the decision (approver in normal form), or
+        """Before proofs (a replayed run): the approval and the decision as claimed, or
         MessageRefused (DecisionRefused when the run will not take it from this person)."""
+        decision = self._read_decision(handler, payload)
+        decision.approver = inbound.someone(decision.approver or "", "approver")
+        return self._gate(decision), decision
+
+    def _read_decision(self, handler: str, payload: RawValue) -> Decision:
         decision = self._read(handler, payload, Decision, "approver")
         if handler != "decide" and decision.approve != (handler == "approve"):
             raise MessageRefused(
                 f"the {handler} signal says approve={str(decision.approve).lower()}: send "
                 f"the {'reject' if handler == 'approve' else 'approve'} signal instead, or fix "
                 "the payload",
-                decision.approver[:64],
+                (decision.approver or "unknown")[:64],
             )
-        decision.approver = inbound.someone(decision.approver, "approver")
+        return decision
+
+    def _gate(self, decision: Decision) -> Approval:
         spec = self._spec
         self_ok = (spec.approvals or ApprovalPolicy()).self_approval if spec else False
-        return gates.check(self._state, self._run.principal, self_ok, decision), decision
+        return gates.check(self._state, self._run.principal, self_ok, decision)
 
-    def _signal_decision(self, handler: str, payload: RawValue) -> None:
+    def _decision_details(self, decision: Decision, token_approval: Any) -> tuple[Approval, dict]:
+        """The approval a decision is for, and what its proof must say."""
+        if not decision.proof:
+            raise proofs.ProofRefused(proofs.NO_PROOF)
+        approval_id = decision.approval_id or token_approval
+        if not isinstance(approval_id, str):
+            raise proofs.ProofRefused(f"the proof names no approval; {proofs.HOW}")
+        approval = gates.find(self._state, approval_id)
+        want = details_of.decision(
+            workflow.info().workflow_id,
+            approval.id,
+            decision.approve,
+            approval.digest,
+            decision.reason,
+        )
+        return approval, want
+
+    def _check_decision(self, decision: Decision, proven: Proven | None) -> Approval:
+        """The approval a proven decision is for (the approver set to the proof's subject),
+        or MessageRefused. Without `proven`: the proof's claims unverified (a validator)."""
+        claimed = proofs.claimed_details(decision.proof)
+        _, want = self._decision_details(decision, claimed.get("approval_id"))
+        if proven is None:
+            subject = proofs.preview(decision.proof, want, self._state)
+        else:
+            proofs.bound(proven.details, want)
+            subject = proven.subject
+        decision.approver = self._prover(subject, decision.approver, "approver")
+        decision.approval_id = want["approval_id"]
+        return self._gate(decision)
+
+    async def _proven_decision(self, handler: str, payload: RawValue) -> Approval:
+        decision = self._read_decision(handler, payload)
+        claimed = proofs.claimed_details(decision.proof)
+        _, want = self._decision_details(decision, claimed.get("approval_id"))
+        proven = await proofs.verified(decision.proof, want, self._state)
+        # Checked after the proof: the approval may have been decided meanwhile.
+        approval = self._check_decision(decision, proven)
+        proofs.take(self._state, proven)
+        if approval.state == "pending":
+            approval.proof_id, approval.proof_issuer = proven.proof_id, proven.issuer
+        return gates.apply(self._state, approval, decision)
+
+    async def _signal_decision(self, handler: str, payload: RawValue) -> None:
         try:
-            approval, decision = self._decision(handler, payload)
+            if not workflow.patched(proofs.PATCH):
+                approval, decision = self._decision(handler, payload)
+                gates.apply(self._state, approval, decision)
+                return
+            await self._proven_decision(handler, payload)
         except MessageRefused as exc:
             self._refuse(handler, exc)
-            return
-        gates.apply(self._state, approval, decision)
 
-    def _user_message(self, payload: RawValue) -> UserMessage:
+    def _message_details(self, msg: UserMessage) -> dict:
+        return details_of.message(workflow.info().workflow_id, msg.text)
+
+    def _user_message(self, payload: RawValue, proven: Proven | bool | None = None) -> UserMessage:
+        """The principal's message: before proofs (`proven` None) as claimed; with a proof,
+        checked as far as it can be without its keys (`proven` True, a validator) or on what
+        `verify_proof` found (a `Proven`)."""
         msg = self._read("message", payload, UserMessage, "sender")
-        msg.sender = inbound.someone(msg.sender, "sender")
+        if proven is None:
+            msg.sender = inbound.someone(msg.sender or "", "sender")
+        elif isinstance(proven, Proven):
+            proofs.bound(proven.details, self._message_details(msg))
+            msg.sender = self._prover(proven.subject, msg.sender, "sender")
+        else:
+            subject = proofs.preview(msg.proof, self._message_details(msg), self._state)
+            msg.sender = self._prover(subject, msg.sender, "sender")
         if msg.sender != self._run.principal:
             raise MessageRefused(
                 f"only {self._run.principal!r}, for whom this run acts, may message it; "

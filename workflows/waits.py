@@ -48,7 +48,13 @@ async def within(
     Waits end through return values, never `finally`: a `finally` that issues commands would
     also run when the worker evicts the run from its cache, and break its next replay.
     """
-    due = state.continue_due if state is not None else lambda: False
+    # Not while a message is being taken (a decision whose proof is being checked): it may be
+    # the very answer waited for, and must land in this run's state before any new run starts.
+    due = (
+        (lambda: state.continue_due() and workflow.all_handlers_finished())
+        if state is not None
+        else lambda: False
+    )
     if timeout <= timedelta(0):
         return condition()
     try:

@@ -170,6 +170,9 @@ class CarriedState(BaseModel):
     # Signals the run would not take: the latest few, and how many in all.
     refused: list[RefusedMessage] = Field(default_factory=list)
     refused_count: int = 0
+    # People's proofs the run has taken (id -> expiry), kept until they expire: each is good
+    # for one message.
+    proofs_used: dict[str, datetime] = Field(default_factory=dict)
     waiting: Waiting = Field(default_factory=Waiting)
     saga: Saga = Field(default_factory=Saga)
     parking: Parking = Field(default_factory=Parking)

@@ -292,6 +292,7 @@ MAX_REASON = 2_000  # characters of a decision's or an abort's reason
 MAX_TEXT = 8_000  # characters of a message to the run
 MAX_EVENT_PAYLOAD = 16_000  # bytes of an event's payload, as compact JSON
 MAX_INBOUND_BYTES = 64_000  # bytes of any one message as it arrives, before it is read
+MAX_PROOF = 8_000  # characters of a person's proof (a JWT)
 MAX_PERSON = 200  # characters of a name as sent (normalised and checked against the directory)
 EVENT_NAME = r"^[A-Za-z][A-Za-z0-9_.:-]{0,63}$"
 APPROVAL_ID = r"^[a-z_]+-[0-9]{1,6}$"
@@ -374,41 +375,67 @@ class Approval(BaseModel):
     decided_by: str | None = None
     reason: str = ""
     decided_at: datetime | None = None
+    # The proof the decision came with: its id and issuer (empty for decisions made before
+    # proofs, or by the run itself: an expiry).
+    proof_id: str = ""
+    proof_issuer: str = ""
 
 
 class Decision(Inbound):
     """Input of the `decide` update and of the `approve`/`reject` signals.
 
     `approve` is always required, also with the signals (where it must agree with the
-    signal's name): a decision is never read from a default.
+    signal's name): a decision is never read from a default. Who decides is the subject of
+    `proof` (README: "Proofs"); `approver`, if given, must be that subject.
     """
 
     approve: StrictBool
-    approver: str = Field(min_length=1, max_length=MAX_PERSON)
+    approver: str | None = Field(default=None, min_length=1, max_length=MAX_PERSON)
     approval_id: str | None = Field(default=None, pattern=APPROVAL_ID)  # None: the only one
     reason: str = Field(default="", max_length=MAX_REASON)
     digest: str | None = Field(default=None, pattern=DIGEST)  # must match what was shown
+    proof: str | None = Field(default=None, min_length=1, max_length=MAX_PROOF)
 
 
 class AbortRequest(Inbound):
     """Input of the `abort` signal: an operator ends a run that needs attention."""
 
     reason: str = Field(min_length=1, max_length=MAX_REASON)
-    by: str = Field(min_length=1, max_length=MAX_PERSON)
+    by: str | None = Field(default=None, min_length=1, max_length=MAX_PERSON)
+    proof: str | None = Field(default=None, min_length=1, max_length=MAX_PROOF)
 
 
 class OperatorRequest(Inbound):
     """Input of the `resume` and `retry_turn` signals: who asks, and why."""
 
-    by: str = Field(min_length=1, max_length=MAX_PERSON)
+    by: str | None = Field(default=None, min_length=1, max_length=MAX_PERSON)
     reason: str = Field(default="", max_length=MAX_REASON)
+    proof: str | None = Field(default=None, min_length=1, max_length=MAX_PROOF)
 
 
 class UserMessage(Inbound):
     """Input of the `message` update: a follow-up or an answer from the run's principal."""
 
     text: str = Field(min_length=1, max_length=MAX_TEXT)
-    sender: str = Field(min_length=1, max_length=MAX_PERSON)
+    sender: str | None = Field(default=None, min_length=1, max_length=MAX_PERSON)
+    proof: str | None = Field(default=None, min_length=1, max_length=MAX_PROOF)
+
+
+class ProofCheck(BaseModel):
+    """Input of the `verify_proof` activity: a person's proof, as their message carried it."""
+
+    token: str
+
+
+class Proven(BaseModel):
+    """Output of `verify_proof`: what a valid proof says, its signature checked."""
+
+    subject: str
+    issuer: str
+    proof_id: str
+    expires_at: datetime
+    details: dict[str, Any]
+    kid: str = ""
 
 
 class RefusedMessage(BaseModel):

@@ -24,3 +24,8 @@ RECOVER_CONVERSATION = "recover_conversation"
 RECORD_AUDIT = "record_audit"
 LIST_MCP_TOOLS = "list_mcp_tools"
 CALL_MCP_TOOL = "call_mcp_tool"
+VERIFY_PROOF = "verify_proof"
+# The `type` of the error a message with no valid proof is refused with.
+PROOF_REFUSED = "ProofRefused"
+# The audience of people's proofs, unless the worker's settings name another.
+PROOF_AUDIENCE = "durable-agents"

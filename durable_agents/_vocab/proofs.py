@@ -1,0 +1,45 @@
+"""What a person's proof says: the `authorization_details` entry (RFC 9396) that binds it to
+one message. The workflow checks a proof against these; clients ask the identity provider for
+a proof with the same entry. One definition, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+DETAILS_TYPE = "durable_agents"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def expected(run: str, action: str, **fields: Any) -> dict[str, Any]:
+    """The entry for `action` on workflow `run`; fields that are None are left out."""
+    return {"type": DETAILS_TYPE, "run": run, "action": action} | {
+        k: v for k, v in fields.items() if v is not None
+    }
+
+
+def decision(
+    run: str, approval_id: str, approve: bool, digest: str, reason: str = ""
+) -> dict[str, Any]:
+    """A decision on one approval, for the arguments with `digest`, with this reason."""
+    return expected(
+        run,
+        "decide",
+        approval_id=approval_id,
+        approve=approve,
+        digest=digest,
+        reason_sha256=sha256(reason) if reason else None,
+    )
+
+
+def message(run: str, text: str) -> dict[str, Any]:
+    return expected(run, "message", text_sha256=sha256(text))
+
+
+def operator(run: str, action: str, reason: str = "") -> dict[str, Any]:
+    """`resume`, `retry_turn` or `abort`, with this reason."""
+    return expected(run, action, reason_sha256=sha256(reason) if reason else None)

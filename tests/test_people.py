@@ -1,0 +1,313 @@
+"""People prove who they are: device sign-in at the sim's identity provider (`agentctl login`,
+its pages), proofs bound to one message, and what the run and the provider refuse when
+someone tries otherwise (another person's name, another run, a second approval, a replayed,
+expired, forged or wrong-audience proof, a provider that rotated its key)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+
+from durable_agents._vocab import proofs
+from durable_agents._vocab.models import Approval, Decision, EventSignal
+from sim.idp import ADMIN_FILE, ISSUER
+from sim.person import approve_device, password
+from tests.helpers import sim_token, start_onboarding, wait_for_status
+from tests.people import People, login
+from workflows.agent import AgentWorkflow
+
+AGENTCTL = [str(Path(sys.executable).parent / "agentctl")]
+
+
+def admin(sim: Any) -> dict[str, str]:
+    secret = (sim.db_path.parent / ADMIN_FILE).read_text().strip()
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def cli_env(sim: Any, tmp_path: Path) -> dict[str, str]:
+    return os.environ | {
+        "DURABLE_AGENTS_SIM_URL": sim.url,
+        "DURABLE_AGENTS_SIGNIN_FILE": str(tmp_path / "signin.json"),
+    }
+
+
+def agentctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AGENTCTL, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+# --- signing in ---------------------------------------------------------------------------
+
+
+def test_agentctl_login_signs_a_person_in_with_the_device_flow(sim: Any, tmp_path: Path) -> None:
+    env = cli_env(sim, tmp_path)
+    done = login(AGENTCTL, env, sim.url, sim.db_path.parent, "sam")
+    assert done.returncode == 0, done.stderr
+    assert "To sign in, open http://127.0.0.1:" in done.stdout and "/idp/device" in done.stdout
+    assert "signed in as sam at urn:durable-agents:sim:idp" in done.stdout
+    kept = tmp_path / "signin.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # it holds a refresh token
+    who = agentctl(env, "whoami", "--json")
+    assert who.returncode == 0 and json.loads(who.stdout)["subject"] == "sam", who.stderr
+
+    # An access token that ran out is refreshed without signing in again.
+    data = json.loads(kept.read_text())
+    data["default"]["expires_at"] = time.time() - 5
+    kept.write_text(json.dumps(data))
+    assert agentctl(env, "whoami").stdout.startswith("sam (issuer")
+    assert json.loads(kept.read_text())["default"]["expires_at"] > time.time()
+
+    assert agentctl(env, "logout").returncode == 0
+    out = agentctl(env, "whoami")
+    assert out.returncode == 1 and "not signed in: run `agentctl login` first" in out.stderr
+
+
+def test_a_refused_consent_signs_nobody_in(sim: Any, tmp_path: Path) -> None:
+    env = cli_env(sim, tmp_path)
+    done = login(AGENTCTL, env, sim.url, sim.db_path.parent, "sam", allow=False)
+    assert done.returncode == 1 and "sign-in failed: access_denied" in done.stderr
+    assert agentctl(env, "whoami").returncode == 1
+
+
+def test_the_sign_in_page_wants_the_password_and_its_own_form(sim: Any) -> None:
+    with httpx.Client(base_url=sim.url) as http:
+        start = http.post(
+            "/idp/device_authorization", data={"client_id": "agentctl", "scope": "openid runs"}
+        ).json()
+        wrong = approve_device(sim.url, start["user_code"], "sam", "not-her-password")
+        assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
+        page = http.get("/idp/device")
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
+        # A form posted from elsewhere (no CSRF cookie) is refused and signs nobody in.
+        forged = http.post(
+            "/idp/device",
+            data={
+                "csrf": "x",
+                "user_code": start["user_code"],
+                "username": "sam",
+                "password": password(sim.db_path.parent, "sam"),
+            },
+        )
+        assert forged.status_code == 403
+        poll = http.post(
+            "/idp/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "device_code": start["device_code"],
+                "client_id": "agentctl",
+            },
+        )
+        assert poll.status_code == 400 and poll.json()["error"] == "authorization_pending"
+
+
+# --- the provider and the systems, as strict as real ones -------------------------------
+
+
+def test_registering_a_client_needs_the_admin_and_takes_over_nothing(sim: Any) -> None:
+    body = {"agent": "onboarding", "scopes": ["hr:write"], "client_id": "agent-onboarding"}
+    anonymous = httpx.post(f"{sim.url}/idp/clients", json=body)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith('Bearer realm="sim-idp"')
+    rekey = httpx.post(f"{sim.url}/idp/clients", json=body, headers=admin(sim))
+    assert rekey.status_code == 409 and "registered once" in rekey.json()["detail"]
+    shadow = {"agent": "onboarding", "scopes": ["hr:write"], "client_id": "agent-evil"}
+    assert httpx.post(f"{sim.url}/idp/clients", json=shadow, headers=admin(sim)).status_code == 409
+    # The real worker's secret still works: nothing was re-keyed.
+    assert sim_token(sim.url, sim.credentials, "onboarding", "hr", "hr:write")
+
+
+def test_an_agent_gets_tokens_only_for_the_systems_it_calls(sim: Any) -> None:
+    creds = sim.credentials.read_text()
+    assert "agent-onboarding" in creds
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        sim_token(sim.url, sim.credentials, "onboarding", "payments", "hr:write")
+    answer = info.value.response.json()
+    assert (
+        answer["error"] == "invalid_target"
+        and "its systems: hr, it, mail" in answer["error_description"]
+    )
+
+
+def test_refusals_carry_the_bearer_challenge_and_conflicts_echo_nothing(sim: Any) -> None:
+    token = sim_token(sim.url, sim.credentials, "onboarding", "hr", "hr:write")
+    key = f"people-{uuid.uuid4().hex[:8]}"
+    mailbox = {"employee_id": "E-ppl", "full_name": "Pe Ople"}
+    with httpx.Client(base_url=sim.url) as http:
+        first = http.post(
+            "/hr/mailboxes",
+            json=mailbox,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key + "/1"},
+        )
+        assert first.status_code in (200, 201), first.text
+        reused = http.post(
+            "/hr/mailboxes",
+            json=mailbox,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key + "/2"},
+        )
+        assert reused.status_code == 401
+        assert reused.headers["www-authenticate"] == 'Bearer realm="sim", error="invalid_token"'
+        other = sim_token(sim.url, sim.credentials, "onboarding", "hr", "hr:write")
+        conflict = http.post(
+            "/hr/mailboxes",
+            json={"employee_id": "E-other", "full_name": "Secret Name"},
+            headers={"Authorization": f"Bearer {other}", "Idempotency-Key": key + "/1"},
+        )
+    assert conflict.status_code == 409
+    assert "E-ppl" not in conflict.text and "Pe Ople" not in conflict.text
+
+
+# --- proofs in runs -----------------------------------------------------------------------
+
+
+async def at_the_gate(env: Any, task_queue: str, principal: str = "tester") -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await start_onboarding(env.client, task_queue, principal=principal)
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await wait_for_status(handle, "waiting_approval")
+    return handle
+
+
+async def refused(handle: WorkflowHandle, decision: Decision) -> str:  # type: ignore[type-arg]
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await handle.execute_update(AgentWorkflow.decide, decision)
+    return str(info.value.cause)
+
+
+async def pending(handle: WorkflowHandle) -> Approval:  # type: ignore[type-arg]
+    [approval] = [a for a in (await handle.query(AgentWorkflow.status)).approvals]
+    return approval
+
+
+def signed_by_sim(sim: Any, claims: dict[str, Any]) -> str:
+    """A token signed with the provider's own key (what only the provider can make)."""
+    return str(sim.app.state.idp.sign(claims))
+
+
+async def test_a_proof_decides_its_own_approval_once_and_nothing_else(
+    ts_env: Any, ts_worker: Any, task_queue: str, people: People, ledger: Any
+) -> None:
+    a = await at_the_gate(ts_env, task_queue)
+    b = await at_the_gate(ts_env, task_queue)
+    apr_a, apr_b = await pending(a), await pending(b)
+    for_a = people.decision(a.id, apr_a, "hana", True)
+
+    # Run A's proof cannot decide run B, nor reject A, nor carry another reason.
+    assert "the proof is for another message (run:" in await refused(b, for_a)
+    assert "(approve: 'True', this message: 'False')" in await refused(
+        a, for_a.model_copy(update={"approve": False})
+    )
+    assert "reason_sha256" in await refused(a, for_a.model_copy(update={"reason": "sneaky"}))
+    # Signed in as sam, nobody decides as lee: a name that is not the proof's is refused.
+    as_lee = people.decision(a.id, apr_a, "hugo", True).model_copy(update={"approver": "lee"})
+    assert "approver 'lee' is not who signed the proof ('hugo')" in await refused(a, as_lee)
+
+    decided = await a.execute_update(AgentWorkflow.decide, for_a)
+    assert (decided.decided_by, decided.state) == ("hana", "approved") and decided.proof_id
+    # The same proof again: used up, whatever it would decide.
+    assert "this proof was already used" in await refused(a, for_a)
+    assert (await a.result()).outcome == "completed"
+
+    # B's own approver, with B's own proof.
+    await b.execute_update(AgentWorkflow.decide, people.decision(b.id, apr_b, "hugo", True))
+    assert (await b.result()).outcome == "completed"
+    assert ledger(a.id, "send_email") == 1 and ledger(b.id, "send_email") == 1
+
+
+async def test_expired_forged_and_wrong_audience_proofs_are_refused(
+    sim: Any, ts_env: Any, ts_worker: Any, task_queue: str, people: People
+) -> None:
+    handle = await at_the_gate(ts_env, task_queue)
+    approval = await pending(handle)
+    details = proofs.decision(handle.id, approval.id, True, approval.digest)
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "sub": "hana",
+        "aud": "durable-agents",
+        "iat": now - 600,
+        "exp": now - 300,
+        "jti": uuid.uuid4().hex,
+        "authorization_details": [details],
+    }
+    expired = signed_by_sim(sim, claims)
+    wrong_audience = signed_by_sim(sim, claims | {"aud": "hr", "exp": now + 300})
+    kid = sim.app.state.idp.jwks["keys"][0]["kid"]
+    mine = RSAKey.generate_key(2048, parameters={"kid": kid})
+    forged = jwt.encode({"alg": "RS256", "kid": kid}, claims | {"exp": now + 300}, mine)
+    none_alg = ".".join(
+        [
+            jwt.encode({"alg": "RS256", "kid": kid}, claims, mine).split(".")[0],
+            forged.split(".")[1],
+            "",
+        ]
+    )
+    said = {}
+    for name, token in [
+        ("expired", expired),
+        ("audience", wrong_audience),
+        ("forged", forged),
+        ("unsigned", none_alg),
+    ]:
+        said[name] = await refused(
+            handle, Decision(approve=True, approval_id=approval.id, proof=token)
+        )
+    assert "expired" in said["expired"], said
+    assert "aud" in said["audience"], said
+    assert "not valid" in said["forged"] and "signature" in said["forged"].lower(), said
+    assert "not valid" in said["unsigned"], said
+    assert all("agentctl login" in why for why in said.values()), said
+    assert (await pending(handle)).state == "pending"
+    await handle.execute_update(
+        AgentWorkflow.decide, people.decision(handle.id, approval, "hana", True)
+    )
+    assert (await handle.result()).outcome == "completed"
+
+
+async def test_the_provider_rotates_its_key_mid_run_and_decisions_still_go_through(
+    sim: Any, ts_env: Any, ts_worker: Any, task_queue: str, people: People
+) -> None:
+    handle = await at_the_gate(ts_env, task_queue)
+    old = people.decision(handle.id, await pending(handle), "hana", True, "before")
+    rotated = httpx.post(f"{sim.url}/idp/keys/rotate", headers=admin(sim))
+    assert rotated.status_code == 200
+    new_kid = rotated.json()["kid"]
+    assert new_kid in [k["kid"] for k in httpx.get(f"{sim.url}/idp/jwks").json()["keys"]]
+    new = people.decision(handle.id, await pending(handle), "hana", True)
+    header = json.loads(__import__("base64").urlsafe_b64decode(new.proof.split(".")[0] + "=="))
+    assert header["kid"] == new_kid  # signed with a key the worker has not seen yet
+    decided = await handle.execute_update(AgentWorkflow.decide, new)
+    assert decided.state == "approved"
+    assert (await handle.result()).outcome == "completed"
+    # A proof the old key signed before the rotation still verifies (the JWKS keeps it).
+    assert old.proof and old.proof.split(".")[0] != new.proof.split(".")[0]  # type: ignore[union-attr]
+
+
+async def test_a_signal_with_a_proof_for_someone_else_changes_nothing(
+    ts_env: Any, ts_worker: Any, task_queue: str, people: People
+) -> None:
+    handle = await at_the_gate(ts_env, task_queue)
+    approval = await pending(handle)
+    mallory = people.decision(handle.id, approval, "mallory", True)
+    await handle.signal(AgentWorkflow.approve, mallory)
+    for _ in range(100):
+        status = await handle.query(AgentWorkflow.status)
+        if status.refused:
+            break
+        await asyncio.sleep(0.05)
+    assert "'mallory' may not decide approval apr-1" in status.refused[-1].reason
+    assert status.approvals[0].state == "pending"
+    await handle.signal(AgentWorkflow.approve, people.decision(handle.id, approval, "hana", True))
+    assert (await handle.result()).outcome == "completed"
