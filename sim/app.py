@@ -43,7 +43,10 @@ def create_app(db_path: str | Path, credentials: Path | None = None) -> FastAPI:
     idp.bootstrap(credentials or state_dir / CREDENTIALS_FILE, shipped_clients())
     idp.bootstrap_admin(state_dir / ADMIN_FILE)
     people = People(db, ISSUER, idp.sign, lambda token: idp.verify(token, ISSUER))
-    people.bootstrap(state_dir / PEOPLE_FILE, directory_people())
+    everyone, services = directory_people()
+    people.bootstrap(state_dir / PEOPLE_FILE, sorted(everyone - services))
+    people.services = services
+    idp.delegation = people.delegation
     mcp = mcp_server.build_server(db)
     mcp_routes = mcp_server.routes(mcp, idp)
 
@@ -76,17 +79,20 @@ def create_app(db_path: str | Path, credentials: Path | None = None) -> FastAPI:
     return app
 
 
-def directory_people() -> list[str]:
-    """Everyone the installed agents' directories name (the sim world's and any plugin's): the
-    sim's provider stands for the company's, which knows everyone a worker does."""
+def directory_people() -> tuple[frozenset[str], frozenset[str]]:
+    """Everyone the installed agents' directories name (the sim world's and any plugin's), and
+    the service principals among them: the sim's provider stands for the company's, which
+    knows everyone a worker does. People sign in; service principals never do."""
     from durable_agents._catalog import CatalogError
+    from durable_agents._directory import Directory
     from durable_agents._discovery import discover
     from sim.agents import AGENTS
 
     try:
-        return sorted(discover().directory.people)
+        directory = discover().directory
     except CatalogError:  # a broken plugin is the worker's to report; the sim's world stands
-        return sorted(AGENTS.directory.people) if AGENTS.directory is not None else []
+        directory = AGENTS.directory or Directory()
+    return directory.people, directory.services
 
 
 def serve(

@@ -35,6 +35,7 @@ import threading
 import time
 import tomllib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +145,11 @@ class IdentityProvider:
                 )
         self.lifetime_s = lifetime_s  # tests shorten it (an expired token)
         self._lock = threading.Lock()
+        # Whether an agent may act for a person with these scopes (their grant: sim.people);
+        # None says why not. Until people are known, nobody is impersonated.
+        self.delegation: Callable[[str, str, list[str]], str | None] = (
+            lambda subject, agent, scopes: f"{subject} has granted {agent} nothing"
+        )
         self._admin_digest = ""
         if not db.query("SELECT kid FROM idp_keys LIMIT 1"):
             self.rotate()
@@ -176,15 +182,23 @@ class IdentityProvider:
     def verify(self, token: str, audience: str) -> dict[str, Any] | None:
         """The claims of a token this provider signed for `audience`, if it is valid now."""
         try:
-            decoded = jwt.decode(token.strip(), self._verify_keys, algorithms=[ALGORITHM])
-            JWTClaimsRegistry(
-                iss={"essential": True, "value": ISSUER},
-                aud={"essential": True, "value": audience},
-                exp={"essential": True},
-                sub={"essential": True},
-            ).validate(decoded.claims)
+            return self._claims(token, audience, jti=False)
         except (JoseError, ValueError):
             return None
+
+    def _claims(self, token: str, audience: str, jti: bool = True) -> dict[str, Any]:
+        """Signature (any of the provider's keys), issuer, audience, expiry, subject; raises
+        JoseError or ValueError."""
+        decoded = jwt.decode(token.strip(), self._verify_keys, algorithms=[ALGORITHM])
+        essential: dict[str, Any] = {
+            "iss": {"essential": True, "value": ISSUER},
+            "aud": {"essential": True, "value": audience},
+            "exp": {"essential": True},
+            "sub": {"essential": True},
+        }
+        if jti:
+            essential["jti"] = {"essential": True}
+        JWTClaimsRegistry(**essential).validate(decoded.claims)
         return dict(decoded.claims)
 
     # -- the admin credential ----------------------------------------------------------------
@@ -242,6 +256,11 @@ class IdentityProvider:
                  " ".join(sorted(set(audiences)))),
             )  # fmt: skip
         return client_id, secret
+
+    def agent_scopes(self, agent: str) -> frozenset[str] | None:
+        """The scopes the agent's client may ask for; None if no client is that agent."""
+        rows = self._db.query("SELECT scopes FROM idp_clients WHERE agent = ?", (agent,))
+        return frozenset(rows[0]["scopes"].split()) if rows else None
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
         rows = self._db.query("SELECT * FROM idp_clients WHERE client_id = ?", (client_id,))
@@ -324,6 +343,12 @@ class IdentityProvider:
                 return oauth_error(
                     400, "invalid_request", "token exchange needs requested_subject and audience"
                 )
+            # No impersonation: the agent acts for the person only within their grant (to it,
+            # or to the root agent a sub-agent works for).
+            granted_to = form.get("durable_agents_granted_to", "").strip() or client.agent
+            refused = self.delegation(subject, granted_to, scopes)
+            if refused is not None:
+                return oauth_error(400, "consent_required", refused)
             claims |= {
                 "sub": subject,
                 "aud": audience,
@@ -373,17 +398,9 @@ class IdentityProvider:
         if kind.lower() != "bearer" or not token.strip():
             return Refusal(401, "a bearer token is required (Authorization: Bearer <token>)")
         try:
-            decoded = jwt.decode(token.strip(), self._verify_keys, algorithms=[ALGORITHM])
-            JWTClaimsRegistry(
-                iss={"essential": True, "value": ISSUER},
-                aud={"essential": True, "value": audience},
-                exp={"essential": True},
-                sub={"essential": True},
-                jti={"essential": True},
-            ).validate(decoded.claims)
+            claims = self._claims(token, audience)
         except (JoseError, ValueError) as exc:
             return Refusal(401, f"the token is not valid for {audience}: {exc}")
-        claims = decoded.claims
         granted = str(claims.get("scope", "")).split()
         if scope not in granted:
             return Refusal(403, f"the token grants {' '.join(granted) or 'no scope'}, not {scope}")

@@ -22,6 +22,7 @@ authorises nothing else, and can be checked offline against the provider's keys 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import html
@@ -33,6 +34,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
@@ -75,6 +77,15 @@ CREATE TABLE IF NOT EXISTS idp_proofs (
     details TEXT NOT NULL, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idp_proofs_run ON idp_proofs (run);
+CREATE TABLE IF NOT EXISTS idp_authz (
+    ticket_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL,
+    challenge TEXT NOT NULL, state TEXT NOT NULL, scope TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    subject TEXT, code_hash TEXT, used INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS idp_grants (
+    subject TEXT NOT NULL, agent TEXT NOT NULL, scopes TEXT NOT NULL, granted_at INTEGER NOT NULL,
+    PRIMARY KEY (subject, agent)
+);
 """
 
 # The only characters of a user code: no vowels (no words), no look-alikes (RFC 8628 6.1).
@@ -115,6 +126,22 @@ class ProofDetails(BaseModel):
     scopes: list[str] | None = Field(default=None, max_length=100)
 
 
+def _loopback(uri: str) -> bool:
+    """A native app's redirect (RFC 8252 7.3): http on the loopback address, any port."""
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Authorization:
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    state: str
+    scope: str
+    subject: str | None = None
+
+
 @dataclass(frozen=True)
 class Device:
     device_hash: str
@@ -137,6 +164,54 @@ class People:
         self._issuer = issuer
         self._sign = sign
         self._verify_access = verify_access
+        self.services: frozenset[str] = frozenset()  # whom agents act for with no grant
+
+    # -- grants: what a person lets an agent do for them ---------------------------------
+
+    def grant(self, subject: str, agent: str, scopes: list[str]) -> list[str]:
+        """Add `scopes` to what `subject` lets `agent` do for them; all it may now do."""
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT scopes FROM idp_grants WHERE subject = ? AND agent = ?", (subject, agent)
+            ).fetchone()
+            held = set(row["scopes"].split()) if row else set()
+            now = sorted(held | set(scopes))
+            conn.execute(
+                "INSERT OR REPLACE INTO idp_grants (subject, agent, scopes, granted_at) "
+                "VALUES (?, ?, ?, ?)",
+                (subject, agent, " ".join(now), int(time.time())),
+            )
+        return now
+
+    def revoke(self, subject: str, agent: str) -> bool:
+        with self._db.transaction() as conn:
+            gone = conn.execute(
+                "DELETE FROM idp_grants WHERE subject = ? AND agent = ?", (subject, agent)
+            )
+            return gone.rowcount > 0
+
+    def grants(self, subject: str) -> dict[str, list[str]]:
+        rows = self._db.query("SELECT * FROM idp_grants WHERE subject = ?", (subject,))
+        return {r["agent"]: r["scopes"].split() for r in rows}
+
+    def delegation(self, subject: str, agent: str, scopes: list[str]) -> str | None:
+        """Why an agent may not act for `subject` with `scopes`, or None if it may: a service
+        principal, or a person who granted that agent those scopes."""
+        if subject in self.services:
+            return None
+        held = set(self.grants(subject).get(agent, []))
+        missing = sorted(set(scopes) - held)
+        if not held:
+            return (
+                f"{subject} has granted {agent} nothing (or revoked it): {subject} grants it "
+                f"(`agentctl grant {agent} --scope ...`, or by starting a run of it)"
+            )
+        if missing:
+            return (
+                f"{subject} has not granted {agent} {' '.join(missing)}: {subject} grants it "
+                f"(`agentctl grant {agent} --scope {' --scope '.join(missing)}`)"
+            )
+        return None
 
     # -- people --------------------------------------------------------------------------
 
@@ -322,6 +397,85 @@ class People:
             "scope": scope,
         }
 
+    # -- authorization code with PKCE (RFC 6749 4.1, RFC 7636), loopback redirects ---------
+
+    def start_authorization(self, params: dict[str, str]) -> tuple[str, Authorization]:
+        """A pending authorization request and the ticket its pages carry; OAuthError for a
+        request that cannot be answered by a redirect (bad client or redirect_uri)."""
+        client_id, redirect = params.get("client_id", ""), params.get("redirect_uri", "")
+        if client_id not in PUBLIC_CLIENTS:
+            raise OAuthError("invalid_client", f"no public client {client_id[:64]!r}", 401)
+        if not _loopback(redirect):
+            raise OAuthError(
+                "invalid_request",
+                "redirect_uri must be a loopback address (http://127.0.0.1:PORT/…, RFC 8252)",
+            )
+        if params.get("response_type") != "code":
+            raise OAuthError("unsupported_response_type", "only response_type=code")
+        challenge = params.get("code_challenge", "")
+        if params.get("code_challenge_method") != "S256" or not 43 <= len(challenge) <= 128:
+            raise OAuthError("invalid_request", "PKCE is required: code_challenge with S256")
+        asked = params.get("scope", "").split() or list(PERSON_SCOPES)
+        unknown = sorted(set(asked) - set(PERSON_SCOPES))
+        if unknown:
+            raise OAuthError("invalid_scope", f"no scope {', '.join(unknown)} here")
+        ticket = secrets.token_urlsafe(24)
+        request = Authorization(client_id, redirect, challenge, params.get("state", "")[:500],
+                                " ".join(asked))  # fmt: skip
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO idp_authz (ticket_hash, client_id, redirect_uri, challenge, state, "
+                "scope, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_sha256(ticket), client_id, redirect, challenge, request.state, request.scope,
+                 int(time.time()) + DEVICE_LIFETIME_S),
+            )  # fmt: skip
+        return ticket, request
+
+    def authorization(self, ticket: str) -> Authorization | None:
+        rows = self._db.query(
+            "SELECT * FROM idp_authz WHERE ticket_hash = ? AND used = 0 AND code_hash IS NULL "
+            "AND expires_at > ?",
+            (_sha256(ticket), int(time.time())),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Authorization(r["client_id"], r["redirect_uri"], r["challenge"], r["state"],
+                             r["scope"], r["subject"])  # fmt: skip
+
+    def authorize_as(self, ticket: str, subject: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE idp_authz SET subject = ? WHERE ticket_hash = ?", (subject, _sha256(ticket))
+            )
+
+    def issue_code(self, ticket: str) -> str:
+        code = secrets.token_urlsafe(32)
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE idp_authz SET code_hash = ?, expires_at = ? WHERE ticket_hash = ?",
+                (_sha256(code), int(time.time()) + 60, _sha256(ticket)),
+            )
+        return code
+
+    def redeem(self, client_id: str, form: dict[str, str]) -> dict[str, Any]:
+        """Tokens for an authorization code, once, to the client and redirect it was issued
+        for, with the verifier whose S256 is the challenge."""
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM idp_authz WHERE code_hash = ?", (_sha256(form.get("code", "")),)
+            ).fetchone()
+            if row is None or row["used"] or row["expires_at"] <= time.time():
+                raise OAuthError("invalid_grant", "the code is unknown, used or expired")
+            conn.execute("UPDATE idp_authz SET used = 1 WHERE code_hash = ?", (row["code_hash"],))
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        if (row["client_id"], row["redirect_uri"]) != (client_id, form.get("redirect_uri")):
+            raise OAuthError("invalid_grant", "the code was issued to another client or redirect")
+        if not hmac.compare_digest(digest.rstrip(b"=").decode(), row["challenge"]):
+            raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+        return self._tokens(row["subject"], client_id, row["scope"])
+
     # -- proofs --------------------------------------------------------------------------
 
     def person(self, access_token: str) -> str:
@@ -347,6 +501,11 @@ class People:
             details = ProofDetails.model_validate(raw[0])
         except (ValueError, ValidationError) as exc:
             raise OAuthError("invalid_authorization_details", str(exc)[:500]) from None
+        if details.action == "start":
+            if not details.agent or details.scopes is None:
+                raise OAuthError("invalid_authorization_details", "a start names agent and scopes")
+            # Starting a run of an agent with these scopes is the person's consent to them.
+            self.grant(subject, details.agent, details.scopes)
         now = int(time.time())
         jti = secrets.token_hex(16)
         entry = details.model_dump(exclude_none=True)
@@ -402,14 +561,24 @@ def page(title: str, body: str) -> str:
     )
 
 
-def sign_in_form(csrf: str, user_code: str = "", error: str = "") -> str:
+def sign_in_form(
+    csrf: str, user_code: str = "", error: str = "", request: str | None = None
+) -> str:
+    """The sign-in page: for a device's code, or (`request`) for an authorization request."""
     warn = f"<p role='alert'>{html.escape(error)}</p>" if error else ""
+    if request is None:
+        target = "/idp/device"
+        asked = (
+            "<label>Code shown by your device <input name='user_code' "
+            f"value='{html.escape(user_code)}' autocomplete='off' required></label>"
+        )
+    else:
+        target = "/idp/authorize"
+        asked = f"<input type='hidden' name='request' value='{html.escape(request)}'>"
     return page(
         "Sign in to the sim's identity provider",
-        f"{warn}<form method='post' action='/idp/device'>"
-        f"<input type='hidden' name='csrf' value='{html.escape(csrf)}'>"
-        "<label>Code shown by your device <input name='user_code' "
-        f"value='{html.escape(user_code)}' autocomplete='off' required></label>"
+        f"{warn}<form method='post' action='{target}'>"
+        f"<input type='hidden' name='csrf' value='{html.escape(csrf)}'>{asked}"
         "<label>Name <input name='username' autocomplete='username' required></label>"
         "<label>Password <input type='password' name='password' "
         "autocomplete='current-password' required></label>"
@@ -417,13 +586,14 @@ def sign_in_form(csrf: str, user_code: str = "", error: str = "") -> str:
     )
 
 
-def consent_form(csrf: str, ticket: str, person: str, client_id: str, scope: str) -> str:
+def consent_form(csrf: str, ticket: str, person: str, client_id: str, scope: str,
+                 action: str = "/idp/device/consent") -> str:  # fmt: skip
     asked = "".join(f"<li>{html.escape(SCOPE_WORDS.get(s, s))}</li>" for s in scope.split())
     return page(
         "Allow access?",
         f"<p>Signed in as <strong>{html.escape(person)}</strong>.</p>"
         f"<p><strong>{html.escape(PUBLIC_CLIENTS.get(client_id, client_id))}</strong> asks to:"
-        f"</p><ul>{asked}</ul><form method='post' action='/idp/device/consent'>"
+        f"</p><ul>{asked}</ul><form method='post' action='{html.escape(action)}'>"
         f"<input type='hidden' name='csrf' value='{html.escape(csrf)}'>"
         f"<input type='hidden' name='ticket' value='{html.escape(ticket)}'>"
         "<button type='submit' name='decision' value='allow'>Allow</button> "

@@ -54,3 +54,32 @@ def approve_device(
                 "decision": "allow" if allow else "deny",
             },
         )
+
+
+def approve_authorization(url: str, person: str, secret: str, allow: bool = True) -> httpx.Response:
+    """Open an authorization request's URL as a browser would, sign in, answer the consent
+    page, and follow the provider's redirect to the application; the last response."""
+    with httpx.Client(timeout=10, follow_redirects=True) as browser:
+        form = browser.get(url)
+        if form.status_code != 200:
+            return form
+        base = url.split("/idp/authorize", 1)[0]
+        consent = browser.post(
+            f"{base}/idp/authorize",
+            data={
+                "csrf": _field(form.text, "csrf"),
+                "request": _field(form.text, "request"),
+                "username": person,
+                "password": secret,
+            },
+        )
+        if consent.status_code != 200:
+            return consent
+        return browser.post(
+            f"{base}/idp/authorize/consent",
+            data={
+                "csrf": _field(consent.text, "csrf"),
+                "ticket": _field(consent.text, "ticket"),
+                "decision": "allow" if allow else "deny",
+            },
+        )

@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import html
 import secrets
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
 
 from sim.idp import (
     ISSUER,
@@ -42,6 +44,16 @@ from sim.people import (
 )
 
 REFRESH = "refresh_token"
+AUTHORIZATION_CODE = "authorization_code"
+
+
+class GrantIn(BaseModel, extra="forbid"):
+    agent: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1, max_length=100)
+
+
+class RevokeIn(BaseModel, extra="forbid"):
+    agent: str = Field(min_length=1, max_length=200)
 
 
 def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str] | None:
@@ -79,6 +91,8 @@ def _people_grant(people: People, form: dict[str, str]) -> JSONResponse | None:
         return _answer(lambda: people.poll(client_id, form.get("device_code", "")))
     if grant == REFRESH:
         return _answer(lambda: people.refresh(client_id, form.get("refresh_token", "")))
+    if grant == AUTHORIZATION_CODE:
+        return _answer(lambda: people.redeem(client_id, form))
     if grant == TOKEN_EXCHANGE and form.get("subject_token"):
         return _answer(lambda: people.proof(client_id, form))
     return oauth_error(400, "unsupported_grant_type", f"{client_id} may not use {grant[:80]!r}")
@@ -87,7 +101,7 @@ def _people_grant(people: People, form: dict[str, str]) -> JSONResponse | None:
 def _page(body: str, csrf: str, status: int = 200) -> HTMLResponse:
     response = HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
     response.set_cookie(
-        CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/idp/device", max_age=900
+        CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/idp", max_age=900
     )
     return response
 
@@ -176,6 +190,51 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
         )
         return _page(page("Done" if allowed else "Refused", text), csrf)
 
+    @router.get("/authorize")
+    def authorize(request: Request) -> Response:
+        """An authorization request (code flow with PKCE): its sign-in page. A request that
+        names no acceptable client or redirect gets an error page, never a redirect."""
+        csrf = secrets.token_urlsafe(24)
+        try:
+            ticket, _ = people.start_authorization(dict(request.query_params))
+        except OAuthError as exc:
+            return _page(page("Sign-in refused", f"<p>{html.escape(exc.description)}</p>"),
+                         csrf, 400)  # fmt: skip
+        return _page(sign_in_form(csrf, request=ticket), csrf)
+
+    @router.post("/authorize")
+    async def authorize_sign_in(request: Request) -> HTMLResponse:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        csrf = secrets.token_urlsafe(24)
+        ticket = form.get("request", "")[:100]
+        pending = people.authorization(ticket)
+        if not _csrf_ok(request, form) or pending is None:
+            why = "The sign-in expired or was already used: start again from your application."
+            return _page(page("Sign-in refused", f"<p>{why}</p>"), csrf, 403)
+        person = people.check_password(form.get("username", "")[:200], form.get("password", ""))
+        if person is None:
+            return _page(sign_in_form(csrf, error="Wrong name or password.", request=ticket),
+                         csrf, 401)  # fmt: skip
+        people.authorize_as(ticket, person)
+        body = consent_form(csrf, ticket, person, pending.client_id, pending.scope,
+                            action="/idp/authorize/consent")  # fmt: skip
+        return _page(body, csrf)
+
+    @router.post("/authorize/consent")
+    async def authorize_consent(request: Request) -> Response:
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        csrf = secrets.token_urlsafe(24)
+        ticket = form.get("ticket", "")[:100]
+        pending = people.authorization(ticket)
+        if not _csrf_ok(request, form) or pending is None or pending.subject is None:
+            why = "The sign-in expired or was already used: start again from your application."
+            return _page(page("Sign-in refused", f"<p>{why}</p>"), csrf, 403)
+        if form.get("decision") == "allow":
+            answer = {"code": people.issue_code(ticket), "state": pending.state}
+        else:
+            answer = {"error": "access_denied", "state": pending.state}
+        return RedirectResponse(f"{pending.redirect_uri}?{urlencode(answer)}", status_code=303)
+
     @router.get("/userinfo")
     def userinfo(request: Request) -> JSONResponse:
         kind, _, value = request.headers.get("authorization", "").partition(" ")
@@ -186,6 +245,45 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
         if subject is None:
             return bearer_challenge(401, "a person's access token is required")
         return JSONResponse({"sub": subject})
+
+    def _person(request: Request) -> str | None:
+        kind, _, value = request.headers.get("authorization", "").partition(" ")
+        try:
+            return people.person(value) if kind.lower() == "bearer" else None
+        except OAuthError:
+            return None
+
+    @router.post("/grants")
+    def grant(body: GrantIn, request: Request) -> JSONResponse:
+        """The signed-in person lets an agent act for them with these scopes."""
+        subject = _person(request)
+        if subject is None:
+            return bearer_challenge(401, "a person's access token is required (agentctl login)")
+        allowed = idp.agent_scopes(body.agent)
+        if allowed is None:
+            return JSONResponse({"detail": f"no agent {body.agent!r} here"}, status_code=404)
+        beyond = sorted(set(body.scopes) - allowed)
+        if beyond:
+            why = f"{body.agent} never asks for {', '.join(beyond)}; it may: {sorted(allowed)}"
+            return JSONResponse({"detail": why}, status_code=400)
+        return JSONResponse(
+            {"agent": body.agent, "scopes": people.grant(subject, body.agent, body.scopes)}
+        )
+
+    @router.get("/grants")
+    def grants(request: Request) -> JSONResponse:
+        subject = _person(request)
+        if subject is None:
+            return bearer_challenge(401, "a person's access token is required (agentctl login)")
+        return JSONResponse({"subject": subject, "grants": people.grants(subject)})
+
+    @router.post("/grants/revoke")
+    def revoke(body: RevokeIn, request: Request) -> JSONResponse:
+        """Nothing more for this agent: its runs for this person park at their next effect."""
+        subject = _person(request)
+        if subject is None:
+            return bearer_challenge(401, "a person's access token is required (agentctl login)")
+        return JSONResponse({"agent": body.agent, "revoked": people.revoke(subject, body.agent)})
 
     @router.get("/jwks")
     def jwks() -> dict[str, Any]:
@@ -199,8 +297,17 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
             "token_endpoint": f"{base}/token",
             "jwks_uri": f"{base}/jwks",
             "device_authorization_endpoint": f"{base}/device_authorization",
+            "authorization_endpoint": f"{base}/authorize",
+            "code_challenge_methods_supported": ["S256"],
+            "response_types_supported": ["code"],
             "userinfo_endpoint": f"{base}/userinfo",
-            "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE, DEVICE_CODE, REFRESH],
+            "grant_types_supported": [
+                "client_credentials",
+                TOKEN_EXCHANGE,
+                DEVICE_CODE,
+                AUTHORIZATION_CODE,
+                REFRESH,
+            ],
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",

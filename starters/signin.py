@@ -175,6 +175,63 @@ def login_device(print_to: Any = typer.echo) -> dict[str, Any]:
     raise OpError("the sign-in was not finished in time: run `agentctl login` again")
 
 
+def login_browser(print_to: Any = typer.echo, wait_s: float = 600) -> dict[str, Any]:
+    """The authorization code flow with PKCE (RFC 7636) and a loopback redirect (RFC 8252):
+    a listener on a free port of 127.0.0.1 takes the provider's redirect with the code."""
+    import queue
+    import secrets
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    http, settings = _client()
+    http.code_challenge_method = "S256"
+    provider = settings.identity_provider
+    arrived: queue.Queue[str] = queue.Queue(maxsize=1)
+
+    class Callback(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path.startswith("/callback?") and arrived.empty():
+                arrived.put(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(b"Signed in: you can close this page and go back to your terminal.")
+
+        def log_message(self, *args: Any) -> None:  # the terminal is the person's
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Callback)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    redirect = f"http://127.0.0.1:{server.server_address[1]}/callback"
+    try:
+        with http:
+            found = _discover(http, provider)
+            if "authorization_endpoint" not in found:
+                raise OpError(f"the provider at {provider} offers no authorization code flow")
+            verifier = secrets.token_urlsafe(48)
+            url, state = http.create_authorization_url(
+                found["authorization_endpoint"], redirect_uri=redirect, scope=SCOPE,
+                code_verifier=verifier,
+            )  # fmt: skip
+            print_to(f"To sign in, open {url}")
+            try:
+                path = arrived.get(timeout=wait_s)
+            except queue.Empty:
+                raise OpError(
+                    "the sign-in was not finished in time: run `agentctl login` again"
+                ) from None
+            token = _oauth_call(
+                "sign-in failed",
+                lambda: http.fetch_token(
+                    found["token_endpoint"], authorization_response=f"http://127.0.0.1{path}",
+                    redirect_uri=redirect, code_verifier=verifier, state=state,
+                ),
+            )  # fmt: skip
+    finally:
+        server.shutdown()
+    return _remember(provider, found, token)
+
+
 def _remember(provider: str, found: dict[str, Any], token: dict[str, Any]) -> dict[str, Any]:
     said = claims(str(token.get("access_token", "")))
     entry = {
@@ -263,12 +320,21 @@ def signed_in_as(claimed: str | None) -> str:
 
 
 @app.command()
-def login() -> None:
-    """Sign in at the identity provider (device sign-in): every decision, message and
-    operator action you send then carries proof that it is yours."""
+def login(
+    browser: Annotated[
+        bool,
+        typer.Option(
+            "--browser",
+            help="Sign in in a browser on this machine (authorization code with PKCE and a "
+            "loopback redirect) instead of entering a code on the provider's page.",
+        ),
+    ] = False,
+) -> None:
+    """Sign in at the identity provider: what you then start, decide or operate carries
+    proof that it is yours."""
     from starters.cli import call_sync
 
-    entry = call_sync(login_device)
+    entry = call_sync(login_browser if browser else login_device)
     typer.echo(f"signed in as {entry['subject']} at {entry['issuer']}")
 
 
@@ -298,3 +364,78 @@ def logout() -> None:
         fail("not signed in (nothing to forget)")
     _write_store(data)
     typer.echo("signed out")
+
+
+def _idp_call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A call to the provider's grant endpoints with the signed-in person's access token."""
+    import httpx
+
+    entry = session()
+    try:
+        answer = httpx.request(
+            method,
+            f"{entry['provider']}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {entry['access_token']}"},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        raise OpError(f"the identity provider did not answer ({exc})") from None
+    if answer.status_code != 200:
+        try:
+            why = answer.json().get("detail", answer.text)
+        except ValueError:
+            why = answer.text
+        raise OpError(f"the identity provider refused: {str(why)[:300]}")
+    found = answer.json()
+    return found if isinstance(found, dict) else {}
+
+
+@app.command()
+def grant(
+    agent: Annotated[str, typer.Argument(help="The agent (`agentctl agents`).")],
+    scope: Annotated[list[str], typer.Option(help="A scope it may use for you (repeatable).")],
+) -> None:
+    """Let AGENT act for you with these scopes, beyond what you granted it before.
+
+    Its runs for you get tokens for them; starting a run grants what it is started with."""
+    from starters.cli import call_sync
+
+    done = call_sync(lambda: _idp_call("POST", "/grants", {"agent": agent, "scopes": scope}))
+    typer.echo(f"{agent} may now act for you with: {' '.join(done.get('scopes', []))}")
+
+
+grants_app = typer.Typer(
+    invoke_without_command=True, add_completion=False, pretty_exceptions_show_locals=False
+)
+app.add_typer(grants_app, name="grants")
+
+
+@grants_app.callback()
+def grants(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """What you let each agent do for you; `grants revoke AGENT` takes it back."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from starters.cli import call_sync
+
+    found = call_sync(lambda: _idp_call("GET", "/grants"))
+    held: dict[str, list[str]] = found.get("grants", {})
+    lines = [f"{agent}: {' '.join(scopes)}" for agent, scopes in sorted(held.items())]
+    emit(held, "\n".join(lines) or "you have granted no agent anything", as_json)
+
+
+@grants_app.command("revoke")
+def revoke(agent: Annotated[str, typer.Argument(help="The agent.")]) -> None:
+    """Take back all you let AGENT do for you.
+
+    Its runs for you park at their next effect, and go on (`agentctl resume RUN`) once you
+    grant it again."""
+    from starters.cli import call_sync
+
+    done = call_sync(lambda: _idp_call("POST", "/grants/revoke", {"agent": agent}))
+    if not done.get("revoked"):
+        fail(f"you had granted {agent} nothing")
+    typer.echo(f"revoked: {agent} may no longer act for you")
