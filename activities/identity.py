@@ -5,12 +5,14 @@ short-lived token (OAuth 2.0 Token Exchange, RFC 8693).
 The request (client_secret_basic as the agent's client):
 
     grant_type=urn:ietf:params:oauth:grant-type:token-exchange
-    requested_subject=<principal>        the person the run acts for (Keycloak's name for it)
+    requested_subject=<principal>        the person the run acts for (Keycloak's name for it);
+                                         the provider issues only within their grant
     audience=<system>                    the tool's `audience`
     scope=<the tool's required scopes>   a run's grant, narrowed to what this call needs
     requested_token_type=urn:ietf:params:oauth:token-type:access_token
     durable_agents_run=<workflow id>     extensions a provider may ignore (RFC 6749 3.2):
     durable_agents_token_id=<idempotency key>   the actor's run and the token id it asks for
+    durable_agents_granted_to=<agent>    a sub-agent: the root agent whose grant it acts under
 
 Credentials are read from the worker's credentials file only, never from workflow input or
 history; the file is read again when it changes (a rotated secret needs no restart). Tokens
@@ -18,7 +20,9 @@ stay in this worker's memory, per run, scope, audience and call (a token is good
 systems bind its id to one idempotency key), until shortly before they expire; a retried
 attempt reuses its call's token. A refusal maps onto the taxonomy: a provider that cannot be
 reached is transient; credentials it refuses are AuthenticationFailed (the run parks for an
-operator); a scope or audience it will not grant is PermissionDenied.
+operator); a scope or audience it will not grant is PermissionDenied; a person's grant that is
+missing or revoked (`consent_required`) is AuthenticationFailed too: the run parks, and
+resumes once the person grants it again.
 """
 
 from __future__ import annotations
@@ -206,6 +210,8 @@ class TokenBroker:
             settings.credentials_path.resolve(), who.agent, who.agent_version
         )
         url = settings.token_url
+        # A sub-agent acts under its root run's grant: the provider checks that one.
+        extra = {"durable_agents_granted_to": who.granted_to} if who.granted_to else {}
         try:
             oauth = self._client(client.client_id, client.secret())
             answer = await oauth.fetch_token(
@@ -217,6 +223,7 @@ class TokenBroker:
                 requested_token_type=ACCESS_TOKEN_TYPE,
                 durable_agents_run=who.workflow_id,
                 durable_agents_token_id=request.idempotency_key,
+                **extra,
             )
         except OSError as exc:
             raise _refused(f"the secret file of {client.client_id} cannot be read: {exc}") from None
@@ -232,6 +239,8 @@ class TokenBroker:
             )
             if exc.error in _BUSY:
                 raise ApplicationError(text, type=f.TOOL_TRANSIENT) from None
+            if exc.error == "consent_required":
+                text += f"; then `agentctl resume {who.workflow_id}`"
             kind = f.PERMISSION_DENIED if exc.error in _DENIED else f.AUTHENTICATION_FAILED
             raise _refused(text, kind) from None
         except ValueError as exc:  # an answer that is no JSON (a proxy's error page, a 5xx)

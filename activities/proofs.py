@@ -56,6 +56,14 @@ class ProofTrust:
             raise ValueError("ProofTrust: a fixed jwks needs its issuer")
 
 
+def configured_trust() -> ProofTrust:
+    """Whose proofs of people to take: the OpenID provider the settings name."""
+    from activities.settings import get_settings
+
+    settings = get_settings()
+    return ProofTrust(audience=settings.proof_audience, discovery_url=settings.identity_provider)
+
+
 @dataclass
 class _Keys:
     issuer: str = ""
@@ -108,9 +116,10 @@ class ProofVerifier:
                     ) from None
         return self._keys.keys.get(kid)
 
-    async def verify(self, token: str) -> Proven:
+    async def verify(self, token: str, as_evidence: bool = False) -> Proven:
         """The proof's claims if its signature, issuer, audience and expiry hold; else a
-        non-retryable ProofRefused saying what is wrong."""
+        non-retryable ProofRefused saying what is wrong. `as_evidence`: checked as of when it
+        was issued (an audit, long after it expired)."""
         from joserfc import jws, jwt
         from joserfc.errors import JoseError
         from joserfc.jwk import KeySet
@@ -131,7 +140,10 @@ class ProofVerifier:
             decoded = jwt.decode(
                 token.strip(), KeySet.import_key_set({"keys": [key]}), algorithms=ALGORITHMS
             )
+            issued = decoded.claims.get("iat")
+            at = int(issued) if as_evidence and isinstance(issued, int | float) else None
             JWTClaimsRegistry(
+                now=at,
                 leeway=LEEWAY_S,
                 iss={"essential": True, "value": self._keys.issuer},
                 aud={"essential": True, "value": self.trust.audience},

@@ -4,6 +4,7 @@ A `Directory` is data, loaded from a TOML file at start-up and checked there, so
 deployment states its own people and approver groups without touching code:
 
     people = ["alice", "desk"]          # principals who are in no group (optional)
+    services = ["nightly"]              # service principals: runs code starts act for them
     [groups]
     operators = ["olga", "omar"]
 
@@ -31,7 +32,7 @@ MAX_NAME = 64
 GROUP_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}")
 _NAME_RULE = f"a letter, then letters, digits, '.', '_' or '-'; at most {MAX_NAME}"
 _GROUP_RULE = "a lowercase letter, then lowercase letters, digits or '-'; at most 64"
-_KEYS = ("people", "groups")
+_KEYS = ("people", "services", "groups")
 
 
 class UnknownPerson(ValueError):
@@ -71,6 +72,10 @@ class Directory:
     """Every person and service account a run may act for or be approved by."""
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
     """Approver groups by name, each with its members (who are in `people` too)."""
+    services: frozenset[str] = frozenset()
+    """Service principals (in `people` too): runs started by code with no person behind it
+    (a schedule, another workflow) act for one of them, with no person's proof or grant. A
+    run started for anyone else needs that person's proof."""
 
     def __post_init__(self) -> None:
         where = "Directory(...)"
@@ -81,9 +86,11 @@ class Directory:
                 raise DirectoryError(f"{where}: groups.{group}: has no members: list at least one")
             for name in sorted(names):
                 _check_normal(where, f"groups.{group}", name)
-        for name in sorted(self.people):
+        for name in sorted(self.people | self.services):
             _check_normal(where, "people", name)
-        object.__setattr__(self, "people", frozenset(self.people).union(*groups.values()))
+        people = frozenset(self.people).union(self.services, *groups.values())
+        object.__setattr__(self, "people", people)
+        object.__setattr__(self, "services", frozenset(self.services))
         object.__setattr__(self, "groups", groups)
 
     @classmethod
@@ -100,9 +107,10 @@ class Directory:
         if unknown:
             raise DirectoryError(
                 f"{where}: unknown key {unknown[0]!r}: a directory has only "
-                f"'people' (a list of names) and '[groups]' (group = [names])"
+                f"'people' and 'services' (lists of names) and '[groups]' (group = [names])"
             )
         people = _names(where, "people", data.get("people", []))
+        services = _names(where, "services", data.get("services", []))
         raw_groups = data.get("groups", {})
         if not isinstance(raw_groups, Mapping):
             raise DirectoryError(
@@ -118,7 +126,7 @@ class Directory:
                     f"{where}: groups.{group}: has no members: list at least one or remove it"
                 )
             groups[group] = frozenset(names)
-        return cls(people=frozenset(people), groups=groups)
+        return cls(people=frozenset(people), groups=groups, services=frozenset(services))
 
     def person(self, name: str) -> str:
         """`name` in normal form if it is a person of the directory; else UnknownPerson,
@@ -156,7 +164,11 @@ class Directory:
                     "define it in one directory file only"
                 )
             groups[group] = names
-        return Directory(people=self.people | other.people, groups=groups)
+        return Directory(
+            people=self.people | other.people,
+            groups=groups,
+            services=self.services | other.services,
+        )
 
 
 def _check_group_name(where: str, group: object) -> None:

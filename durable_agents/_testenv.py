@@ -189,12 +189,19 @@ class AgentEnvironment:
         """Start a run (refused here, not in the worker, if agent, principal or input is
         wrong); `run` takes AgentRun's other fields, e.g. task=, model_route=, max_turns=."""
         spec = self.catalog.agent(agent)
-        self.catalog.directory.person(principal)
+        person = self.catalog.directory.person(principal)
         spec.input_model.model_validate(dict(input))
+        workflow_id = f"{agent}-test-{uuid.uuid4().hex[:10]}"
+        if person not in self.catalog.directory.services and "proof" not in run:
+            # Started by the person it acts for, as `agentctl run` would: with their proof.
+            scopes = run.get("scopes")
+            granted = list(spec.scopes()) if scopes is None else list(scopes)
+            details = proof_details.start(workflow_id, agent, dict(input), granted)
+            run = run | {"proof": await self.proof(person, details), "scopes": granted}
         handle = await self.env.client.start_workflow(
             AgentWorkflow.run,
             AgentRun(agent=agent, input=dict(input), principal=principal, **run),
-            id=f"{agent}-test-{uuid.uuid4().hex[:10]}",
+            id=workflow_id,
             task_queue=self.task_queue,
         )
         self._started.append(handle)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from starters.cli import app, fail
+from starters.cli import app, call, fail
+from starters.errors import OpError
 
 if TYPE_CHECKING:
     from activities.audit import Recorded
@@ -22,9 +23,13 @@ def _line(r: Recorded) -> str:
 
     e = r.entry
     who = f"{e.agent}/{e.agent_version} for {e.principal}" if e.agent else e.principal
+    proof = f" [proof {e.details['proof_id']}]" if e.details.get("proof_id") else ""
     if e.kind == "approval":
         what = f"approval {e.details.get('approval')} of {e.tool}: {e.outcome}"
-        what += f" by {e.approver}" if e.approver else ""
+        what += f" by {e.approver}{proof}" if e.approver else ""
+        what += f" ({e.details['reason']})" if e.details.get("reason") else ""
+    elif e.kind in ("start", "operator"):
+        what = f"{e.outcome.replace('_', '-')} by {e.approver}{proof}"
         what += f" ({e.details['reason']})" if e.details.get("reason") else ""
     else:
         what = f"{e.tool} [{e.side_effect}] {e.kind.replace('_', ' ')}: {e.outcome}"
@@ -39,7 +44,14 @@ def audit(
         str | None,
         typer.Argument(help="Run (workflow id); omit for all. `prune`: retention (--before)."),
     ] = None,
-    verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check the hash chain; with RUN, also each person's proof it keeps against "
+            "the identity provider's keys.",
+        ),
+    ] = False,
     against_systems: Annotated[
         bool,
         typer.Option(
@@ -101,6 +113,13 @@ def audit(
         if not as_json:
             since = f" from the checkpoint after entry #{verdict.since}" if verdict.since else ""
             typer.echo(f"audit log {path}: {verdict.entries} entries, the hash chain holds{since}")
+        if run_id:
+            checked = call(lambda: _verify_proofs(log, run_id))
+            if not as_json:
+                typer.echo(
+                    f"{run_id}: {checked} proof(s) of who started, decided or operated it "
+                    "verified against the identity provider's keys"
+                )
         return
     trail = log.trail(run_id)
     if as_json:
@@ -110,6 +129,43 @@ def audit(
         typer.echo(f"no audit entries{' for ' + run_id if run_id else ''}", err=True)
     for r in trail:
         typer.echo(_line(r))
+
+
+async def _verify_proofs(log: Any, run_id: str) -> int:
+    """Check each person's proof the run's audit entries keep: signed by the identity
+    provider's keys (the JWKS keeps old ones), for the workers' audience, valid when issued,
+    bound to this run and to what the entry records, by the person it names. How many held;
+    OpError naming the first entry that does not."""
+    from activities.proofs import ProofVerifier, configured_trust
+
+    verifier = ProofVerifier(configured_trust())
+    checked = 0
+    for r in log.trail(run_id):
+        e = r.entry
+        token = e.details.get("proof")
+        if not token:
+            continue
+        try:
+            proven = await verifier.verify(token, as_evidence=True)
+        except Exception as exc:  # noqa: BLE001 - a refusal or the provider away: said as is
+            raise OpError(f"entry #{r.seq}: its proof does not verify: {exc}") from None
+        said = proven.details
+        bound = said.get("run") == e.run and proven.subject == e.approver
+        if e.kind == "approval":
+            bound = bound and (said.get("approval_id"), said.get("digest")) == (
+                e.details.get("approval"),
+                e.details.get("digest"),
+            )
+            bound = bound and said.get("approve") == (e.outcome == "approved")
+        else:
+            bound = bound and said.get("action") == e.outcome
+        if not bound:
+            raise OpError(
+                f"entry #{r.seq}: its proof ({proven.subject}, {said}) is not for what the entry "
+                f"records ({e.kind} {e.outcome} by {e.approver})"
+            )
+        checked += 1
+    return checked
 
 
 def _prune(log: Any, before: str | None) -> None:

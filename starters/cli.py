@@ -140,8 +140,13 @@ def warn_left_out(problems: dict[str, str]) -> None:
 def run(
     agent: str,
     as_user: Annotated[
-        str, typer.Option("--as", help="Who the run acts for: a person of the directory.")
-    ],
+        str | None,
+        typer.Option(
+            "--as",
+            help="Who the run acts for: you, signed in (`agentctl login`); if given, must name "
+            "you, or a service principal of the directory (a run with no person behind it).",
+        ),
+    ] = None,
     input: Annotated[str, typer.Option("--input", "-i", help="The agent's input as JSON.")] = "{}",
     task: Annotated[str, typer.Option(help="The task in words.")] = "",
     scope: Annotated[
@@ -163,13 +168,21 @@ def run(
     address: Address = None,
     as_json: AsJson = False,
 ) -> None:
-    """Start a run of AGENT acting for --as; prints its id and UI link (with --wait, its result)."""
+    """Start a run of AGENT acting for you (signed in); prints its id and UI link.
+
+    It is granted --scope (default: every scope its tools need); with --wait, prints its
+    result. The run carries your proof: it acts for you, and the identity provider records that you
+    granted AGENT those scopes (`agentctl grants`)."""
+    from durable_agents._vocab import proofs
     from durable_agents._vocab.models import AgentRun
-    from starters import ops, render
+    from starters import ops, render, signin
     from workers.client import TASK_QUEUE
 
     # Everything the workflow would refuse is refused here, before anything starts.
-    principal = call_sync(lambda: ops.person(as_user))
+    service = as_user is not None and call_sync(lambda: ops.service(as_user or ""))
+    principal = call_sync(
+        lambda: ops.person(as_user or "") if service else signin.signed_in_as(as_user)
+    )
     data = call_sync(lambda: ops.parse_json(input, "--input"))
     agent_run = AgentRun(
         agent=agent,
@@ -180,6 +193,13 @@ def run(
         model_route=model or None,
     )
     call_sync(lambda: ops.validate_run(agent_run))
+    granted = sorted(set(scope or ops.spec(agent).scopes()))
+    wid = run_id or ops.new_run_id(agent)
+    if not service:  # a service principal's run is code's: no person, no proof
+        _, agent_run.proof = call_sync(
+            lambda: signin.proof(proofs.start(wid, agent, data, granted))
+        )
+    run_id = wid
     queue = task_queue or TASK_QUEUE
     _trace()
 

@@ -91,7 +91,9 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     ops.UI_URL = dev.ui_url
     say(f"sim world (model server + HR/IT/mail) on {sim.url}")
 
+    from durable_agents._vocab import proofs
     from durable_agents._vocab.models import AgentRun, Decision
+    from starters import signin
     from workers.client import connect
     from workers.main import build_worker
 
@@ -100,13 +102,20 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     await stack.enter_async_context(worker)
     say(f"worker polling task queue {worker.task_queue!r}\n")
 
-    run = AgentRun(
-        agent="onboarding",
-        input=new_hire(),
-        principal="hr-demo",
-        scopes=["hr:write", "it:write", "mail:send"],
+    say("hr-demo, of HR, signs in to start the onboarding: agentctl login", bold=True)
+    starter = await sign_in(sim.url, state_dir, "hr-demo")
+    say(f"signed in as {starter}, as the identity provider proves it\n")
+    scopes = ["hr:write", "it:write", "mail:send"]
+    hire, wid = new_hire(), ops.new_run_id("onboarding")
+    _, proof = await asyncio.to_thread(signin.proof, proofs.start(wid, "onboarding", hire, scopes))
+    run = AgentRun(agent="onboarding", input=hire, principal=starter, scopes=scopes, proof=proof)
+    say(f"{starter} starts it: agentctl run onboarding --scope hr:write --scope it:write …")
+    handle = await ops.start_run(client, run, wid)
+    status = await ops.status(client, handle.id)
+    say(
+        f"the run acts for {status.principal}, proven by the start proof; {starter} granted "
+        f"onboarding {' '.join(scopes)} by starting it (`agentctl grants`)"
     )
-    handle = await ops.start_run(client, run)
     say(f"run id: {handle.id}", bold=True)
     say(f"Temporal UI: {ops.ui_link(handle.id, client.namespace)}\n")
 
@@ -182,7 +191,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
         and decided.decided_by == hana == "hana"
         and bool(decided.proof_id)
         and all(v == 1 for v in counts.values())
-        and all((e["agent"], e["principal"]) == ("onboarding", "hr-demo") for e in made)
+        and all((e["agent"], e["principal"]) == ("onboarding", starter) for e in made)
         and len(effects) == 3
         and verdict.ok
     )

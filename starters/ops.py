@@ -154,6 +154,13 @@ def person(name: str, option: str = "--as") -> str:
         raise OpError(f"{option}: {exc}") from None
 
 
+def service(name: str) -> bool:
+    """Whether `name` is a service principal of the directory (runs code starts act for)."""
+    from durable_agents._directory import normalize
+
+    return normalize(name) in catalog().directory.services
+
+
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
     """The agents this CLI knows: the same plugins a worker loads (installed entry points and
@@ -243,7 +250,7 @@ async def start_run(
         task_queue = TASK_QUEUE
     validate_run(run)
     _check_size(client, run)
-    wid = workflow_id or f"{run.agent}-{uuid.uuid4().hex[:10]}"
+    wid = workflow_id or new_run_id(run.agent)
     details = json.dumps(run.input, sort_keys=True)
     try:
         return await client.start_workflow(
@@ -263,6 +270,11 @@ async def start_run(
             f"a run with id {wid!r} already exists; pick another --id "
             f"or look at it with `agentctl status {wid}`"
         ) from None
+
+
+def new_run_id(agent: str) -> str:
+    """A run's workflow id: never used twice (idempotency keys and start proofs name it)."""
+    return f"{agent}-{uuid.uuid4().hex[:10]}"
 
 
 def _check_size(client: Client, run: AgentRun) -> None:

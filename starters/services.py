@@ -144,7 +144,9 @@ def sim(
     ] = False,
 ) -> None:
     """Run the sim world: the scripted model server, the company systems and the identity
-    provider, on SQLite. The agents' credentials go to STATE_DIR/credentials.toml."""
+    provider, on SQLite. The agents' credentials go to STATE_DIR/credentials.toml, the people's
+    passwords (for `agentctl login`) to STATE_DIR/people.toml, the provider's admin credential
+    to STATE_DIR/idp-admin.secret (each readable by its owner only)."""
     from sim.app import LOOPBACK, serve
 
     if host not in LOOPBACK and not container:
@@ -154,6 +156,11 @@ def sim(
             param_hint="--host",
         )
     state_dir.mkdir(parents=True, exist_ok=True)
+    typer.echo(
+        f"sim on http://{host}:{port}; people sign in with `agentctl login` (their passwords: "
+        f"{state_dir / 'people.toml'})",
+        err=True,
+    )
     serve(host=host, port=port, db_path=state_dir / "sim.db", container=container)
 
 

@@ -36,7 +36,7 @@ from activities.audit import record_audit
 from activities.compaction import Summaries
 from activities.llm import LocalModel, ModelCalls
 from activities.mcp import MCPConnections, MCPRunner
-from activities.proofs import ProofTrust, ProofVerifier
+from activities.proofs import ProofTrust, ProofVerifier, configured_trust
 from activities.recovery import recover_conversation
 from activities.tools import ToolRunner
 from durable_agents._catalog import AgentSet, Catalog
@@ -102,14 +102,6 @@ def _converter(existing: DataConverter | None) -> DataConverter:
     return data_converter()
 
 
-def _trust() -> ProofTrust:
-    """Whose proofs of people the worker takes: the configured OpenID provider's."""
-    from activities.settings import get_settings
-
-    settings = get_settings()
-    return ProofTrust(audience=settings.proof_audience, discovery_url=settings.identity_provider)
-
-
 class DurableAgentsPlugin(SimplePlugin):
     """The agents given (specs or `AgentSet`s, or a built `Catalog`) on a Temporal worker;
     `models`: in-process models for `scripted:<name>` routes (durable_agents.testing);
@@ -132,7 +124,7 @@ class DurableAgentsPlugin(SimplePlugin):
         self.mcp = MCPConnections(self.catalog)
         mcp = MCPRunner(self.mcp)
         models = list(models)
-        self.proofs = ProofVerifier(proofs or _trust())
+        self.proofs = ProofVerifier(proofs or configured_trust())
         activities: Sequence[Callable[..., Any]] = (
             self.proofs.verify_proof,
             ModelCalls(models).call_llm,

@@ -33,7 +33,18 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         TranscriptEntry,
     )
-    from workflows import catalog, compaction, history, mcp, runaway, saga, search, spending
+    from workflows import (
+        catalog,
+        compaction,
+        history,
+        mcp,
+        proofs,
+        runaway,
+        saga,
+        search,
+        spending,
+        starts,
+    )
     from workflows.dispatch import ToolDispatcher
     from workflows.messages import MessageHandlers
     from workflows.state import RunState
@@ -123,6 +134,8 @@ class AgentWorkflow(MessageHandlers):
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried, from_attributes=True)
         problem = self._check_run(run)
+        if problem is None and starts.applies(self._run):
+            self._run, problem = await starts.prove(self._run, self._state)
         run = self._run
         self._limits(run)
         workflow.upsert_search_attributes(
@@ -139,6 +152,8 @@ class AgentWorkflow(MessageHandlers):
             if self._state.scopes is None:
                 self._state.scopes = list(spec.scopes() if run.scopes is None else run.scopes)
                 self._state.identity = self._identity()
+            if run.carried is None and self._state.started_by is not None:
+                await proofs.audit(self._state, "start", self._state.started_by, {})
             who = self._state.identity
             if who is not None and who.agent_version != spec.version:
                 # Upgraded onto new code: from here on the new version acts, and says so in
@@ -331,8 +346,11 @@ class AgentWorkflow(MessageHandlers):
             return (
                 f"unknown fields {', '.join(map(repr, sorted(run.model_extra)))}; fields: {fields}"
             )
-        if "principal" not in run.model_fields_set:
+        if "principal" not in run.model_fields_set and run.proof is None:
             return "principal: say for whom the run acts (a person of the directory)"
+        if "principal" not in run.model_fields_set:
+            self._run = run  # the start proof names them
+            return None
         try:
             principal = catalog.current().directory.person(run.principal)
             self._run = run.model_copy(update={"principal": principal})
@@ -384,6 +402,7 @@ class AgentWorkflow(MessageHandlers):
             workflow_id=workflow.info().workflow_id,
             principal=self._run.principal,
             scopes=self._state.scopes or [],
+            granted_to=self._run.granted_to or "",
         )
 
     @staticmethod

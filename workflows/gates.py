@@ -224,7 +224,11 @@ async def audit(state: RunState, approval: Approval) -> None:
             }
             # Who decided, as the identity provider proved it (decisions since proofs).
             | (
-                {"proof_id": approval.proof_id, "proof_issuer": approval.proof_issuer}
+                {
+                    "proof_id": approval.proof_id,
+                    "proof_issuer": approval.proof_issuer,
+                    "proof": approval.proof,
+                }
                 if approval.proof_id
                 else {}
             ),

@@ -124,13 +124,14 @@ class MessageHandlers:
 
     @workflow.signal(name=ABORT_SIGNAL, description=inbound.describe(ABORT_SIGNAL))
     async def abort(self, payload: RawValue = NOTHING) -> None:
-        request = await self._signed("abort", payload, AbortRequest)
-        if request is None:
+        signed = await self._signed("abort", payload, AbortRequest)
+        if signed is None:
             return
+        request, proven = signed
         assert request.by is not None
         if self._state.parking.reason is not None:
             self._state.parking.abort_reason = f"{request.reason} (by {request.by})"
-        self._operator("abort", request.by)
+        await self._operator("abort", request.by, proven, request.reason)
 
     @workflow.signal(dynamic=True, description="Any other signal: refused and recorded.")
     def unknown_signal(self, name: str, payloads: Sequence[RawValue]) -> None:
@@ -167,20 +168,22 @@ class MessageHandlers:
 
     async def _operator_signal(self, action: OperatorAction, payload: RawValue) -> None:
         """`resume` or `retry_turn`, with who asks."""
-        request = await self._signed(action, payload, OperatorRequest)
-        if request is not None and request.by is not None:
-            self._operator(action, request.by)
+        signed = await self._signed(action, payload, OperatorRequest)
+        if signed is not None and signed[0].by is not None:
+            await self._operator(action, signed[0].by, signed[1], signed[0].reason)
 
-    async def _signed(self, handler: str, payload: RawValue, model: type[S]) -> S | None:
+    async def _signed(
+        self, handler: str, payload: RawValue, model: type[S]
+    ) -> tuple[S, dict[str, str] | None] | None:
         """An operator's signal with its `by` the proven sender, in normal form (before
-        proofs: as claimed), or None once refused."""
+        proofs: as claimed), and who its proof proved; None once refused."""
         request = self._take(handler, payload, model, "by")
         if request is None:
             return None
         try:
             if not workflow.patched(proofs.PATCH):
                 request.by = inbound.someone(request.by or "", "by")
-                return request
+                return request, None
             want = details_of.operator(workflow.info().workflow_id, handler, request.reason)
             proven = await proofs.verified(request.proof, want, self._state)
             request.by = self._prover(proven.subject, request.by, "by")
@@ -194,7 +197,7 @@ class MessageHandlers:
         except MessageRefused as exc:
             self._refuse(handler, exc)
             return None
-        return request
+        return request, proofs.by(proven) | {"proof": request.proof or ""}
 
     def _may_operate(self, person: str) -> bool:
         directory = catalog.current().directory
@@ -211,7 +214,9 @@ class MessageHandlers:
             )
         return person
 
-    def _operator(self, action: OperatorAction, by: str) -> None:
+    async def _operator(
+        self, action: OperatorAction, by: str, proven: dict[str, str] | None, reason: str
+    ) -> None:
         if self._state.parking.reason is None:
             why = f"the run does not need attention (it is {self._state.status})"
             self._refuse(action, MessageRefused(why, by or "unknown"))
@@ -219,6 +224,8 @@ class MessageHandlers:
         if by:
             self._state.note("note", f"{action.replace('_', '-')} asked by {by}")
         self._state.parking.action = action
+        if proven is not None:  # taken: on the record, as the identity provider proved it
+            await proofs.audit(self._state, action, proven, {"reason": reason})
 
     def _decision(self, handler: str, payload: RawValue) -> tuple[Approval, Decision]:
         """Before proofs (a replayed run): the approval and the decision as claimed, or
@@ -284,6 +291,7 @@ class MessageHandlers:
         proofs.take(self._state, proven)
         if approval.state == "pending":
             approval.proof_id, approval.proof_issuer = proven.proof_id, proven.issuer
+            approval.proof = decision.proof or ""
         return gates.apply(self._state, approval, decision)
 
     async def _signal_decision(self, handler: str, payload: RawValue) -> None:

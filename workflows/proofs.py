@@ -28,8 +28,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from durable_agents._vocab.models import ProofCheck, Proven
-    from durable_agents._vocab.names import PROOF_REFUSED, VERIFY_PROOF
+    from durable_agents._vocab.models import ProofCheck, Proven, entry_for
+    from durable_agents._vocab.names import PROOF_REFUSED, RECORD_AUDIT, VERIFY_PROOF
     from workflows.inbound import MessageRefused
     from workflows.state import RunState
 
@@ -139,3 +139,29 @@ def claimed_details(token: str | None) -> dict[str, Any]:
     return (
         details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
     )
+
+
+async def audit(state: RunState, action: str, by: dict[str, str], details: dict[str, Any]) -> None:
+    """Append a person's proven action (a start, an operator's resume, retry or abort) to the
+    audit log: who (`by`: subject, issuer, proof_id), as the identity provider proved it."""
+    who = state.identity
+    if who is None:  # refused before the run had an identity: nothing happened to record
+        return
+    await workflow.execute_local_activity(
+        RECORD_AUDIT,
+        entry_for(
+            who,
+            f"{who.workflow_id}/{action}/{by['proof_id']}",
+            "start" if action == "start" else "operator",
+            approver=by["subject"],
+            outcome=action,
+            details=details | by,
+        ),
+        start_to_close_timeout=timedelta(seconds=10),
+        summary=f"audit {action} by {by['subject']}",
+    )
+
+
+def by(proven: Proven) -> dict[str, str]:
+    """Who a proof proved, as the audit and the run's state keep it."""
+    return {"subject": proven.subject, "issuer": proven.issuer, "proof_id": proven.proof_id}

@@ -69,6 +69,7 @@ async def spawn(
         budget=BudgetOverride(max_input_tokens=tokens) if tokens else None,
         depth=run.depth + 1,
         parent=workflow.info().workflow_id,
+        granted_to=_grant_of(state),
     )
     state.spending.active_children += 1
     state.spending.reserved_tokens += tokens or 0
@@ -105,3 +106,11 @@ async def spawn(
         input_tokens=result.usage.input_tokens,
         output_tokens=result.usage.output_tokens,
     ).model_dump(mode="json")
+
+
+def _grant_of(state: RunState) -> str | None:
+    """The agent whose grant a child acts under: its parent's grant's (the root run's agent)."""
+    who = state.identity
+    if who is None:
+        return None
+    return who.granted_to or who.agent

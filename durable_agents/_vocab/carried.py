@@ -173,6 +173,9 @@ class CarriedState(BaseModel):
     # People's proofs the run has taken (id -> expiry), kept until they expire: each is good
     # for one message.
     proofs_used: dict[str, datetime] = Field(default_factory=dict)
+    # Who started the run, as the identity provider proved it: subject, issuer, proof id
+    # (None: started by code for a service principal, or before proofs).
+    started_by: dict[str, str] | None = None
     waiting: Waiting = Field(default_factory=Waiting)
     saga: Saga = Field(default_factory=Saga)
     parking: Parking = Field(default_factory=Parking)

@@ -209,6 +209,9 @@ class Identity(Compact):
     workflow_id: str
     principal: str
     scopes: list[str] = Field(default_factory=list)
+    # The agent the principal granted these scopes to (a sub-agent acts under its root run's
+    # grant); "" for the agent itself. The identity provider checks the grant by it.
+    granted_to: str = ""
 
 
 class ResultHandling(Compact):
@@ -276,6 +279,11 @@ class AgentRun(BaseModel):
     compact_at_tokens: int | None = Field(default=None, ge=100)
     depth: int = Field(default=0, ge=0)  # 0 for a run people started; sub-agents count up
     parent: str | None = None
+    # The proof of the person who started the run (README: "People prove who they are"); the
+    # run acts for its subject. None: a run code started, for a service principal.
+    proof: str | None = None
+    # A sub-agent: the agent whose grant it acts under (its root run's).
+    granted_to: str | None = None
     # History: continue as new past this many bytes (or when Temporal suggests it); no activity
     # input may pass `max_payload_bytes`; "inline" sends the whole conversation with every model
     # call (the naive way, kept for benchmarks), "reference" sends it by hash.
@@ -379,6 +387,9 @@ class Approval(BaseModel):
     # proofs, or by the run itself: an expiry).
     proof_id: str = ""
     proof_issuer: str = ""
+    # The proof itself: evidence `agentctl audit RUN --verify` checks against the provider's
+    # keys. Bound to this one decision and used up, it authorises nothing else.
+    proof: str = ""
 
 
 class Decision(Inbound):
@@ -493,7 +504,7 @@ class AgentResult(BaseModel):
 
 # ---- the audit log and compaction (activities/audit.py, activities/compaction.py) ----
 
-AuditKind = Literal["side_effect", "side_effect_failed", "refused", "approval"]
+AuditKind = Literal["side_effect", "side_effect_failed", "refused", "approval", "start", "operator"]
 
 
 class AuditEntry(BaseModel):

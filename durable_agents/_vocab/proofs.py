@@ -6,6 +6,7 @@ a proof with the same entry. One definition, so the two cannot drift apart.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 DETAILS_TYPE = "durable_agents"
@@ -43,3 +44,15 @@ def message(run: str, text: str) -> dict[str, Any]:
 def operator(run: str, action: str, reason: str = "") -> dict[str, Any]:
     """`resume`, `retry_turn` or `abort`, with this reason."""
     return expected(run, action, reason_sha256=sha256(reason) if reason else None)
+
+
+def input_digest(data: dict[str, Any]) -> str:
+    """The SHA-256 of a run's input as canonical JSON (sorted keys, no spaces)."""
+    return sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def start(run: str, agent: str, data: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+    """Starting workflow `run` of `agent` with this input, granting it these scopes."""
+    return expected(
+        run, "start", agent=agent, input_sha256=input_digest(data), scopes=sorted(set(scopes))
+    )
