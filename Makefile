@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python -m bench.long_run
 	$(BIN)/python -m bench.recovery
 	$(BIN)/python -m bench.tokens
+	$(BIN)/python -m bench.proofs
 
 # Re-record the replay histories in tests/histories/ (commit the result).
 histories: install

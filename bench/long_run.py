@@ -107,7 +107,8 @@ MARATHON = AgentSpec(
     input_model=Marathon,
     max_turns=100_001,
 )
-PEOPLE = Directory(people=frozenset({"tester"}), groups={"operators": frozenset({"olga"})})
+# Runs the bench starts are code's: they act for a service principal, with no proof.
+PEOPLE = Directory(services=frozenset({"tester"}), groups={"operators": frozenset({"olga"})})
 AGENTS = AgentSet((MARATHON,), directory=PEOPLE)
 MODELS = [ScriptedModel("marathon", script)]
 

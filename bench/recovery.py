@@ -119,7 +119,8 @@ LAZARUS = AgentSpec(
     input_model=Nothing,
     llm_attempts=10,
 )
-PEOPLE = Directory(people=frozenset({"tester"}), groups={"operators": frozenset({"olga"})})
+# Runs the bench starts are code's: they act for a service principal, with no proof.
+PEOPLE = Directory(services=frozenset({"tester"}), groups={"operators": frozenset({"olga"})})
 AGENTS = AgentSet((LAZARUS,), directory=PEOPLE)
 MODELS = [ScriptedModel("lazarus", script)]
 

@@ -49,7 +49,8 @@ SLEEPER = AgentSpec(
     tools=(WAIT_FOR_EVENT,),
     input_model=Nap,
 )
-PEOPLE = Directory(people=frozenset({"tester"}), groups={"operators": frozenset({"olga"})})
+# Runs the bench starts are code's: they act for a service principal, with no proof.
+PEOPLE = Directory(services=frozenset({"tester"}), groups={"operators": frozenset({"olga"})})
 AGENTS = AgentSet((SLEEPER,), directory=PEOPLE)
 MODELS = [ScriptedModel("sleeper", script)]
 

@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         from activities.settings import get_settings
 
         get_settings.cache_clear()
+        assert sim.app is not None
+        sim.app.state.people.grant("hana", "onboarding", ["hr:write"])  # hana lets it act
         figures = asyncio.run(measure(args.n))
     print(json.dumps(figures))
 

@@ -124,7 +124,7 @@ def spec(name: str, upgrade: str) -> AgentSpec:
 
 
 PEOPLE = Directory(
-    people=frozenset({"tester"}),
+    services=frozenset({"tester"}),  # the test starts runs as code does: no person, no proof
     groups={"editors": frozenset({"olga"}), "operators": frozenset({"olga", "omar"})},
 )
 AGENTS = AgentSet(

@@ -21,7 +21,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._vocab.models import AgentResult, AgentRun, AgentStatusValue, Approval
-from starters import ops
 from starters.devserver import binary
 from workflows.agent import AgentWorkflow
 from workflows.search import ALL as SEARCH_ATTRIBUTES
@@ -43,6 +42,7 @@ async def start_onboarding(
     task_queue: str,
     route: str | list[str] | None = None,
     principal: str = "tester",
+    workflow_id: str | None = None,
     **run: Any,
 ) -> WorkflowHandle[Any, AgentResult]:
     agent_run = AgentRun(
@@ -52,7 +52,9 @@ async def start_onboarding(
         model_route=[route] if isinstance(route, str) else route,
         **run,
     )
-    return await ops.start_run(client, agent_run, task_queue=task_queue)
+    from tests.people import start_run
+
+    return await start_run(client, agent_run, workflow_id, task_queue=task_queue)
 
 
 async def wait_for_status(

@@ -103,7 +103,8 @@ PAYOUT = AgentSpec(
     ),
 )
 PEOPLE = Directory(
-    people=frozenset({"tester", "alice"}),
+    people=frozenset({"alice"}),
+    services=frozenset({"tester"}),  # runs tests start as code does: no person, no proof
     groups={"treasury": frozenset({"olga"}), "operators": frozenset({"olga", "omar"})},
 )
 AGENTS = AgentSet((CLOCK, PAYOUT), directory=PEOPLE)

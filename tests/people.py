@@ -124,6 +124,26 @@ class People:
     def proof(self, person: str, details: dict[str, Any]) -> str:
         return proof(self.base, self.access_token(person), details)
 
+    def grant(self, person: str, agent: str, scopes: list[str]) -> list[str]:
+        """`agentctl grant AGENT --scope …` as `person`, through the provider's API."""
+        answer = httpx.post(
+            f"{self.base}/idp/grants",
+            json={"agent": agent, "scopes": scopes},
+            headers={"Authorization": f"Bearer {self.access_token(person)}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["scopes"])
+
+    def revoke(self, person: str, agent: str) -> None:
+        answer = httpx.post(
+            f"{self.base}/idp/grants/revoke",
+            json={"agent": agent},
+            headers={"Authorization": f"Bearer {self.access_token(person)}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200 and answer.json()["revoked"], answer.text
+
     def signin_file(self, person: str) -> Path:
         path = self.files / f"signin-{person}.json"
         if not path.exists():
@@ -180,25 +200,14 @@ class People:
         from workflows.agent import AgentWorkflow
 
         if approval_id is not None and digest is not None:  # what was read: no need to ask
-            details = proofs.decision(handle.id, approval_id, approve, digest, reason)
-            decision = Decision(
-                approve=approve,
-                approval_id=approval_id,
-                reason=reason,
-                digest=digest,
-                approver=approver,
-                proof=self.proof(person, details),
-            )
-            if signal is not None:
-                await handle.signal(signal, decision)
-                return None
-            return await handle.execute_update("decide", decision, result_type=Approval)
-        status = await handle.query(AgentWorkflow.status)
-        known = [a for a in status.approvals if approval_id in (None, a.id)]
-        pending = [a for a in known if a.state == "pending"]
-        chosen = pending[0] if len(pending) == 1 else (known[-1] if known else None)
-        shown = chosen.digest if chosen is not None else "0" * 16
-        target = approval_id or (chosen.id if chosen is not None else "apr-1")
+            target, shown = approval_id, digest
+        else:
+            status = await handle.query(AgentWorkflow.status)
+            known = [a for a in status.approvals if approval_id in (None, a.id)]
+            pending = [a for a in known if a.state == "pending"]
+            chosen = pending[0] if len(pending) == 1 else (known[-1] if known else None)
+            shown = chosen.digest if chosen is not None else "0" * 16
+            target = approval_id or (chosen.id if chosen is not None else "apr-1")
         details = proofs.decision(handle.id, target, approve, shown, reason)
         decision = Decision(
             approve=approve,
@@ -215,7 +224,9 @@ class People:
 
 
 # `agentctl` commands that send a person's message into a run, and so need them signed in.
-PERSON_COMMANDS = frozenset({"approve", "reject", "message", "resume", "retry-turn", "abort"})
+PERSON_COMMANDS = frozenset(
+    {"run", "approve", "reject", "message", "resume", "retry-turn", "abort", "grant", "grants"}
+)
 
 
 def signed_in_env(args: tuple[str, ...] | list[str], env: dict[str, str] | None) -> dict[str, str]:
@@ -244,3 +255,21 @@ async def decide(handle: Any, person: str, approve: bool, reason: str = "", **fi
     """`People.decide` with the sim of the running test."""
     assert People.current is not None, "the test needs the sim: its people sign in there"
     return await People.current.decide(handle, person, approve, reason, **fields)
+
+
+async def start_run(client: Any, run: Any, workflow_id: str | None = None,
+                    task_queue: str | None = None) -> Any:  # fmt: skip
+    """`ops.start_run`, with the start proof of the person the run acts for (as `agentctl
+    run` sends it) unless it acts for a service principal, as code's runs do."""
+    from durable_agents._directory import normalize
+    from durable_agents._vocab import proofs
+    from starters import ops
+
+    wid = workflow_id or ops.new_run_id(run.agent)
+    person = normalize(run.principal)
+    if People.current is not None and person not in ops.catalog().directory.services:
+        scopes = sorted(set(run.scopes or ops.spec(run.agent).scopes()))
+        details = proofs.start(wid, run.agent, run.input, scopes)
+        run = run.model_copy(update={"proof": People.current.proof(person, details),
+                                     "scopes": scopes})  # fmt: skip
+    return await ops.start_run(client, run, wid, task_queue)

@@ -42,7 +42,8 @@ HISTORIES = Path(__file__).parent / "histories" / __version__
 async def record(env: WorkflowEnvironment, name: str, route: str, clearance: bool) -> None:
     queue = f"record-{uuid.uuid4().hex[:6]}"
     async with build_worker(env.client, queue):
-        handle = await start_onboarding(env.client, queue, route)
+        # Recorded under its file's name: proofs name the run, and replay uses that id.
+        handle = await start_onboarding(env.client, queue, route, workflow_id=name)
         await wait_for_status(handle, "waiting_event")
         await env.sleep(timedelta(days=2))
         if clearance:
@@ -58,11 +59,11 @@ async def record_refund(env: WorkflowEnvironment, sim_url: str, name: str, appro
     queue = f"record-{uuid.uuid4().hex[:6]}"
     async with build_worker(env.client, queue):
         order = seed(sim_url, "250.00")
-        handle = await start_refund(env.client, queue, order)
+        handle = await start_refund(env.client, queue, order, workflow_id=name)
         await wait_for_status(handle, "waiting_approval")
         if approve:  # a run in flight, mid-approval: what a deploy finds
             waiting = await handle.fetch_history()
-            (HISTORIES / "refund_waiting_approval.json").write_text(waiting.to_json())
+            (HISTORIES / f"{name}_waiting.json").write_text(waiting.to_json())
         await env.sleep(timedelta(hours=30))  # past the escalation
         await decide(handle, "maria", approve, "checked the photos")
         await handle.result()
@@ -114,7 +115,9 @@ async def record_refused(env: WorkflowEnvironment) -> None:
     """An onboarding run that an ops tool sends every kind of broken message, then completes."""
     queue = f"record-{uuid.uuid4().hex[:6]}"
     async with build_worker(env.client, queue):
-        handle = await start_onboarding(env.client, queue, principal="Tester ")
+        handle = await start_onboarding(
+            env.client, queue, principal="Tester ", workflow_id="onboarding_messages_refused"
+        )
         await wait_for_status(handle, "waiting_event")
         raw = RawValue(Payload(metadata={"encoding": b"binary/plain"}, data=b"raw bytes"))
         await handle.signal("event", raw)

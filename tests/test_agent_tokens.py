@@ -147,7 +147,10 @@ def request(run: str, scopes: list[str], agent: str = "onboarding") -> ToolReque
     )
 
 
-async def test_a_call_gets_a_token_once_and_a_call_without_the_scope_gets_none(sim: Any) -> None:
+async def test_a_call_gets_a_token_once_and_a_call_without_the_scope_gets_none(
+    sim: Any, people: Any
+) -> None:
+    people.grant("hana", "onboarding", ["it:write"])  # hana lets the agent order for her
     runner = ToolRunner(discover())
     run = f"tokens-{uuid.uuid4().hex[:6]}"
     for _ in range(2):  # a retried attempt presents the token its call already has

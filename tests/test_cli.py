@@ -172,10 +172,11 @@ async def test_the_console_script_honours_temporal_address(
     """The installed `agentctl` as a process: JSON on stdout, notes on stderr, exit 0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
     env["TEMPORAL_ADDRESS"] = address(dev_env)
+    args = ("run", "onboarding", "--input", json.dumps(hire()), "--as", "ops-anna",
+            "--task-queue", task_queue, "--json")  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        str(AGENTCTL), "run", "onboarding", "--input", json.dumps(hire()), "--as", "ops-anna",
-        "--task-queue", task_queue, "--json",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(AGENTCTL), *args, env=signed_in_env(args, env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()

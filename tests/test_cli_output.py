@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from starters import ops
 from tests.helpers import hire
+from tests.people import start_run
 from tests.test_cli import address, cli, dead_address, error, invoke, ok, until_status
 from tests.test_inbox_cli import start, until_listed
 from workflows.search import PRINCIPAL
@@ -193,9 +194,10 @@ def test_unknown_principals_are_refused_before_anything_is_sent(
     assert line.startswith(f"error: {expected}"), line
 
 
-def test_run_needs_someone_to_act_for():
-    result = invoke("run", "onboarding", "--input", json.dumps(hire()))
-    assert result.exit_code == 2 and "Missing option '--as'" in result.stderr
+def test_a_run_acts_for_the_signed_in_person(tmp_path):
+    env = {"DURABLE_AGENTS_SIGNIN_FILE": str(tmp_path / "nobody.json")}
+    result = invoke("run", "onboarding", "--input", json.dumps(hire()), env=env)
+    assert result.exit_code == 1 and "not signed in: run `agentctl login` first" in result.stderr
 
 
 async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
@@ -229,7 +231,7 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
     # Started from code with a name not in its one form: visibility has the one form from the start.
     from durable_agents._vocab.models import AgentRun
 
-    other = await ops.start_run(
+    other = await start_run(
         dev_env.client, AgentRun(agent="refund", input=data, principal="Tester "), None, task_queue
     )
     desc = await other.describe()

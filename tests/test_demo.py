@@ -25,6 +25,9 @@ def test_the_demo_runs_an_agent_with_an_approval_and_shows_the_record(tmp_path: 
     )
     out = done.stdout
     assert done.returncode == 0, (out[-3000:], done.stderr[-3000:])
+    # hr-demo signs in and starts the run with her proof: it acts for her, within her grant.
+    assert "signed in as hr-demo, as the identity provider proves it" in out
+    assert "the run acts for hr-demo, proven by the start proof" in out
     # hana signs in on the provider's pages, and her decision carries her proof.
     assert "hana (hr-managers) signs in: agentctl login" in out
     assert "To sign in, open http://127.0.0.1:" in out

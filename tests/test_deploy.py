@@ -25,6 +25,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._vocab.models import AgentResult, AgentStatus
+from tests.people import signed_in_env
 
 ROOT = Path(__file__).parent.parent
 AGENTCTL = str(Path(sys.executable).parent / "agentctl")
@@ -84,7 +85,7 @@ def task_failures(runs: list[list[Any]]) -> list[str]:
 @pytest.mark.timeout(300)
 @pytest.mark.slow  # `make test-slow`
 async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
-    dev_env: WorkflowEnvironment, tmp_path: Path
+    dev_env: WorkflowEnvironment, sim: Any, tmp_path: Path
 ) -> None:
     client = dev_env.client
     queue = f"deploy-{uuid.uuid4().hex[:6]}"
@@ -95,6 +96,8 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         "DURABLE_AGENTS_STATE_DIR": str(tmp_path / "state"),
         "DURABLE_AGENTS_TASK_QUEUE": queue,
         "DURABLE_AGENTS_PLUGINS": "tests.deploy_agents",
+        # The sim's identity provider: the approver signs in there, the workers check proofs.
+        "DURABLE_AGENTS_SIM_URL": sim.url,
         "PYTHONPATH": str(ROOT),
         "DEPLOY_DIR": str(tmp_path),
     }
@@ -112,8 +115,9 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
 
     def agentctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [AGENTCTL, *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
-        )
+            [AGENTCTL, *args], env=signed_in_env(args, env), capture_output=True, text=True,
+            timeout=60, cwd=ROOT,
+        )  # fmt: skip
 
     async def promote(build: str) -> str:
         """`agentctl deploy promote`, once the version's worker has polled."""

@@ -18,8 +18,8 @@ from activities.tools import ToolRunner
 from durable_agents._discovery import discover
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import AgentRun, AuditEntry, Identity, ToolRequest
-from starters import ops
 from tests.helpers import SimTokens, approve_pending, wait_for_status
+from tests.people import start_run
 from tests.test_cli import cli, invoke, ok
 from workflows.agent import AgentWorkflow
 from workflows.state import RunState
@@ -51,7 +51,7 @@ async def test_a_tool_outside_the_grant_is_refused_before_it_runs(
     run = AgentRun(
         agent="reader", input={"turns": 2, "email_at": 1}, principal="tester", scopes=["wiki:read"]
     )
-    handle = await ops.start_run(dev_env.client, run, f"narrow-{uuid.uuid4().hex[:6]}", task_queue)
+    handle = await start_run(dev_env.client, run, f"narrow-{uuid.uuid4().hex[:6]}", task_queue)
     result = await handle.result()
     assert result.answer == "read 2 documents: 4000 characters in full, 0 previews, 0 errors"
     errors = [e.text for e in await handle.query(AgentWorkflow.transcript) if e.kind == "error"]
@@ -87,8 +87,9 @@ def test_unknown_scopes_are_refused_before_anything_starts() -> None:
     assert "unknown scope 'root'" in result.stderr and "wiki:read" in result.stderr
 
 
-async def test_a_retried_side_effect_is_audited_once(sim: Any) -> None:
+async def test_a_retried_side_effect_is_audited_once(sim: Any, people: Any) -> None:
     run = f"retried-{uuid.uuid4().hex[:6]}"
+    people.grant("hana", "onboarding", ["it:write"])  # hana lets the agent order for her
     first = await ActivityEnvironment().run(
         ToolRunner(discover()).run_tool, laptop(run, ["it:write"])
     )
@@ -106,7 +107,7 @@ async def test_the_audit_trail_of_a_run_names_the_effect_the_grant_and_the_appro
     dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, sim: Any
 ) -> None:
     run = AgentRun(agent="reader", input={"turns": 1, "email_at": 1}, principal="tester")
-    handle = await ops.start_run(dev_env.client, run, f"audited-{uuid.uuid4().hex[:6]}", task_queue)
+    handle = await start_run(dev_env.client, run, f"audited-{uuid.uuid4().hex[:6]}", task_queue)
     await wait_for_status(handle, "waiting_approval")
     await approve_pending(handle, approver="olga")
     await handle.result()

@@ -42,6 +42,7 @@ from durable_agents._vocab.models import (
 from durable_agents.testing import AgentEnvironment
 from starters.devserver import free_port
 from tests.mcp_agents import AGENTS, MODELS, PEOPLE, Zone
+from tests.people import signed_in_env
 from workers.plugin import interceptors, sandbox
 from workflows.agent import AgentWorkflow
 
@@ -277,10 +278,11 @@ async def test_a_destructive_mcp_tool_is_approved_and_made_once_across_a_sigkill
         "'account_details'}" in listing.stdout, listing.stdout + listing.stderr  # fmt: skip
     try:
         first = worker()
+        args = ["run", "payout", "--as", "alice", "--task-queue", task_queue,
+                "--input", '{"account": "A-1", "amount": "250.00"}']  # fmt: skip
         out = subprocess.run(
-            [AGENTCTL, "run", "payout", "--as", "alice", "--task-queue", task_queue,
-             "--input", '{"account": "A-1", "amount": "250.00"}'],
-            env=env, capture_output=True, text=True, timeout=60,
+            [AGENTCTL, *args], env=signed_in_env(args, env), capture_output=True, text=True,
+            timeout=60,
         )  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
         run_id = out.stdout.split("started run ")[1].split()[0]
@@ -301,9 +303,10 @@ async def test_a_destructive_mcp_tool_is_approved_and_made_once_across_a_sigkill
             timeout=60,
         )  # fmt: skip
         assert "transfer" in shown.stdout and "A-1" in shown.stdout, shown.stdout + shown.stderr
+        args = ["approve", run_id, "--as", "olga"]
         approved = subprocess.run(
-            [AGENTCTL, "approve", run_id, "--as", "olga"], env=env, capture_output=True,
-            text=True, timeout=60,
+            [AGENTCTL, *args], env=signed_in_env(args, env), capture_output=True, text=True,
+            timeout=60,
         )  # fmt: skip
         assert approved.returncode == 0, approved.stdout + approved.stderr
 

@@ -59,7 +59,7 @@ def test_agentctl_refuses_a_route_off_the_allowlist_before_anything_starts() -> 
     # Nothing listens at this address: a refusal that came after connecting would say so.
     env = os.environ | {"TEMPORAL_ADDRESS": "127.0.0.1:1"}
     out = subprocess.run(
-        [AGENTCTL, "run", "onboarding", "--as", "alice", "--input", json.dumps(hire()),
+        [AGENTCTL, "run", "onboarding", "--as", "tester", "--input", json.dumps(hire()),
          "--model", "openai-compatible:https://203.0.113.7/v1:gpt-x"],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -25,7 +25,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from durable_agents._vocab import proofs
 from durable_agents._vocab.models import Approval, Decision, EventSignal
 from sim.idp import ADMIN_FILE, ISSUER
-from sim.person import approve_device, password
+from sim.person import approve_authorization, approve_device, password
 from tests.helpers import sim_token, start_onboarding, wait_for_status
 from tests.people import People, login
 from workflows.agent import AgentWorkflow
@@ -311,3 +311,216 @@ async def test_a_signal_with_a_proof_for_someone_else_changes_nothing(
     assert status.approvals[0].state == "pending"
     await handle.signal(AgentWorkflow.approve, people.decision(handle.id, approval, "hana", True))
     assert (await handle.result()).outcome == "completed"
+
+
+# --- delegation: a run acts for whoever proved they started it, within their grant --------
+
+
+def start_proof(people: People, person: str, run: str, data: dict[str, Any]) -> str:
+    scopes = ["hr:write", "it:write", "mail:send"]
+    return people.proof(person, proofs.start(run, "onboarding", data, scopes))
+
+
+def test_an_agent_gets_no_token_for_a_person_who_granted_it_nothing(sim: Any) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        sim_token(sim.url, sim.credentials, "onboarding", "hr", "hr:write", principal="maria")
+    answer = info.value.response.json()
+    assert (
+        answer["error"] == "consent_required"
+        and "maria has granted onboarding nothing" in (answer["error_description"])
+    )
+    # A service principal (runs code starts) needs no person's grant.
+    assert sim_token(sim.url, sim.credentials, "onboarding", "hr", "hr:write", principal="system")
+
+
+async def test_nobody_starts_a_run_for_someone_else(
+    ts_env: Any, ts_worker: Any, task_queue: str, people: People
+) -> None:
+    from durable_agents._vocab.models import AgentRun
+    from tests.helpers import hire
+
+    data = hire()
+    client = ts_env.client
+
+    async def outcome(run: AgentRun, wid: str) -> str:
+        handle = await client.start_workflow(AgentWorkflow.run, run, id=wid, task_queue=task_queue)
+        with pytest.raises(Exception) as info:  # noqa: PT011 - the run fails as InvalidRun
+            await handle.result()
+        return str(info.value.cause)  # type: ignore[attr-defined]
+
+    # No proof: a person's name alone starts nothing.
+    wid = f"for-maria-{uuid.uuid4().hex[:6]}"
+    bare = AgentRun(agent="onboarding", input=data, principal="maria")
+    assert "'maria' is a person" in await outcome(bare, wid)
+    # sam's proof, claiming maria: refused.
+    wid = f"for-maria-{uuid.uuid4().hex[:6]}"
+    sams = bare.model_copy(update={"proof": start_proof(people, "sam", wid, data)})
+    assert "'maria' is not who signed the start proof ('sam')" in await outcome(sams, wid)
+    # A start proof for another run (or other input) starts nothing here.
+    wid = f"for-sam-{uuid.uuid4().hex[:6]}"
+    other = AgentRun(
+        agent="onboarding", input=data, principal="sam", proof=start_proof(people, "sam", "x", data)
+    )
+    assert "the start proof: the proof is for another message (run:" in await outcome(other, wid)
+
+
+async def test_a_run_acts_for_its_starter_and_a_revoked_grant_parks_it_until_granted_again(
+    ts_env: Any, ts_worker: Any, task_queue: str, people: People, ledger: Any
+) -> None:
+    from durable_agents._vocab.models import AgentRun
+    from starters import ops
+    from tests.helpers import hire
+
+    data, wid = hire(), f"alice-{uuid.uuid4().hex[:6]}"
+    proof = start_proof(people, "alice", wid, data)
+    run = AgentRun(agent="onboarding", input=data, principal="alice", proof=proof)
+    handle = await ops.start_run(ts_env.client, run, wid, task_queue)
+    await wait_for_status(handle, "waiting_event")
+    status = await handle.query(AgentWorkflow.status)
+    assert status.principal == "alice"
+    notes = [e.text for e in await handle.query(AgentWorkflow.transcript) if e.kind == "note"]
+    assert any(n.startswith("started by alice (proof ") for n in notes), notes
+    made = httpx.get(f"{people.base}/ledger", params={"run": wid}).json()["entries"]
+    assert {e["principal"] for e in made} == {"alice"} and len(made) == 2
+
+    # alice takes back what she let the agent do: its next effect parks, context intact.
+    people.revoke("alice", "onboarding")
+    await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+    await wait_for_status(handle, "waiting_approval")
+    await people.decide(handle, "hana", True)
+    await wait_for_status(handle, "needs_attention")
+    status = await handle.query(AgentWorkflow.status)
+    assert "consent_required: alice has granted onboarding nothing" in (status.last_error or "")
+    assert f"agentctl resume {wid}" in (status.last_error or "")
+    assert ledger(wid, "send_email") == 0
+
+    # Granted again, and resumed by alice herself: the email goes out, once, for alice.
+    assert people.grant("alice", "onboarding", ["mail:send"]) == ["mail:send"]
+    await handle.signal(AgentWorkflow.resume, people.operator(wid, "resume", "alice"))
+    assert (await handle.result()).outcome == "completed"
+    assert ledger(wid, "send_email") == 1
+    [sent] = [e for e in httpx.get(f"{people.base}/ledger", params={"run": wid}).json()["entries"]
+              if e["action"] == "send_email"]  # fmt: skip
+    assert sent["principal"] == "alice"
+    # The audit names who started it and who resumed it, with their proofs.
+    from activities.audit import audit_log
+
+    trail = [r.entry for r in audit_log().trail(wid)]
+    [start] = [e for e in trail if e.kind == "start"]
+    [resume] = [e for e in trail if e.kind == "operator"]
+    for entry, action in ((start, "start"), (resume, "resume")):
+        assert (entry.outcome, entry.approver, entry.principal) == (action, "alice", "alice")
+        assert entry.details["issuer"] == "urn:durable-agents:sim:idp"
+        assert len(entry.details["proof_id"]) == 32
+    # Long after they expired, the proofs it keeps still verify as evidence: alice's start,
+    # hana's decision and alice's resume, each against the provider's keys and bound to this run.
+    verified = agentctl(
+        os.environ | {"DURABLE_AGENTS_SIM_URL": people.base}, "audit", wid, "--verify"
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert f"{wid}: 3 proof(s) of who started, decided or operated it verified" in verified.stdout
+
+
+def test_a_person_grants_lists_and_revokes_with_agentctl(sim: Any, people: People) -> None:
+    env = people.env("sam")
+    assert agentctl(env, "grants", "revoke", "helpdesk").returncode in (0, 1)  # a clean slate
+    granted = agentctl(env, "grant", "helpdesk", "--scope", "tickets:write")
+    assert granted.returncode == 0, granted.stderr
+    assert "helpdesk may now act for you with: tickets:write" in granted.stdout
+    listed = agentctl(env, "grants", "--json")
+    assert json.loads(listed.stdout)["helpdesk"] == ["tickets:write"]
+    beyond = agentctl(env, "grant", "helpdesk", "--scope", "payments:refund")
+    assert beyond.returncode == 1 and "helpdesk never asks for payments:refund" in beyond.stderr
+    assert agentctl(env, "grants", "revoke", "helpdesk").stdout.startswith("revoked: helpdesk")
+    again = agentctl(env, "grants", "revoke", "helpdesk")
+    assert again.returncode == 1 and "you had granted helpdesk nothing" in again.stderr
+    # Signed in as sam, nobody starts a run as lee.
+    as_lee = agentctl(env, "run", "onboarding", "--as", "lee", "--address", "127.0.0.1:1")
+    assert as_lee.returncode == 1
+    assert "--as 'lee', but this machine is signed in as 'sam'" in as_lee.stderr
+
+
+async def test_only_an_operator_or_the_runs_own_person_operates_a_parked_run(
+    ts_env: Any, ts_worker: Any, task_queue: str, people: People, fault: Any
+) -> None:
+    fault("model:onboarding", "auth", times=1)
+    handle = await start_onboarding(ts_env.client, task_queue)
+    await wait_for_status(handle, "needs_attention")
+    # mallory signed in, and her proof is valid: she is no operator, so nothing moves.
+    await handle.signal(AgentWorkflow.abort, people.operator(handle.id, "abort", "mallory", "x"))
+    for _ in range(100):
+        status = await handle.query(AgentWorkflow.status)
+        if status.refused:
+            break
+        await asyncio.sleep(0.05)
+    assert "'mallory' may not abort this run: only the operators group" in status.refused[-1].reason
+    assert status.status == "needs_attention"
+    await handle.signal(AgentWorkflow.abort, people.operator(handle.id, "abort", "omar", "done"))
+    assert (await handle.result()).outcome == "aborted"
+
+
+def test_agentctl_login_in_a_browser_with_pkce_and_a_loopback_redirect(
+    sim: Any, tmp_path: Path
+) -> None:
+    env = cli_env(sim, tmp_path)
+    proc = subprocess.Popen(
+        [*AGENTCTL, "login", "--browser"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    url = line.split("open ", 1)[1].strip()
+    assert "code_challenge_method=S256" in url and "redirect_uri=http%3A%2F%2F127.0.0.1" in url
+    back = approve_authorization(url, "lee", password(sim.db_path.parent, "lee"))
+    assert back.status_code == 200 and "Signed in" in back.text  # the CLI's loopback page
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "signed in as lee" in out
+    assert json.loads(agentctl(env, "whoami", "--json").stdout)["subject"] == "lee"
+
+
+def test_the_code_flow_refuses_a_stranger_redirect_a_wrong_verifier_and_a_second_use(
+    sim: Any,
+) -> None:
+    import base64
+    import hashlib
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    params = {
+        "response_type": "code",
+        "client_id": "agentctl",
+        "redirect_uri": "http://127.0.0.1:9/callback",
+        "scope": "openid runs",
+        "state": "s1",
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+    }
+    authorize = f"{sim.url}/idp/authorize"
+    stranger = httpx.get(authorize, params=params | {"redirect_uri": "https://evil.example/cb"})
+    assert stranger.status_code == 400 and "loopback" in stranger.text  # no redirect there
+    no_pkce = httpx.get(authorize, params={k: v for k, v in params.items() if "code_" not in k})
+    assert no_pkce.status_code == 400 and "PKCE is required" in no_pkce.text
+
+    # Signed in and allowed: the redirect carries a code and the state (not followed here).
+    with httpx.Client(timeout=10) as browser:
+        form = browser.get(f"{authorize}?{urlencode(params)}")
+        csrf = form.text.split("name='csrf' value='")[1].split("'")[0]
+        ticket = form.text.split("name='request' value='")[1].split("'")[0]
+        consent = browser.post(authorize, data={
+            "csrf": csrf, "request": ticket, "username": "lee",
+            "password": password(sim.db_path.parent, "lee")})  # fmt: skip
+        csrf = consent.text.split("name='csrf' value='")[1].split("'")[0]
+        redirect = browser.post(f"{authorize}/consent", data={
+            "csrf": csrf, "ticket": ticket, "decision": "allow"})  # fmt: skip
+    assert redirect.status_code == 303
+    back = parse_qs(urlsplit(redirect.headers["location"]).query)
+    assert back["state"] == ["s1"]
+    token = {"grant_type": "authorization_code", "client_id": "agentctl",
+             "code": back["code"][0], "redirect_uri": params["redirect_uri"]}  # fmt: skip
+    wrong = httpx.post(f"{sim.url}/idp/token", data=token | {"code_verifier": "w" * 50})
+    assert wrong.status_code == 400 and "code_verifier does not match" in wrong.text
+    # The code was used by that attempt: a right verifier now gets nothing either.
+    again = httpx.post(f"{sim.url}/idp/token", data=token | {"code_verifier": verifier})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"

@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._vocab.models import AgentResult, AgentStatus
+from tests.people import signed_in_env
 
 PLUGIN = '''
 """A user's agent that the installed example (examples/invoice_agent) does not have: a stock
@@ -117,6 +118,7 @@ def agentctl(*args: str) -> list[str]:
 
 
 async def run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    env = signed_in_env(args[1:], env)  # approve --as olga: olga signed in
     proc = await asyncio.create_subprocess_exec(
         *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )

@@ -9,9 +9,8 @@ import httpx
 from temporalio.client import Client, WorkflowHandle
 
 from durable_agents._vocab.models import AgentResult, AgentRun
-from starters import ops
 from tests.helpers import wait_for_status
-from tests.people import decide, operator
+from tests.people import decide, operator, start_run
 from workflows.agent import AgentWorkflow
 from workflows.search import AGENT_STATUS
 
@@ -23,11 +22,15 @@ def seed(sim_url: str, amount: str) -> dict[str, Any]:
 
 
 async def start_refund(
-    client: Client, task_queue: str, order: dict[str, Any], reason: str = "arrived broken"
+    client: Client,
+    task_queue: str,
+    order: dict[str, Any],
+    reason: str = "arrived broken",
+    workflow_id: str | None = None,
 ) -> WorkflowHandle[Any, AgentResult]:
     data = {k: order[k] for k in ("customer_id", "email", "order_id", "ticket_id", "amount")}
     run = AgentRun(agent="refund", input=data | {"reason": reason}, principal="agent-desk")
-    return await ops.start_run(client, run, task_queue=task_queue)
+    return await start_run(client, run, workflow_id, task_queue=task_queue)
 
 
 def ticket(sim_url: str, ticket_id: str) -> dict[str, Any]:

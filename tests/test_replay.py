@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 def load(path: Path) -> WorkflowHistory:
     # The workflow id it was recorded under (child ids derive from it): the name without the
     # suffixes that tell versions and runs of a chain apart.
-    workflow_id = re.sub(r"(_before_\w+|_run\d+)$", "", path.stem)
+    workflow_id = re.sub(r"(_before_\w+|_run\d+|_waiting)$", "", path.stem)
     return WorkflowHistory.from_json(workflow_id, path.read_text())
 
 
@@ -59,6 +61,33 @@ def test_histories_are_committed() -> None:
         # a run in flight, waiting for an approval
         "refund_waiting_approval",
     } <= names
+
+
+def markers(path: Path) -> list[str]:
+    """The patches and local activities a history recorded, in order."""
+    found = []
+    for event in json.loads(path.read_text())["events"]:
+        attrs = event.get("markerRecordedEventAttributes")
+        for payload in (attrs or {}).get("details", {}).get("patch-data", {}).get("payloads", []):
+            found.append("patch " + json.loads(base64.b64decode(payload["data"]))["id"])
+        for payload in (attrs or {}).get("details", {}).get("data", {}).get("payloads", []):
+            found.append("local " + json.loads(base64.b64decode(payload["data"]))["activity_type"])
+    return found
+
+
+def test_the_proofs_corpus_is_committed() -> None:
+    """0.3.0's corpus (recorded with people's proofs): the same runs as 0.2.0's, where each
+    decision, operator action and a person's start carries a proof its worker verified."""
+    folder = Path(__file__).parent / "histories" / "0.3.0"
+    renamed = {"refund_waiting_approval": "refund_escalated_approved_waiting"}
+    assert {renamed.get(p.stem, p.stem) for p in HISTORIES if p.parent.name == "0.2.0"} <= {
+        p.stem for p in folder.glob("*.json")
+    }
+    approved = markers(folder / "onboarding_openai_approved.json")
+    assert "patch start-proofs-v1" in approved and "patch person-proofs-v1" in approved
+    assert approved.count("local verify_proof") == 1  # hana's decision (tester is a service)
+    refund = markers(folder / "refund_escalated_approved.json")
+    assert refund.count("local verify_proof") == 2  # agent-desk's start, then maria's decision
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

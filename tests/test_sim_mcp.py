@@ -24,9 +24,8 @@ from durable_agents._vocab.models import AgentRun
 from sim.conversation import Conversation, ToolCall, Turn
 from sim.runner import SimServer
 from sim.scripts import helpdesk
-from starters import ops
 from tests.helpers import sim_token, wait_for_status
-from tests.people import decide
+from tests.people import decide, start_run
 from workflows.agent import AgentWorkflow
 
 
@@ -270,7 +269,7 @@ async def test_helpdesk_closes_a_ticket_through_mcp_once_approved(  # type: igno
 ) -> None:
     order = seed(sim)
     run = AgentRun(agent="helpdesk", input={"ticket_id": order["ticket_id"]}, principal="desk")
-    handle = await ops.start_run(ts_env.client, run, task_queue=task_queue)
+    handle = await start_run(ts_env.client, run, task_queue=task_queue)
     await wait_for_status(handle, "waiting_approval")
     [approval] = (await handle.query(AgentWorkflow.status)).approvals
     assert approval.tool == "close_ticket" and approval.arguments["ticket_id"] == order["ticket_id"]
