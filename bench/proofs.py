@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.tokens import granted_sim, percentile
 from bench.tokens import measure as tokens
-from bench.tokens import percentile
 from sim.person import approve_device, password
-from sim.runner import SimServer
 
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -81,14 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
-        os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
-        os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
-        from activities.settings import get_settings
-
-        get_settings.cache_clear()
-        assert sim.app is not None
-        sim.app.state.people.grant("hana", "onboarding", ["hr:write"])  # the baseline's grant
+    with granted_sim() as sim:
         access = sign_in(sim.url, sim.db_path.parent, "hana")
         rounds = [asyncio.run(round_(sim.url, access, args.n)) for _ in range(args.rounds)]
     medians: dict[str, Any] = {

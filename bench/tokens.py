@@ -18,6 +18,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sim.runner import SimServer
@@ -59,10 +61,10 @@ async def measure(n: int) -> dict[str, float]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.tokens", description=__doc__)
-    parser.add_argument("--n", type=int, default=200)
-    args = parser.parse_args(argv)
+@contextmanager
+def granted_sim() -> Iterator[SimServer]:
+    """The sim, this process's settings pointing at it, and hana's grant to `onboarding` (so
+    its tokens for her are issued)."""
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
         os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
@@ -70,7 +72,15 @@ def main(argv: list[str] | None = None) -> None:
 
         get_settings.cache_clear()
         assert sim.app is not None
-        sim.app.state.people.grant("hana", "onboarding", ["hr:write"])  # hana lets it act
+        sim.app.state.people.grant("hana", "onboarding", ["hr:write"])
+        yield sim
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.tokens", description=__doc__)
+    parser.add_argument("--n", type=int, default=200)
+    args = parser.parse_args(argv)
+    with granted_sim():
         figures = asyncio.run(measure(args.n))
     print(json.dumps(figures))
 

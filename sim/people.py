@@ -80,7 +80,8 @@ CREATE INDEX IF NOT EXISTS idp_proofs_run ON idp_proofs (run);
 CREATE TABLE IF NOT EXISTS idp_authz (
     ticket_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL,
     challenge TEXT NOT NULL, state TEXT NOT NULL, scope TEXT NOT NULL, expires_at INTEGER NOT NULL,
-    subject TEXT, code_hash TEXT, used INTEGER NOT NULL DEFAULT 0
+    subject TEXT, code_hash TEXT, used INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS idp_grants (
     subject TEXT NOT NULL, agent TEXT NOT NULL, scopes TEXT NOT NULL, granted_at INTEGER NOT NULL,
@@ -442,6 +443,15 @@ class People:
         r = rows[0]
         return Authorization(r["client_id"], r["redirect_uri"], r["challenge"], r["state"],
                              r["scope"], r["subject"])  # fmt: skip
+
+    def authorization_failed(self, ticket: str) -> None:
+        """A wrong password on this request's page; five end the request."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE idp_authz SET failures = failures + 1, used = CASE WHEN "
+                "failures + 1 >= ? THEN 1 ELSE used END WHERE ticket_hash = ?",
+                (MAX_SIGN_IN_FAILURES, _sha256(ticket)),
+            )
 
     def authorize_as(self, ticket: str, subject: str) -> None:
         with self._db.transaction() as conn:

@@ -112,6 +112,17 @@ def _csrf_ok(request: Request, form: dict[str, str]) -> bool:
     return bool(cookie) and hmac.compare_digest(cookie, sent)
 
 
+async def _checked_form(request: Request) -> tuple[dict[str, str], str, HTMLResponse | None]:
+    """A page's posted form, a fresh CSRF token for the next page, and the refusal to send
+    instead if the form's CSRF token is not its cookie's (a form posted from elsewhere)."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    csrf = secrets.token_urlsafe(24)
+    if _csrf_ok(request, form):
+        return form, csrf, None
+    expired = sign_in_form(csrf, error="The form expired: sign in again.")
+    return form, csrf, _page(expired, csrf, 403)
+
+
 def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
     router = APIRouter(prefix="/idp", tags=["identity"])
 
@@ -156,10 +167,9 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
 
     @router.post("/device")
     async def device_sign_in(request: Request) -> HTMLResponse:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        csrf = secrets.token_urlsafe(24)
-        if not _csrf_ok(request, form):
-            return _page(sign_in_form(csrf, error="The form expired: sign in again."), csrf, 403)
+        form, csrf, refused = await _checked_form(request)
+        if refused is not None:
+            return refused
         device = people.pending(form.get("user_code", "")[:32])
         if device is None:
             why = "That code is unknown, expired or already used: ask your device for a new one."
@@ -173,10 +183,9 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
 
     @router.post("/device/consent")
     async def device_consent(request: Request) -> HTMLResponse:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        csrf = secrets.token_urlsafe(24)
-        if not _csrf_ok(request, form):
-            return _page(sign_in_form(csrf, error="The form expired: sign in again."), csrf, 403)
+        form, csrf, refused = await _checked_form(request)
+        if refused is not None:
+            return refused
         done = people.consent(form.get("ticket", ""), form.get("decision") == "allow")
         if done is None:
             why = "That sign-in is no longer waiting: start again from your device."
@@ -213,6 +222,7 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
             return _page(page("Sign-in refused", f"<p>{why}</p>"), csrf, 403)
         person = people.check_password(form.get("username", "")[:200], form.get("password", ""))
         if person is None:
+            people.authorization_failed(ticket)
             return _page(sign_in_form(csrf, error="Wrong name or password.", request=ticket),
                          csrf, 401)  # fmt: skip
         people.authorize_as(ticket, person)
