@@ -60,12 +60,20 @@ def _unverified(token: str) -> dict[str, Any]:
     return claims
 
 
+_MISSING = object()
+
+
+def _json(value: Any) -> str:
+    return "<missing>" if value is _MISSING else json.dumps(value, sort_keys=True)
+
+
 def bound(details: Any, want: dict[str, Any]) -> None:
     """ProofRefused unless the proof's details are exactly the message's."""
     if not isinstance(details, dict):
         raise ProofRefused(f"the proof names no message (authorization_details); {HOW}")
     for key in sorted(set(want) | set(details)):
-        if details.get(key) != want.get(key):
+        # As JSON: `1` is not `true`, `"1"` is not `1`, a missing key is not `null`.
+        if _json(details.get(key, _MISSING)) != _json(want.get(key, _MISSING)):
             what = "run" if key == "run" else key
             raise ProofRefused(
                 f"the proof is for another message ({what}: {str(details.get(key))[:80]!r}, "
