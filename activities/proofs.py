@@ -93,8 +93,9 @@ class ProofVerifier:
                 self._keys.issuer, self._keys.jwks_uri = found["issuer"], found["jwks_uri"]
             answer = await http.get(self._keys.jwks_uri)
             answer.raise_for_status()
-            # Keys once seen stay: a proof in a run's history verifies after a rotation.
-            self._keys.keys |= _by_kid(answer.json())
+            # What the provider publishes now, no more: a key it withdrew (compromised) is
+            # trusted no longer. Replays need none: a run's verdicts are in its history.
+            self._keys.keys = _by_kid(answer.json())
         self._keys.fetched = time.monotonic()
         self.fetches += 1
 
@@ -169,7 +170,7 @@ class ProofVerifier:
     @activity.defn(name=VERIFY_PROOF)
     async def verify_proof(self, check: ProofCheck) -> Proven:
         """Check a person's proof against the identity provider's keys."""
-        return await self.verify(check.token)
+        return await self.verify(check.token, as_evidence=check.as_evidence)
 
 
 def _by_kid(jwks: dict[str, Any]) -> dict[str, dict[str, Any]]:

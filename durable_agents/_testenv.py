@@ -192,17 +192,14 @@ class AgentEnvironment:
         person = self.catalog.directory.person(principal)
         spec.input_model.model_validate(dict(input))
         workflow_id = f"{agent}-test-{uuid.uuid4().hex[:10]}"
-        if person not in self.catalog.directory.services and "proof" not in run:
+        agent_run = AgentRun(agent=agent, input=dict(input), principal=principal, **run)
+        if person not in self.catalog.directory.services and agent_run.proof is None:
             # Started by the person it acts for, as `agentctl run` would: with their proof.
-            scopes = run.get("scopes")
-            granted = list(spec.scopes()) if scopes is None else list(scopes)
-            details = proof_details.start(workflow_id, agent, dict(input), granted)
-            run = run | {"proof": await self.proof(person, details), "scopes": granted}
+            granted = list(spec.scopes()) if agent_run.scopes is None else agent_run.scopes
+            details = proof_details.start(workflow_id, agent_run, granted)
+            agent_run.proof, agent_run.scopes = await self.proof(person, details), granted
         handle = await self.env.client.start_workflow(
-            AgentWorkflow.run,
-            AgentRun(agent=agent, input=dict(input), principal=principal, **run),
-            id=workflow_id,
-            task_queue=self.task_queue,
+            AgentWorkflow.run, agent_run, id=workflow_id, task_queue=self.task_queue
         )
         self._started.append(handle)
         return handle

@@ -47,6 +47,7 @@ def create_app(db_path: str | Path, credentials: Path | None = None) -> FastAPI:
     people.bootstrap(state_dir / PEOPLE_FILE, sorted(everyone - services))
     people.services = services
     idp.delegation = people.delegation
+    people.agent_scopes = idp.agent_scopes
     mcp = mcp_server.build_server(db)
     mcp_routes = mcp_server.routes(mcp, idp)
 

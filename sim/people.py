@@ -31,6 +31,7 @@ import os
 import secrets
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +125,7 @@ class ProofDetails(BaseModel):
     text_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     agent: str | None = Field(default=None, max_length=200)
     input_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    settings_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     scopes: list[str] | None = Field(default=None, max_length=100)
 
 
@@ -166,6 +168,8 @@ class People:
         self._sign = sign
         self._verify_access = verify_access
         self.services: frozenset[str] = frozenset()  # whom agents act for with no grant
+        # The scopes an agent's client may ask for (None: no such agent): a grant stays within.
+        self.agent_scopes: Callable[[str], frozenset[str] | None] = lambda agent: None
 
     # -- grants: what a person lets an agent do for them ---------------------------------
 
@@ -514,6 +518,12 @@ class People:
         if details.action == "start":
             if not details.agent or details.scopes is None:
                 raise OAuthError("invalid_authorization_details", "a start names agent and scopes")
+            allowed = self.agent_scopes(details.agent)
+            if allowed is None or not set(details.scopes) <= allowed:
+                raise OAuthError(
+                    "invalid_authorization_details",
+                    f"{details.agent} is no agent here, or never asks for some of {details.scopes}",
+                )
             # Starting a run of an agent with these scopes is the person's consent to them.
             self.grant(subject, details.agent, details.scopes)
         now = int(time.time())

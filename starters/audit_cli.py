@@ -137,6 +137,7 @@ async def _verify_proofs(log: Any, run_id: str) -> int:
     bound to this run and to what the entry records, by the person it names. How many held;
     OpError naming the first entry that does not."""
     from activities.proofs import ProofVerifier, configured_trust
+    from durable_agents._vocab.proofs import sha256
 
     verifier = ProofVerifier(configured_trust())
     checked = 0
@@ -151,6 +152,9 @@ async def _verify_proofs(log: Any, run_id: str) -> int:
             raise OpError(f"entry #{r.seq}: its proof does not verify: {exc}") from None
         said = proven.details
         bound = said.get("run") == e.run and proven.subject == e.approver
+        reason = e.details.get("reason") or ""
+        if e.kind != "start":
+            bound = bound and said.get("reason_sha256") == (sha256(reason) if reason else None)
         if e.kind == "approval":
             bound = bound and (said.get("approval_id"), said.get("digest")) == (
                 e.details.get("approval"),

@@ -196,9 +196,7 @@ def run(
     granted = sorted(set(scope or ops.spec(agent).scopes()))
     wid = run_id or ops.new_run_id(agent)
     if not service:  # a service principal's run is code's: no person, no proof
-        _, agent_run.proof = call_sync(
-            lambda: signin.proof(proofs.start(wid, agent, data, granted))
-        )
+        _, agent_run.proof = call_sync(lambda: signin.proof(proofs.start(wid, agent_run, granted)))
     run_id = wid
     queue = task_queue or TASK_QUEUE
     _trace()

@@ -107,8 +107,8 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     say(f"signed in as {starter}, as the identity provider proves it\n")
     scopes = ["hr:write", "it:write", "mail:send"]
     hire, wid = new_hire(), ops.new_run_id("onboarding")
-    _, proof = await asyncio.to_thread(signin.proof, proofs.start(wid, "onboarding", hire, scopes))
-    run = AgentRun(agent="onboarding", input=hire, principal=starter, scopes=scopes, proof=proof)
+    run = AgentRun(agent="onboarding", input=hire, principal=starter, scopes=scopes)
+    _, run.proof = await asyncio.to_thread(signin.proof, proofs.start(wid, run, scopes))
     say(f"{starter} starts it: agentctl run onboarding --scope hr:write --scope it:write …")
     handle = await ops.start_run(client, run, wid)
     status = await ops.status(client, handle.id)

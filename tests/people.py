@@ -269,7 +269,7 @@ async def start_run(client: Any, run: Any, workflow_id: str | None = None,
     person = normalize(run.principal)
     if People.current is not None and person not in ops.catalog().directory.services:
         scopes = sorted(set(run.scopes or ops.spec(run.agent).scopes()))
-        details = proofs.start(wid, run.agent, run.input, scopes)
+        details = proofs.start(wid, run, scopes)
         run = run.model_copy(update={"proof": People.current.proof(person, details),
                                      "scopes": scopes})  # fmt: skip
     return await ops.start_run(client, run, wid, task_queue)

@@ -318,7 +318,10 @@ async def test_a_signal_with_a_proof_for_someone_else_changes_nothing(
 
 def start_proof(people: People, person: str, run: str, data: dict[str, Any]) -> str:
     scopes = ["hr:write", "it:write", "mail:send"]
-    return people.proof(person, proofs.start(run, "onboarding", data, scopes))
+    from durable_agents._vocab.models import AgentRun
+
+    shape = AgentRun(agent="onboarding", input=data)
+    return people.proof(person, proofs.start(run, shape, scopes))
 
 
 def test_an_agent_gets_no_token_for_a_person_who_granted_it_nothing(sim: Any) -> None:
@@ -379,7 +382,7 @@ async def test_a_run_acts_for_its_starter_and_a_revoked_grant_parks_it_until_gra
     status = await handle.query(AgentWorkflow.status)
     assert status.principal == "alice"
     notes = [e.text for e in await handle.query(AgentWorkflow.transcript) if e.kind == "note"]
-    assert any(n.startswith("started by alice (proof ") for n in notes), notes
+    assert any(n.startswith("acts for alice (proof ") for n in notes), notes
     made = httpx.get(f"{people.base}/ledger", params={"run": wid}).json()["entries"]
     assert {e["principal"] for e in made} == {"alice"} and len(made) == 2
 
@@ -524,3 +527,49 @@ def test_the_code_flow_refuses_a_stranger_redirect_a_wrong_verifier_and_a_second
     # The code was used by that attempt: a right verifier now gets nothing either.
     again = httpx.post(f"{sim.url}/idp/token", data=token | {"code_verifier": verifier})
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+async def test_a_client_cannot_start_a_run_with_a_carried_state_or_a_borrowed_grant(
+    ts_env: Any, ts_worker: Any, task_queue: str, people: People
+) -> None:
+    from durable_agents._vocab.carried import CarriedState
+    from durable_agents._vocab.models import AgentRun
+    from tests.helpers import hire
+
+    async def refusal(run: AgentRun, wid: str) -> str:
+        handle = await ts_env.client.start_workflow(
+            AgentWorkflow.run, run, id=wid, task_queue=task_queue
+        )
+        with pytest.raises(Exception) as info:  # noqa: PT011 - the run fails as InvalidRun
+            await handle.result()
+        return str(info.value.cause)  # type: ignore[attr-defined]
+
+    forged = AgentRun(agent="onboarding", input=hire(), principal="maria", carried=CarriedState())
+    said = await refusal(forged, f"carried-{uuid.uuid4().hex[:6]}")
+    assert "carried: only the run itself hands on its state" in said
+    # alice's own start proof, but naming another agent's grant: refused.
+    wid, data = f"borrow-{uuid.uuid4().hex[:6]}", hire()
+    borrowing = AgentRun(agent="onboarding", input=data, principal="alice", granted_to="refund")
+    borrowing.proof = start_proof(people, "alice", wid, data)
+    said = await refusal(borrowing, wid)
+    assert "granted_to: only a sub-agent acts under another agent's grant" in said
+
+
+async def test_sub_agents_act_for_the_person_who_started_the_root_run(
+    ts_env: Any, ts_worker: Any, task_queue: str, people: People
+) -> None:
+    from durable_agents._vocab.models import AgentRun
+    from starters import ops
+
+    data = {"question": "What is Temporal?", "topics": ["history", "design"]}
+    wid = f"research-{uuid.uuid4().hex[:6]}"
+    run = AgentRun(agent="research", input=data, principal="alice")
+    run.proof = people.proof("alice", proofs.start(wid, run, []))
+    handle = await ops.start_run(ts_env.client, run, wid, task_queue)
+    result = await handle.result()
+    assert result.outcome == "completed", result.answer
+    child = ts_env.client.get_workflow_handle(f"{wid}--call_0_spawn_agent")
+    status = await child.query(AgentWorkflow.status)
+    assert (status.agent, status.principal) == ("fact_finder", "alice")
+    notes = [e.text for e in await child.query(AgentWorkflow.transcript) if e.kind == "note"]
+    assert any(n.startswith("acts for alice (proof ") for n in notes), notes

@@ -84,7 +84,7 @@ def test_the_proofs_corpus_is_committed() -> None:
         p.stem for p in folder.glob("*.json")
     }
     approved = markers(folder / "onboarding_openai_approved.json")
-    assert "patch start-proofs-v1" in approved and "patch person-proofs-v1" in approved
+    assert "patch start-proofs-v1" in approved and "patch person-proofs-v1/1" in approved
     assert approved.count("local verify_proof") == 1  # hana's decision (tester is a service)
     refund = markers(folder / "refund_escalated_approved.json")
     assert refund.count("local verify_proof") == 2  # agent-desk's start, then maria's decision

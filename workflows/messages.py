@@ -72,7 +72,7 @@ class MessageHandlers:
     @workflow.update(name=DECIDE_UPDATE, description=inbound.describe(DECIDE_UPDATE))
     async def decide(self, payload: RawValue = NOTHING) -> Approval:
         with inbound.to_sender():  # a replayed update its validator took (no validator ran)
-            if not workflow.patched(proofs.PATCH):
+            if not proofs.proven_messages(self._state):
                 approval, decision = self._decision("decide", payload)
                 return gates.apply(self._state, approval, decision)
             return await self._proven_decision("decide", payload)
@@ -94,7 +94,7 @@ class MessageHandlers:
     @workflow.update(name=MESSAGE_UPDATE, description=inbound.describe(MESSAGE_UPDATE))
     async def message(self, payload: RawValue = NOTHING) -> MessageAck:
         with inbound.to_sender():
-            if not workflow.patched(proofs.PATCH):
+            if not proofs.proven_messages(self._state):
                 msg = self._user_message(payload)
             else:
                 msg = self._user_message(payload, proven=True)
@@ -181,7 +181,7 @@ class MessageHandlers:
         if request is None:
             return None
         try:
-            if not workflow.patched(proofs.PATCH):
+            if not proofs.proven_messages(self._state):
                 request.by = inbound.someone(request.by or "", "by")
                 return request, None
             want = details_of.operator(workflow.info().workflow_id, handler, request.reason)
@@ -206,6 +206,10 @@ class MessageHandlers:
     def _prover(self, subject: str, claimed: str | None, field: str) -> str:
         """The proof's subject as a person of the directory; a claimed name must be theirs."""
         person = inbound.someone(subject, "the proof's subject")
+        if person != subject:  # `HANA` at the provider is not hana of the directory
+            raise proofs.ProofRefused(
+                f"the proof's subject {subject[:64]!r} is not a name of the directory", person
+            )
         if claimed is not None and normalize(claimed) != person:
             raise proofs.ProofRefused(
                 f"{field} {claimed[:64]!r} is not who signed the proof ({person!r}): leave "
@@ -296,7 +300,7 @@ class MessageHandlers:
 
     async def _signal_decision(self, handler: str, payload: RawValue) -> None:
         try:
-            if not workflow.patched(proofs.PATCH):
+            if not proofs.proven_messages(self._state):
                 approval, decision = self._decision(handler, payload)
                 gates.apply(self._state, approval, decision)
                 return

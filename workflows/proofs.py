@@ -101,15 +101,17 @@ def preview(token: str | None, want: dict[str, Any], state: RunState) -> str:
     return subject
 
 
-async def verified(token: str | None, want: dict[str, Any], state: RunState) -> Proven:
+async def verified(
+    token: str | None, want: dict[str, Any], state: RunState, as_evidence: bool = False
+) -> Proven:
     """The proof, its signature checked by the worker (a local activity, recorded) and bound
-    to this message; ProofRefused otherwise."""
+    to this message; ProofRefused otherwise. `as_evidence`: valid when it was issued."""
     preview(token, want, state)
     assert token is not None
     try:
         proven = await workflow.execute_local_activity(
             VERIFY_PROOF,
-            ProofCheck(token=token),
+            ProofCheck(token=token, as_evidence=as_evidence),
             result_type=Proven,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[PROOF_REFUSED]),
@@ -129,10 +131,26 @@ async def verified(token: str | None, want: dict[str, Any], state: RunState) -> 
     return proven
 
 
+def proven_messages(state: RunState) -> bool:
+    """Whether this message is read the way of proofs: every message since proofs is; one a
+    run recorded before them is read as it was (its history replays). One patch marker per
+    message: the SDK remembers a patch's first answer for the whole run, so a run that took
+    messages before proofs would otherwise read every later one the old way too."""
+    state.messages_taken += 1
+    return workflow.patched(f"{PATCH}/{state.messages_taken}")
+
+
+# How long a used proof is remembered past its expiry: the worker's check allows this much
+# clock skew (activities/proofs.py LEEWAY_S), so it must not come back within it.
+REMEMBERED_PAST_EXPIRY = timedelta(minutes=2)
+
+
 def take(state: RunState, proven: Proven) -> None:
-    """The proof is used up; expired ones are forgotten (they cannot come back)."""
+    """The proof is used up; ones long expired are forgotten (they cannot come back)."""
     now = workflow.now()
-    state.proofs_used = {k: v for k, v in state.proofs_used.items() if v > now}
+    state.proofs_used = {
+        k: v for k, v in state.proofs_used.items() if v + REMEMBERED_PAST_EXPIRY > now
+    }
     state.proofs_used[proven.proof_id] = proven.expires_at
 
 

@@ -70,6 +70,8 @@ async def spawn(
         depth=run.depth + 1,
         parent=workflow.info().workflow_id,
         granted_to=_grant_of(state),
+        # The root run's start proof: the child acts for the same person, under that grant.
+        proof=(state.started_by or {}).get("proof"),
     )
     state.spending.active_children += 1
     state.spending.reserved_tokens += tokens or 0

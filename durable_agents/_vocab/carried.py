@@ -173,6 +173,7 @@ class CarriedState(BaseModel):
     # People's proofs the run has taken (id -> expiry), kept until they expire: each is good
     # for one message.
     proofs_used: dict[str, datetime] = Field(default_factory=dict)
+    messages_taken: int = 0  # people's messages handled (each its own patch marker)
     # Who started the run, as the identity provider proved it: subject, issuer, proof id
     # (None: started by code for a service principal, or before proofs).
     started_by: dict[str, str] | None = None

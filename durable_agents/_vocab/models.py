@@ -436,6 +436,7 @@ class ProofCheck(BaseModel):
     """Input of the `verify_proof` activity: a person's proof, as their message carried it."""
 
     token: str
+    as_evidence: bool = False  # valid when it was issued (a root run's start, for a child)
 
 
 class Proven(BaseModel):

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from durable_agents._vocab.models import AgentRun
 
 DETAILS_TYPE = "durable_agents"
 
@@ -51,8 +54,29 @@ def input_digest(data: dict[str, Any]) -> str:
     return sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 
-def start(run: str, agent: str, data: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
-    """Starting workflow `run` of `agent` with this input, granting it these scopes."""
+# What shapes a run besides its agent, input and scopes: a start proof binds these too, so a
+# copy of it cannot start the same run with another task, route or budget.
+SHAPING = (
+    "task",
+    "model_route",
+    "max_turns",
+    "llm_attempts",
+    "budget",
+    "compact_at_tokens",
+    "continue_after_bytes",
+    "max_payload_bytes",
+    "conversation",
+)
+
+
+def start(run_id: str, run: AgentRun, scopes: list[str]) -> dict[str, Any]:
+    """Starting workflow `run_id` as `run` describes it, granting its agent these scopes."""
+    shaping = run.model_dump(mode="json", include=set(SHAPING))
     return expected(
-        run, "start", agent=agent, input_sha256=input_digest(data), scopes=sorted(set(scopes))
+        run_id,
+        "start",
+        agent=run.agent,
+        input_sha256=input_digest(run.input),
+        settings_sha256=input_digest(shaping),
+        scopes=sorted(set(scopes)),
     )
