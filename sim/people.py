@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS idp_devices (
 );
 CREATE TABLE IF NOT EXISTS idp_refresh (
     token_hash TEXT PRIMARY KEY, subject TEXT NOT NULL, client_id TEXT NOT NULL,
-    scope TEXT NOT NULL, expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0
+    scope TEXT NOT NULL, expires_at INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0,
+    family TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS idp_proofs (
     jti TEXT PRIMARY KEY, subject TEXT NOT NULL, run TEXT NOT NULL, action TEXT NOT NULL,
@@ -357,22 +358,37 @@ class People:
         return self._tokens(row["subject"], client_id, row["scope"])
 
     def refresh(self, client_id: str, refresh_token: str) -> dict[str, Any]:
-        """New tokens for a refresh token, which is used up (rotation: a stolen copy used
-        after its owner has one refresh, or twice, gets nothing)."""
-        with self._db.transaction() as conn:
+        """New tokens for a refresh token, which is used up (rotation). A used one that comes
+        back was copied: its whole family (every token refreshed from the same sign-in) is
+        revoked, so neither the thief's chain nor the owner's goes on without a new sign-in."""
+        with self._db.transaction() as conn:  # committed whatever the answer
             row = conn.execute(
                 "SELECT * FROM idp_refresh WHERE token_hash = ?", (_sha256(refresh_token),)
             ).fetchone()
-            if row is None or row["client_id"] != client_id or row["used"]:
-                raise OAuthError("invalid_grant", "the refresh token is not valid: sign in again")
-            if row["expires_at"] <= time.time():
-                raise OAuthError("invalid_grant", "the refresh token expired: sign in again")
-            conn.execute(
-                "UPDATE idp_refresh SET used = 1 WHERE token_hash = ?", (row["token_hash"],)
-            )
-        return self._tokens(row["subject"], client_id, row["scope"])
+            if row is not None and row["used"]:
+                conn.execute("UPDATE idp_refresh SET used = 1 WHERE family = ?", (row["family"],))
+            elif row is not None and row["client_id"] == client_id:
+                conn.execute(
+                    "UPDATE idp_refresh SET used = 1 WHERE token_hash = ?", (row["token_hash"],)
+                )
+        if row is None or row["client_id"] != client_id or row["used"]:
+            raise OAuthError("invalid_grant", "the refresh token is not valid: sign in again")
+        if row["expires_at"] <= time.time():
+            raise OAuthError("invalid_grant", "the refresh token expired: sign in again")
+        return self._tokens(row["subject"], client_id, row["scope"], row["family"])
 
-    def _tokens(self, subject: str, client_id: str, scope: str) -> dict[str, Any]:
+    def revoke_refresh(self, refresh_token: str) -> None:
+        """Sign-out (RFC 7009): the token's family is revoked."""
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT family FROM idp_refresh WHERE token_hash = ?", (_sha256(refresh_token),)
+            ).fetchone()
+            if row is not None:
+                conn.execute("UPDATE idp_refresh SET used = 1 WHERE family = ?", (row["family"],))
+
+    def _tokens(
+        self, subject: str, client_id: str, scope: str, family: str | None = None
+    ) -> dict[str, Any]:
         now = int(time.time())
         access = self._sign(
             {
@@ -390,9 +406,16 @@ class People:
         refresh = secrets.token_urlsafe(32)
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO idp_refresh (token_hash, subject, client_id, scope, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (_sha256(refresh), subject, client_id, scope, now + REFRESH_LIFETIME_S),
+                "INSERT INTO idp_refresh (token_hash, subject, client_id, scope, expires_at, "
+                "family) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    _sha256(refresh),
+                    subject,
+                    client_id,
+                    scope,
+                    now + REFRESH_LIFETIME_S,
+                    family or secrets.token_hex(8),
+                ),  # fmt: skip
             )
         return {
             "access_token": access,

@@ -245,6 +245,13 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
             answer = {"error": "access_denied", "state": pending.state}
         return RedirectResponse(f"{pending.redirect_uri}?{urlencode(answer)}", status_code=303)
 
+    @router.post("/revoke")
+    async def revoke_token(request: Request) -> JSONResponse:
+        """RFC 7009: a refresh token (and its family) is revoked; unknown ones too (200)."""
+        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        people.revoke_refresh(form.get("token", ""))
+        return JSONResponse({})
+
     @router.get("/userinfo")
     def userinfo(request: Request) -> JSONResponse:
         kind, _, value = request.headers.get("authorization", "").partition(" ")
@@ -311,6 +318,7 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
             "code_challenge_methods_supported": ["S256"],
             "response_types_supported": ["code"],
             "userinfo_endpoint": f"{base}/userinfo",
+            "revocation_endpoint": f"{base}/revoke",
             "grant_types_supported": [
                 "client_credentials",
                 TOKEN_EXCHANGE,

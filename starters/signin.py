@@ -358,12 +358,32 @@ def whoami(
 
 @app.command()
 def logout() -> None:
-    """Forget this profile's sign-in on this machine."""
+    """Sign out: the provider revokes the refresh token, and this machine forgets it."""
     data = _read_store()
-    if data.pop(_profile(), None) is None:
+    entry = data.pop(_profile(), None)
+    if entry is None:
         fail("not signed in (nothing to forget)")
     _write_store(data)
-    typer.echo("signed out")
+    revoked = _revoke(entry)
+    typer.echo("signed out" + ("" if revoked else " (the provider could not be told)"))
+
+
+def _revoke(entry: dict[str, Any]) -> bool:
+    """Ask the provider to revoke the refresh token (RFC 7009), if it says where."""
+    import httpx
+
+    endpoint = str(entry.get("token_endpoint", "")).rsplit("/", 1)[0] + "/revoke"
+    try:
+        found = httpx.get(f"{entry['provider']}/.well-known/openid-configuration", timeout=5)
+        endpoint = found.json().get("revocation_endpoint", endpoint)
+        answer = httpx.post(
+            endpoint,
+            data={"token": entry.get("refresh_token", ""), "token_type_hint": "refresh_token"},
+            timeout=5,
+        )
+    except (httpx.HTTPError, ValueError):
+        return False
+    return answer.status_code == 200
 
 
 def _idp_call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -70,7 +70,14 @@ def test_agentctl_login_signs_a_person_in_with_the_device_flow(sim: Any, tmp_pat
     assert agentctl(env, "whoami").stdout.startswith("sam (issuer")
     assert json.loads(kept.read_text())["default"]["expires_at"] > time.time()
 
-    assert agentctl(env, "logout").returncode == 0
+    refresh = json.loads(kept.read_text())["default"]["refresh_token"]
+    assert agentctl(env, "logout").stdout.strip() == "signed out"
+    # The provider revoked it: a copy left behind renews nothing.
+    again = httpx.post(
+        f"{sim.url}/idp/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": "agentctl"},
+    )
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     out = agentctl(env, "whoami")
     assert out.returncode == 1 and "not signed in: run `agentctl login` first" in out.stderr
 
@@ -573,3 +580,20 @@ async def test_sub_agents_act_for_the_person_who_started_the_root_run(
     assert (status.agent, status.principal) == ("fact_finder", "alice")
     notes = [e.text for e in await child.query(AgentWorkflow.transcript) if e.kind == "note"]
     assert any(n.startswith("acts for alice (proof ") for n in notes), notes
+
+
+def test_a_refresh_token_used_twice_revokes_its_whole_family(sim: Any, people: People) -> None:
+    from tests.people import tokens
+
+    first = tokens(sim.url, sim.db_path.parent, "sam")["refresh_token"]
+
+    def refresh(token: str) -> httpx.Response:
+        form = {"grant_type": "refresh_token", "refresh_token": token, "client_id": "agentctl"}
+        return httpx.post(f"{sim.url}/idp/token", data=form)
+
+    owner = refresh(first)
+    assert owner.status_code == 200
+    stolen = refresh(first)  # a copy of the used token comes back: someone else has it
+    assert stolen.status_code == 400
+    # The owner's newer token is revoked with it: both must sign in again.
+    assert refresh(owner.json()["refresh_token"]).status_code == 400
