@@ -22,8 +22,8 @@ from activities.store import SQLiteStore
 from bench.sleeper import AGENTS, EVENT, MODELS, all_waiting, start
 from durable_agents._vocab import chain, names
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import AgentRun, EventSignal
-from starters import ops
+from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
+from tests.handover import HandsOver
 from tests.helpers import approve_pending, wait_for_status
 from tests.test_history import carried_runs, failures, finish, runs, scheduled, start_reader
 from tests.test_replay import replayer
@@ -100,7 +100,7 @@ async def test_a_store_wiped_after_a_continue_as_new_is_recovered_from_history(
 
 
 async def test_a_run_continued_with_the_old_carried_format_goes_on(
-    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+    dev_env: WorkflowEnvironment, sim: Any, task_queue: str
 ) -> None:
     """What a run in flight on 0.2.0 hands over (the whole conversation as content) is still
     taken by today's code, and the chain goes on by reference from there."""
@@ -110,12 +110,18 @@ async def test_a_run_continued_with_the_old_carried_format_goes_on(
     old = carried_runs([recorded])[0]
     assert old.carried is not None and old.carried.store.base is None
     assert len(old.carried.messages) > 3  # the old format: every message as content
-    handle = await ops.start_run(
-        dev_env.client, old, f"reader-old-{uuid.uuid4().hex[:8]}", task_queue=task_queue
-    )
-    await wait_for_status(handle, "waiting_approval", timeout=60)
-    await approve_pending(handle, approver="olga")
-    result = await finish(handle)
+    async with build_worker(dev_env.client, task_queue, workflows=[HandsOver]):
+        handle = await dev_env.client.start_workflow(
+            HandsOver.run, old, id=f"reader-old-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+        )
+        agent = dev_env.client.get_workflow_handle(handle.id, result_type=AgentResult)
+        for _ in range(200):  # until the hand-over has continued as new into the agent
+            if (await agent.describe()).workflow_type == "AgentWorkflow":
+                break
+            await asyncio.sleep(0.05)
+        await wait_for_status(agent, "waiting_approval", timeout=60)
+        await approve_pending(agent, approver="olga")
+        result = await finish(agent)
     assert result.outcome == "completed" and result.answer.startswith("read ")
 
 
