@@ -541,11 +541,13 @@ class People:
         if details.action == "start":
             if not details.agent or details.scopes is None:
                 raise OAuthError("invalid_authorization_details", "a start names agent and scopes")
+            # Within what the agent's client may ask for (an agent with no client here gets
+            # no token from this provider, whatever it is granted).
             allowed = self.agent_scopes(details.agent)
-            if allowed is None or not set(details.scopes) <= allowed:
+            if allowed is not None and not set(details.scopes) <= allowed:
                 raise OAuthError(
                     "invalid_authorization_details",
-                    f"{details.agent} is no agent here, or never asks for some of {details.scopes}",
+                    f"{details.agent} never asks for {sorted(set(details.scopes) - allowed)}",
                 )
             # Starting a run of an agent with these scopes is the person's consent to them.
             self.grant(subject, details.agent, details.scopes)
