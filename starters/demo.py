@@ -171,7 +171,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     trail = audit_log().trail(handle.id)
     verdict = audit_log().verify()
     said = ", ".join(
-        f"{r.entry.tool} {r.entry.outcome}"
+        " ".join(filter(None, (r.entry.tool, r.entry.outcome)))
         + (f" by {r.entry.approver}" if r.entry.approver else "")
         for r in trail
     )
