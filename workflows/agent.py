@@ -128,9 +128,8 @@ class AgentWorkflow(MessageHandlers):
 
     @workflow.run
     async def run(self, run: AgentRun) -> AgentResult:
-        # 0.1.0 shipped without `workflow.patched` gates: no run in flight predates it. Any
-        # change from here on that alters the commands a run issues goes behind one, with a
-        # history in tests/histories/ recorded by the code before it.
+        # A change that alters the commands a run issues goes behind `workflow.patched`, with a
+        # history in tests/histories/ recorded by the code before it (README: "Tests").
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried, from_attributes=True)
         problem = self._check_run(run)
