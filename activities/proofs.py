@@ -81,7 +81,6 @@ class ProofVerifier:
         self._lock = asyncio.Lock()
         if trust.jwks is not None:
             self._keys = _Keys(issuer=trust.issuer or "", keys=_by_kid(trust.jwks))
-        self.fetches = 0  # JWKS fetched (tests)
 
     async def _refresh(self) -> None:
         import httpx
@@ -97,7 +96,6 @@ class ProofVerifier:
             # trusted no longer. Replays need none: a run's verdicts are in its history.
             self._keys.keys = _by_kid(answer.json())
         self._keys.fetched = time.monotonic()
-        self.fetches += 1
 
     async def key(self, kid: str) -> dict[str, Any] | None:
         found = self._keys.keys.get(kid)

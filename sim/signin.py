@@ -36,6 +36,7 @@ from sim.people import (
     PAGE_HEADERS,
     POLL_INTERVAL_S,
     PUBLIC_CLIENTS,
+    Authorization,
     OAuthError,
     People,
     consent_form,
@@ -211,15 +212,26 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
                          csrf, 400)  # fmt: skip
         return _page(sign_in_form(csrf, request=ticket), csrf)
 
-    @router.post("/authorize")
-    async def authorize_sign_in(request: Request) -> HTMLResponse:
+    async def pending_request(
+        request: Request, field: str
+    ) -> tuple[dict[str, str], str, str, Authorization | None, HTMLResponse | None]:
+        """A code-flow page's form, a new CSRF token, the request's ticket and the request it
+        names, or the refusal to send (a forged form, a request used or gone)."""
         form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         csrf = secrets.token_urlsafe(24)
-        ticket = form.get("request", "")[:100]
+        ticket = form.get(field, "")[:100]
         pending = people.authorization(ticket)
-        if not _csrf_ok(request, form) or pending is None:
-            why = "The sign-in expired or was already used: start again from your application."
-            return _page(page("Sign-in refused", f"<p>{why}</p>"), csrf, 403)
+        if _csrf_ok(request, form) and pending is not None:
+            return form, csrf, ticket, pending, None
+        why = "The sign-in expired or was already used: start again from your application."
+        return form, csrf, ticket, None, _page(page("Sign-in refused", f"<p>{why}</p>"), csrf, 403)
+
+    @router.post("/authorize")
+    async def authorize_sign_in(request: Request) -> HTMLResponse:
+        form, csrf, ticket, pending, refused = await pending_request(request, "request")
+        if pending is None:
+            assert refused is not None
+            return refused
         person = people.check_password(form.get("username", "")[:200], form.get("password", ""))
         if person is None:
             people.authorization_failed(ticket)
@@ -232,13 +244,10 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
 
     @router.post("/authorize/consent")
     async def authorize_consent(request: Request) -> Response:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-        csrf = secrets.token_urlsafe(24)
-        ticket = form.get("ticket", "")[:100]
-        pending = people.authorization(ticket)
-        if not _csrf_ok(request, form) or pending is None or pending.subject is None:
+        form, csrf, ticket, pending, refused = await pending_request(request, "ticket")
+        if pending is None or pending.subject is None:  # consent comes after a sign-in
             why = "The sign-in expired or was already used: start again from your application."
-            return _page(page("Sign-in refused", f"<p>{why}</p>"), csrf, 403)
+            return refused or _page(page("Sign-in refused", f"<p>{why}</p>"), csrf, 403)
         if form.get("decision") == "allow":
             answer = {"code": people.issue_code(ticket), "state": pending.state}
         else:

@@ -183,12 +183,6 @@ class People:
         proof_ = self.proof(person, proofs.operator(run, action, reason))
         return model(reason=reason, proof=proof_)
 
-    def message(self, run: str, person: str, text: str) -> Any:
-        from durable_agents._vocab import proofs
-        from durable_agents._vocab.models import UserMessage
-
-        return UserMessage(text=text, proof=self.proof(person, proofs.message(run, text)))
-
     async def decide(self, handle: Any, person: str, approve: bool, reason: str = "",
                      approval_id: str | None = None, digest: str | None = None,
                      signal: str | None = None, approver: str | None = None) -> Any:  # fmt: skip
