@@ -64,8 +64,13 @@ async def test_the_record_says_what_waits_and_for_whom(ts_env, ts_worker, task_q
     await handle.result()
 
 
-async def test_validator_refuses_before_history(ts_env, ts_worker, task_queue, ledger, people):
+async def test_validator_refuses_before_history(
+    ts_env, ts_worker, task_queue, ledger, people, fault
+):
     handle = await at_the_gate(ts_env, task_queue)
+    # The email takes 3 s once approved: the repeat and the late decision below reach a run
+    # that is still going (a run that ended takes no update at all).
+    fault("send_email", "delay", times=1, seconds=3, when="before")
 
     stranger = await refused(handle, people.decide(handle, "mallory", True))
     unknown = await refused(handle, people.decide(handle, "hana", True, approval_id="apr-9"))
