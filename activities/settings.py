@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     system_ledgers: str | None = None
     state_dir: Path = Path(".state")
     task_queue: str = "durable-agents"
+    # The Temporal UI the CLI links runs to (unset: what `agentctl server` announced in
+    # <state_dir>/server.json for the server the CLI talks to, else http://127.0.0.1:8233).
+    ui_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     # The Worker Deployment workers join (versioning on; runs pinned to the version that started
     # them, upgraded at turn boundaries); None: no versioning. The build id is the code's
     # checksum unless DURABLE_AGENTS_BUILD_ID names one (workers/main.py).

@@ -208,7 +208,8 @@ def run(
             note(f"started run {handle.id}")
         else:
             typer.echo(f"started run {handle.id}")
-        note(f"  {ops.ui_link(handle.id, client.namespace)}")
+        ui = ops.ui_base(client.service_client.config.target_host)
+        note(f"  {ops.ui_link(handle.id, client.namespace, ui)}")
         if await ops.pollers(client, queue) == 0:
             note(
                 f"warning: no worker polls task queue {queue!r} yet; the run starts when "

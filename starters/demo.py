@@ -64,14 +64,19 @@ async def sign_in(base: str, state_dir: Path, person: str) -> str:
     return str(entry["subject"])
 
 
-async def run_demo(state_dir: Path, keep: bool) -> bool:
-    dev = DevServer(
-        db_file=state_dir / "temporal.db", port=free_port(7233), ui_port=free_port(8233)
+def dev_server(state_dir: Path) -> DevServer:
+    """The demo's own dev server, on free ports; it stops when the demo's process dies."""
+    return DevServer(
+        db_file=state_dir / "temporal.db",
+        port=free_port(7233),
+        ui_port=free_port(8233),
+        die_with_parent=True,  # started from the main thread (services.demo)
     )
-    say(f"starting the Temporal dev server on {dev.address} (state in {dev.db_file}) …")
-    await asyncio.to_thread(dev.start)
+
+
+async def run_demo(dev: DevServer, state_dir: Path, keep: bool) -> bool:
+    """The demo on a started dev server (the caller stops it)."""
     async with AsyncExitStack() as stack:
-        stack.callback(dev.stop)
         return await _with_server(stack, dev, state_dir, keep)
 
 
@@ -88,7 +93,6 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     # The worker below acts as the agents the sim just gave credentials to.
     os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
     get_settings.cache_clear()
-    ops.UI_URL = dev.ui_url
     say(f"sim world (model server + HR/IT/mail) on {sim.url}")
 
     from durable_agents._vocab import proofs
@@ -117,7 +121,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
         f"onboarding {' '.join(scopes)} by starting it (`agentctl grants`)"
     )
     say(f"run id: {handle.id}", bold=True)
-    say(f"Temporal UI: {ops.ui_link(handle.id, client.namespace)}\n")
+    say(f"Temporal UI: {ops.ui_link(handle.id, client.namespace, dev.ui_url)}\n")
 
     waiting = await wait_until(client, handle.id, "waiting_event")
     say(

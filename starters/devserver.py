@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,32 @@ VERSIONING = [
     "--dynamic-config-value",
     'matching.wv.VersionDrainageStatusRefreshInterval="2s"',
 ]
+
+
+# Where `agentctl server` tells the clients sharing its state folder its address and UI.
+SERVER_FILE = "server.json"
+DEFAULT_UI_URL = "http://127.0.0.1:8233"
+
+
+def announced_ui(state_dir: Path, address: str) -> str | None:
+    """The UI of the server `agentctl server` runs at `address` from `state_dir`, if it said."""
+    try:
+        info = json.loads((state_dir / SERVER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("address") != address:
+        return None
+    ui = info.get("ui_url")
+    return ui if isinstance(ui, str) and ui.startswith(("http://", "https://")) else None
+
+
+def forget(path: Path, dev: DevServer) -> None:
+    """Remove the announcement, if it is still this server's."""
+    try:
+        if json.loads(path.read_text()).get("pid") == (dev.proc.pid if dev.proc else None):
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class SetupError(RuntimeError):
@@ -139,6 +166,15 @@ class DevServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def announce(self, state_dir: Path) -> Path:
+        """Tell clients that use `state_dir` where this server and its UI are (`ui_base`)."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / SERVER_FILE
+        pid = self.proc.pid if self.proc else None
+        info = {"address": self.address, "ui_url": None if self.headless else self.ui_url}
+        path.write_text(json.dumps(info | {"pid": pid}) + "\n")
+        return path
 
     def __enter__(self) -> DevServer:
         return self.start()

@@ -83,7 +83,6 @@ __all__ = [
 T = TypeVar("T")
 
 
-UI_URL = os.environ.get("DURABLE_AGENTS_UI_URL", "http://127.0.0.1:8233")
 # An operator waits this long for a server that accepts connections but does not answer.
 CONNECT_TIMEOUT = float(os.environ.get("DURABLE_AGENTS_CONNECT_TIMEOUT", "5"))
 # Queries need a worker to answer; without one the server would hold the call for a long time.
@@ -617,8 +616,17 @@ async def why_stuck(client: Client, run_id: str) -> str | None:
     return None
 
 
-def ui_link(workflow_id: str, namespace: str) -> str:
+def ui_base(address: str) -> str:
+    """The Temporal UI of the server at `address`: DURABLE_AGENTS_UI_URL, else what `agentctl
+    server` announced in the state folder for that address, else the dev server's default."""
+    from activities.settings import get_settings
+    from starters.devserver import DEFAULT_UI_URL, announced_ui
+
+    settings = get_settings()
+    found = settings.ui_url or announced_ui(settings.state_dir, address) or DEFAULT_UI_URL
+    return found.rstrip("/")
+
+
+def ui_link(workflow_id: str, namespace: str, base: str) -> str:
     """The run's page in the Temporal UI (2.54: `/namespaces/<ns>/workflows/<id>`)."""
-    return (
-        f"{UI_URL}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
-    )
+    return f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"

@@ -53,7 +53,7 @@ def server(
     """Run the Temporal dev server on 127.0.0.1, persisted in STATE_DIR/temporal.db.
 
     SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop it; it also stops if this process is killed."""
-    from starters.devserver import DevServer
+    from starters.devserver import DevServer, forget
 
     dev = DevServer(
         db_file=state_dir / "temporal.db",
@@ -64,9 +64,12 @@ def server(
     )
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_stopped)
+    announced = state_dir / "server.json"
     try:
         call_sync(lambda: dev.start(60, quiet=False))
         assert dev.proc is not None
+        # Clients with the same state folder (DURABLE_AGENTS_STATE_DIR) link to this UI.
+        announced = dev.announce(state_dir)
         typer.echo(
             f"Temporal dev server (pid {dev.proc.pid}) on {dev.address}, UI at {dev.ui_url} "
             "(Ctrl-C stops it)"
@@ -78,6 +81,7 @@ def server(
         return
     finally:
         _stop(dev)
+        forget(announced, dev)
     fail(f"the Temporal dev server exited on its own (code {code}); its log is above")
 
 
@@ -192,10 +196,25 @@ def demo(
     state_dir: StateDir = Path(".state"),
     keep: Annotated[bool, typer.Option(help="Keep the stack running afterwards.")] = False,
 ) -> None:
-    """Start everything, run the onboarding agent end to end, print the record, stop."""
+    """Start everything, run the onboarding agent end to end, print the record, stop.
+
+    SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop the whole stack, the dev server with it; so does
+    this process being killed."""
     from starters.cli import _trace
-    from starters.demo import run_demo
+    from starters.demo import dev_server, run_demo, say
 
     _trace()
-    ok = call(lambda: run_demo(state_dir, keep))
+    dev = dev_server(state_dir)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stopped)
+    try:
+        say(f"starting the Temporal dev server on {dev.address} (state in {dev.db_file}) …")
+        call_sync(lambda: dev.start(60))  # from this (main) thread: see DevServer
+        ok = call(lambda: run_demo(dev, state_dir, keep))
+    except Stopped as stop:
+        _stop(dev)
+        typer.echo(f"stopped the demo's stack ({stop})", err=True)
+        return
+    finally:
+        _stop(dev)
     raise typer.Exit(0 if ok else 1)

@@ -218,7 +218,7 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
                   "--task-queue", task_queue, "--address", addr, "--json")
     )  # fmt: skip
     run = json.loads(started.stdout)["run"]
-    link = f"{ops.UI_URL}/namespaces/{dev_env.client.namespace}/workflows/{run}"
+    link = f"{ops.ui_base(addr)}/namespaces/{dev_env.client.namespace}/workflows/{run}"
     assert f"  {link}\n" in started.stderr and "/history" not in started.stderr
 
     handle = dev_env.client.get_workflow_handle(run)
@@ -241,11 +241,13 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
 
 
 def test_the_ui_link_is_the_runs_page_in_its_namespace():
-    assert ops.ui_link("refund-1a2b", "payments") == (
-        f"{ops.UI_URL}/namespaces/payments/workflows/refund-1a2b"
+    assert ops.ui_link("refund-1a2b", "payments", "http://ui:8080") == (
+        "http://ui:8080/namespaces/payments/workflows/refund-1a2b"
     )
     # Ids are path segments: nothing in one can change the path.
-    assert ops.ui_link("a/b c?d", "default").endswith("/namespaces/default/workflows/a%2Fb%20c%3Fd")
+    assert ops.ui_link("a/b c?d", "default", "http://ui").endswith(
+        "/namespaces/default/workflows/a%2Fb%20c%3Fd"
+    )
 
 
 def test_a_runs_title_is_safe_to_show():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import socket
@@ -128,6 +129,70 @@ def test_a_killed_server_takes_its_dev_server_along(server: Server) -> None:
 
     wait_until(lambda: not alive(dev), 15, f"the dev server (pid {dev}) did not stop")
     wait_until(lambda: port_free(server.port), 5, f"port {server.port} was not freed")
+
+
+def test_runs_link_to_the_ui_the_server_was_given(server: Server, tmp_path: Path) -> None:
+    """`agentctl server --ui-port N` tells the clients sharing its state folder; a run started
+    there links to port N. DURABLE_AGENTS_UI_URL, where set, says otherwise."""
+    server.started()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DURABLE_AGENTS_", "TEMPORAL"))}
+    env |= {"DURABLE_AGENTS_STATE_DIR": str(tmp_path / "state"), "DURABLE_AGENTS_TRACING": "off"}
+    data = json.dumps(
+        {"customer_id": "C-1", "email": "kim@example.com", "order_id": "O-1", "amount": "5"}
+        | {"ticket_id": "T-1"}
+    )
+
+    def started(**more: str) -> str:
+        done = subprocess.run(
+            [AGENTCTL, "run", "refund", "--as", "tester", "--input", data]
+            + ["--address", f"127.0.0.1:{server.port}", "--task-queue", "nobody-polls"],
+            env=env | more,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert f"  http://127.0.0.1:{server.ui_port}/namespaces/default/workflows/refund-" in started()
+    said = started(DURABLE_AGENTS_UI_URL="https://temporal.example.com")
+    assert "  https://temporal.example.com/namespaces/default/workflows/refund-" in said
+    # Stopped, the server takes its announcement back.
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(30)
+    assert not (tmp_path / "state" / "server.json").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_kept_demo_takes_its_stack_down_when_stopped(sig: signal.Signals, tmp_path: Path) -> None:
+    """`agentctl demo --keep` stopped by a service manager (SIGTERM) or killed: its dev server
+    does not stay behind holding its ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DURABLE_AGENTS_", "TEMPORAL"))}
+    env |= {"DURABLE_AGENTS_STATE_DIR": str(tmp_path / "state"), "DURABLE_AGENTS_TRACING": "off"}
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(
+            [AGENTCTL, "demo", "--keep"], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    dev = 0
+    try:
+        wait_until(lambda: "stack kept running" in log.read_text(), 180, "the demo did not finish")
+        [dev] = [
+            c for c in children(demo.pid) if "start-dev" in Path(f"/proc/{c}/cmdline").read_text()
+        ]
+        port = int(log.read_text().split("Temporal 127.0.0.1:")[1].split(",")[0])
+        demo.send_signal(sig)
+        demo.wait(60)
+        wait_until(lambda: not alive(dev), 15, f"the dev server (pid {dev}) outlived the demo")
+        wait_until(lambda: port_free(port), 5, f"port {port} was not freed")
+        if sig == signal.SIGTERM:
+            assert demo.returncode == 0, log.read_text()[-2000:]
+            assert "stopped the demo's stack (SIGTERM)" in log.read_text()
+    finally:
+        for pid in (demo.pid, dev):
+            if pid and alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        demo.wait()
 
 
 # --- SIGPIPE: servers and workers never die of a closed connection ---------------------------
