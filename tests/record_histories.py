@@ -21,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.settings import get_settings
 from durable_agents import __version__
 from durable_agents._vocab.models import AgentRun, EventSignal
+from durable_agents.client import start_run
 from sim.runner import SimServer
-from starters import ops
 from tests.helpers import (
     approve_pending,
     chain_histories,
@@ -31,6 +31,7 @@ from tests.helpers import (
     wait_for_status,
 )
 from tests.people import People, decide
+from tests.test_budgets import run_past_a_deadline
 from tests.test_refund import seed, start_refund
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow
@@ -81,7 +82,7 @@ async def record_research(env: WorkflowEnvironment) -> None:
             input={"question": "What is Temporal?", "topics": ["history", "design"]},
         )
         # Its children's ids derive from its own: replay needs the same id as the file name.
-        handle = await ops.start_run(env.client, run, "research_fan_out", task_queue=queue)
+        handle = await start_run(env.client, run, "research_fan_out", task_queue=queue)
         await handle.result()
         history = await handle.fetch_history()
     (HISTORIES / "research_fan_out.json").write_text(history.to_json())
@@ -97,7 +98,7 @@ async def record_continued(env: WorkflowEnvironment) -> None:
             input={"turns": 4, "per_turn": 2, "chars": 2000, "email_at": 4},
             continue_after_bytes=10_000,
         )
-        handle = await ops.start_run(env.client, run, "reader_continued", task_queue=queue)
+        handle = await start_run(env.client, run, "reader_continued", task_queue=queue)
         first = handle.result_run_id or ""
         await wait_for_status(handle, "waiting_approval")
         for i in range(6):  # history grows while the approval waits: it continues as new
@@ -134,6 +135,20 @@ async def record_refused(env: WorkflowEnvironment) -> None:
     print(f"recorded onboarding_messages_refused: {len(history.events)} events")
 
 
+async def record_deadline(env: WorkflowEnvironment, name: str = "reader_deadline") -> None:
+    """A reader whose chain continues as new while an approval waits, the approval coming past
+    its one-hour deadline from the chain's first start (within an hour of its last run's)."""
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    async with build_worker(env.client, queue):
+        handle = await run_past_a_deadline(env, queue, workflow_id="reader_deadline")
+        first = handle.first_execution_run_id or ""
+        result = await handle.result()
+        histories = await chain_histories(env.client, handle.id, first)
+    for i, history in enumerate(histories, 1):
+        (HISTORIES / f"{name}_run{i}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(histories)} runs, {result.outcome}")
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
@@ -155,6 +170,7 @@ async def main() -> None:
             await record_research(env)
             await record_continued(env)
             await record_refused(env)
+            await record_deadline(env)
         finally:
             await env.shutdown()
 

@@ -18,8 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from durable_agents._budgets import Budget
-    from durable_agents._directory import UnknownPerson
-    from durable_agents._routes import InvalidRoute, parse_route
+    from durable_agents._routes import parse_route
     from durable_agents._spec import AgentSpec, problems
     from durable_agents._vocab import names
     from durable_agents._vocab.models import (
@@ -33,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         TranscriptEntry,
     )
+    from durable_agents.errors import InvalidRoute, UnknownPerson
     from workflows import (
         catalog,
         compaction,
@@ -132,6 +132,7 @@ class AgentWorkflow(MessageHandlers):
         # history in tests/histories/ recorded by the code before it (README: "Tests").
         if run.carried is not None:
             self._state = RunState.model_validate(run.carried, from_attributes=True)
+        spending.begin(self._state)  # a chain's first run notes its start, for the deadline
         problem = self._check_run(run)
         if problem is None and starts.applies(self._run):
             self._run, problem = await starts.prove(self._run, self._state)
@@ -221,7 +222,8 @@ class AgentWorkflow(MessageHandlers):
             if state.continue_due():
                 raise ContinueRun
             if state.turn >= self._max_turns():
-                raise EndRun("turn_budget_exhausted", self._partial_answer())
+                used_up = f"turn budget of {self._max_turns()} used up. {self._partial_answer()}"
+                raise EndRun("turn_budget_exhausted", used_up.strip())
             await spending.check(state, self._budget(spec), self._partial_answer())
             if state.turn:
                 await mcp.list_tools(state, spec, every_turn=True)
@@ -421,6 +423,7 @@ class AgentWorkflow(MessageHandlers):
         return self._spec.max_turns if self._spec else 0
 
     def _partial_answer(self) -> str:
+        """The model's last word, which a run stopped at a limit ends with (after the limit)."""
         last = next(
             (
                 m.content
@@ -429,4 +432,4 @@ class AgentWorkflow(MessageHandlers):
             ),
             "",
         )
-        return f"turn budget of {self._max_turns()} used up. Last word: {last}".strip()
+        return f"Last word: {last}" if last else ""

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from durable_agents._budgets import Budget, UnknownPrice
+    from durable_agents._budgets import Budget
     from durable_agents._routes import parse_route
     from durable_agents._vocab.models import LLMReply
+    from durable_agents.errors import UnknownPrice
     from workflows import catalog, gates
     from workflows.state import RunState
     from workflows.waits import EndRun
 
 ASK_FOR = timedelta(days=1)  # how long an extension request waits before it counts as a no
+# The deadline counts from the chain's first start, carried across continue-as-new
+# (`chain.started_at`). Chains begun before this patch (`workflow.patched` false on replay of
+# their first run) carry no first start: each of their runs measures from its own, as before.
+FIRST_START_PATCH = "deadline-from-first-start-v1"
+
+
+def begin(state: RunState) -> None:
+    """At a chain's first run, note when it started (a later run carries it over)."""
+    info = workflow.info()
+    if info.continued_run_id is None and workflow.patched(FIRST_START_PATCH):
+        state.chain.started_at = info.start_time
+
+
+def started(state: RunState) -> datetime:
+    """When the run began, for its deadline: the chain's first start, if it was noted."""
+    return state.chain.started_at or workflow.info().start_time
 
 
 def charge(state: RunState, budget: Budget, route: str, reply: LLMReply) -> None:
@@ -40,16 +57,19 @@ def exceeded(state: RunState, budget: Budget) -> str | None:
     if budget.max_output_tokens and usage.output_tokens >= budget.max_output_tokens * factor:
         return f"{usage.output_tokens} output tokens of {budget.max_output_tokens * factor}"
     if budget.max_cost_usd and state.spending.cost_usd >= budget.max_cost_usd * factor:
-        return f"cost {state.spending.cost_usd:.4f} USD of {budget.max_cost_usd * factor} USD"
+        # To the micro-dollar (as the cost metric counts): 0.0010 of 0.001 would read as under.
+        return f"cost {state.spending.cost_usd:.6f} USD of {budget.max_cost_usd * factor} USD"
     if budget.deadline:
-        elapsed = workflow.now() - workflow.info().start_time
+        elapsed = workflow.now() - started(state)
         if elapsed >= budget.deadline * factor:
+            elapsed = timedelta(seconds=int(elapsed.total_seconds()))  # as an operator reads it
             return f"{elapsed} since the start, deadline {budget.deadline * factor}"
     return None
 
 
 async def check(state: RunState, budget: Budget, partial: str) -> None:
-    """Return if the run may take another turn; else stop it or ask to extend, as set."""
+    """Return if the run may take another turn; else stop it or ask to extend, as set. The
+    answer of a stopped run names the limit that stopped it, then `partial` (its last word)."""
     reason = exceeded(state, budget)
     if reason is None:
         return

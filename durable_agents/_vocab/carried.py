@@ -138,6 +138,9 @@ class Chain(BaseModel):
     events_at_start: int = Field(default=0, exclude=True)  # run (of the chain) began
     blocked_below: int = 0  # history size under which not to try again
     continued: int = 0  # how many times the run has continued as new
+    # When the chain's first run started, which the deadline counts from (Temporal gives each
+    # run its own start time, and no first one). None in chains begun before it was recorded.
+    started_at: datetime | None = None
     # Worker Deployment Versioning: whether the run moves onto a new current version at its
     # next safe point (the spec's `upgrade="next_turn"`), and the build ids it has run on.
     upgrade: bool = False
