@@ -40,9 +40,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from activities.settings import get_settings
 from durable_agents._vocab import chain
 from durable_agents._vocab.models import AgentRun
+from durable_agents.client import start_run
 from sim.runner import SimServer
 from starters.devserver import DevServer, free_port
-from starters.ops import start_run
 from workers.client import connect
 from workers.main import build_worker
 from workflows.agent import AgentWorkflow

@@ -3,29 +3,47 @@
 A catalog is built from what plugins hand over (agent specs, or `AgentSet`s of them) and
 refuses, in one line naming what to fix, anything that would otherwise fail in the middle of a
 run: two agents or two different tools under one name, a tool with no code, a compensation
-naming a tool that is nowhere. The worker hands its catalog to the workflow (workers/plugin.py);
-nothing is looked up in a module-level registry.
+naming a tool that is nowhere, two in-process models under one name. The worker hands its
+catalog to the workflow (workers/plugin.py); nothing is looked up in a module-level registry.
+
+A plugin may ship in-process models with its agents (`AgentSet(..., models=[ScriptedModel(...)])`):
+every worker that loads the set serves them on `scripted:<name>` routes, so its agents run with
+no API key and no model server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from durable_agents._approvals import ApprovalPolicy
-from durable_agents._budgets import SHIPPED_MODELS, ModelTable, UnknownPrice
-from durable_agents._directory import Directory, DirectoryError
-from durable_agents._mcp import MCPConfigError
-from durable_agents._routes import InvalidRoute, parse_route
+from durable_agents._budgets import SHIPPED_MODELS, ModelTable
+from durable_agents._directory import Directory
+from durable_agents._routes import parse_route
 from durable_agents._spec import AgentSpec, ToolContract
+from durable_agents._vocab.models import LLMReply, LLMRequest
+from durable_agents.errors import (
+    CatalogError,
+    DirectoryError,
+    InvalidRoute,
+    MCPConfigError,
+    UnknownAgent,
+    UnknownPrice,
+)
 
 
-class CatalogError(ValueError):
-    """Agents or tools that cannot be served as given; the message says what to fix."""
+@runtime_checkable
+class InProcessModel(Protocol):
+    """A model a worker serves in its own process on the route `scripted:<name>` (a
+    `ScriptedModel` of durable_agents.testing is one)."""
 
+    @property
+    def name(self) -> str: ...
 
-class UnknownAgent(LookupError):
-    """No agent of that name in the catalog."""
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        """The reply to `request` (whose conversation is content), with its usage."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -41,8 +59,43 @@ class AgentSet:
     """Where it came from (a plugin's module), for error messages."""
     directory: Directory | None = None
     """People and approver groups these agents need (merged with the other plugins')."""
-    models: ModelTable | None = None
-    """Prices and context windows of models beyond the shipped table (later plugins win)."""
+    models: ModelTable | Iterable[ModelTable | InProcessModel] | None = None
+    """The models these agents need beyond the shipped ones: a table of prices and context
+    windows (later plugins win), in-process models that every worker loading the set serves on
+    `scripted:<name>` routes (`ScriptedModel`), or a list of both."""
+
+    def __post_init__(self) -> None:
+        if self.models is None or isinstance(self.models, ModelTable):
+            return
+        if isinstance(self.models, InProcessModel) or not isinstance(self.models, Iterable):
+            items: tuple[object, ...] = (self.models,)
+        else:
+            items = tuple(self.models)
+        for item in items:
+            if not isinstance(item, ModelTable | InProcessModel):
+                raise CatalogError(
+                    f"{self.source or 'an AgentSet'}: models= takes a ModelTable and in-process "
+                    f"models (ScriptedModel), not {type(item).__name__}"
+                )
+        object.__setattr__(self, "models", items)  # frozen: a tuple, never a list shared
+
+    @property
+    def model_table(self) -> ModelTable | None:
+        """The set's prices and context windows (its tables merged, later ones winning)."""
+        if self.models is None or isinstance(self.models, ModelTable):
+            return self.models
+        table = None
+        for item in self.models:
+            if isinstance(item, ModelTable):
+                table = item if table is None else table.merged(item)
+        return table
+
+    @property
+    def local_models(self) -> tuple[InProcessModel, ...]:
+        """The set's in-process models, served on `scripted:<name>` routes."""
+        if self.models is None or isinstance(self.models, ModelTable):
+            return ()
+        return tuple(m for m in self.models if not isinstance(m, ModelTable))
 
 
 @dataclass(frozen=True)
@@ -55,6 +108,9 @@ class Catalog:
     sources: Mapping[str, str] = field(default_factory=dict)  # agent name -> plugin
     directory: Directory = field(default_factory=Directory)
     models: ModelTable = SHIPPED_MODELS
+    local_models: Mapping[str, InProcessModel] = field(default_factory=dict)
+    """The in-process models the sets ship, by name (served on `scripted:<name>` routes)."""
+    model_sources: Mapping[str, str] = field(default_factory=dict)  # model name -> plugin
 
     @classmethod
     def build(cls, sets: Iterable[AgentSet | AgentSpec]) -> Catalog:
@@ -63,6 +119,8 @@ class Catalog:
         hidden: set[str] = set()
         directory = Directory()
         models = SHIPPED_MODELS
+        local: dict[str, InProcessModel] = {}
+        local_sources: dict[str, str] = {}
         for item in sets:
             group = item if isinstance(item, AgentSet) else AgentSet((item,))
             try:
@@ -70,8 +128,11 @@ class Catalog:
                     directory = directory.merged(group.directory)
             except DirectoryError as exc:
                 raise CatalogError(f"{group.source or 'a plugin'}: {exc}") from None
-            if group.models is not None:
-                models = models.merged(group.models)
+            table = group.model_table
+            if table is not None:
+                models = models.merged(table)
+            for model in group.local_models:
+                _add_model(local, local_sources, model, group.source or "?")
             for spec in group.agents:
                 if spec.name in agents and agents[spec.name] is not spec:
                     raise CatalogError(
@@ -87,7 +148,19 @@ class Catalog:
             raise CatalogError(f"hidden agents {', '.join(unknown)} are not among the agents")
         for spec in agents.values():
             _check(spec, directory, models)
-        return cls(agents, tools, frozenset(hidden), sources, directory, models)
+        return cls(
+            agents, tools, frozenset(hidden), sources, directory, models, local, local_sources
+        )
+
+    def served_models(
+        self, extra: Iterable[InProcessModel] = (), source: str = "the plugin's models="
+    ) -> list[InProcessModel]:
+        """The in-process models a worker serves: the sets' and `extra` (e.g. the plugin's
+        `models=`); two different ones under one name are a CatalogError."""
+        local, where = dict(self.local_models), dict(self.model_sources)
+        for model in extra:
+            _add_model(local, where, model, source)
+        return list(local.values())
 
     def agent(self, name: str) -> AgentSpec:
         try:
@@ -105,6 +178,19 @@ class Catalog:
 
     def visible(self) -> list[AgentSpec]:
         return [s for n, s in sorted(self.agents.items()) if n not in self.hidden]
+
+
+def _add_model(
+    models: dict[str, InProcessModel], sources: dict[str, str], model: InProcessModel, source: str
+) -> None:
+    known = models.get(model.name)
+    if known is not None and known is not model:
+        raise CatalogError(
+            f"two in-process models are named {model.name!r} (from {sources[model.name]} and "
+            f"{source}): rename one (an agent reaches it as scripted:{model.name})"
+        )
+    models[model.name] = model
+    sources[model.name] = source
 
 
 def _tools(specs: Iterable[AgentSpec]) -> dict[str, ToolContract]:

@@ -9,6 +9,8 @@ old ones until no history needs them. Each payload's metadata names its key id
 with `python -c "import os, base64; print(base64.b64encode(os.urandom(32)).decode())"`.
 
 Without keys the codec is off and payloads are plain JSON, as Temporal stores them by default.
+On a client with a data converter of its own, `composed` keeps the client's codec and payload
+converter and adds only what it lacks (workers/plugin.py).
 """
 
 from __future__ import annotations
@@ -20,18 +22,24 @@ import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultPayloadConverter, PayloadCodec
+
+from durable_agents.errors import CodecConfigError
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE = 12
+KEYS_ENV = "DURABLE_AGENTS_CODEC_KEYS"
+KEYS_FILE_ENV = "DURABLE_AGENTS_CODEC_KEYS_FILE"
 
 
-class CodecConfigError(ValueError):
-    """The key configuration is unusable; the message says how to fix it."""
+class CodecConflict(CodecConfigError):
+    """The client's data converter has a payload codec of its own and encryption keys are
+    configured too: a payload is encoded by one codec, so one of them has to go."""
 
 
 class Keyring:
@@ -99,9 +107,9 @@ def parse_keys(text: str, source: str) -> Keyring:
 @lru_cache(maxsize=1)
 def configured_keyring() -> Keyring | None:
     """The keys from the environment (or the file it names); None: encryption is off."""
-    if text := os.environ.get("DURABLE_AGENTS_CODEC_KEYS"):
-        return parse_keys(text, "DURABLE_AGENTS_CODEC_KEYS")
-    if path := os.environ.get("DURABLE_AGENTS_CODEC_KEYS_FILE"):
+    if text := os.environ.get(KEYS_ENV):
+        return parse_keys(text, KEYS_ENV)
+    if path := os.environ.get(KEYS_FILE_ENV):
         try:
             text = Path(path).read_text()
         except OSError as exc:
@@ -142,3 +150,33 @@ def data_converter(keyring: Keyring | None = None) -> DataConverter:
     if keyring is None:
         return pydantic_data_converter
     return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring))
+
+
+def composed(existing: DataConverter | None) -> DataConverter:
+    """The project's converter laid over a client's own (what `DurableAgentsPlugin` sets):
+
+    - the payload converter: pydantic JSON where the client has the SDK's default; a payload
+      converter of the client's own stays (it must read and write pydantic models);
+    - the payload codec: the client's own stays (e.g. its encryption); encryption with the keys
+      of DURABLE_AGENTS_CODEC_KEYS only where the client has none. Both at once are refused
+      (`CodecConflict`): a payload is encoded once, and neither may silently lose;
+    - everything else (failure converter, external storage) stays the client's.
+    """
+    if existing is None:
+        return data_converter()
+    keyring = configured_keyring()
+    changes: dict[str, Any] = {}
+    if existing.payload_converter_class is DefaultPayloadConverter:
+        changes["payload_converter_class"] = PydanticPayloadConverter
+    codec = existing.payload_codec
+    if keyring is not None and codec is None:
+        changes["payload_codec"] = EncryptionCodec(keyring)
+    elif keyring is not None and not isinstance(codec, EncryptionCodec):
+        keys = KEYS_ENV if os.environ.get(KEYS_ENV) else KEYS_FILE_ENV
+        raise CodecConflict(
+            f"the client's data converter has its own payload codec ({type(codec).__name__}) "
+            f"and {keys} is set too, but a payload is encoded by one codec only: unset {keys} "
+            "to keep your codec, or take your codec out of the client's data converter to have "
+            "payloads encrypted with those keys"
+        )
+    return dataclasses.replace(existing, **changes) if changes else existing

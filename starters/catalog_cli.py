@@ -1,8 +1,10 @@
 """`agentctl agents [NAME]`: the agents this CLI knows, and whether a worker serves them.
 
-The CLI loads the same plugins a worker does (installed entry points, DURABLE_AGENTS_PLUGINS);
-each worker names the agents it serves in its identity, so the listing can say, per agent,
-whether any worker polling the task queue has it.
+The CLI loads the same plugins a worker does (installed entry points, DURABLE_AGENTS_PLUGINS)
+and lists their agents with or without a server. When a server answers, it adds, per agent, how
+many workers polling the task queue serve it: a worker's identity carries a short tag of its
+agents, matched against the plugins this CLI loads, and worker heartbeats fill in the rest
+(workers/identity.py explains the choice).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from starters.cli import Address, AsJson, app, call, call_sync, emit
+from starters.common import Address, AsJson, call, call_sync, emit
 
 if TYPE_CHECKING:
+    from durable_agents._catalog import Catalog
     from durable_agents._spec import AgentSpec
+    from workers.identity import Fleet
 
 
 def describe(spec: AgentSpec) -> dict[str, Any]:
@@ -118,7 +122,28 @@ def _text(row: dict[str, Any]) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-@app.command()
+async def _fleet(address: str | None, queue: str, catalog: Catalog) -> tuple[Fleet | None, str]:
+    """The workers on `queue` and what they serve; with no server to ask, None and why (the
+    agents are listed all the same)."""
+    from temporalio.service import RPCError
+
+    from durable_agents import _ops as ops
+    from durable_agents.errors import DurableAgentsError
+    from starters.common import note
+    from workers.identity import fleet_on
+
+    try:
+        client = await ops.connect(address)
+    except DurableAgentsError as exc:
+        note(f"workers not known: {exc}")
+        return None, "not known (no Temporal server answered)"
+    try:
+        return await fleet_on(client, queue, catalog), ""
+    except RPCError as exc:
+        note(f"workers not known: the server refused to list them: {exc}")
+        return None, "not known (the server did not list them)"
+
+
 def agents(
     name: Annotated[str | None, typer.Argument(help="Only this agent.")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Include probe agents.")] = False,
@@ -130,7 +155,7 @@ def agents(
     as_json: AsJson = False,
 ) -> None:
     """The agents this CLI knows: version, model route, tools, approvals, budget, workers."""
-    from starters import ops
+    from durable_agents import _ops as ops
     from workers.client import TASK_QUEUE
 
     catalog = call_sync(ops.catalog)
@@ -138,17 +163,22 @@ def agents(
     if specs is None:
         specs = list(catalog.agents.values()) if show_all else catalog.visible()
     queue = task_queue or TASK_QUEUE
-    served: dict[str, int] | None = None
+    fleet, unasked = None, "not asked (--offline)"
     if not offline:
-        served = call(lambda: ops.served_agents(address, queue))
+        fleet, unasked = call(lambda: _fleet(address, queue, catalog))
     rows = []
     for spec in sorted(specs, key=lambda s: s.name):
         row = describe(spec)
-        if served is None:
-            row["workers"] = "not asked (--offline)"
+        if fleet is None:
+            row["workers"] = unasked
         else:
-            n = served.get(spec.name, 0)
+            n = fleet.serving.get(spec.name, 0)
             row["workers"] = f"{n} on {queue!r}" if n else f"none on {queue!r} serves it"
+            if fleet.untold:
+                row["workers"] += (
+                    f"; {fleet.untold} more whose agents this CLI cannot tell (a plugin it "
+                    "does not load, or no heartbeat yet)"
+                )
         rows.append(row)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

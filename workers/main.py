@@ -25,7 +25,6 @@ from durable_agents._discovery import discover
 from durable_agents._spec import AgentSpec
 from workers import telemetry
 from workers.client import TASK_QUEUE, connect
-from workers.identity import identity
 from workers.plugin import DurableAgentsPlugin
 from workflows.agent import AgentWorkflow
 
@@ -94,7 +93,9 @@ def build_worker(
     workflow: type[AgentWorkflow] = AgentWorkflow,
     **options: Any,
 ) -> Worker:
-    """A worker for the agents given (by default: every installed plugin's, `discover()`)."""
+    """A worker for the agents given (by default: every installed plugin's, `discover()`),
+    serving on `scripted:<name>` routes the in-process models their agent sets ship and
+    `models`."""
     catalog = agents if agents is not None else discover()
     build = code_checksum(catalog if isinstance(catalog, Catalog) else None)
     settings = get_settings()
@@ -112,8 +113,8 @@ def build_worker(
         )
     else:
         options.setdefault("build_id", build)
-    if isinstance(catalog, Catalog):
-        options.setdefault("identity", identity(catalog.agents))
+    # The worker's identity: the client's with a short tag of its agents, set by the plugin
+    # (workers/identity.py); it is in every task event of history, so it names no agents.
     # A run's next task goes to the worker that has it cached for this long, then to any: how
     # long a run held by a killed worker waits (the SDK's default is 10 s).
     sticky = timedelta(seconds=settings.sticky_timeout_s)
@@ -208,6 +209,11 @@ async def run_worker(
         client.service_client.config.target_host,
         ", ".join(sorted(catalog.agents)),
     )
+    if catalog.local_models:  # the plugins' own models, served here (build_worker's plugin)
+        log.info(
+            "serving in-process models %s",
+            ", ".join(f"scripted:{name}" for name in sorted(catalog.local_models)),
+        )
     async with worker:
         await stop.wait()
         log.info("shutting down: draining in-flight activities")

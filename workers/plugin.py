@@ -4,16 +4,23 @@
 
 It adds the agent workflow and its activities (model calls, the tools of the agents given,
 compaction, the audit log), the interceptors that keep messages from breaking runs and hand the
-worker's catalog to the workflow, and the sandbox pass-through the agent loop needs. On a
-`Client` (or `Replayer`) it also sets the project's data converter (pydantic, encrypted when
-DURABLE_AGENTS_CODEC_KEYS is set). `agentctl worker` is built on it.
+worker's catalog to the workflow, and the sandbox pass-through the agent loop needs. A worker
+given no identity of its own gets the client's with a short tag of its agents
+(workers/identity.py). On a `Client` (or `Replayer`) it also lays the project's data converter
+over the client's own (durable_agents._codec.composed): pydantic JSON where the client has the
+SDK's default payload converter, and encryption when DURABLE_AGENTS_CODEC_KEYS is set and the
+client has no payload codec; the client's own codec, payload converter and failure converter
+stay. `agentctl worker` is built on it.
 
 Messages from people carry proofs (README: "Proofs"); `proofs` says whose the worker takes
 (by default the OpenID provider of DURABLE_AGENTS_OIDC_URL, or the sim's).
 
-`models` are served in-process under `scripted:<name>` routes (`durable_agents.testing`):
+In-process models are served under `scripted:<name>` routes (`durable_agents.testing`): those
+the agent sets ship (`AgentSet(..., models=[ScriptedModel(...)])`) and those given here:
 
     DurableAgentsPlugin(AGENTS, models=[ScriptedModel("invoice", script)])
+
+Two different models under one name stop it at start, with a CatalogError.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from temporalio.converter import DataConverter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import (
     Interceptor,
+    WorkerConfig,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowRunner,
@@ -41,6 +49,7 @@ from activities.recovery import recover_conversation
 from activities.tools import ToolRunner
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._spec import AgentSpec
+from workers.identity import identity, plugin_name
 from workers.inbound_guard import InboundGuard
 from workflows.agent import AgentWorkflow
 from workflows.catalog import EXTERN
@@ -97,14 +106,15 @@ def sandbox(runner: WorkflowRunner | None = None) -> WorkflowRunner:
 
 
 def _converter(existing: DataConverter | None) -> DataConverter:
-    from durable_agents._codec import data_converter
+    from durable_agents._codec import composed
 
-    return data_converter()
+    return composed(existing)
 
 
 class DurableAgentsPlugin(SimplePlugin):
     """The agents given (specs or `AgentSet`s, or a built `Catalog`) on a Temporal worker;
-    `models`: in-process models for `scripted:<name>` routes (durable_agents.testing);
+    `models`: in-process models for `scripted:<name>` routes (durable_agents.testing), served
+    with those the agent sets ship;
     `workflow`: a subclass of the agent workflow to run in its place (registered under the same
     name; a change of its own goes behind `workflow.patched`)."""
 
@@ -123,20 +133,20 @@ class DurableAgentsPlugin(SimplePlugin):
         # MCP sessions are the worker's: opened on first use, closed when the worker stops.
         self.mcp = MCPConnections(self.catalog)
         mcp = MCPRunner(self.mcp)
-        models = list(models)
+        served = self.catalog.served_models(models)
         self.proofs = ProofVerifier(proofs or configured_trust())
         activities: Sequence[Callable[..., Any]] = (
             self.proofs.verify_proof,
-            ModelCalls(models).call_llm,
+            ModelCalls(served).call_llm,
             ToolRunner(self.catalog).run_tool,
             mcp.list_mcp_tools,
             mcp.call_mcp_tool,
-            Summaries(models).summarize,
+            Summaries(served).summarize,
             record_audit,
             recover_conversation,
         )
         super().__init__(
-            "durable_agents.DurableAgentsPlugin",
+            plugin_name(self.catalog.agents),  # worker heartbeats list the agents (identity.py)
             data_converter=_converter if data_converter else None,
             interceptors=interceptors(self.catalog),
             activities=activities,
@@ -144,3 +154,13 @@ class DurableAgentsPlugin(SimplePlugin):
             workflow_runner=sandbox,
             run_context=self.mcp.running,
         )
+
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        config = super().configure_worker(config)
+        if not config.get("identity"):
+            # The client's identity (`pid@host` by default) and a short tag of the agents, which
+            # `agentctl agents` reads from the task queue's pollers (workers/identity.py). One
+            # given to the worker is kept as it is.
+            base = config["client"].identity if config.get("client") else None
+            config["identity"] = identity(self.catalog.agents, base)
+        return config
