@@ -26,15 +26,10 @@ from activities.conversation import resolve, store_reply
 from activities.heartbeat import heartbeating
 from activities.providers.common import error
 from activities.settings import get_settings
-from durable_agents._routes import (
-    InvalidRoute,
-    Route,
-    allowed_endpoints,
-    check_endpoint,
-    parse_route,
-)
+from durable_agents._routes import Route, allowed_endpoints, check_endpoint, parse_route
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import LLMReply, LLMRequest
+from durable_agents.errors import InvalidRoute
 
 if TYPE_CHECKING:
     import anthropic

@@ -9,11 +9,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from durable_agents.errors import SettingsError
+
 PREFIX = "DURABLE_AGENTS_"
-
-
-class SettingsError(ValueError):
-    """A `DURABLE_AGENTS_*` variable is unusable; the message names it and says what fits."""
 
 
 class Settings(BaseSettings):

@@ -26,7 +26,8 @@ from urllib.parse import urlparse
 
 from activities.settings import get_settings
 from activities.sqlite import open_shared
-from durable_agents._codec import CodecConfigError, Keyring, configured_keyring
+from durable_agents._codec import Keyring, configured_keyring
+from durable_agents.errors import CodecConfigError
 
 Link = tuple[str, str | None, str]  # head, parent head (None at the root), message hash
 

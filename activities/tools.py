@@ -23,11 +23,12 @@ from activities.settings import get_settings
 from activities.store import get_store
 from durable_agents._catalog import Catalog
 from durable_agents._spec import TOOL_NON_RETRYABLE, ToolContract, problems
-from durable_agents._tools import ToolContext, ToolRejected, ToolTransient
+from durable_agents._tools import ToolContext
 from durable_agents._vocab import chain
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import AuditKind, BlobRef, ToolRequest, ToolResult, entry_for
 from durable_agents._vocab.names import RUN_TOOL
+from durable_agents.errors import ToolRejected, ToolTransient
 
 
 def _audit(

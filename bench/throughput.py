@@ -57,9 +57,9 @@ from activities.settings import get_settings
 from bench.baseline import BaselineAgentWorkflow
 from bench.baseline_activities import BaselineRun, llm, tool
 from durable_agents._vocab.models import AgentResult, AgentRun
+from durable_agents.client import start_run
 from sim.runner import SimServer
 from starters.devserver import DevServer, free_port
-from starters.ops import start_run
 from workers.client import connect
 from workers.main import build_worker
 from workers.plugin import sandbox
@@ -104,7 +104,7 @@ def agent_side(task_queue: str) -> Side:
     async def start(client: Client, turns: int) -> WorkflowHandle[Any, Any]:
         run = AgentRun(agent="bench", input={"turns": turns}, principal="bench")
         wid = f"ours-{uuid.uuid4().hex[:12]}"
-        return await start_run(client, run, workflow_id=wid, task_queue=task_queue)
+        return await start_run(client, run, run_id=wid, task_queue=task_queue)
 
     def check(result: Any, turns: int) -> None:
         if not isinstance(result, AgentResult) or result.outcome != "completed":

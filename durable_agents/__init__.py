@@ -20,51 +20,54 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
-from durable_agents._budgets import Budget, ModelTable, UnknownPrice
-from durable_agents._builtin import ASK_HUMAN, SLEEP_UNTIL, SPAWN_AGENT, WAIT_FOR_EVENT
-from durable_agents._catalog import AgentSet, Catalog, CatalogError, UnknownAgent
-from durable_agents._child import execute_agent
-from durable_agents._directory import Directory, DirectoryError, UnknownPerson
-from durable_agents._discovery import discover
-from durable_agents._mcp import (
-    FromEnv,
-    FromFile,
-    MCPConfigError,
-    MCPServer,
-    MCPToolTerms,
-    Stdio,
-    StreamableHTTP,
-)
-from durable_agents._spec import (
-    AgentSpec,
-    Compensation,
-    RunawayPolicy,
-    SideEffect,
-    WaitPolicy,
-)
-from durable_agents._spec import ToolContract as Tool
-from durable_agents._tools import (
-    ToolContext,
-    ToolDefinitionError,
-    ToolRejected,
-    ToolTransient,
-    tool,
-)
-from durable_agents._vocab.models import (
-    AbortRequest,
-    AgentResult,
-    AgentRun,
-    AgentStatus,
-    BudgetOverride,
-    Decision,
-    EventSignal,
-    Identity,
-    OperatorRequest,
-    UserMessage,
-)
-
 if TYPE_CHECKING:
+    from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
+    from durable_agents._budgets import Budget, ModelTable
+    from durable_agents._builtin import ASK_HUMAN, SLEEP_UNTIL, SPAWN_AGENT, WAIT_FOR_EVENT
+    from durable_agents._catalog import AgentSet, Catalog
+    from durable_agents._child import execute_agent
+    from durable_agents._directory import Directory
+    from durable_agents._discovery import discover
+    from durable_agents._mcp import (
+        FromEnv,
+        FromFile,
+        MCPServer,
+        MCPToolTerms,
+        Stdio,
+        StreamableHTTP,
+    )
+    from durable_agents._spec import (
+        AgentSpec,
+        Compensation,
+        RunawayPolicy,
+        SideEffect,
+        WaitPolicy,
+    )
+    from durable_agents._spec import ToolContract as Tool
+    from durable_agents._tools import ToolContext, tool
+    from durable_agents._vocab.models import (
+        AbortRequest,
+        AgentResult,
+        AgentRun,
+        AgentStatus,
+        BudgetOverride,
+        Decision,
+        EventSignal,
+        Identity,
+        OperatorRequest,
+        UserMessage,
+    )
+    from durable_agents.errors import (
+        CatalogError,
+        DirectoryError,
+        MCPConfigError,
+        ToolDefinitionError,
+        ToolRejected,
+        ToolTransient,
+        UnknownAgent,
+        UnknownPerson,
+        UnknownPrice,
+    )
     from workers.plugin import DurableAgentsPlugin
 
 __version__ = "0.3.0"
@@ -122,11 +125,71 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The plugin pulls in the agent loop and the activities: loaded on first use only, so that
-    # importing the specs' vocabulary (as the workflow itself does) stays light and acyclic.
-    if name == "DurableAgentsPlugin":
-        from workers.plugin import DurableAgentsPlugin
+# Public names load on first use (PEP 562): `import durable_agents` and its light modules
+# (`durable_agents.errors`) cost next to nothing, so `agentctl --help` starts fast; the plugin
+# pulls in the agent loop and the activities only when a worker asks for it.
+_PUBLIC: dict[str, tuple[str, str]] = {
+    "ASK_HUMAN": ("durable_agents._builtin", "ASK_HUMAN"),
+    "AbortRequest": ("durable_agents._vocab.models", "AbortRequest"),
+    "AgentResult": ("durable_agents._vocab.models", "AgentResult"),
+    "AgentRun": ("durable_agents._vocab.models", "AgentRun"),
+    "AgentSet": ("durable_agents._catalog", "AgentSet"),
+    "AgentSpec": ("durable_agents._spec", "AgentSpec"),
+    "AgentStatus": ("durable_agents._vocab.models", "AgentStatus"),
+    "ApprovalPolicy": ("durable_agents._approvals", "ApprovalPolicy"),
+    "ApprovalRule": ("durable_agents._approvals", "ApprovalRule"),
+    "Budget": ("durable_agents._budgets", "Budget"),
+    "BudgetOverride": ("durable_agents._vocab.models", "BudgetOverride"),
+    "Catalog": ("durable_agents._catalog", "Catalog"),
+    "CatalogError": ("durable_agents.errors", "CatalogError"),
+    "Compensation": ("durable_agents._spec", "Compensation"),
+    "Decision": ("durable_agents._vocab.models", "Decision"),
+    "Directory": ("durable_agents._directory", "Directory"),
+    "DirectoryError": ("durable_agents.errors", "DirectoryError"),
+    "DurableAgentsPlugin": ("workers.plugin", "DurableAgentsPlugin"),
+    "Escalation": ("durable_agents._approvals", "Escalation"),
+    "EventSignal": ("durable_agents._vocab.models", "EventSignal"),
+    "FromEnv": ("durable_agents._mcp", "FromEnv"),
+    "FromFile": ("durable_agents._mcp", "FromFile"),
+    "Identity": ("durable_agents._vocab.models", "Identity"),
+    "MCPConfigError": ("durable_agents.errors", "MCPConfigError"),
+    "MCPServer": ("durable_agents._mcp", "MCPServer"),
+    "MCPToolTerms": ("durable_agents._mcp", "MCPToolTerms"),
+    "ModelTable": ("durable_agents._budgets", "ModelTable"),
+    "OperatorRequest": ("durable_agents._vocab.models", "OperatorRequest"),
+    "RunawayPolicy": ("durable_agents._spec", "RunawayPolicy"),
+    "SLEEP_UNTIL": ("durable_agents._builtin", "SLEEP_UNTIL"),
+    "SPAWN_AGENT": ("durable_agents._builtin", "SPAWN_AGENT"),
+    "SideEffect": ("durable_agents._spec", "SideEffect"),
+    "Stdio": ("durable_agents._mcp", "Stdio"),
+    "StreamableHTTP": ("durable_agents._mcp", "StreamableHTTP"),
+    "Tool": ("durable_agents._spec", "ToolContract"),
+    "ToolContext": ("durable_agents._tools", "ToolContext"),
+    "ToolDefinitionError": ("durable_agents.errors", "ToolDefinitionError"),
+    "ToolRejected": ("durable_agents.errors", "ToolRejected"),
+    "ToolTransient": ("durable_agents.errors", "ToolTransient"),
+    "UnknownAgent": ("durable_agents.errors", "UnknownAgent"),
+    "UnknownPerson": ("durable_agents.errors", "UnknownPerson"),
+    "UnknownPrice": ("durable_agents.errors", "UnknownPrice"),
+    "UserMessage": ("durable_agents._vocab.models", "UserMessage"),
+    "WAIT_FOR_EVENT": ("durable_agents._builtin", "WAIT_FOR_EVENT"),
+    "WaitPolicy": ("durable_agents._spec", "WaitPolicy"),
+    "discover": ("durable_agents._discovery", "discover"),
+    "execute_agent": ("durable_agents._child", "execute_agent"),
+    "tool": ("durable_agents._tools", "tool"),
+}
 
-        return DurableAgentsPlugin
-    raise AttributeError(f"module 'durable_agents' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'durable_agents' has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attribute = _PUBLIC[name]
+    value = getattr(import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

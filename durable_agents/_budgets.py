@@ -21,26 +21,10 @@ from typing import Any, Literal
 
 from durable_agents import _toml
 from durable_agents._vocab.models import BudgetOverride
+from durable_agents.errors import ModelTableError, UnknownPrice
 
 MILLION = Decimal(1_000_000)
 _MODEL_KEYS = ("input_per_million", "output_per_million", "context_window")
-
-
-class ModelTableError(ValueError):
-    """A model table that cannot be used: one line naming the file, the key and what to fix."""
-
-
-class UnknownPrice(ValueError):
-    """A model without a price, under a budget with a cost limit."""
-
-    def __init__(self, models: Iterable[str]) -> None:
-        self.models: tuple[str, ...] = tuple(sorted(set(models)))
-        names = ", ".join(repr(m) for m in self.models)
-        if len(self.models) == 1:
-            text = f"no price for model {names}: add it to a model table (models.toml)"
-        else:
-            text = f"no price for models {names}: add them to a model table (models.toml)"
-        super().__init__(f"{text} or remove the cost limit")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from durable_agents import _toml
+from durable_agents.errors import DirectoryError, UnknownPerson
 
 NAME = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 MAX_NAME = 64
@@ -33,14 +34,6 @@ GROUP_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}")
 _NAME_RULE = f"a letter, then letters, digits, '.', '_' or '-'; at most {MAX_NAME}"
 _GROUP_RULE = "a lowercase letter, then lowercase letters, digits or '-'; at most 64"
 _KEYS = ("people", "services", "groups")
-
-
-class UnknownPerson(ValueError):
-    """A name that is not a person of the directory (or not a name at all)."""
-
-
-class DirectoryError(ValueError):
-    """A directory that cannot be used: one line naming the file, the key and what to fix."""
 
 
 def normalize(name: str) -> str:

@@ -17,8 +17,9 @@ from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from durable_agents._catalog import AgentSet, Catalog, CatalogError
+from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._spec import AgentSpec
+from durable_agents.errors import CatalogError
 
 GROUP = "durable_agents.agents"
 ENV = "DURABLE_AGENTS_PLUGINS"

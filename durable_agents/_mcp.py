@@ -35,13 +35,10 @@ from pathlib import Path
 from typing import Literal
 
 from durable_agents._spec import SideEffect
+from durable_agents.errors import MCPConfigError
 
 # The key of `_meta` in every tools/call request that carries the idempotency key.
 IDEMPOTENCY_META = "idempotency_key"
-
-
-class MCPConfigError(ValueError):
-    """An MCP server's settings cannot work on this worker; the message says what to fix."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""What operators do to runs: start, signal, inspect. The CLI is a thin layer over these.
+"""What people and code do to runs: start, signal, decide, inspect (`durable_agents.client` is
+the public face of these; agentctl and the benches use that).
 
 Runs are addressed by the workflow's public names (`AgentWorkflow`, the `status` query, the
 `decide` update, …: the constants below), never through the workflow class, so inspecting a run
@@ -15,10 +16,9 @@ import re
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar, get_args
-from urllib.parse import quote
 
 from temporalio.api.enums.v1 import TaskQueueType, WorkflowExecutionStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -58,12 +58,15 @@ from durable_agents._vocab.names import (
     TRANSCRIPT_QUERY,
     WORKFLOW,
 )
-from starters.errors import OpError, Unconfirmed
+from durable_agents.errors import RequestError, Unconfirmed
 from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from durable_agents._catalog import Catalog
     from durable_agents._spec import AgentSpec
+    from durable_agents._vocab.models import Approval, Decision, MessageAck
 
 # Raised from here, defined light for the CLI; the workflow's public names, for the commands.
 __all__ = [
@@ -76,11 +79,14 @@ __all__ = [
     "STATUS_QUERY",
     "TRANSCRIPT_QUERY",
     "WORKFLOW",
-    "OpError",
+    "RequestError",
     "Unconfirmed",
 ]
 
 T = TypeVar("T")
+M = TypeVar("M", bound="BaseModel")
+# The person's name and a proof for exactly the authorization details given (durable_agents.client).
+Prover = Callable[[dict[str, Any]], Awaitable[tuple[str, str]]]
 
 
 # An operator waits this long for a server that accepts connections but does not answer.
@@ -107,7 +113,7 @@ async def connect(address: str | None = None, timeout: float | None = None) -> C
     try:
         config = connect_config(address)
     except RuntimeError as exc:  # envconfig: unknown TEMPORAL_PROFILE, unreadable config file
-        raise OpError(f"Temporal client configuration is invalid: {exc}") from None
+        raise RequestError(f"Temporal client configuration is invalid: {exc}") from None
     target = config["target_host"]
     # Tracing is set up only by commands that start runs; a process that never loaded the
     # telemetry module has no tracer to carry.
@@ -120,37 +126,25 @@ async def connect(address: str | None = None, timeout: float | None = None) -> C
             timeout,
         )
     except TimeoutError:
-        raise OpError(
+        raise RequestError(
             f"cannot reach the Temporal server at {target} (no answer within {timeout:g} s). "
             + START_HINT
         ) from None
     except RuntimeError as exc:
-        raise OpError(
+        raise RequestError(
             f"cannot reach the Temporal server at {target} ({exc}). " + START_HINT
         ) from None
 
 
-def parse_json(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise OpError(
-            f"{what} is not valid JSON ({exc.msg} at column {exc.colno}): {text!r}"
-        ) from None
-    if not isinstance(value, dict):
-        raise OpError(f"{what} must be a JSON object, got {text!r}")
-    return value
-
-
 def person(name: str, option: str = "--as") -> str:
     """A person's name in its one normal form, if the directory of the CLI's plugins knows
-    them; else an OpError saying what is wrong with `option`."""
-    from durable_agents._directory import UnknownPerson
+    them; else an RequestError saying what is wrong with `option`."""
+    from durable_agents.errors import UnknownPerson
 
     try:
         return catalog().directory.person(name)
     except UnknownPerson as exc:
-        raise OpError(f"{option}: {exc}") from None
+        raise RequestError(f"{option}: {exc}") from None
 
 
 def service(name: str) -> bool:
@@ -164,23 +158,23 @@ def service(name: str) -> bool:
 def catalog() -> Catalog:
     """The agents this CLI knows: the same plugins a worker loads (installed entry points and
     DURABLE_AGENTS_PLUGINS), so a run's input is checked against the spec the worker runs."""
-    from durable_agents._catalog import CatalogError
     from durable_agents._discovery import discover
+    from durable_agents.errors import CatalogError
 
     try:
         return discover()
     except CatalogError as exc:
-        raise OpError(str(exc)) from None
+        raise RequestError(str(exc)) from None
 
 
 def spec(agent: str) -> AgentSpec:
-    """The agent's spec from the CLI's catalog, or an OpError listing the known agents."""
-    from durable_agents._catalog import UnknownAgent
+    """The agent's spec from the CLI's catalog, or an RequestError listing the known agents."""
+    from durable_agents.errors import UnknownAgent
 
     try:
         return catalog().agent(agent)
     except UnknownAgent as exc:
-        raise OpError(str(exc)) from None
+        raise RequestError(str(exc)) from None
 
 
 async def served_agents(address: str | None, task_queue: str) -> dict[str, int]:
@@ -203,13 +197,14 @@ def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
     try:
         return spec.input_model.model_validate(data).model_dump(mode="json")
     except ValidationError as exc:
-        raise OpError(f"input does not fit agent {spec.name!r}: {problems(exc)}") from None
+        raise RequestError(f"input does not fit agent {spec.name!r}: {problems(exc)}") from None
 
 
 def validate_run(run: AgentRun) -> None:
     """Refuse a run the workflow would refuse, before anything is started."""
     from activities.settings import get_settings
-    from durable_agents._routes import InvalidRoute, allowed_endpoints, check_endpoint, parse_route
+    from durable_agents._routes import allowed_endpoints, check_endpoint, parse_route
+    from durable_agents.errors import InvalidRoute
 
     person(run.principal, "principal")
     agent = spec(run.agent)
@@ -219,11 +214,11 @@ def validate_run(run: AgentRun) -> None:
         try:
             check_endpoint(parse_route(route), allowed)
         except InvalidRoute as exc:
-            raise OpError(str(exc)) from None
+            raise RequestError(str(exc)) from None
     known = catalog().scopes()
     unknown = sorted(set(run.scopes or []) - known)
     if unknown:
-        raise OpError(
+        raise RequestError(
             f"unknown scope {', '.join(map(repr, unknown))}; scopes: {', '.join(sorted(known))}"
         )
 
@@ -265,7 +260,7 @@ async def start_run(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        raise OpError(
+        raise RequestError(
             f"a run with id {wid!r} already exists; pick another --id "
             f"or look at it with `agentctl status {wid}`"
         ) from None
@@ -284,7 +279,7 @@ def _check_size(client: Client, run: AgentRun) -> None:
     size = client.data_converter.payload_converter.to_payloads([run])[0].ByteSize()
     limit = run.max_payload_bytes or DEFAULT_MAX_PAYLOAD
     if size > limit:
-        raise OpError(
+        raise RequestError(
             f"{PAYLOAD_TOO_LARGE}: the run's input is {size:,} bytes, over the limit of "
             f"{limit:,}; pass large documents by reference (an id or URL a tool can read)"
         )
@@ -329,9 +324,11 @@ async def describe(client: Client, run_id: str) -> WorkflowExecutionDescription:
         return await client.get_workflow_handle(run_id).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND and "namespace" in exc.message.lower():
-            raise OpError(f"{exc.message} (set TEMPORAL_NAMESPACE to an existing one)") from None
+            raise RequestError(
+                f"{exc.message} (set TEMPORAL_NAMESPACE to an existing one)"
+            ) from None
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise OpError(f"no run {run_id!r}: list runs with `agentctl list`") from None
+            raise RequestError(f"no run {run_id!r}: list runs with `agentctl list`") from None
         raise
 
 
@@ -371,7 +368,7 @@ async def require_open(client: Client, run_id: str) -> None:
     desc = await describe(client, run_id)
     state = finished(desc)
     if state is not None:
-        raise OpError(f"run {run_id!r} has finished ({state}); it takes no more signals")
+        raise RequestError(f"run {run_id!r} has finished ({state}); it takes no more signals")
 
 
 async def send_event(client: Client, run_id: str, name: str, payload: dict[str, Any]) -> None:
@@ -402,7 +399,7 @@ async def _query(client: Client, run_id: str, ask: Callable[[timedelta], Awaitab
         # The RPC's deadline, and ours: the client may retry a query that ran out of time.
         return await asyncio.wait_for(ask(deadline), deadline.total_seconds() + 0.5)
     except WorkflowQueryFailedError as exc:
-        raise OpError(f"run {run_id!r} could not answer: {exc.message}") from None
+        raise RequestError(f"run {run_id!r} could not answer: {exc.message}") from None
     except (RPCError, TimeoutError) as exc:
         if isinstance(exc, RPCError) and exc.status not in (
             RPCStatusCode.DEADLINE_EXCEEDED,
@@ -412,12 +409,12 @@ async def _query(client: Client, run_id: str, ask: Callable[[timedelta], Awaitab
             raise
         stuck = await task_failure(client, run_id)
         if stuck is not None:
-            raise OpError(
+            raise RequestError(
                 f"run {run_id!r} is waiting, not failed: its workflow task fails on the "
                 f"workers of {queue!r} ({stuck}). Start a worker that serves it there "
                 f"(e.g. `agentctl worker --task-queue {queue} --plugin <module>`)"
             ) from None
-        raise OpError(
+        raise RequestError(
             f"run {run_id!r} did not answer within {deadline.total_seconds():g} s: "
             f"{_no_worker(queue, seen)}; start one with `agentctl worker --task-queue {queue}`"
         ) from None
@@ -471,7 +468,7 @@ async def update(
 async def result(client: Client, run_id: str, wait: bool) -> AgentResult:
     desc = await describe(client, run_id)
     if finished(desc) is None and not wait:
-        raise OpError(
+        raise RequestError(
             f"run {run_id!r} is still running; `agentctl status {run_id}` says why, "
             "or wait for it with --wait"
         )
@@ -493,7 +490,7 @@ async def outcome(handle: WorkflowHandle[Any, AgentResult]) -> AgentResult:
             kind = "timed out"
         detail = str(cause) or type(cause).__name__
         why = f"{kind} ({detail})" if kind else f"failed: {detail}"
-        raise OpError(f"run {handle.id!r} ended without a result: {why}") from None
+        raise RequestError(f"run {handle.id!r} ended without a result: {why}") from None
 
 
 # A run that continued as new is one run: show only the latest of its chain.
@@ -505,13 +502,15 @@ def list_query(agent: str | None = None, status: str | None = None) -> str:
     clauses = [f"WorkflowType = '{WORKFLOW}'", ONE_ROW_PER_RUN]
     if agent is not None:
         if not _NAME.fullmatch(agent):
-            raise OpError(
+            raise RequestError(
                 f"--agent {agent!r} is not an agent name (letters, digits, '_', '-', '.' only)"
             )
         clauses.append(f"AgentName = '{agent}'")
     if status is not None:
         if status not in STATUSES:
-            raise OpError(f"--status {status!r} is not a run status; one of: {', '.join(STATUSES)}")
+            raise RequestError(
+                f"--status {status!r} is not a run status; one of: {', '.join(STATUSES)}"
+            )
         clauses.append(f"AgentStatus = '{status}'")
     return " AND ".join(clauses)
 
@@ -576,7 +575,7 @@ async def stuck(run_ids: list[str], client: Client) -> dict[str, str]:
         async with gate:
             try:
                 return await why_stuck(client, run_id)
-            except (RPCError, OpError):
+            except (RPCError, RequestError):
                 return None  # gone or unreadable since it was listed: nothing to say
 
     found = await asyncio.gather(*map(check, run_ids))
@@ -616,17 +615,231 @@ async def why_stuck(client: Client, run_id: str) -> str | None:
     return None
 
 
-def ui_base(address: str) -> str:
-    """The Temporal UI of the server at `address`: DURABLE_AGENTS_UI_URL, else what `agentctl
-    server` announced in the state folder for that address, else the dev server's default."""
-    from activities.settings import get_settings
-    from starters.devserver import DEFAULT_UI_URL, announced_ui
-
-    settings = get_settings()
-    found = settings.ui_url or announced_ui(settings.state_dir, address) or DEFAULT_UI_URL
-    return found.rstrip("/")
+# --- approvals, messages and operators' choices: each carries its person's proof -------------
 
 
-def ui_link(workflow_id: str, namespace: str, base: str) -> str:
-    """The run's page in the Temporal UI (2.54: `/namespaces/<ns>/workflows/<id>`)."""
-    return f"{base}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+def age(since: datetime) -> str:
+    minutes = int((datetime.now(UTC) - since).total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // 1440} days"
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong reading a run, in a few words."""
+    from temporalio.service import RPCError
+
+    if isinstance(exc, RequestError):
+        return str(exc)
+    if isinstance(exc, RPCError):
+        return f"its status query failed ({exc.status.name}): {exc.message}"
+    return f"its status could not be read ({type(exc).__name__}: {exc})"
+
+
+async def pending(
+    client: Client, approver: str | None, problems: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Pending approvals across runs. A run that cannot answer its `status` query (no worker
+    serves it, its workflow task keeps failing, any other error) is left out and named in
+    `problems` (run id → why), instead of taking the whole inbox down."""
+    import asyncio
+
+    from durable_agents._approvals import may_decide
+
+    query = (
+        f"WorkflowType = '{WORKFLOW}' AND AgentStatus = 'waiting_approval' AND {ONE_ROW_PER_RUN}"
+    )
+    ids = [wf.id async for wf in client.list_workflows(query, limit=500)]
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def read(run_id: str) -> AgentStatus | None:
+        async with gate:
+            try:
+                return await status(client, run_id)
+            except Exception as exc:  # one run's trouble is never the inbox's
+                if problems is not None:
+                    problems[run_id] = _why(exc)
+                return None
+
+    rows = []
+    for run_id, read_status in zip(ids, await asyncio.gather(*map(read, ids)), strict=True):
+        if read_status is None:
+            continue
+        for a in read_status.approvals:
+            if a.state != "pending":
+                continue
+            if approver and not may_decide(
+                approver, a.requested_for, a.groups, catalog().directory
+            ):
+                continue
+            rows.append(
+                {
+                    "run": run_id,
+                    "agent": read_status.agent,
+                    "approval": a.id,
+                    "tool": a.tool,
+                    "arguments": a.summary,
+                    "age": age(a.requested_at),
+                    "may decide": ", ".join(a.requested_for + [f"@{g}" for g in a.groups]),
+                    "digest": a.digest,
+                }
+            )
+    return rows
+
+
+def recorded(approvals: list[Approval], d: Decision) -> Approval | None:
+    """The decision already on record that `d` exactly repeats, if any."""
+    verdict = "approved" if d.approve else "rejected"
+    same = [
+        a
+        for a in approvals
+        if a.decided_by == d.approver
+        and a.state == verdict
+        and d.approval_id in (None, a.id)
+        and d.digest in (None, a.digest)
+    ]
+    return same[-1] if same else None
+
+
+async def decide(client: Client, run_id: str, decision: Decision, prover: Prover) -> Approval:
+    """Decide through the `decide` update; an exact repeat returns the recorded decision, also
+    once the run has finished (an operator retrying after a lost answer sees what happened).
+    Sent but not confirmed in time: `Unconfirmed` (exit 3)."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+    from temporalio.service import RPCError
+
+    from durable_agents._vocab.models import Approval
+
+    desc = await describe(client, run_id)
+    ended = finished(desc)
+    if ended is None:
+        handle = client.get_workflow_handle(run_id)
+        decision = await proven(client, run_id, decision, prover)
+        try:
+            return await update(
+                client,
+                run_id,
+                desc.task_queue,
+                "decision",
+                lambda: handle.execute_update(DECIDE_UPDATE, decision, result_type=Approval),
+                check=f"`agentctl approvals show {run_id}` or `agentctl status {run_id}`",
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            text = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            if decision.digest is not None and "digest" in text:
+                text += f" (`agentctl approvals show {run_id}` prints what waits, with its digest)"
+            raise RequestError(f"decision refused: {text}") from None
+        except RPCError as exc:
+            ended = finished(await describe(client, run_id))
+            if ended is None:
+                raise RequestError(f"decision not delivered to {run_id}: {exc.message}") from None
+    # Finished (perhaps just now): only an exact repeat of a recorded decision has an answer.
+    now = await status(client, run_id)
+    earlier = recorded(now.approvals, decision)
+    if earlier is None:
+        raise RequestError(f"run {run_id!r} has finished ({ended}); it takes no more decisions")
+    return earlier
+
+
+async def proven(client: Client, run_id: str, decision: Decision, prover: Prover) -> Decision:
+    """The decision with its approval named and a proof, from the signed-in person, for
+    exactly it: this approval of this run, this verdict, these arguments (their digest), this
+    reason."""
+
+    from durable_agents._vocab import proofs
+
+    if decision.approval_id is not None and decision.digest is not None:
+        # What the approver read names it all: no need to ask the run (whose worker may be
+        # away: the decision then waits for one).
+        details = proofs.decision(
+            run_id, decision.approval_id, decision.approve, decision.digest, decision.reason
+        )
+        person, proof = await prover(details)
+        return decision.model_copy(update={"approver": person, "proof": proof})
+    now = await status(client, run_id)
+    waiting = [a for a in now.approvals if a.state == "pending"]
+    if decision.approval_id is not None:
+        chosen = [a for a in now.approvals if a.id == decision.approval_id]
+    else:
+        chosen = waiting if len(waiting) == 1 else []
+        if not waiting and now.approvals:  # a repeat of a decision already made
+            chosen = [now.approvals[-1]]
+    if not chosen:
+        ids = ", ".join(a.id for a in waiting) or "none"
+        if decision.approval_id is not None:
+            raise RequestError(
+                f"decision refused: no approval {decision.approval_id!r} on this run; "
+                f"pending: {ids}"
+            )
+        raise RequestError(f"decision refused: name the approval to decide; pending: {ids}")
+    approval = chosen[0]
+    if decision.digest is not None and decision.digest != approval.digest:
+        raise RequestError(
+            f"decision refused: approval {approval.id} is for arguments with digest "
+            f"{approval.digest}, not {decision.digest}: look again with `agentctl approvals "
+            f"show {run_id}`"
+        )
+    details = proofs.decision(
+        run_id, approval.id, decision.approve, approval.digest, decision.reason
+    )
+    person, proof = await prover(details)
+    return decision.model_copy(
+        update={"approval_id": approval.id, "approver": person, "proof": proof}
+    )
+
+
+def built(model: type[M], **fields: Any) -> M:
+    """A message into a run, built as the run reads it; what it would refuse for its form (a
+    reason over the limit, an empty text) is refused here, in one line."""
+    from pydantic import ValidationError
+
+    from durable_agents._spec import problems
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise RequestError(f"cannot send this {model.__name__}: {problems(exc)}") from None
+
+
+async def operate(client: Client, run_id: str, signal: str, arg: Any, prover: Prover) -> None:
+    """Check the run needs attention, then send the operator's choice with a proof for it."""
+    from durable_agents._vocab import proofs
+
+    status_ = await status(client, run_id)
+    if status_.status != "needs_attention":
+        raise RequestError(f"run {run_id} does not need attention (it is {status_.status})")
+    arg.by, arg.proof = await prover(proofs.operator(run_id, signal, arg.reason))
+    await client.get_workflow_handle(run_id).signal(signal, arg)
+
+
+async def send_message(client: Client, run_id: str, text: str, prover: Prover) -> MessageAck:
+    """A message for the run (an answer to its question, or a follow-up for its next turn),
+    with the sender's proof for exactly this text."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import ApplicationError
+
+    from durable_agents._vocab import proofs
+    from durable_agents._vocab.models import MessageAck, UserMessage
+
+    desc = await describe(client, run_id)
+    finished_ = finished(desc)
+    if finished_ is not None:
+        raise RequestError(f"run {run_id!r} has finished ({finished_}); it takes no more messages")
+    handle = client.get_workflow_handle(run_id)
+    msg = built(UserMessage, text=text)
+    msg.sender, msg.proof = await prover(proofs.message(run_id, text))
+    try:
+        return await update(
+            client,
+            run_id,
+            desc.task_queue,
+            "message",
+            lambda: handle.execute_update(MESSAGE_UPDATE, msg, result_type=MessageAck),
+            check=f"`agentctl transcript {run_id}` or `agentctl status {run_id}`",
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        why = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise RequestError(f"message refused: {why}") from None

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from durable_agents.errors import InvalidRoute
+
 Provider = Literal[
     "openai", "anthropic", "openai-compatible", "sim-openai", "sim-anthropic", "scripted"
 ]
@@ -21,10 +23,6 @@ PROVIDERS: tuple[Provider, ...] = (
 )
 # The base URL needs a path (e.g. /v1) so that a model name may itself contain colons.
 _COMPATIBLE = re.compile(r"^(https?://[^/\s]+/[^:\s]*):(.+)$")
-
-
-class InvalidRoute(ValueError):
-    """A model route that cannot be parsed."""
 
 
 @dataclass(frozen=True)

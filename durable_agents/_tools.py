@@ -22,22 +22,7 @@ from pydantic import BaseModel
 
 from durable_agents._spec import Compensation, SideEffect, ToolContract
 from durable_agents._vocab.models import Identity
-
-
-class ToolDefinitionError(TypeError):
-    """A tool that cannot be made from the function it decorates; the message says why."""
-
-
-class ToolRejected(Exception):
-    """Raise from a tool when the system it calls said no (a wrong amount, a closed account):
-    the call is not retried, nothing counts as done, and the model reads the message as the
-    tool's result (`{"error": "..."}`) to correct itself. Say what was wrong."""
-
-
-class ToolTransient(Exception):
-    """Raise from a tool when the system it calls failed in a way a retry may cure (busy, a
-    dropped connection): the call is retried by the tool's retry policy, with the same
-    idempotency key, until it succeeds or the policy gives up."""
+from durable_agents.errors import ToolDefinitionError
 
 
 @dataclass(frozen=True)

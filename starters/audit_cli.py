@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from starters.cli import app, call, fail
-from starters.errors import OpError
+from durable_agents.errors import RequestError
+from starters.common import call, fail
 
 if TYPE_CHECKING:
     from activities.audit import Recorded
@@ -38,7 +38,6 @@ def _line(r: Recorded) -> str:
     return printable(line)
 
 
-@app.command()
 def audit(
     run_id: Annotated[
         str | None,
@@ -135,7 +134,7 @@ async def _verify_proofs(log: Any, run_id: str) -> int:
     """Check each person's proof the run's audit entries keep: signed by the identity
     provider's keys (the JWKS keeps old ones), for the workers' audience, valid when issued,
     bound to this run and to what the entry records, by the person it names. How many held;
-    OpError naming the first entry that does not."""
+    RequestError naming the first entry that does not."""
     from activities.proofs import ProofVerifier, configured_trust
     from durable_agents._vocab.proofs import sha256
 
@@ -149,7 +148,7 @@ async def _verify_proofs(log: Any, run_id: str) -> int:
         try:
             proven = await verifier.verify(token, as_evidence=True)
         except Exception as exc:  # noqa: BLE001 - a refusal or the provider away: said as is
-            raise OpError(f"entry #{r.seq}: its proof does not verify: {exc}") from None
+            raise RequestError(f"entry #{r.seq}: its proof does not verify: {exc}") from None
         said = proven.details
         bound = said.get("run") == e.run and proven.subject == e.approver
         reason = e.details.get("reason") or ""
@@ -164,7 +163,7 @@ async def _verify_proofs(log: Any, run_id: str) -> int:
         else:
             bound = bound and said.get("action") == e.outcome
         if not bound:
-            raise OpError(
+            raise RequestError(
                 f"entry #{r.seq}: its proof ({proven.subject}, {said}) is not for what the entry "
                 f"records ({e.kind} {e.outcome} by {e.approver})"
             )

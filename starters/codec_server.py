@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from durable_agents._codec import CodecConfigError, EncryptionCodec, Keyring
+from durable_agents._codec import EncryptionCodec, Keyring
+from durable_agents.errors import CodecConfigError
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:8233", "http://localhost:8233")
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"

@@ -14,7 +14,10 @@ from pathlib import Path
 import httpx
 import typer
 
-from starters import inbox, ops, render
+from durable_agents import _ops as ops
+from durable_agents.client import AgentClient
+from starters import inbox, render
+from starters.common import ui_link
 from starters.devserver import DevServer, free_port
 
 LEDGER_ACTIONS = ("create_mailbox", "order_laptop", "send_email")
@@ -42,9 +45,9 @@ async def wait_until(client, run_id: str, status: str, timeout: float = 60):  # 
         if s.status == status:
             return s
         if s.status in TERMINAL or s.status == "needs_attention":
-            raise ops.OpError(f"run {run_id} ended early ({s.status}): {s.last_error}")
+            raise ops.RequestError(f"run {run_id} ended early ({s.status}): {s.last_error}")
         await asyncio.sleep(0.2)
-    raise ops.OpError(f"run {run_id} did not reach {status} within {timeout:g} s")
+    raise ops.RequestError(f"run {run_id} did not reach {status} within {timeout:g} s")
 
 
 async def sign_in(base: str, state_dir: Path, person: str) -> str:
@@ -95,7 +98,6 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     get_settings.cache_clear()
     say(f"sim world (model server + HR/IT/mail) on {sim.url}")
 
-    from durable_agents._vocab import proofs
     from durable_agents._vocab.models import AgentRun, Decision
     from starters import signin
     from workers.client import connect
@@ -112,41 +114,39 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     scopes = ["hr:write", "it:write", "mail:send"]
     hire, wid = new_hire(), ops.new_run_id("onboarding")
     run = AgentRun(agent="onboarding", input=hire, principal=starter, scopes=scopes)
-    _, run.proof = await asyncio.to_thread(signin.proof, proofs.start(wid, run, scopes))
     say(f"{starter} starts it: agentctl run onboarding --scope hr:write --scope it:write …")
-    handle = await ops.start_run(client, run, wid)
-    status = await ops.status(client, handle.id)
+    agents = AgentClient(client, prover=signin.prover)
+    handle = await agents.start(run, run_id=wid)  # signed with hr-demo's start proof
+    status = await handle.status()
     say(
         f"the run acts for {status.principal}, proven by the start proof; {starter} granted "
         f"onboarding {' '.join(scopes)} by starting it (`agentctl grants`)"
     )
     say(f"run id: {handle.id}", bold=True)
-    say(f"Temporal UI: {ops.ui_link(handle.id, client.namespace, dev.ui_url)}\n")
+    say(f"Temporal UI: {ui_link(handle.id, client.namespace, dev.ui_url)}\n")
 
     waiting = await wait_until(client, handle.id, "waiting_event")
     say(
         f"the agent now waits for {waiting.waiting_for}: no process holds it, it could wait "
         "days.\nsending `clearance_granted` as the security team would …\n"
     )
-    await ops.send_event(
-        client, handle.id, "clearance_granted", {"granted_by": "security-team", "level": "standard"}
+    await handle.send_event(
+        "clearance_granted", {"granted_by": "security-team", "level": "standard"}
     )
     await wait_until(client, handle.id, "waiting_approval")
     say("the welcome email is external, so it waits for HR. `agentctl approvals` shows:", bold=True)
-    rows = await inbox.pending(client, None)
+    rows = await agents.pending_approvals()
     say(render.table(rows) + "\n")
     [row] = [r for r in rows if r["run"] == handle.id]
     say(f"what hana reads first: agentctl approvals show {handle.id} {row['approval']}")
-    status = await ops.status(client, handle.id)
+    status = await handle.status()
     [asked] = [a for a in status.approvals if a.id == row["approval"]]
     say(render.approval(asked, status.agent) + "\n")
     say("hana (hr-managers) signs in: agentctl login", bold=True)
     hana = await sign_in(sim.url, state_dir, "hana")
     say(f"signed in as {hana}, as the identity provider proves it\n")
     say(f"{hana} approves: agentctl approve {handle.id} --digest {asked.digest}")
-    decided = await inbox.decide(
-        client,
-        handle.id,
+    decided = await handle.decide(
         Decision(approve=True, approver=hana, reason="warm and accurate", digest=asked.digest),
     )
     say(
@@ -156,7 +156,7 @@ async def _with_server(stack: AsyncExitStack, dev: DevServer, state_dir: Path, k
     outcome = await asyncio.wait_for(handle.result(), timeout=120)
 
     say("transcript", bold=True)
-    say(render.transcript(await ops.transcript(client, handle.id)) + "\n")
+    say(render.transcript(await handle.transcript()) + "\n")
     say("outcome", bold=True)
     say(render.result(outcome) + "\n")
     # What the systems recorded for this run (one read), and who they say did it: each

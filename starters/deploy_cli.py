@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from starters.cli import Address, AsJson, app, call, emit, fail
+from starters.common import Address, AsJson, call, emit, fail
 
 if TYPE_CHECKING:
     from temporalio.client import Client
 
 deploy_app = typer.Typer(help="Roll out new workers while runs are in flight (versioning).")
-app.add_typer(deploy_app, name="deploy")
 
 Deployment = Annotated[
     str | None,
@@ -57,10 +56,10 @@ NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 
 
 def _checked(what: str, value: str) -> str:
-    from starters.errors import OpError
+    from durable_agents.errors import RequestError
 
     if not NAME.fullmatch(value):
-        raise OpError(f"{what} {value!r}: use letters, digits, '.', '-' and '_'")
+        raise RequestError(f"{what} {value!r}: use letters, digits, '.', '-' and '_'")
     return value
 
 
@@ -70,8 +69,8 @@ async def status(address: str | None, deployment: str) -> dict[str, Any]:
     from temporalio.api.workflowservice.v1 import DescribeWorkerDeploymentRequest
     from temporalio.service import RPCError, RPCStatusCode
 
-    from starters import ops
-    from starters.errors import OpError
+    from durable_agents import _ops as ops
+    from durable_agents.errors import RequestError
 
     _checked("deployment", deployment)
     client = await ops.connect(address)
@@ -81,7 +80,7 @@ async def status(address: str | None, deployment: str) -> dict[str, Any]:
         )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise OpError(
+            raise RequestError(
                 f"no Worker Deployment {deployment!r}: start workers with "
                 f"DURABLE_AGENTS_DEPLOYMENT={deployment}"
             ) from None
@@ -143,14 +142,14 @@ async def route(
     )
     from temporalio.service import RPCError
 
-    from starters import ops
-    from starters.errors import OpError
+    from durable_agents import _ops as ops
+    from durable_agents.errors import RequestError
 
     _checked("build id", build)
     client = await ops.connect(address)
     known = {v["build_id"] for v in (await status(address, deployment))["versions"]}
     if build not in known:
-        raise OpError(
+        raise RequestError(
             f"no version {build!r} in deployment {deployment!r} (versions: "
             f"{', '.join(sorted(known)) or 'none'}): start its workers first"
         )
@@ -175,7 +174,7 @@ async def route(
                 )
             )
     except RPCError as exc:
-        raise OpError(f"the server refused: {exc.message}") from None
+        raise RequestError(f"the server refused: {exc.message}") from None
     return await status(address, deployment)
 
 

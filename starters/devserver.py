@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from durable_agents.errors import SetupError
+
 HOST = "127.0.0.1"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -51,10 +53,6 @@ def forget(path: Path, dev: DevServer) -> None:
             path.unlink()
     except (OSError, ValueError, AttributeError):
         pass
-
-
-class SetupError(RuntimeError):
-    """Something the local stack needs is missing or would not start."""
 
 
 def binary(name: str) -> str:

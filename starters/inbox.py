@@ -13,17 +13,16 @@ Only typer is imported at the top (see starters/cli.py); each command imports wh
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from starters.cli import app, call, call_sync, emit, fail, warn_left_out
-from starters.errors import OpError
+from durable_agents.errors import RequestError
+from starters.common import call, call_sync, emit, fail, warn_left_out
+from starters.connect import agents, with_client
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-    from temporalio.client import Client
 
     from durable_agents._vocab.models import Approval, Decision, MessageAck
 
@@ -49,135 +48,6 @@ Digest = Annotated[
 DIGEST = re.compile(r"[0-9a-f]{16}")
 
 
-def age(since: datetime) -> str:
-    minutes = int((datetime.now(UTC) - since).total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    return f"{minutes // 60} h" if minutes < 48 * 60 else f"{minutes // 1440} days"
-
-
-def _why(exc: BaseException) -> str:
-    """What went wrong reading a run, in a few words."""
-    from temporalio.service import RPCError
-
-    if isinstance(exc, OpError):
-        return str(exc)
-    if isinstance(exc, RPCError):
-        return f"its status query failed ({exc.status.name}): {exc.message}"
-    return f"its status could not be read ({type(exc).__name__}: {exc})"
-
-
-async def pending(
-    client: Client, approver: str | None, problems: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """Pending approvals across runs. A run that cannot answer its `status` query (no worker
-    serves it, its workflow task keeps failing, any other error) is left out and named in
-    `problems` (run id → why), instead of taking the whole inbox down."""
-    import asyncio
-
-    from durable_agents._approvals import may_decide
-    from durable_agents._vocab.models import AgentStatus
-    from starters import ops
-
-    query = (
-        f"WorkflowType = '{ops.WORKFLOW}' AND AgentStatus = 'waiting_approval' "
-        f"AND {ops.ONE_ROW_PER_RUN}"
-    )
-    ids = [wf.id async for wf in client.list_workflows(query, limit=500)]
-    gate = asyncio.Semaphore(ops.CONCURRENCY)
-
-    async def read(run_id: str) -> AgentStatus | None:
-        async with gate:
-            try:
-                return await ops.status(client, run_id)
-            except Exception as exc:  # one run's trouble is never the inbox's
-                if problems is not None:
-                    problems[run_id] = _why(exc)
-                return None
-
-    rows = []
-    for run_id, status in zip(ids, await asyncio.gather(*map(read, ids)), strict=True):
-        if status is None:
-            continue
-        for a in status.approvals:
-            if a.state != "pending":
-                continue
-            if approver and not may_decide(
-                approver, a.requested_for, a.groups, ops.catalog().directory
-            ):
-                continue
-            rows.append(
-                {
-                    "run": run_id,
-                    "agent": status.agent,
-                    "approval": a.id,
-                    "tool": a.tool,
-                    "arguments": a.summary,
-                    "age": age(a.requested_at),
-                    "may decide": ", ".join(a.requested_for + [f"@{g}" for g in a.groups]),
-                    "digest": a.digest,
-                }
-            )
-    return rows
-
-
-def recorded(approvals: list[Approval], d: Decision) -> Approval | None:
-    """The decision already on record that `d` exactly repeats, if any."""
-    verdict = "approved" if d.approve else "rejected"
-    same = [
-        a
-        for a in approvals
-        if a.decided_by == d.approver
-        and a.state == verdict
-        and d.approval_id in (None, a.id)
-        and d.digest in (None, a.digest)
-    ]
-    return same[-1] if same else None
-
-
-async def decide(client: Client, run_id: str, decision: Decision) -> Approval:
-    """Decide through the `decide` update; an exact repeat returns the recorded decision, also
-    once the run has finished (an operator retrying after a lost answer sees what happened).
-    Sent but not confirmed in time: `Unconfirmed` (exit 3)."""
-    from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.exceptions import ApplicationError
-    from temporalio.service import RPCError
-
-    from durable_agents._vocab.models import Approval
-    from starters import ops
-
-    desc = await ops.describe(client, run_id)
-    finished = ops.finished(desc)
-    if finished is None:
-        handle = client.get_workflow_handle(run_id)
-        decision = await proven(client, run_id, decision)
-        try:
-            return await ops.update(
-                client,
-                run_id,
-                desc.task_queue,
-                "decision",
-                lambda: handle.execute_update(ops.DECIDE_UPDATE, decision, result_type=Approval),
-                check=f"`agentctl approvals show {run_id}` or `agentctl status {run_id}`",
-            )
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            text = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            if decision.digest is not None and "digest" in text:
-                text += f" (`agentctl approvals show {run_id}` prints what waits, with its digest)"
-            raise OpError(f"decision refused: {text}") from None
-        except RPCError as exc:
-            finished = ops.finished(await ops.describe(client, run_id))
-            if finished is None:
-                raise OpError(f"decision not delivered to {run_id}: {exc.message}") from None
-    # Finished (perhaps just now): only an exact repeat of a recorded decision has an answer.
-    status = await ops.status(client, run_id)
-    earlier = recorded(status.approvals, decision)
-    if earlier is None:
-        raise OpError(f"run {run_id!r} has finished ({finished}); it takes no more decisions")
-    return earlier
-
-
 def show(a: Approval) -> str:
     """A recorded decision on one line."""
     from durable_agents._vocab.text import printable
@@ -192,7 +62,6 @@ approvals_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(approvals_app, name="approvals")
 
 
 @approvals_app.callback()
@@ -208,13 +77,14 @@ def approvals(
     answer is left out with a warning; the rest of the inbox is shown."""
     if ctx.invoked_subcommand is not None:
         return
-    from starters import ops, render
+    from durable_agents import _ops as ops
+    from starters import render
 
     who = call_sync(lambda: ops.person(approver, "--approver")) if approver is not None else None
     problems: dict[str, str] = {}
 
     async def go() -> list[dict[str, Any]]:
-        return await pending(await ops.connect(address), who, problems)
+        return await (await agents(address)).pending_approvals(who, problems)
 
     rows = call(go)
     warn_left_out(problems)
@@ -233,10 +103,10 @@ def approvals_show(
 ) -> None:
     """An approval in full: every argument (the whole email, the whole refund), the tool, the
     rule, who may decide, when it was asked and expires, and its digest (`approve --digest`)."""
-    from starters import ops, render
+    from starters import render
 
     async def go() -> Any:
-        return await ops.status(await ops.connect(address), run_id)
+        return await (await agents(address)).run(run_id).status()
 
     status = call(go)
     chosen = [a for a in status.approvals if approval_id in (None, a.id)]
@@ -257,12 +127,13 @@ def _decision(
 ) -> Decision:
     """The decision as the run reads it, checked here first: who (the signed-in person; --as
     must be them), the digest's form; the proof is added once the approval is known."""
+    from durable_agents._ops import built
     from durable_agents._vocab.models import Decision
     from starters import signin
 
     approver = signin.signed_in_as(user)
     if digest is not None and not DIGEST.fullmatch(digest):
-        raise OpError(
+        raise RequestError(
             f"--digest {digest!r} is not a digest (16 hex characters): "
             "`agentctl approvals show RUN` prints each approval's arguments and digest"
         )
@@ -276,68 +147,6 @@ def _decision(
     )
 
 
-async def proven(client: Client, run_id: str, decision: Decision) -> Decision:
-    """The decision with its approval named and a proof, from the signed-in person, for
-    exactly it: this approval of this run, this verdict, these arguments (their digest), this
-    reason."""
-    import asyncio
-
-    from durable_agents._vocab import proofs
-    from starters import ops, signin
-
-    if decision.approval_id is not None and decision.digest is not None:
-        # What the approver read names it all: no need to ask the run (whose worker may be
-        # away: the decision then waits for one).
-        details = proofs.decision(
-            run_id, decision.approval_id, decision.approve, decision.digest, decision.reason
-        )
-        person, proof = await asyncio.to_thread(signin.proof, details)
-        return decision.model_copy(update={"approver": person, "proof": proof})
-    status = await ops.status(client, run_id)
-    pending = [a for a in status.approvals if a.state == "pending"]
-    if decision.approval_id is not None:
-        chosen = [a for a in status.approvals if a.id == decision.approval_id]
-    else:
-        chosen = pending if len(pending) == 1 else []
-        if not pending and status.approvals:  # a repeat of a decision already made
-            chosen = [status.approvals[-1]]
-    if not chosen:
-        ids = ", ".join(a.id for a in pending) or "none"
-        if decision.approval_id is not None:
-            raise OpError(
-                f"decision refused: no approval {decision.approval_id!r} on this run; "
-                f"pending: {ids}"
-            )
-        raise OpError(f"decision refused: name the approval to decide; pending: {ids}")
-    approval = chosen[0]
-    if decision.digest is not None and decision.digest != approval.digest:
-        raise OpError(
-            f"decision refused: approval {approval.id} is for arguments with digest "
-            f"{approval.digest}, not {decision.digest}: look again with `agentctl approvals "
-            f"show {run_id}`"
-        )
-    details = proofs.decision(
-        run_id, approval.id, decision.approve, approval.digest, decision.reason
-    )
-    person, proof = await asyncio.to_thread(signin.proof, details)
-    return decision.model_copy(
-        update={"approval_id": approval.id, "approver": person, "proof": proof}
-    )
-
-
-def built(model: type[M], **fields: Any) -> M:
-    """A message into a run, built as the run reads it; what it would refuse for its form (a
-    reason over the limit, an empty text) is refused here, in one line."""
-    from pydantic import ValidationError
-
-    from durable_agents._spec import problems
-
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        raise OpError(f"cannot send this {model.__name__}: {problems(exc)}") from None
-
-
 def _decide(
     run_id: str,
     approval_id: str | None,
@@ -348,18 +157,15 @@ def _decide(
     address: str | None,
     as_json: bool,
 ) -> None:
-    from starters import ops
-
     decision = call_sync(lambda: _decision(approval_id, approve, user, reason, digest))
 
     async def go() -> Approval:
-        return await decide(await ops.connect(address), run_id, decision)
+        return await (await agents(address)).run(run_id).decide(decision)
 
     approval = call(go)
     emit(approval, show(approval), as_json)
 
 
-@app.command()
 def approve(
     run_id: Run,
     user: User,
@@ -376,7 +182,6 @@ def approve(
     _decide(run_id, approval_id, user, reason, True, digest, address, as_json)
 
 
-@app.command()
 def reject(
     run_id: Run,
     user: User,
@@ -393,7 +198,6 @@ def reject(
     _decide(run_id, approval_id, user, reason, False, digest, address, as_json)
 
 
-@app.command()
 def message(
     run_id: Run,
     text: str,
@@ -412,37 +216,7 @@ def message(
     call_sync(lambda: signin.signed_in_as(user))
 
     async def go() -> MessageAck:
-        import asyncio
-
-        from temporalio.client import WorkflowUpdateFailedError
-        from temporalio.exceptions import ApplicationError
-
-        from durable_agents._vocab import proofs
-        from durable_agents._vocab.models import MessageAck, UserMessage
-        from starters import ops
-
-        client = await ops.connect(address)
-        desc = await ops.describe(client, run_id)
-        finished = ops.finished(desc)
-        if finished is not None:
-            raise OpError(f"run {run_id!r} has finished ({finished}); it takes no more messages")
-        handle = client.get_workflow_handle(run_id)
-        msg = built(UserMessage, text=text)
-        sender, msg.proof = await asyncio.to_thread(signin.proof, proofs.message(run_id, text))
-        msg.sender = sender
-        try:
-            return await ops.update(
-                client,
-                run_id,
-                desc.task_queue,
-                "message",
-                lambda: handle.execute_update(ops.MESSAGE_UPDATE, msg, result_type=MessageAck),
-                check=f"`agentctl transcript {run_id}` or `agentctl status {run_id}`",
-            )
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            why = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise OpError(f"message refused: {why}") from None
+        return await (await agents(address)).run(run_id).message(text)
 
     ack = call(go)
     if ack.status == "answered":
@@ -459,60 +233,37 @@ Operator = Annotated[
 ]
 
 
-async def _operate(address: str | None, run_id: str, signal: str, arg: Any) -> None:
-    """Check the run needs attention, then send the operator's choice with a proof for it."""
-    import asyncio
-
-    from durable_agents._vocab import proofs
-    from starters import ops, signin
-
-    client = await ops.connect(address)
-    status = await ops.status(client, run_id)
-    if status.status != "needs_attention":
-        raise OpError(f"run {run_id} does not need attention (it is {status.status})")
-    person, arg.proof = await asyncio.to_thread(
-        signin.proof, proofs.operator(run_id, signal, arg.reason)
-    )
-    arg.by = person
-    await client.get_workflow_handle(run_id).signal(signal, arg)
-
-
 OperatorReason = Annotated[str, typer.Option(help="Why; recorded in the run's transcript.")]
 
 
-def _operator_request(user: str | None, reason: str) -> Any:
+def _operator_request(user: str | None, reason: str) -> None:
+    """Checked here first: who asks (the signed-in person) and the reason's form."""
+    from durable_agents._ops import built
     from durable_agents._vocab.models import OperatorRequest
     from starters import signin
 
     signin.signed_in_as(user)
-    return built(OperatorRequest, reason=reason)
+    built(OperatorRequest, reason=reason)
 
 
-@app.command()
 def resume(
     run_id: Run, user: Operator, reason: OperatorReason = "", address: Address = None
 ) -> None:
     """A run that needs attention retries the step that stopped it (e.g. after a key fix)."""
-    from starters import ops
-
-    request = call_sync(lambda: _operator_request(user, reason))
-    call(lambda: _operate(address, run_id, ops.RESUME_SIGNAL, request))
+    call_sync(lambda: _operator_request(user, reason))
+    call(lambda: with_client(address, lambda c: c.run(run_id).resume(reason)))
     typer.echo(f"resumed {run_id}: it retries the step that stopped it")
 
 
-@app.command("retry-turn")
 def retry_turn(
     run_id: Run, user: Operator, reason: OperatorReason = "", address: Address = None
 ) -> None:
     """A run that needs attention hands the problem to the model as the step's result."""
-    from starters import ops
-
-    request = call_sync(lambda: _operator_request(user, reason))
-    call(lambda: _operate(address, run_id, ops.RETRY_TURN_SIGNAL, request))
+    call_sync(lambda: _operator_request(user, reason))
+    call(lambda: with_client(address, lambda c: c.run(run_id).retry_turn(reason)))
     typer.echo(f"{run_id}: the model hears of the problem and takes its turn again")
 
 
-@app.command()
 def abort(
     run_id: Run,
     reason: Annotated[str, typer.Option(help="Why; recorded in the run's answer.")],
@@ -520,13 +271,14 @@ def abort(
     address: Address = None,
 ) -> None:
     """End a run that needs attention, as `aborted`; a saga undoes its steps first."""
+    from durable_agents._ops import built
     from durable_agents._vocab.models import AbortRequest
     from durable_agents._vocab.text import printable
-    from starters import ops, signin
+    from starters import signin
 
     call_sync(lambda: signin.signed_in_as(user))
     if not reason.strip():
         fail("--reason must say why the run is aborted")
-    request = call_sync(lambda: built(AbortRequest, reason=reason))
-    call(lambda: _operate(address, run_id, ops.ABORT_SIGNAL, request))
+    call_sync(lambda: built(AbortRequest, reason=reason))
+    call(lambda: with_client(address, lambda c: c.run(run_id).abort(reason)))
     typer.echo(f"aborted {run_id}: {printable(reason, 400)}")

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from starters.cli import app, call, call_sync, fail
+from starters.common import call, call_sync, fail
 
 StateDir = Annotated[
     Path,
@@ -40,7 +40,6 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
-@app.command()
 def server(
     port: Annotated[int, typer.Option(help="gRPC port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Web UI port.")] = 8233,
@@ -95,7 +94,6 @@ def _stop(dev: object) -> None:
     dev.stop()
 
 
-@app.command("codec-server")
 def codec_server(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8888,
     origin: Annotated[
@@ -132,7 +130,6 @@ def codec_server(
     )
 
 
-@app.command()
 def sim(
     host: Annotated[
         str, typer.Option(help="Bind address (keep 127.0.0.1 outside containers).")
@@ -168,7 +165,6 @@ def sim(
     serve(host=host, port=port, db_path=state_dir / "sim.db", container=container)
 
 
-@app.command()
 def worker(
     task_queue: Annotated[str | None, typer.Option(help="Task queue to poll.")] = None,
     address: Annotated[str | None, typer.Option(help="Temporal address.")] = None,
@@ -191,7 +187,6 @@ def worker(
     call(lambda: run_worker(address=address, task_queue=task_queue or TASK_QUEUE, plugins=names))
 
 
-@app.command()
 def demo(
     state_dir: StateDir = Path(".state"),
     keep: Annotated[bool, typer.Option(help="Keep the stack running afterwards.")] = False,
@@ -200,10 +195,10 @@ def demo(
 
     SIGTERM, SIGINT (Ctrl-C) and SIGHUP stop the whole stack, the dev server with it; so does
     this process being killed."""
-    from starters.cli import _trace
+    from starters.common import trace
     from starters.demo import dev_server, run_demo, say
 
-    _trace()
+    trace()
     dev = dev_server(state_dir)
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_stopped)

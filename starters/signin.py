@@ -25,8 +25,8 @@ from typing import Annotated, Any
 
 import typer
 
-from starters.cli import app, emit, fail
-from starters.errors import OpError
+from durable_agents.errors import RequestError
+from starters.common import emit, fail
 
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -58,7 +58,9 @@ def _read_store() -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise OpError(f"the sign-in file {path} cannot be read ({exc}): `agentctl login`") from None
+        raise RequestError(
+            f"the sign-in file {path} cannot be read ({exc}): `agentctl login`"
+        ) from None
     return data if isinstance(data, dict) else {}
 
 
@@ -92,13 +94,13 @@ def _discover(http: Any, provider: str) -> dict[str, Any]:
         answer.raise_for_status()
         found = answer.json()
     except Exception as exc:  # noqa: BLE001 - whatever broke, the provider is not usable
-        raise OpError(
+        raise RequestError(
             f"the identity provider at {provider} did not answer its discovery document "
             f"({type(exc).__name__}: {exc}); is DURABLE_AGENTS_OIDC_URL right (and the sim "
             "running)?"
         ) from None
     if not isinstance(found, dict) or "token_endpoint" not in found:
-        raise OpError(f"{provider} has no OpenID discovery document with a token endpoint")
+        raise RequestError(f"{provider} has no OpenID discovery document with a token endpoint")
     return found
 
 
@@ -119,9 +121,9 @@ def _oauth_call(what: str, work: Any) -> dict[str, Any]:
     try:
         answer = work()
     except OAuthError as exc:
-        raise OpError(f"{what}: {exc.error}: {exc.description or ''}".rstrip(": ")) from None
+        raise RequestError(f"{what}: {exc.error}: {exc.description or ''}".rstrip(": ")) from None
     except OSError as exc:
-        raise OpError(f"{what}: the identity provider did not answer ({exc})") from None
+        raise RequestError(f"{what}: the identity provider did not answer ({exc})") from None
     return dict(answer)
 
 
@@ -135,7 +137,7 @@ def login_device(print_to: Any = typer.echo) -> dict[str, Any]:
         found = _discover(http, provider)
         endpoint = found.get("device_authorization_endpoint")
         if not endpoint:
-            raise OpError(f"the provider at {provider} offers no device sign-in (RFC 8628)")
+            raise RequestError(f"the provider at {provider} offers no device sign-in (RFC 8628)")
         answer = http.request(
             "POST",
             endpoint,
@@ -148,7 +150,7 @@ def login_device(print_to: Any = typer.echo) -> dict[str, Any]:
             else {}
         )
         if answer.status_code != 200 or "device_code" not in start:
-            raise OpError(f"the provider refused to start a sign-in: {answer.text[:300]}")
+            raise RequestError(f"the provider refused to start a sign-in: {answer.text[:300]}")
         page = start.get("verification_uri_complete") or start["verification_uri"]
         print_to(f"To sign in, open {page}")
         print_to(f"and enter the code {start['user_code']} (it expires in "
@@ -170,9 +172,11 @@ def login_device(print_to: Any = typer.echo) -> dict[str, Any]:
                 if exc.error == "slow_down":
                     interval += 5
                     continue
-                raise OpError(f"sign-in failed: {exc.error}: {exc.description or ''}") from None
+                raise RequestError(
+                    f"sign-in failed: {exc.error}: {exc.description or ''}"
+                ) from None
             return _remember(provider, found, dict(token))
-    raise OpError("the sign-in was not finished in time: run `agentctl login` again")
+    raise RequestError("the sign-in was not finished in time: run `agentctl login` again")
 
 
 def login_browser(print_to: Any = typer.echo, wait_s: float = 600) -> dict[str, Any]:
@@ -207,7 +211,7 @@ def login_browser(print_to: Any = typer.echo, wait_s: float = 600) -> dict[str, 
         with http:
             found = _discover(http, provider)
             if "authorization_endpoint" not in found:
-                raise OpError(f"the provider at {provider} offers no authorization code flow")
+                raise RequestError(f"the provider at {provider} offers no authorization code flow")
             verifier = secrets.token_urlsafe(48)
             url, state = http.create_authorization_url(
                 found["authorization_endpoint"], redirect_uri=redirect, scope=SCOPE,
@@ -217,7 +221,7 @@ def login_browser(print_to: Any = typer.echo, wait_s: float = 600) -> dict[str, 
             try:
                 path = arrived.get(timeout=wait_s)
             except queue.Empty:
-                raise OpError(
+                raise RequestError(
                     "the sign-in was not finished in time: run `agentctl login` again"
                 ) from None
             token = _oauth_call(
@@ -250,22 +254,22 @@ def _remember(provider: str, found: dict[str, Any], token: dict[str, Any]) -> di
 
 
 def session(refresh: bool = True) -> dict[str, Any]:
-    """This profile's sign-in, its access token refreshed if it runs out; OpError if there
+    """This profile's sign-in, its access token refreshed if it runs out; RequestError if there
     is none (or it can no longer be refreshed)."""
     from activities.settings import get_settings
 
     entry = _read_store().get(_profile())
     provider = get_settings().identity_provider
     if not isinstance(entry, dict) or not entry.get("access_token"):
-        raise OpError(NOT_SIGNED_IN)
+        raise RequestError(NOT_SIGNED_IN)
     if entry.get("provider") != provider:
-        raise OpError(
+        raise RequestError(
             f"signed in at {entry.get('provider')}, but the identity provider is now "
             f"{provider}: run `agentctl login` again"
         )
     if refresh and float(entry.get("expires_at", 0)) - MARGIN_S < time.time():
         if not entry.get("refresh_token"):
-            raise OpError(f"the sign-in ran out: {NOT_SIGNED_IN}")
+            raise RequestError(f"the sign-in ran out: {NOT_SIGNED_IN}")
         http, settings = _client()
         with http:
             token = _oauth_call(
@@ -301,25 +305,31 @@ def proof(details: dict[str, Any]) -> tuple[str, str]:
         )
     token = answer.get("access_token")
     if not isinstance(token, str) or not token:
-        raise OpError("the identity provider answered with no proof")
+        raise RequestError("the identity provider answered with no proof")
     return str(entry["subject"]), token
+
+
+async def prover(details: dict[str, Any]) -> tuple[str, str]:
+    """The signed-in person and a proof for exactly `details` (durable_agents.client.Prover)."""
+    import asyncio
+
+    return await asyncio.to_thread(proof, details)
 
 
 def signed_in_as(claimed: str | None) -> str:
     """The signed-in person; `--as` (optional) must name them."""
-    from starters import ops
+    from durable_agents import _ops as ops
 
     named = ops.person(claimed) if claimed is not None else None
     who = str(session(refresh=False).get("subject", ""))
     if named is not None and named != who:
-        raise OpError(
+        raise RequestError(
             f"--as {claimed!r}, but this machine is signed in as {who!r}: leave --as out, or "
             f"`agentctl login` as {claimed!r}"
         )
     return who
 
 
-@app.command()
 def login(
     browser: Annotated[
         bool,
@@ -332,18 +342,17 @@ def login(
 ) -> None:
     """Sign in at the identity provider: what you then start, decide or operate carries
     proof that it is yours."""
-    from starters.cli import call_sync
+    from starters.common import call_sync
 
     entry = call_sync(login_browser if browser else login_device)
     typer.echo(f"signed in as {entry['subject']} at {entry['issuer']}")
 
 
-@app.command()
 def whoami(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Who this machine is signed in as (for the current Temporal profile)."""
-    from starters.cli import call_sync
+    from starters.common import call_sync
 
     entry = call_sync(session)
     shown = {
@@ -356,7 +365,6 @@ def whoami(
     emit(shown, f"{entry['subject']} (issuer {entry['issuer']}, profile {_profile()})", as_json)
 
 
-@app.command()
 def logout() -> None:
     """Sign out: the provider revokes the refresh token, and this machine forgets it."""
     data = _read_store()
@@ -400,18 +408,17 @@ def _idp_call(method: str, path: str, body: dict[str, Any] | None = None) -> dic
             timeout=10,
         )
     except httpx.HTTPError as exc:
-        raise OpError(f"the identity provider did not answer ({exc})") from None
+        raise RequestError(f"the identity provider did not answer ({exc})") from None
     if answer.status_code != 200:
         try:
             why = answer.json().get("detail", answer.text)
         except ValueError:
             why = answer.text
-        raise OpError(f"the identity provider refused: {str(why)[:300]}")
+        raise RequestError(f"the identity provider refused: {str(why)[:300]}")
     found = answer.json()
     return found if isinstance(found, dict) else {}
 
 
-@app.command()
 def grant(
     agent: Annotated[str, typer.Argument(help="The agent (`agentctl agents`).")],
     scope: Annotated[list[str], typer.Option(help="A scope it may use for you (repeatable).")],
@@ -419,7 +426,7 @@ def grant(
     """Let AGENT act for you with these scopes, beyond what you granted it before.
 
     Its runs for you get tokens for them; starting a run grants what it is started with."""
-    from starters.cli import call_sync
+    from starters.common import call_sync
 
     done = call_sync(lambda: _idp_call("POST", "/grants", {"agent": agent, "scopes": scope}))
     typer.echo(f"{agent} may now act for you with: {' '.join(done.get('scopes', []))}")
@@ -428,7 +435,6 @@ def grant(
 grants_app = typer.Typer(
     invoke_without_command=True, add_completion=False, pretty_exceptions_show_locals=False
 )
-app.add_typer(grants_app, name="grants")
 
 
 @grants_app.callback()
@@ -439,7 +445,7 @@ def grants(
     """What you let each agent do for you; `grants revoke AGENT` takes it back."""
     if ctx.invoked_subcommand is not None:
         return
-    from starters.cli import call_sync
+    from starters.common import call_sync
 
     found = call_sync(lambda: _idp_call("GET", "/grants"))
     held: dict[str, list[str]] = found.get("grants", {})
@@ -453,7 +459,7 @@ def revoke(agent: Annotated[str, typer.Argument(help="The agent.")]) -> None:
 
     Its runs for you park at their next effect, and go on (`agentctl resume RUN`) once you
     grant it again."""
-    from starters.cli import call_sync
+    from starters.common import call_sync
 
     done = call_sync(lambda: _idp_call("POST", "/grants/revoke", {"agent": agent}))
     if not done.get("revoked"):

@@ -255,9 +255,9 @@ async def start_run(client: Any, run: Any, workflow_id: str | None = None,
                     task_queue: str | None = None) -> Any:  # fmt: skip
     """`ops.start_run`, with the start proof of the person the run acts for (as `agentctl
     run` sends it) unless it acts for a service principal, as code's runs do."""
+    from durable_agents import _ops as ops
     from durable_agents._directory import normalize
     from durable_agents._vocab import proofs
-    from starters import ops
 
     wid = workflow_id or ops.new_run_id(run.agent)
     person = normalize(run.principal)

@@ -23,14 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 from activities.settings import get_settings
+from durable_agents import _ops as ops
 from durable_agents._discovery import discover
-from starters import ops
-from starters.cli import app, register_commands
+from starters.cli import app
 from starters.devserver import free_port
 from tests.helpers import hire
 from tests.people import signed_in_env
 
-register_commands()  # every command, as `main()` does
 RUNNER = CliRunner()
 AGENTCTL = Path(sys.executable).parent / "agentctl"
 

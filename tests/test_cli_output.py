@@ -16,7 +16,8 @@ import uuid
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from starters import ops
+from durable_agents import _ops as ops
+from starters import common
 from tests.helpers import hire
 from tests.people import start_run
 from tests.test_cli import address, cli, dead_address, error, invoke, ok, until_status
@@ -149,7 +150,7 @@ def test_table_cells_are_escaped_and_bounded():
 def test_an_answer_cannot_pass_for_the_outcome_and_errors_stay_one_line():
     from durable_agents._vocab.models import AgentResult, Usage
     from starters import render
-    from starters.cli import one_line
+    from starters.common import one_line
 
     answer = f"Done.\noutcome: rejected after 1 turns{ESC}"
     text = render.result(
@@ -218,7 +219,7 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
                   "--task-queue", task_queue, "--address", addr, "--json")
     )  # fmt: skip
     run = json.loads(started.stdout)["run"]
-    link = f"{ops.ui_base(addr)}/namespaces/{dev_env.client.namespace}/workflows/{run}"
+    link = f"{common.ui_base(addr)}/namespaces/{dev_env.client.namespace}/workflows/{run}"
     assert f"  {link}\n" in started.stderr and "/history" not in started.stderr
 
     handle = dev_env.client.get_workflow_handle(run)
@@ -241,11 +242,11 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
 
 
 def test_the_ui_link_is_the_runs_page_in_its_namespace():
-    assert ops.ui_link("refund-1a2b", "payments", "http://ui:8080") == (
+    assert common.ui_link("refund-1a2b", "payments", "http://ui:8080") == (
         "http://ui:8080/namespaces/payments/workflows/refund-1a2b"
     )
     # Ids are path segments: nothing in one can change the path.
-    assert ops.ui_link("a/b c?d", "default", "http://ui").endswith(
+    assert common.ui_link("a/b c?d", "default", "http://ui").endswith(
         "/namespaces/default/workflows/a%2Fb%20c%3Fd"
     )
 
@@ -270,7 +271,6 @@ PROBE = """
 import sys
 sys.argv = ["agentctl", *sys.argv[1:]]
 from starters import cli
-cli.register_commands()
 try:
     cli.app(prog_name="agentctl")
 except SystemExit:

@@ -32,9 +32,10 @@ from activities import store as store_module
 from activities.settings import get_settings
 from bench.history import payloads_in
 from durable_agents import _codec as codec
-from durable_agents._codec import CodecConfigError, EncryptionCodec, Keyring, parse_keys
+from durable_agents._codec import EncryptionCodec, Keyring, parse_keys
 from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
-from starters import ops
+from durable_agents.client import start_run
+from durable_agents.errors import CodecConfigError
 from starters.codec_server import create_app
 from tests.helpers import approve_pending, hire, sim_token, wait_for_status
 from workers.main import build_worker
@@ -189,7 +190,7 @@ async def onboard_with_the_workers_own_key(
                 principal="tester",
                 model_route=["openai:onboarding"],
             )
-            handle = await ops.start_run(client, run, f"sealed-{uuid.uuid4().hex[:6]}", task_queue)
+            handle = await start_run(client, run, f"sealed-{uuid.uuid4().hex[:6]}", task_queue)
             await wait_for_status(handle, "waiting_event")
             await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
             await approve_pending(handle)

@@ -11,16 +11,10 @@ from pathlib import Path
 import pytest
 
 from durable_agents import _directory
-from durable_agents._budgets import (
-    SHIPPED_MODELS_PATH,
-    Budget,
-    ModelInfo,
-    ModelTable,
-    ModelTableError,
-    UnknownPrice,
-)
-from durable_agents._directory import Directory, DirectoryError, UnknownPerson
+from durable_agents._budgets import SHIPPED_MODELS_PATH, Budget, ModelInfo, ModelTable
+from durable_agents._directory import Directory
 from durable_agents._discovery import discover
+from durable_agents.errors import DirectoryError, ModelTableError, UnknownPerson, UnknownPrice
 from sim.agents import AGENTS
 from sim.scripts import SCRIPTS
 

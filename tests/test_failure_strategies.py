@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from durable_agents._vocab.models import AgentRun, EventSignal
-from starters import ops
+from durable_agents.client import start_run
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from tests.people import operator
 from tests.test_cli import address, cli, error, ok
@@ -133,7 +133,7 @@ async def test_a_malformed_reply_gets_a_repair_turn(ts_env, ts_worker, task_queu
 
 async def test_a_looping_agent_is_stopped_and_parked(ts_env, ts_worker, task_queue):
     run = AgentRun(agent="bench", input={"turns": 50}, model_route=["sim-openai:looper"])
-    handle = await ops.start_run(ts_env.client, run, task_queue=task_queue)
+    handle = await start_run(ts_env.client, run, task_queue=task_queue)
     await wait_for_status(handle, "needs_attention")
     status = await handle.query(AgentWorkflow.status)
     assert "the same echo call was made 3 times" in (status.last_error or "")

@@ -28,7 +28,8 @@ from durable_agents._vocab.models import (
     EventSignal,
     TranscriptEntry,
 )
-from starters import inbox, ops
+from durable_agents.client import AgentClient, start_run
+from durable_agents.errors import RequestError
 from tests.helpers import approve_pending, chain_histories, wait_for_status
 from tests.people import operator
 from tests.test_cli import address, cli, ok
@@ -39,7 +40,7 @@ async def start_reader(
     client: Client, queue: str, agent: str = "reader", **fields: Any
 ) -> WorkflowHandle[Any, AgentResult]:
     run = AgentRun(agent=agent, principal="tester", **fields)
-    return await ops.start_run(client, run, f"{agent}-{uuid.uuid4().hex[:8]}", task_queue=queue)
+    return await start_run(client, run, f"{agent}-{uuid.uuid4().hex[:8]}", task_queue=queue)
 
 
 async def finish(handle: WorkflowHandle[Any, AgentResult]) -> AgentResult:
@@ -229,7 +230,11 @@ async def test_continues_as_new_while_an_approval_waits_and_loses_no_signal(
         (before[0].id, "pending", before[0].requested_at)
     ]
     # The operator's inbox shows the run once, not once per run of its chain.
-    rows = [r for r in await inbox.pending(dev_env.client, "olga") if r["run"] == handle.id]
+    rows = [
+        r
+        for r in await AgentClient(dev_env.client).pending_approvals("olga")
+        if r["run"] == handle.id
+    ]
     assert len(rows) == 1
     approval = await approve_pending(handle, approver="olga")
     assert approval.id == before[0].id and approval.state == "approved"
@@ -316,8 +321,8 @@ async def test_an_oversized_run_input_is_refused_at_start_or_parks_the_run(
     dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
 ) -> None:
     run = AgentRun(agent="reader", task="x" * 30_000, max_payload_bytes=20_000)
-    with pytest.raises(ops.OpError, match=r"PayloadTooLarge: the run's input is 30,\d{3} bytes"):
-        await ops.start_run(dev_env.client, run, f"big-{uuid.uuid4().hex[:6]}", task_queue)
+    with pytest.raises(RequestError, match=r"PayloadTooLarge: the run's input is 30,\d{3} bytes"):
+        await start_run(dev_env.client, run, f"big-{uuid.uuid4().hex[:6]}", task_queue)
     # Another client may start it anyway: the run parks, typed, instead of failing its task.
     handle = await dev_env.client.start_workflow(
         AgentWorkflow.run, run, id=f"big-{uuid.uuid4().hex[:6]}", task_queue=task_queue

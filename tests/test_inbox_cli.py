@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from starters import ops
+from durable_agents import _ops as ops
 from tests.helpers import hire
 from tests.test_cli import address, cli, error, ok, until_status
 from tests.test_refund import seed, ticket

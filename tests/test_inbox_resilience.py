@@ -21,7 +21,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from starters import ops
+from durable_agents import _ops as ops
 from tests.helpers import hire
 from tests.test_cli import address, cli, ok, until_status
 from tests.test_inbox_cli import start, unconfirmed, until_listed

@@ -378,13 +378,13 @@ async def test_a_run_acts_for_its_starter_and_a_revoked_grant_parks_it_until_gra
     ts_env: Any, ts_worker: Any, task_queue: str, people: People, ledger: Any
 ) -> None:
     from durable_agents._vocab.models import AgentRun
-    from starters import ops
+    from durable_agents.client import start_run
     from tests.helpers import hire
 
     data, wid = hire(), f"alice-{uuid.uuid4().hex[:6]}"
     proof = start_proof(people, "alice", wid, data)
     run = AgentRun(agent="onboarding", input=data, principal="alice", proof=proof)
-    handle = await ops.start_run(ts_env.client, run, wid, task_queue)
+    handle = await start_run(ts_env.client, run, wid, task_queue)
     await wait_for_status(handle, "waiting_event")
     status = await handle.query(AgentWorkflow.status)
     assert status.principal == "alice"
@@ -566,13 +566,13 @@ async def test_sub_agents_act_for_the_person_who_started_the_root_run(
     ts_env: Any, ts_worker: Any, task_queue: str, people: People
 ) -> None:
     from durable_agents._vocab.models import AgentRun
-    from starters import ops
+    from durable_agents.client import start_run
 
     data = {"question": "What is Temporal?", "topics": ["history", "design"]}
     wid = f"research-{uuid.uuid4().hex[:6]}"
     run = AgentRun(agent="research", input=data, principal="alice")
     run.proof = people.proof("alice", proofs.start(wid, run, []))
-    handle = await ops.start_run(ts_env.client, run, wid, task_queue)
+    handle = await start_run(ts_env.client, run, wid, task_queue)
     result = await handle.result()
     assert result.outcome == "completed", result.answer
     child = ts_env.client.get_workflow_handle(f"{wid}--call_0_spawn_agent")

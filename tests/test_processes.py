@@ -25,7 +25,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from starters import ops
+from durable_agents import _ops as ops
 from starters.devserver import free_port, port_free
 
 AGENTCTL = str(Path(sys.executable).parent / "agentctl")

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from activities.providers.common import MAX_RETRY_AFTER, jittered, retry_after
-from durable_agents._routes import PROVIDERS, InvalidRoute, Route, parse_route
+from durable_agents._routes import PROVIDERS, Route, parse_route
+from durable_agents.errors import InvalidRoute
 
 NOW = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
 

@@ -15,9 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._spec import RunawayPolicy
 from durable_agents._vocab.models import AgentResult, AgentRun
+from durable_agents.client import start_run
 from sim.agents import AGENTS
 from sim.agents.bench import BENCH
-from starters import ops
 from tests.helpers import wait_for_status
 from tests.people import decide
 from workers.main import build_worker
@@ -71,7 +71,7 @@ async def test_a_failed_child_is_reported_to_the_parent(dev_env, dev_worker, tas
     # On the dev server: the time-skipping server does not tell a parent its child was
     # terminated (the parent ends "timed out").
     run = AgentRun(agent="research", input={"question": "Q", "topics": ["wait", "design"]})
-    handle = await ops.start_run(dev_env.client, run, task_queue=task_queue)
+    handle = await start_run(dev_env.client, run, task_queue=task_queue)
     child = dev_env.client.get_workflow_handle(f"{handle.id}--call_0_spawn_agent")
     for _ in range(100):
         with contextlib.suppress(RPCError):

@@ -25,7 +25,7 @@ from activities.store import CachedStore, MessageStore, RedisStore, SQLiteStore
 from durable_agents._vocab import chain
 from durable_agents._vocab import failures as f
 from durable_agents._vocab.models import AgentRun, ConversationRef, LLMRequest, Message, TailItem
-from starters import ops
+from durable_agents.client import start_run
 from starters.devserver import free_port
 from workers.main import build_worker
 
@@ -175,9 +175,7 @@ async def test_a_run_on_the_shared_store(
 ) -> None:
     async with build_worker(dev_env.client, task_queue):
         run = AgentRun(agent="reader", input={"turns": 5, "chars": 2000})
-        handle = await ops.start_run(
-            dev_env.client, run, f"shared-{uuid.uuid4().hex[:6]}", task_queue
-        )
+        handle = await start_run(dev_env.client, run, f"shared-{uuid.uuid4().hex[:6]}", task_queue)
         result = await asyncio.wait_for(handle.result(), 60)
     assert result.answer == "read 5 documents: 10000 characters in full, 0 previews, 0 errors"
     keys = redis.Redis.from_url(shared_store).keys("durable-agents:l:*")

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from durable_agents._vocab.models import AgentRun, BudgetOverride
-from starters import ops
+from durable_agents.client import start_run
 from tests.helpers import wait_for_status
 from workflows.agent import AgentWorkflow
 
@@ -25,7 +25,7 @@ async def start(env, task_queue: str, budget: BudgetOverride | None = None, **da
         scopes=["wiki:read"],
         budget=budget,
     )
-    return await ops.start_run(env.client, run, task_queue=task_queue)
+    return await start_run(env.client, run, task_queue=task_queue)
 
 
 def spawned(transcript) -> list[dict]:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from temporalio.worker import Replayer
 
 from durable_agents._discovery import discover
 from durable_agents._vocab.models import AgentRun
-from starters import ops
+from durable_agents.client import start_run
 from starters.devserver import free_port
 from tests.helpers import approve_pending, wait_for_status
 from workers import telemetry
@@ -72,7 +72,7 @@ async def test_a_run_is_one_trace_with_genai_spans_and_a_replay_adds_none(
     run = AgentRun(agent="reader", input={"turns": 1, "email_at": 1}, principal="tester")
     async with build_worker(client, task_queue):
         with trace.get_tracer("agentctl").start_as_current_span("agentctl run") as root:
-            handle = await ops.start_run(client, run, f"traced-{uuid.uuid4().hex[:6]}", task_queue)
+            handle = await start_run(client, run, f"traced-{uuid.uuid4().hex[:6]}", task_queue)
         await approve_pending(handle, approver="olga")
         await handle.result()
     got = flushed(spans)
@@ -134,7 +134,7 @@ async def test_metrics_on_the_workers_prometheus_endpoint(
     client = await Client.connect(target, data_converter=pydantic_data_converter, runtime=runtime)
     run = AgentRun(agent="reader", input={"turns": 2, "email_at": 1}, principal="tester")
     async with build_worker(client, task_queue):
-        handle = await ops.start_run(client, run, f"metered-{uuid.uuid4().hex[:6]}", task_queue)
+        handle = await start_run(client, run, f"metered-{uuid.uuid4().hex[:6]}", task_queue)
         await wait_for_status(handle, "waiting_approval")
         for _ in range(50):  # visibility catches up
             ages = await telemetry.report_approvals(client, runtime.metric_meter)
@@ -188,7 +188,7 @@ async def test_logs_are_json_with_the_run_agent_principal_and_turn(
     dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, json_logs: io.StringIO
 ) -> None:
     run = AgentRun(agent="reader", input={"turns": 1}, principal="tester")
-    handle = await ops.start_run(dev_env.client, run, f"logged-{uuid.uuid4().hex[:6]}", task_queue)
+    handle = await start_run(dev_env.client, run, f"logged-{uuid.uuid4().hex[:6]}", task_queue)
     await handle.result()
     records = [json.loads(line) for line in json_logs.getvalue().splitlines() if line.strip()]
     mine = [r for r in records if r.get("workflow_id") == handle.id]

@@ -8,15 +8,13 @@ from typing import TYPE_CHECKING, Any
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 
+from durable_agents.errors import ServerUnreachable
+
 if TYPE_CHECKING:
     from temporalio.runtime import Runtime
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 TASK_QUEUE = os.environ.get("DURABLE_AGENTS_TASK_QUEUE", "durable-agents")
-
-
-class ServerUnreachable(ConnectionError):
-    """The Temporal server did not answer at the configured address."""
 
 
 def connect_config(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:

@@ -37,13 +37,10 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from durable_agents._vocab.models import AgentStatus, AgentStatusValue
+from durable_agents.errors import TelemetryConfigError
 
 log = logging.getLogger("durable_agents.telemetry")
 _tracing_on = False
-
-
-class TelemetryConfigError(ValueError):
-    """A telemetry setting that cannot work; the message says what to change."""
 
 
 def setup_tracing(

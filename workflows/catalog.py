@@ -12,8 +12,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from durable_agents._catalog import Catalog, UnknownAgent
+    from durable_agents._catalog import Catalog
     from durable_agents._spec import AgentSpec, ToolContract
+    from durable_agents.errors import UnknownAgent
 
 EXTERN = "durable_agents.catalog"
 

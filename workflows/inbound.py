@@ -23,9 +23,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from durable_agents._directory import UnknownPerson
 from durable_agents._spec import problems
 from durable_agents._vocab.models import MAX_INBOUND_BYTES
+from durable_agents.errors import UnknownPerson
 from workflows import catalog
 
 M = TypeVar("M", bound=BaseModel)

@@ -24,9 +24,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from durable_agents._directory import UnknownPerson
     from durable_agents._vocab import proofs as details_of
     from durable_agents._vocab.models import AgentRun, Proven
+    from durable_agents.errors import UnknownPerson
     from workflows import catalog, proofs
     from workflows.inbound import MessageRefused
     from workflows.state import RunState

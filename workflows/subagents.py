@@ -14,9 +14,9 @@ from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._builtin import SpawnAgentInput, SpawnAgentOutput
-    from durable_agents._catalog import UnknownAgent
     from durable_agents._spec import AgentSpec
     from durable_agents._vocab.models import AgentResult, AgentRun, BudgetOverride, ToolCall
+    from durable_agents.errors import UnknownAgent
     from workflows import catalog
     from workflows.state import RunState
 
