@@ -11,17 +11,20 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so a code change does not reinstall them.
+# Dependencies first, from the two pyproject.toml files alone (durable-agents, and the sim world
+# that `agentctl sim` serves: its own distribution), so a code change does not reinstall them.
 COPY pyproject.toml ./
+COPY sim/pyproject.toml sim/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['otlp']))" \
+    python -c "import re, tomllib; p, s = (tomllib.load(open(f, 'rb'))['project'] for f in ('pyproject.toml', 'sim/pyproject.toml')); own = lambda d: re.match(r'[A-Za-z0-9._-]+', d).group() == p['name']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['otlp'] + [d for d in s['dependencies'] if not own(d)]))" \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 
-# Then the project itself (.dockerignore keeps tests, caches and secrets out of the context).
+# Then the project and the sim world (.dockerignore keeps tests, caches and secrets out of the
+# context): the sim's entry points give the image `agentctl sim` and the sim's agents.
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-deps .
+    pip install --no-deps . ./sim
 
 # --- runtime: the virtualenv and a non-root user, nothing else --------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -45,8 +48,9 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/agentctl
 
-# Fail the build, not the deploy, when the entry point cannot even import.
-RUN agentctl --help > /dev/null
+# Fail the build, not the deploy, when the entry point cannot even import, or the sim's
+# commands did not load (agentctl only warns of a plugin that fails).
+RUN agentctl --help > /dev/null && agentctl sim --help > /dev/null
 
 # Exec form: agentctl is the process that receives SIGTERM, so the worker can drain.
 ENTRYPOINT ["agentctl"]

@@ -5,12 +5,19 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test test-slow lint typecheck unit bench histories clean postgres
 
-install: $(VENV)/.installed $(VENV)/.examples
+install: $(VENV)/.installed $(VENV)/.sim $(VENV)/.examples
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# The sim world, its own distribution (sim/pyproject.toml): its agents, and `agentctl sim` and
+# `agentctl demo`, reach workers and agentctl through its entry points. Installed again when
+# either pyproject changes.
+$(VENV)/.sim: $(VENV)/.installed sim/pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ./sim
 	touch $@
 
 # The worked example, installed as any user's package would be: workers and agentctl find it
@@ -28,7 +35,7 @@ lint: install
 	$(BIN)/lint-imports --no-logo
 
 typecheck: install
-	$(BIN)/mypy durable_agents workflows activities workers starters sim bench \
+	$(BIN)/mypy durable_agents sim bench \
 		examples/invoice_agent/invoice_agent
 
 test: lint typecheck postgres

@@ -22,9 +22,9 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.settings import get_settings
-from activities.sqlite import open_shared
-from durable_agents._vocab.models import AuditEntry
+from durable_agents._vocab.schemas import AuditEntry
+from durable_agents.activities.sqlite import open_shared
+from durable_agents.settings import current
 
 GENESIS = "0" * 64
 
@@ -253,7 +253,7 @@ def _recorded(row: tuple[Any, ...]) -> Recorded:
 
 
 def audit_path() -> Path:
-    settings = get_settings()
+    settings = current()
     return settings.audit_path or settings.state_dir / "audit.sqlite3"
 
 
@@ -270,7 +270,7 @@ def _open_postgres(url: str) -> PostgresAuditLog:
 def audit_log() -> AuditLog | PostgresAuditLog:
     """The worker's audit log: PostgreSQL when DURABLE_AGENTS_AUDIT_URL names one (one log for
     many machines), else the embedded SQLite file."""
-    url = get_settings().audit_url
+    url = current().audit_url
     if url:
         return _open_postgres(url.get_secret_value())
     return _open(audit_path().resolve())

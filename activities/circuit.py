@@ -29,8 +29,8 @@ from typing import Literal, TypeVar
 
 from temporalio.exceptions import ApplicationError
 
-from activities.settings import get_settings
 from durable_agents._vocab import failures as f
+from durable_agents.settings import current
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -235,27 +235,31 @@ class CircuitRegistry:
         return {b.key: b.snapshot() for b in breakers}
 
 
-_registry: CircuitRegistry | None = None
+_registries: dict[tuple[int, float], CircuitRegistry] = {}
 _registry_lock = threading.Lock()
 
 
 def registry() -> CircuitRegistry:
-    """This worker's registry, configured from the settings on first use."""
-    global _registry
+    """The registry of the worker whose activity runs (its settings' threshold and cooldown):
+    workers with the same ones share it, as they share the models they call."""
+    settings = current()
+    key = (settings.breaker_threshold, settings.breaker_cooldown_seconds)
     with _registry_lock:
-        if _registry is None:
-            settings = get_settings()
-            _registry = CircuitRegistry(
-                settings.breaker_threshold, settings.breaker_cooldown_seconds
-            )
-        return _registry
+        found = _registries.get(key)
+        if found is None:
+            found = _registries[key] = CircuitRegistry(*key)
+        return found
 
 
 def reset(replacement: CircuitRegistry | None = None) -> None:
-    """Forget every circuit (tests); the next use re-reads the settings unless given one."""
-    global _registry
+    """Forget every circuit (tests: one test's failures must not open another's circuits); with
+    `replacement`, install it as the registry of the settings in force."""
+    settings = current()
     with _registry_lock:
-        _registry = replacement
+        _registries.clear()
+        if replacement is not None:
+            key = (settings.breaker_threshold, settings.breaker_cooldown_seconds)
+            _registries[key] = replacement
 
 
 def snapshot() -> dict[CircuitKey, CircuitSnapshot]:

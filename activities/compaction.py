@@ -11,9 +11,10 @@ from collections.abc import Iterable, Mapping
 
 from temporalio import activity
 
-from activities.conversation import resolve, store_message
-from activities.llm import LocalModel, complete
-from durable_agents._vocab.models import LLMRequest, Message, SummarizeRequest, Summary
+from durable_agents._routes import ModelProvider
+from durable_agents._vocab.schemas import LLMRequest, Message, SummarizeRequest, Summary
+from durable_agents.activities.conversation import resolve, store_message
+from durable_agents.activities.llm import LocalModel, Models, complete
 
 SUMMARIZE_SYSTEM = (
     "You compact an agent's conversation. Keep every fact the agent will need: ids, addresses, "
@@ -40,15 +41,17 @@ def render(messages: list[Message]) -> str:
 @activity.defn
 async def summarize(request: SummarizeRequest) -> Summary:
     """Summarise the given messages with the run's model."""
-    return await _summarize(request, {})
+    return await _summarize(request, Models())
 
 
 class Summaries:
     """The `summarize` activity of a worker with in-process models (`scripted:<name>`): a
     scripted agent's conversation is compacted by its own script, as a provider's by its model."""
 
-    def __init__(self, models: Iterable[LocalModel] = ()) -> None:
-        self._models = {m.name: m for m in models}
+    def __init__(
+        self, models: Iterable[LocalModel] = (), providers: Mapping[str, ModelProvider] = {}
+    ) -> None:
+        self._models = Models({m.name: m for m in models}, dict(providers))
 
     @activity.defn(name="summarize")
     async def summarize(self, request: SummarizeRequest) -> Summary:
@@ -56,7 +59,7 @@ class Summaries:
         return await _summarize(request, self._models)
 
 
-async def _summarize(request: SummarizeRequest, models: Mapping[str, LocalModel]) -> Summary:
+async def _summarize(request: SummarizeRequest, models: Models) -> Summary:
     messages = request.messages
     if request.conversation is not None:
         resolved = await resolve(LLMRequest(route=request.route, conversation=request.conversation))

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.store import MessageStore, get_store
 from durable_agents._vocab import chain
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import ConversationRef, LLMRequest, Message, ToolSchema
+from durable_agents._vocab.schemas import ConversationRef, LLMRequest, Message, ToolSchema
+from durable_agents.activities.store import MessageStore, get_store
 
 
 @dataclass

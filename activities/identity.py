@@ -41,9 +41,9 @@ from temporalio.exceptions import ApplicationError
 if TYPE_CHECKING:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from activities.settings import get_settings
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import ToolRequest
+from durable_agents._vocab.schemas import ToolRequest
+from durable_agents.settings import current
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -204,12 +204,20 @@ class TokenBroker:
         import httpx2
         from authlib.integrations.base_client.errors import OAuthError
 
-        settings = get_settings()
+        settings = current()
         who = request.identity
         client = self._credentials.client(
             settings.credentials_path.resolve(), who.agent, who.agent_version
         )
-        url = settings.token_url
+        url = settings.idp_token_url
+        if not url:
+            raise ApplicationError(
+                f"agent {who.agent!r} needs a token for its tool, and this worker knows no "
+                "identity provider's token endpoint: its operators set "
+                "DURABLE_AGENTS_IDP_TOKEN_URL, then `agentctl resume` the run",
+                type=f.AUTHENTICATION_FAILED,
+                non_retryable=True,
+            )
         # A sub-agent acts under its root run's grant: the provider checks that one.
         extra = {"durable_agents_granted_to": who.granted_to} if who.granted_to else {}
         try:

@@ -13,7 +13,9 @@ the same and nothing is looked up in a global registry.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,15 +23,20 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import circuit, observe
-from activities.conversation import resolve, store_reply
-from activities.heartbeat import heartbeating
-from activities.providers.common import error
-from activities.settings import get_settings
-from durable_agents._routes import Route, allowed_endpoints, check_endpoint, parse_route
+from durable_agents._routes import (
+    ModelProvider,
+    Route,
+    allowed_endpoints,
+    checked_route,
+)
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import LLMReply, LLMRequest
+from durable_agents._vocab.schemas import LLMReply, LLMRequest
+from durable_agents.activities import circuit, observe
+from durable_agents.activities.conversation import resolve, store_reply
+from durable_agents.activities.heartbeat import heartbeating
+from durable_agents.activities.providers.common import error
 from durable_agents.errors import InvalidRoute
+from durable_agents.settings import current
 
 if TYPE_CHECKING:
     import anthropic
@@ -39,18 +46,37 @@ if TYPE_CHECKING:
 # importing both costs a worker ~3.5 s of start-up on 2 cores (anthropic alone ~3 s), paid
 # by every worker process even when it serves neither provider.
 
-SIM_KEY = "sim-key"  # the sim accepts any key; real keys come only from the environment
-COMPATIBLE_KEY = "none"  # what OpenAI-compatible servers without auth expect
+COMPATIBLE_KEY = "none"  # what compatible servers without auth expect (llama.cpp, Ollama, vLLM)
+
+
+@dataclass(frozen=True)
+class Models:
+    """What one worker's model calls reach beyond the built-in providers: the in-process models
+    it serves (`scripted:<name>`) and the model servers its plugins name (`<name>:<model>`)."""
+
+    local: Mapping[str, LocalModel] = field(default_factory=dict)
+    providers: Mapping[str, ModelProvider] = field(default_factory=dict)
+
+    def route(self, text: str) -> Route:
+        """The route resolved and allowed, or InvalidRoute: a provider the worker's operators
+        name (DURABLE_AGENTS_MODEL_PROVIDERS) is theirs to trust; an address a route or a plugin
+        names must be an allowed model endpoint."""
+        settings = current()
+        allowed = allowed_endpoints(settings.model_endpoints)
+        return checked_route(text, self.providers, settings.model_providers, allowed)
 
 
 def _key(route: Route) -> str:
-    if route.provider in ("sim-openai", "sim-anthropic"):
-        return SIM_KEY
-    if route.provider == "openai-compatible":
+    if route.named:
+        # A key the provider's definition names by variable (api_key_env), else none.
+        named = current().model_providers.get(route.provider)
+        variable = named.api_key_env if named else None
+        return (os.environ.get(variable) if variable else None) or COMPATIBLE_KEY
+    if route.provider in ("openai-compatible", "anthropic-compatible"):
         # The base URL comes from the route, i.e. from whoever started the run: never hand it the
         # worker's OpenAI key. Local servers (Ollama, vLLM) accept any key.
         return COMPATIBLE_KEY
-    settings = get_settings()
+    settings = current()
     if route.provider == "openai":
         variable, secret = "OPENAI_API_KEY", settings.openai_api_key
     else:
@@ -80,8 +106,7 @@ def _anthropic_client(base_url: str | None, key: str, loop: int) -> anthropic.As
 
 
 def _base_url(route: Route) -> str | None:
-    sim = get_settings().sim_url.rstrip("/")
-    return {"sim-openai": f"{sim}/v1", "sim-anthropic": sim}.get(route.provider, route.base_url)
+    return route.base_url  # None: the provider's own (openai, anthropic)
 
 
 def _timeout() -> float:
@@ -95,7 +120,7 @@ def _timeout() -> float:
 
 
 async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
-    from activities.providers import openai_wire
+    from durable_agents.activities.providers import openai_wire
 
     client = _openai_client(_base_url(route), _key(route), id(asyncio.get_running_loop()))
     messages, tools = openai_wire.to_wire(request)
@@ -115,7 +140,7 @@ async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
 
 
 async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:
-    from activities.providers import anthropic_wire
+    from durable_agents.activities.providers import anthropic_wire
 
     client = _anthropic_client(_base_url(route), _key(route), id(asyncio.get_running_loop()))
     messages, tools = anthropic_wire.to_wire(request)
@@ -162,12 +187,15 @@ class ModelCalls:
     """The `call_llm` activity of one worker: providers by route, plus the in-process models
     it was given (`scripted:<name>`)."""
 
-    def __init__(self, models: Iterable[LocalModel] = ()) -> None:
-        self._models: dict[str, LocalModel] = {}
+    def __init__(
+        self, models: Iterable[LocalModel] = (), providers: Mapping[str, ModelProvider] = {}
+    ) -> None:
+        local: dict[str, LocalModel] = {}
         for model in models:
-            if model.name in self._models:
+            if model.name in local:
                 raise ValueError(f"two scripted models are named {model.name!r}: rename one")
-            self._models[model.name] = model
+            local[model.name] = model
+        self._models = Models(local, dict(providers))
 
     @activity.defn(name="call_llm")
     async def call_llm(self, request: LLMRequest) -> LLMReply:
@@ -182,10 +210,10 @@ async def call_llm(request: LLMRequest) -> LLMReply:
     A conversation sent by reference is rebuilt from the message store first, and the reply is
     stored under its hash: only the reply goes back into history.
     """
-    return await _turn(request, {})
+    return await _turn(request, Models())
 
 
-async def _turn(request: LLMRequest, models: Mapping[str, LocalModel]) -> LLMReply:
+async def _turn(request: LLMRequest, models: Models) -> LLMReply:
     resolved = await resolve(request)
     reply = await complete(resolved.request, models)
     reply.degraded = resolved.degraded
@@ -201,16 +229,16 @@ async def _turn(request: LLMRequest, models: Mapping[str, LocalModel]) -> LLMRep
     return reply
 
 
-async def complete(request: LLMRequest, models: Mapping[str, LocalModel] | None = None) -> LLMReply:
-    """One model call with the conversation as content (`models`: the in-process ones)."""
+async def complete(request: LLMRequest, models: Models | None = None) -> LLMReply:
+    """One model call with the conversation as content (`models`: the worker's own)."""
+    models = models or Models()
     try:
-        route = parse_route(request.route)
-        check_endpoint(route, allowed_endpoints(get_settings().model_endpoints))
+        route = models.route(request.route)
     except InvalidRoute as exc:
         # An address off the allowlist too: nothing is sent, and the run parks with the reason.
         raise ApplicationError(str(exc), type=f.INVALID_REQUEST, non_retryable=True) from None
     if route.provider == "scripted":
-        return await _call_local(route, request, models or {})
+        return await _call_local(route, request, models.local)
     call = _call_anthropic if route.wire_format == "anthropic" else _call_openai
     with observe.llm_call(route, request) as replies:
         # While this model's circuit is open the call fails fast (non-retryable

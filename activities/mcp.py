@@ -34,15 +34,15 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.heartbeat import heartbeating
-from activities.identity import TokenBroker
-from activities.tools import audited, check_scopes, handed_back
 from durable_agents._catalog import Catalog
 from durable_agents._mcp import IDEMPOTENCY_META, MCPServer, Stdio, StreamableHTTP
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import MCPListRequest, MCPTool, MCPToolList, ToolRequest
-from durable_agents._vocab.models import ToolResult as Result
 from durable_agents._vocab.names import CALL_MCP_TOOL, LIST_MCP_TOOLS
+from durable_agents._vocab.schemas import MCPListRequest, MCPTool, MCPToolList, ToolRequest
+from durable_agents._vocab.schemas import ToolResult as Result
+from durable_agents.activities.heartbeat import heartbeating
+from durable_agents.activities.identity import TokenBroker
+from durable_agents.activities.tools import audited, check_scopes, handed_back
 from durable_agents.errors import MCPConfigError
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from durable_agents._routes import Route
-from durable_agents._vocab.models import LLMReply, LLMRequest, ToolRequest
+from durable_agents._vocab.schemas import LLMReply, LLMRequest, ToolRequest
 
 tracer = trace.get_tracer("durable_agents")
 

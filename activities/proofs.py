@@ -19,13 +19,16 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from durable_agents._vocab.models import ProofCheck, Proven
 from durable_agents._vocab.names import PROOF_REFUSED, VERIFY_PROOF
+from durable_agents._vocab.schemas import ProofCheck, Proven
+
+if TYPE_CHECKING:
+    from durable_agents.settings import Settings
 
 # Algorithms a proof may be signed with (never `none`, never HMAC with a public key).
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
@@ -56,11 +59,14 @@ class ProofTrust:
             raise ValueError("ProofTrust: a fixed jwks needs its issuer")
 
 
-def configured_trust() -> ProofTrust:
-    """Whose proofs of people to take: the OpenID provider the settings name."""
-    from activities.settings import get_settings
+def configured_trust(settings: Settings | None = None) -> ProofTrust | None:
+    """Whose proofs of people to take: the OpenID provider the settings name (None: none, and
+    every person's message is refused, saying to set DURABLE_AGENTS_OIDC_URL)."""
+    from durable_agents.settings import current
 
-    settings = get_settings()
+    settings = settings or current()
+    if settings.identity_provider is None:
+        return None
     return ProofTrust(audience=settings.proof_audience, discovery_url=settings.identity_provider)
 
 
@@ -75,12 +81,15 @@ class _Keys:
 class ProofVerifier:
     """One per worker: the provider's keys, cached, and the `verify_proof` activity."""
 
-    def __init__(self, trust: ProofTrust) -> None:
-        self.trust = trust
+    def __init__(self, trust: ProofTrust | None) -> None:
+        # None: this worker trusts no provider (DURABLE_AGENTS_OIDC_URL unset) and takes no proof.
+        self._configured = trust is not None
+        self.trust = trust or ProofTrust(audience="", issuer="-", jwks={"keys": []})
         self._keys = _Keys()
         self._lock = asyncio.Lock()
-        if trust.jwks is not None:
-            self._keys = _Keys(issuer=trust.issuer or "", keys=_by_kid(trust.jwks))
+        jwks = self.trust.jwks
+        if jwks is not None:
+            self._keys = _Keys(issuer=self.trust.issuer or "", keys=_by_kid(jwks))
 
     async def _refresh(self) -> None:
         import httpx
@@ -124,6 +133,11 @@ class ProofVerifier:
         from joserfc.jwk import KeySet
         from joserfc.jwt import JWTClaimsRegistry
 
+        if not self._configured:
+            raise refused(
+                "this worker trusts no identity provider, so it takes no person's proof: its "
+                "operators set DURABLE_AGENTS_OIDC_URL to the provider people sign in at"
+            )
         try:
             header = jws.extract_compact(token.strip().encode()).headers()
         except (JoseError, ValueError) as exc:

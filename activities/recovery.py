@@ -20,9 +20,9 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.converter import DataConverter
 
-from activities.store import Link, MessageStore, get_store
 from durable_agents._vocab import chain
-from durable_agents._vocab.models import (
+from durable_agents._vocab.names import CALL_LLM, RUN_TOOL, SUMMARIZE
+from durable_agents._vocab.schemas import (
     AgentRun,
     ConversationRef,
     LLMReply,
@@ -34,7 +34,7 @@ from durable_agents._vocab.models import (
     ToolRequest,
     ToolResult,
 )
-from durable_agents._vocab.names import CALL_LLM, RUN_TOOL, SUMMARIZE
+from durable_agents.activities.store import Link, MessageStore, get_store
 
 INPUTS: dict[str, type] = {
     CALL_LLM: LLMRequest,

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-from activities.settings import get_settings
-from activities.sqlite import open_shared
 from durable_agents._codec import Keyring, configured_keyring
+from durable_agents.activities.sqlite import open_shared
 from durable_agents.errors import CodecConfigError
+from durable_agents.settings import current
 
 Link = tuple[str, str | None, str]  # head, parent head (None at the root), message hash
 
@@ -319,14 +319,13 @@ def _open(url: str) -> MessageStore:
 
 
 @lru_cache(maxsize=8)
-def _cached(url: str, loop: int) -> MessageStore:
+def _cached(url: str, loop: int, keyring: Keyring | None) -> MessageStore:
     store = _open(url)
-    keyring = configured_keyring()
     return CachedStore(EncryptedStore(store, keyring) if keyring is not None else store)
 
 
 def store_url() -> str:
-    settings = get_settings()
+    settings = current()
     return settings.store_url or _default_url(settings.state_dir)
 
 
@@ -339,4 +338,4 @@ def get_store() -> MessageStore:
     """The worker's store (per event loop: a Redis client is bound to the loop it was made on)."""
     url = store_url()
     loop = id(asyncio.get_running_loop()) if url.startswith(("redis", "unix")) else 0
-    return _cached(url, loop)
+    return _cached(url, loop, configured_keyring())

@@ -14,21 +14,21 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import observe
-from activities.audit import audit_log
-from activities.conversation import store_message
-from activities.heartbeat import heartbeating
-from activities.identity import TokenBroker
-from activities.settings import get_settings
-from activities.store import get_store
 from durable_agents._catalog import Catalog
 from durable_agents._spec import TOOL_NON_RETRYABLE, ToolContract, problems
 from durable_agents._tools import ToolContext
 from durable_agents._vocab import chain
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import AuditKind, BlobRef, ToolRequest, ToolResult, entry_for
 from durable_agents._vocab.names import RUN_TOOL
+from durable_agents._vocab.schemas import AuditKind, BlobRef, ToolRequest, ToolResult, entry_for
+from durable_agents.activities import observe
+from durable_agents.activities.audit import audit_log
+from durable_agents.activities.conversation import store_message
+from durable_agents.activities.heartbeat import heartbeating
+from durable_agents.activities.identity import TokenBroker
+from durable_agents.activities.store import get_store
 from durable_agents.errors import ToolRejected, ToolTransient
+from durable_agents.settings import current
 
 
 def _audit(
@@ -172,7 +172,7 @@ async def handed_back(request: ToolRequest, result: ToolResult) -> ToolResult:
         return result
     text = chain.result_text(result.output)
     size = len(text.encode())
-    limit = get_settings().max_tool_result_bytes
+    limit = current().max_tool_result_bytes
     if size > limit:
         raise ApplicationError(
             f"the result of {request.tool} is {size:,} bytes, over the worker's limit of "

@@ -28,7 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
-from starters.devserver import DevServer, free_port
+from durable_agents.starters.devserver import DevServer, free_port
+from sim.world import world
 
 AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 GOAL = 0.5  # CPU-seconds per command
@@ -85,7 +86,7 @@ def measure(repeats: int, measured: list[str]) -> dict[str, object]:
             env = os.environ | {
                 "TEMPORAL_ADDRESS": dev.address,
                 "DURABLE_AGENTS_TASK_QUEUE": queue,
-                "DURABLE_AGENTS_SIM_URL": sim.url,
+                **world(sim.url, sim.credentials),
                 "DURABLE_AGENTS_STORE_URL": f"sqlite:///{state / 'store.sqlite3'}",
                 "DURABLE_AGENTS_AUDIT_PATH": str(state / "audit.sqlite3"),
                 "DURABLE_AGENTS_METRICS_ADDRESS": "off",

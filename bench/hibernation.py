@@ -59,10 +59,10 @@ from temporalio.client import Client, WorkflowHandle
 from bench.sleeper import EVENT, start
 from bench.wake_baseline import PARKED_LOG, SIGNAL
 from durable_agents._vocab import names
-from durable_agents._vocab.models import EventSignal
-from starters.devserver import DevServer, free_port
-from workers.client import connect
-from workers.main import MAX_CACHED_WORKFLOWS
+from durable_agents._vocab.schemas import EventSignal
+from durable_agents.starters.devserver import DevServer, free_port
+from durable_agents.workers.client import connect
+from durable_agents.workers.main import MAX_CACHED_WORKFLOWS
 
 IN_FLIGHT = 100  # starts and signals in flight at once
 

@@ -37,15 +37,15 @@ from google.protobuf.message import Message as Proto
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
-from activities.settings import get_settings
 from durable_agents._vocab import chain
-from durable_agents._vocab.models import AgentRun
+from durable_agents._vocab.schemas import AgentRun
 from durable_agents.client import start_run
+from durable_agents.starters.devserver import DevServer, free_port
+from durable_agents.workers.client import connect
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.agent import AgentWorkflow
 from sim.runner import SimServer
-from starters.devserver import DevServer, free_port
-from workers.client import connect
-from workers.main import build_worker
-from workflows.agent import AgentWorkflow
+from sim.world import world
 
 TARGET_RATIO_TO_MESSAGES = 1.5
 TARGET_BELOW_NAIVE = 20.0
@@ -182,10 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         sim = SimServer(Path(tmp) / "sim.db", port=0).start()
         try:
-            os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
-            os.environ["DURABLE_AGENTS_COMPANY_URL"] = sim.url
+            os.environ.update(world(sim.url))
             os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{Path(tmp) / 'store.sqlite3'}"
-            get_settings.cache_clear()
             rows = asyncio.run(benchmark(ks, args.chars))
         finally:
             sim.stop()

@@ -34,16 +34,15 @@ from pydantic import BaseModel, Field
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.settings import get_settings
 from bench.history import chain_of
 from durable_agents import AgentSet, AgentSpec, Directory, ToolContext, tool
 from durable_agents._vocab import names
-from durable_agents._vocab.models import AgentResult, AgentRun
+from durable_agents._vocab.schemas import AgentResult, AgentRun
+from durable_agents.starters.devserver import DevServer, free_port
 from durable_agents.testing import Message, Reply, ScriptedModel, call, results, task_input
-from starters.devserver import DevServer, free_port
-from workers.client import connect
-from workers.main import build_worker
-from workflows.agent import AgentWorkflow
+from durable_agents.workers.client import connect
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.agent import AgentWorkflow
 
 SUMMARY = "Summary: documents read so far: "
 
@@ -212,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-long-run-") as tmp:
         os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{Path(tmp) / 'store.sqlite3'}"
         os.environ.setdefault("DURABLE_AGENTS_STATE_DIR", tmp)
-        get_settings.cache_clear()
         row = asyncio.run(benchmark(args.k, args.chars, args.compact_at_tokens))
     say(
         f"{row['turns']} turns: completed={row['completed']}, {row['continuations']} "

@@ -40,8 +40,8 @@ def sign_in(base: str, state_dir: Path, person: str) -> str:
 
 
 async def round_(base: str, access: str, n: int) -> dict[str, float]:
-    from activities.proofs import ProofTrust, ProofVerifier
     from durable_agents._vocab import proofs
+    from durable_agents.activities.proofs import ProofTrust, ProofVerifier
 
     verifier = ProofVerifier(ProofTrust(discovery_url=f"{base}/idp"))
     issued: list[float] = []

@@ -44,10 +44,10 @@ from temporalio.client import Client, WorkflowHandle
 from bench._serve import exit_after, until_sigterm
 from durable_agents import WAIT_FOR_EVENT, AgentSet, AgentSpec, Directory, ToolContext, tool
 from durable_agents._vocab import names
-from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
+from durable_agents._vocab.schemas import AgentResult, AgentRun, EventSignal
+from durable_agents.starters.devserver import DevServer, free_port
 from durable_agents.testing import Message, Reply, ScriptedModel, call, results
-from starters.devserver import DevServer, free_port
-from workers.client import connect
+from durable_agents.workers.client import connect
 
 
 def here() -> Path:
@@ -130,7 +130,7 @@ def say(text: str) -> None:
 
 
 async def serve(task_queue: str) -> None:
-    from workers.main import build_worker
+    from durable_agents.workers.main import build_worker
 
     client = await connect(os.environ["TEMPORAL_ADDRESS"], wait_seconds=30)
     await until_sigterm(build_worker(client, task_queue, agents=[AGENTS], models=MODELS))

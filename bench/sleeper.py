@@ -22,7 +22,7 @@ from temporalio.client import Client, WorkflowHandle
 from bench._serve import exit_after, until_sigterm
 from durable_agents import WAIT_FOR_EVENT, AgentSet, AgentSpec, Directory
 from durable_agents._vocab import names
-from durable_agents._vocab.models import AgentResult, AgentRun
+from durable_agents._vocab.schemas import AgentResult, AgentRun
 from durable_agents.testing import Message, Reply, ScriptedModel, call, results
 
 EVENT = "go"
@@ -83,8 +83,8 @@ async def all_waiting(client: Client, task_queue: str, n: int, timeout: float) -
 
 
 async def main(task_queue: str) -> None:
-    from workers.client import connect
-    from workers.main import build_worker
+    from durable_agents.workers.client import connect
+    from durable_agents.workers.main import build_worker
 
     client = await connect(os.environ["TEMPORAL_ADDRESS"], wait_seconds=30)
     await until_sigterm(build_worker(client, task_queue, agents=[AGENTS], models=MODELS))

@@ -53,16 +53,16 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.settings import get_settings
 from bench.baseline import BaselineAgentWorkflow
 from bench.baseline_activities import BaselineRun, llm, tool
-from durable_agents._vocab.models import AgentResult, AgentRun
+from durable_agents._vocab.schemas import AgentResult, AgentRun
 from durable_agents.client import start_run
+from durable_agents.starters.devserver import DevServer, free_port
+from durable_agents.workers.client import connect
+from durable_agents.workers.main import build_worker
+from durable_agents.workers.plugin import sandbox
 from sim.runner import SimServer
-from starters.devserver import DevServer, free_port
-from workers.client import connect
-from workers.main import build_worker
-from workers.plugin import sandbox
+from sim.world import world
 
 TARGET_MS_PER_STEP = 1.25
 TARGET_HISTORY_BYTES = 2.0
@@ -363,9 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             say(f"sim (model and company systems) at {sim.url}")
             # Before any activity reads its settings; they are cached per process.
-            os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
-            os.environ["DURABLE_AGENTS_COMPANY_URL"] = sim.url
-            get_settings.cache_clear()
+            os.environ.update(world(sim.url))
             out = asyncio.run(benchmark(args))
         finally:
             sim.stop()

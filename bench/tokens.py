@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sim.runner import SimServer
+from sim.world import world
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -31,8 +32,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def measure(n: int) -> dict[str, float]:
-    from activities.identity import TokenBroker
-    from durable_agents._vocab.models import Identity, ToolRequest
+    from durable_agents._vocab.schemas import Identity, ToolRequest
+    from durable_agents.activities.identity import TokenBroker
 
     broker = TokenBroker()
     who = Identity(
@@ -66,11 +67,8 @@ def granted_sim() -> Iterator[SimServer]:
     """The sim, this process's settings pointing at it, and hana's grant to `onboarding` (so
     its tokens for her are issued)."""
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
-        os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
-        os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
-        from activities.settings import get_settings
+        os.environ.update(world(sim.url, sim.credentials))
 
-        get_settings.cache_clear()
         assert sim.app is not None
         sim.app.state.people.grant("hana", "onboarding", ["hr:write"])
         yield sim

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     )
     from durable_agents._spec import ToolContract as Tool
     from durable_agents._tools import ToolContext, tool
-    from durable_agents._vocab.models import (
+    from durable_agents._vocab.schemas import (
         AbortRequest,
         AgentResult,
         AgentRun,
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         UnknownPerson,
         UnknownPrice,
     )
-    from workers.plugin import DurableAgentsPlugin
+    from durable_agents.workers.plugin import DurableAgentsPlugin
 
 __version__ = "0.3.0"
 
@@ -130,33 +130,33 @@ __all__ = [
 # pulls in the agent loop and the activities only when a worker asks for it.
 _PUBLIC: dict[str, tuple[str, str]] = {
     "ASK_HUMAN": ("durable_agents._builtin", "ASK_HUMAN"),
-    "AbortRequest": ("durable_agents._vocab.models", "AbortRequest"),
-    "AgentResult": ("durable_agents._vocab.models", "AgentResult"),
-    "AgentRun": ("durable_agents._vocab.models", "AgentRun"),
+    "AbortRequest": ("durable_agents._vocab.schemas", "AbortRequest"),
+    "AgentResult": ("durable_agents._vocab.schemas", "AgentResult"),
+    "AgentRun": ("durable_agents._vocab.schemas", "AgentRun"),
     "AgentSet": ("durable_agents._catalog", "AgentSet"),
     "AgentSpec": ("durable_agents._spec", "AgentSpec"),
-    "AgentStatus": ("durable_agents._vocab.models", "AgentStatus"),
+    "AgentStatus": ("durable_agents._vocab.schemas", "AgentStatus"),
     "ApprovalPolicy": ("durable_agents._approvals", "ApprovalPolicy"),
     "ApprovalRule": ("durable_agents._approvals", "ApprovalRule"),
     "Budget": ("durable_agents._budgets", "Budget"),
-    "BudgetOverride": ("durable_agents._vocab.models", "BudgetOverride"),
+    "BudgetOverride": ("durable_agents._vocab.schemas", "BudgetOverride"),
     "Catalog": ("durable_agents._catalog", "Catalog"),
     "CatalogError": ("durable_agents.errors", "CatalogError"),
     "Compensation": ("durable_agents._spec", "Compensation"),
-    "Decision": ("durable_agents._vocab.models", "Decision"),
+    "Decision": ("durable_agents._vocab.schemas", "Decision"),
     "Directory": ("durable_agents._directory", "Directory"),
     "DirectoryError": ("durable_agents.errors", "DirectoryError"),
-    "DurableAgentsPlugin": ("workers.plugin", "DurableAgentsPlugin"),
+    "DurableAgentsPlugin": ("durable_agents.workers.plugin", "DurableAgentsPlugin"),
     "Escalation": ("durable_agents._approvals", "Escalation"),
-    "EventSignal": ("durable_agents._vocab.models", "EventSignal"),
+    "EventSignal": ("durable_agents._vocab.schemas", "EventSignal"),
     "FromEnv": ("durable_agents._mcp", "FromEnv"),
     "FromFile": ("durable_agents._mcp", "FromFile"),
-    "Identity": ("durable_agents._vocab.models", "Identity"),
+    "Identity": ("durable_agents._vocab.schemas", "Identity"),
     "MCPConfigError": ("durable_agents.errors", "MCPConfigError"),
     "MCPServer": ("durable_agents._mcp", "MCPServer"),
     "MCPToolTerms": ("durable_agents._mcp", "MCPToolTerms"),
     "ModelTable": ("durable_agents._budgets", "ModelTable"),
-    "OperatorRequest": ("durable_agents._vocab.models", "OperatorRequest"),
+    "OperatorRequest": ("durable_agents._vocab.schemas", "OperatorRequest"),
     "RunawayPolicy": ("durable_agents._spec", "RunawayPolicy"),
     "SLEEP_UNTIL": ("durable_agents._builtin", "SLEEP_UNTIL"),
     "SPAWN_AGENT": ("durable_agents._builtin", "SPAWN_AGENT"),
@@ -171,7 +171,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "UnknownAgent": ("durable_agents.errors", "UnknownAgent"),
     "UnknownPerson": ("durable_agents.errors", "UnknownPerson"),
     "UnknownPrice": ("durable_agents.errors", "UnknownPrice"),
-    "UserMessage": ("durable_agents._vocab.models", "UserMessage"),
+    "UserMessage": ("durable_agents._vocab.schemas", "UserMessage"),
     "WAIT_FOR_EVENT": ("durable_agents._builtin", "WAIT_FOR_EVENT"),
     "WaitPolicy": ("durable_agents._spec", "WaitPolicy"),
     "discover": ("durable_agents._discovery", "discover"),

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from durable_agents import _toml
-from durable_agents._vocab.models import BudgetOverride
+from durable_agents._vocab.schemas import BudgetOverride
 from durable_agents.errors import ModelTableError, UnknownPrice
 
 MILLION = Decimal(1_000_000)

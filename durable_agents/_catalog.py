@@ -20,9 +20,9 @@ from typing import Protocol, runtime_checkable
 from durable_agents._approvals import ApprovalPolicy
 from durable_agents._budgets import SHIPPED_MODELS, ModelTable
 from durable_agents._directory import Directory
-from durable_agents._routes import parse_route
+from durable_agents._routes import BUILTIN, PROVIDER_NAME, ModelProvider, parse_route
 from durable_agents._spec import AgentSpec, ToolContract
-from durable_agents._vocab.models import LLMReply, LLMRequest
+from durable_agents._vocab.schemas import LLMReply, LLMRequest
 from durable_agents.errors import (
     CatalogError,
     DirectoryError,
@@ -63,6 +63,11 @@ class AgentSet:
     """The models these agents need beyond the shipped ones: a table of prices and context
     windows (later plugins win), in-process models that every worker loading the set serves on
     `scripted:<name>` routes (`ScriptedModel`), or a list of both."""
+    providers: Mapping[str, ModelProvider] | None = None
+    """Model servers these agents reach by name (routes `<name>:<model>`), e.g. a company's
+    gateway: `{"gateway": ModelProvider(wire="openai", base_url="http://…/v1")}`. Their URLs
+    must be allowed model endpoints (DURABLE_AGENTS_MODEL_ENDPOINTS; loopback by default); a
+    worker's own DURABLE_AGENTS_MODEL_PROVIDERS override them."""
 
     def __post_init__(self) -> None:
         if self.models is None or isinstance(self.models, ModelTable):
@@ -111,6 +116,8 @@ class Catalog:
     local_models: Mapping[str, InProcessModel] = field(default_factory=dict)
     """The in-process models the sets ship, by name (served on `scripted:<name>` routes)."""
     model_sources: Mapping[str, str] = field(default_factory=dict)  # model name -> plugin
+    providers: Mapping[str, ModelProvider] = field(default_factory=dict)
+    """Model servers the sets name (routes `<name>:<model>`)."""
 
     @classmethod
     def build(cls, sets: Iterable[AgentSet | AgentSpec]) -> Catalog:
@@ -121,6 +128,7 @@ class Catalog:
         models = SHIPPED_MODELS
         local: dict[str, InProcessModel] = {}
         local_sources: dict[str, str] = {}
+        providers: dict[str, tuple[ModelProvider, str]] = {}
         for item in sets:
             group = item if isinstance(item, AgentSet) else AgentSet((item,))
             try:
@@ -133,6 +141,8 @@ class Catalog:
                 models = models.merged(table)
             for model in group.local_models:
                 _add_model(local, local_sources, model, group.source or "?")
+            for name, provider in (group.providers or {}).items():
+                _add_provider(providers, name, provider, group.source or "?")
             for spec in group.agents:
                 if spec.name in agents and agents[spec.name] is not spec:
                     raise CatalogError(
@@ -149,7 +159,15 @@ class Catalog:
         for spec in agents.values():
             _check(spec, directory, models)
         return cls(
-            agents, tools, frozenset(hidden), sources, directory, models, local, local_sources
+            agents,
+            tools,
+            frozenset(hidden),
+            sources,
+            directory,
+            models,
+            local,
+            local_sources,
+            {name: provider for name, (provider, _) in providers.items()},
         )
 
     def served_models(
@@ -191,6 +209,27 @@ def _add_model(
         )
     models[model.name] = model
     sources[model.name] = source
+
+
+def _add_provider(
+    providers: dict[str, tuple[ModelProvider, str]],
+    name: str,
+    provider: ModelProvider,
+    source: str,
+) -> None:
+    named = PROVIDER_NAME.fullmatch(name) and name not in BUILTIN
+    if not named or not isinstance(provider, ModelProvider):
+        raise CatalogError(
+            f"{source}: providers= maps a name (lowercase letters, digits, '-'; not one of "
+            f"{', '.join(BUILTIN)}) to a ModelProvider, not {name!r}: {provider!r}"
+        )
+    known = providers.get(name)
+    if known is not None and known[0] != provider:
+        raise CatalogError(
+            f"two model providers are named {name!r} (from {known[1]} and {source}), at "
+            f"{known[0].base_url} and {provider.base_url}: rename one"
+        )
+    providers[name] = (provider, source)
 
 
 def _tools(specs: Iterable[AgentSpec]) -> dict[str, ToolContract]:

@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 from durable_agents._spec import AgentSpec
-from durable_agents._vocab.models import AgentResult, AgentRun, BudgetOverride
 from durable_agents._vocab.names import WORKFLOW
+from durable_agents._vocab.schemas import AgentResult, AgentRun, BudgetOverride
 
 
 async def execute_agent(

@@ -22,13 +22,16 @@ import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultPayloadConverter, PayloadCodec
 
 from durable_agents.errors import CodecConfigError
+
+if TYPE_CHECKING:
+    from durable_agents.settings import Settings
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -104,19 +107,28 @@ def parse_keys(text: str, source: str) -> Keyring:
     return Keyring(keys)
 
 
-@lru_cache(maxsize=1)
-def configured_keyring() -> Keyring | None:
-    """The keys from the environment (or the file it names); None: encryption is off."""
-    if text := os.environ.get(KEYS_ENV):
+def configured_keyring(settings: Settings | None = None) -> Keyring | None:
+    """The keys the settings name (DURABLE_AGENTS_CODEC_KEYS, or the file of
+    DURABLE_AGENTS_CODEC_KEYS_FILE); None: encryption is off."""
+    from durable_agents.settings import current
+
+    settings = settings or current()
+    text = settings.codec_keys.get_secret_value() if settings.codec_keys else None
+    return _keyring(text, settings.codec_keys_file)
+
+
+@lru_cache(maxsize=8)
+def _keyring(text: str | None, path: Path | None) -> Keyring | None:
+    if text:
         return parse_keys(text, KEYS_ENV)
-    if path := os.environ.get(KEYS_FILE_ENV):
+    if path is not None:
         try:
-            text = Path(path).read_text()
+            text = path.read_text()
         except OSError as exc:
             raise CodecConfigError(
                 f"DURABLE_AGENTS_CODEC_KEYS_FILE: cannot read {path}: {exc}"
             ) from None
-        return parse_keys(text, path)
+        return parse_keys(text, str(path))
     return None
 
 
@@ -144,15 +156,17 @@ class EncryptionCodec(PayloadCodec):
         return out
 
 
-def data_converter(keyring: Keyring | None = None) -> DataConverter:
+def data_converter(
+    keyring: Keyring | None = None, settings: Settings | None = None
+) -> DataConverter:
     """The project's converter: pydantic JSON, encrypted when keys are configured."""
-    keyring = keyring or configured_keyring()
+    keyring = keyring or configured_keyring(settings)
     if keyring is None:
         return pydantic_data_converter
     return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keyring))
 
 
-def composed(existing: DataConverter | None) -> DataConverter:
+def composed(existing: DataConverter | None, settings: Settings | None = None) -> DataConverter:
     """The project's converter laid over a client's own (what `DurableAgentsPlugin` sets):
 
     - the payload converter: pydantic JSON where the client has the SDK's default; a payload
@@ -163,8 +177,8 @@ def composed(existing: DataConverter | None) -> DataConverter:
     - everything else (failure converter, external storage) stays the client's.
     """
     if existing is None:
-        return data_converter()
-    keyring = configured_keyring()
+        return data_converter(settings=settings)
+    keyring = configured_keyring(settings)
     changes: dict[str, Any] = {}
     if existing.payload_converter_class is DefaultPayloadConverter:
         changes["payload_converter_class"] = PydanticPayloadConverter
@@ -172,7 +186,9 @@ def composed(existing: DataConverter | None) -> DataConverter:
     if keyring is not None and codec is None:
         changes["payload_codec"] = EncryptionCodec(keyring)
     elif keyring is not None and not isinstance(codec, EncryptionCodec):
-        keys = KEYS_ENV if os.environ.get(KEYS_ENV) else KEYS_FILE_ENV
+        from durable_agents.settings import current
+
+        keys = KEYS_FILE_ENV if (settings or current()).codec_keys is None else KEYS_ENV
         raise CodecConflict(
             f"the client's data converter has its own payload codec ({type(codec).__name__}) "
             f"and {keys} is set too, but a payload is encoded by one codec only: unset {keys} "

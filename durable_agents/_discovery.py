@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 import re
 from collections.abc import Iterable, Sequence
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._spec import AgentSpec
 from durable_agents.errors import CatalogError
 
 GROUP = "durable_agents.agents"
+if TYPE_CHECKING:
+    from durable_agents.settings import Settings
+
 ENV = "DURABLE_AGENTS_PLUGINS"
 _REF = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?")
 
@@ -72,9 +74,16 @@ def installed() -> list[str]:
     return [ep.value.replace(" ", "") for ep in entry_points(group=GROUP)]
 
 
-def discover(extra: Iterable[str] = (), env: str | None = None) -> Catalog:
-    """The catalog of installed plugins, then DURABLE_AGENTS_PLUGINS, then `extra`."""
-    named = refs(os.environ.get(ENV, "") if env is None else env)
+def discover(
+    extra: Iterable[str] = (), env: str | None = None, settings: Settings | None = None
+) -> Catalog:
+    """The catalog of installed plugins, then DURABLE_AGENTS_PLUGINS (`env` or the settings'
+    `plugins`), then `extra`."""
+    if env is None:
+        from durable_agents.settings import current
+
+        env = (settings or current()).plugins
+    named = refs(env)
     seen: list[str] = []
     for ref in [*installed(), *named, *extra]:
         if ref not in seen:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from durable_agents._vocab.names import PROOF_AUDIENCE
 
 if TYPE_CHECKING:
-    from activities.proofs import ProofTrust
+    from durable_agents.activities.proofs import ProofTrust
 
 ISSUER = "urn:durable-agents:testing"
 
@@ -35,7 +35,7 @@ class LocalIssuer:
 
     def trust(self) -> ProofTrust:
         """What a worker needs to take this issuer's proofs."""
-        from activities.proofs import ProofTrust
+        from durable_agents.activities.proofs import ProofTrust
 
         return ProofTrust(audience=self.audience, issuer=self.issuer, jwks=self.jwks)
 

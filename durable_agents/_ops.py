@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sys
 import uuid
@@ -39,14 +38,6 @@ from temporalio.exceptions import (
 from temporalio.exceptions import TimeoutError as WorkflowTimeout
 from temporalio.service import RPCError, RPCStatusCode
 
-from durable_agents._vocab.models import (
-    AgentResult,
-    AgentRun,
-    AgentStatus,
-    AgentStatusValue,
-    EventSignal,
-    TranscriptEntry,
-)
 from durable_agents._vocab.names import (
     ABORT_SIGNAL,
     DECIDE_UPDATE,
@@ -58,15 +49,23 @@ from durable_agents._vocab.names import (
     TRANSCRIPT_QUERY,
     WORKFLOW,
 )
+from durable_agents._vocab.schemas import (
+    AgentResult,
+    AgentRun,
+    AgentStatus,
+    AgentStatusValue,
+    EventSignal,
+    TranscriptEntry,
+)
 from durable_agents.errors import RequestError, Unconfirmed
-from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
+from durable_agents.workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from durable_agents._catalog import Catalog
     from durable_agents._spec import AgentSpec
-    from durable_agents._vocab.models import Approval, Decision, MessageAck
+    from durable_agents._vocab.schemas import Approval, Decision, MessageAck
 
 # Raised from here, defined light for the CLI; the workflow's public names, for the commands.
 __all__ = [
@@ -90,9 +89,7 @@ Prover = Callable[[dict[str, Any]], Awaitable[tuple[str, str]]]
 
 
 # An operator waits this long for a server that accepts connections but does not answer.
-CONNECT_TIMEOUT = float(os.environ.get("DURABLE_AGENTS_CONNECT_TIMEOUT", "5"))
 # Queries need a worker to answer; without one the server would hold the call for a long time.
-QUERY_TIMEOUT = timedelta(seconds=float(os.environ.get("DURABLE_AGENTS_QUERY_TIMEOUT", "10")))
 NO_WORKER_QUERY_TIMEOUT = timedelta(seconds=3)
 STATUSES: tuple[str, ...] = get_args(AgentStatusValue)
 START_HINT = (
@@ -102,14 +99,22 @@ START_HINT = (
 SUMMARY_LIMIT = 200  # characters of a run's title in the UI
 
 
+def _query_timeout() -> timedelta:
+    from durable_agents.settings import current
+
+    return timedelta(seconds=current().query_timeout)
+
+
 async def connect(address: str | None = None, timeout: float | None = None) -> Client:
     """The operator's client: TEMPORAL_* settings (envconfig), `address` over them, the
     project's data converter (encrypted when DURABLE_AGENTS_CODEC_KEYS is set), tracing if this
     process set it up, and a short deadline, so a wrong address fails in seconds with what was
     tried and what to do."""
     from durable_agents._codec import data_converter
-    from workers.client import connect_config
+    from durable_agents.settings import current
+    from durable_agents.workers.client import connect_config
 
+    settings = current()
     try:
         config = connect_config(address)
     except RuntimeError as exc:  # envconfig: unknown TEMPORAL_PROFILE, unreadable config file
@@ -117,12 +122,16 @@ async def connect(address: str | None = None, timeout: float | None = None) -> C
     target = config["target_host"]
     # Tracing is set up only by commands that start runs; a process that never loaded the
     # telemetry module has no tracer to carry.
-    telemetry = sys.modules.get("workers.telemetry")
+    telemetry = sys.modules.get("durable_agents.workers.telemetry")
     interceptors = telemetry.interceptors() if telemetry is not None else []
-    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    timeout = settings.connect_timeout if timeout is None else timeout
     try:
         return await asyncio.wait_for(
-            Client.connect(**config, data_converter=data_converter(), interceptors=interceptors),
+            Client.connect(
+                **config,
+                data_converter=data_converter(settings=settings),
+                interceptors=interceptors,
+            ),
             timeout,
         )
     except TimeoutError:
@@ -180,7 +189,7 @@ def spec(agent: str) -> AgentSpec:
 async def served_agents(address: str | None, task_queue: str) -> dict[str, int]:
     """How many workers polling `task_queue` serve each agent (workers name their agents in
     their identity: workers.main.identity)."""
-    from workers.identity import agents_in_identity
+    from durable_agents.workers.identity import agents_in_identity
 
     counts: dict[str, int] = {}
     for poller in await _workflow_pollers(await connect(address), task_queue, 5):
@@ -202,17 +211,19 @@ def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
 
 def validate_run(run: AgentRun) -> None:
     """Refuse a run the workflow would refuse, before anything is started."""
-    from activities.settings import get_settings
-    from durable_agents._routes import allowed_endpoints, check_endpoint, parse_route
+    from durable_agents._routes import allowed_endpoints, checked_route
     from durable_agents.errors import InvalidRoute
+    from durable_agents.settings import current
 
     person(run.principal, "principal")
     agent = spec(run.agent)
     _validated_input(agent, run.input)
-    allowed = allowed_endpoints(get_settings().model_endpoints)
+    # The routes as a worker with this CLI's settings and plugins would take them.
+    settings = current()
+    allowed = allowed_endpoints(settings.model_endpoints)
     for route in run.model_route or agent.model_route:
         try:
-            check_endpoint(parse_route(route), allowed)
+            checked_route(route, catalog().providers, settings.model_providers, allowed)
         except InvalidRoute as exc:
             raise RequestError(str(exc)) from None
     known = catalog().scopes()
@@ -239,9 +250,9 @@ async def start_run(
     client: Client, run: AgentRun, workflow_id: str | None = None, task_queue: str | None = None
 ) -> WorkflowHandle[Any, AgentResult]:
     if task_queue is None:
-        from workers.client import TASK_QUEUE
+        from durable_agents.settings import current
 
-        task_queue = TASK_QUEUE
+        task_queue = current().task_queue
     validate_run(run)
     _check_size(client, run)
     wid = workflow_id or new_run_id(run.agent)
@@ -274,7 +285,7 @@ def new_run_id(agent: str) -> str:
 def _check_size(client: Client, run: AgentRun) -> None:
     """Refuse an input the run could not carry, before anything starts."""
     from durable_agents._vocab.failures import PAYLOAD_TOO_LARGE
-    from workflows.history import DEFAULT_MAX_PAYLOAD
+    from durable_agents.workflows.payloads import DEFAULT_MAX_PAYLOAD
 
     size = client.data_converter.payload_converter.to_payloads([run])[0].ByteSize()
     limit = run.max_payload_bytes or DEFAULT_MAX_PAYLOAD
@@ -394,7 +405,7 @@ async def _query(client: Client, run_id: str, ask: Callable[[timedelta], Awaitab
     desc = await describe(client, run_id)
     queue = desc.task_queue
     seen = await pollers(client, queue)
-    deadline = NO_WORKER_QUERY_TIMEOUT if seen == 0 else QUERY_TIMEOUT
+    deadline = NO_WORKER_QUERY_TIMEOUT if seen == 0 else _query_timeout()
     try:
         # The RPC's deadline, and ours: the client may retry a query that ran out of time.
         return await asyncio.wait_for(ask(deadline), deadline.total_seconds() + 0.5)
@@ -451,7 +462,7 @@ async def update(
     sent and the server keeps it for the run's next worker: `Unconfirmed`, saying how to check
     (`check`) before sending it again."""
     seen = await pollers(client, queue)
-    deadline = NO_WORKER_QUERY_TIMEOUT if seen == 0 else QUERY_TIMEOUT
+    deadline = NO_WORKER_QUERY_TIMEOUT if seen == 0 else _query_timeout()
     from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
     try:
@@ -709,7 +720,7 @@ async def decide(client: Client, run_id: str, decision: Decision, prover: Prover
     from temporalio.exceptions import ApplicationError
     from temporalio.service import RPCError
 
-    from durable_agents._vocab.models import Approval
+    from durable_agents._vocab.schemas import Approval
 
     desc = await describe(client, run_id)
     ended = finished(desc)
@@ -821,7 +832,7 @@ async def send_message(client: Client, run_id: str, text: str, prover: Prover) -
     from temporalio.exceptions import ApplicationError
 
     from durable_agents._vocab import proofs
-    from durable_agents._vocab.models import MessageAck, UserMessage
+    from durable_agents._vocab.schemas import MessageAck, UserMessage
 
     desc = await describe(client, run_id)
     finished_ = finished(desc)

@@ -18,7 +18,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import LLMReply, LLMRequest, Message, ToolCall, Usage
+from durable_agents._vocab.schemas import LLMReply, LLMRequest, Message, ToolCall, Usage
 
 Reply = str | ToolCall | Sequence[ToolCall] | Message
 """What a script answers: final text, one tool call or several, or a whole assistant message."""

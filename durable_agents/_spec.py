@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.common import RetryPolicy
 
 from durable_agents._budgets import Budget
-from durable_agents._vocab.models import ToolSchema
+from durable_agents._vocab.schemas import ToolSchema
 
 if TYPE_CHECKING:
     from durable_agents._approvals import ApprovalPolicy

@@ -5,7 +5,6 @@ time while the run waits for what nobody here answers)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,6 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.settings import get_settings
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._codec import data_converter
 from durable_agents._directory import Directory
@@ -31,7 +29,8 @@ from durable_agents._issuer import LocalIssuer
 from durable_agents._scripted import ScriptedModel
 from durable_agents._spec import AgentSpec
 from durable_agents._vocab import proofs as proof_details
-from durable_agents._vocab.models import (
+from durable_agents._vocab.names import DECIDE_UPDATE, MESSAGE_UPDATE
+from durable_agents._vocab.schemas import (
     AbortRequest,
     AgentResult,
     AgentRun,
@@ -43,11 +42,11 @@ from durable_agents._vocab.models import (
     TranscriptEntry,
     UserMessage,
 )
-from durable_agents._vocab.names import DECIDE_UPDATE, MESSAGE_UPDATE
-from workers.plugin import DurableAgentsPlugin
-from workflows.agent import AgentWorkflow
-from workflows.search import ALL as SEARCH_ATTRIBUTES
-from workflows.spending import ASK_FOR
+from durable_agents.settings import Settings
+from durable_agents.workers.plugin import DurableAgentsPlugin
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.search import ALL as SEARCH_ATTRIBUTES
+from durable_agents.workflows.spending import ASK_FOR
 
 Answer = tuple[str, bool] | tuple[str, bool, str]
 """An approval's answer: (approver, approve) or (approver, approve, reason)."""
@@ -102,8 +101,9 @@ class AgentEnvironment:
 
     `directory` is added to the agents' own (by default the principal `tester`). Given `env`
     (a running WorkflowEnvironment with the search attributes registered), it is used instead
-    of starting a server. Activities' store and audit log go to a temporary directory unless
-    DURABLE_AGENTS_STORE_URL / DURABLE_AGENTS_AUDIT_PATH say otherwise.
+    of starting a server. `settings` are the worker's (default: the environment's); its
+    activities' store and audit log go to a temporary directory unless they name their own.
+    The process environment is never changed.
     """
 
     def __init__(
@@ -113,7 +113,9 @@ class AgentEnvironment:
         models: Iterable[ScriptedModel] = (),
         directory: Directory = TESTER,
         env: WorkflowEnvironment | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        self._given_settings = settings
         given = [agents] if isinstance(agents, AgentSpec | AgentSet) else list(agents)
         groups = [g.directory for g in given if isinstance(g, AgentSet) and g.directory]
         if not any(d.knows_group("operators") for d in [*groups, directory]):
@@ -125,7 +127,6 @@ class AgentEnvironment:
         self._env, self._own_env = env, env is None
         self._worker: Worker | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
-        self._set: list[str] = []
         self._started: list[WorkflowHandle[Any, AgentResult]] = []
         # Signs the proofs of the people a test speaks for, as a signed-in person's provider.
         self.issuer = LocalIssuer()
@@ -136,7 +137,7 @@ class AgentEnvironment:
         return self._env
 
     async def __aenter__(self) -> AgentEnvironment:
-        self._scratch_settings()
+        settings = self._settings()
         if self._env is None:
             self._env = await start_time_skipping()
         try:
@@ -145,6 +146,7 @@ class AgentEnvironment:
                 models=self._models,
                 data_converter=False,
                 proofs=self.issuer.trust(),
+                settings=settings,
             )
             worker = Worker(self._env.client, task_queue=self.task_queue, plugins=[plugin])
             await worker.__aenter__()
@@ -166,9 +168,6 @@ class AgentEnvironment:
                 await self._env.shutdown()
                 self._env = None
         finally:
-            for name in self._set:
-                os.environ.pop(name, None)
-            get_settings.cache_clear()
             if self._scratch is not None:
                 self._scratch.cleanup()
 
@@ -301,19 +300,20 @@ class AgentEnvironment:
                 lives += [r.expires_after for r in spec.approvals.rules]
         return min(lives) / 2
 
-    def _scratch_settings(self) -> None:
-        for name, file in (
-            ("DURABLE_AGENTS_STORE_URL", "store.sqlite3"),
-            ("DURABLE_AGENTS_AUDIT_PATH", "audit.sqlite3"),
-        ):
-            if os.environ.get(name):
-                continue
-            if self._scratch is None:
-                self._scratch = tempfile.TemporaryDirectory(prefix="durable-agents-test-")
-            path = Path(self._scratch.name) / file
-            os.environ[name] = f"sqlite:///{path}" if name.endswith("URL") else str(path)
-            self._set.append(name)
-        get_settings.cache_clear()
+    def _settings(self) -> Settings:
+        """The worker's settings: the given (or the environment's), with a store and an audit
+        log of its own where they name none."""
+        settings = self._given_settings or Settings.from_env()
+        if settings.store_url and (settings.audit_path or settings.audit_url):
+            return settings
+        self._scratch = tempfile.TemporaryDirectory(prefix="durable-agents-test-")
+        scratch = Path(self._scratch.name)
+        return settings.model_copy(
+            update={
+                "store_url": settings.store_url or f"sqlite:///{scratch / 'store.sqlite3'}",
+                "audit_path": settings.audit_path or scratch / "audit.sqlite3",
+            }
+        )
 
 
 async def start_time_skipping() -> WorkflowEnvironment:

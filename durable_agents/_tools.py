@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel
 
 from durable_agents._spec import Compensation, SideEffect, ToolContract
-from durable_agents._vocab.models import Identity
+from durable_agents._vocab.schemas import Identity
 from durable_agents.errors import ToolDefinitionError
 
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from durable_agents import _ops
 from durable_agents._ops import Prover
-from durable_agents._vocab.models import (
+from durable_agents._vocab.names import ABORT_SIGNAL, RESUME_SIGNAL, RETRY_TURN_SIGNAL
+from durable_agents._vocab.schemas import (
     AbortRequest,
     AgentResult,
     AgentRun,
@@ -40,7 +41,6 @@ from durable_agents._vocab.models import (
     OperatorRequest,
     TranscriptEntry,
 )
-from durable_agents._vocab.names import ABORT_SIGNAL, RESUME_SIGNAL, RETRY_TURN_SIGNAL
 from durable_agents.errors import RequestError
 
 if TYPE_CHECKING:

@@ -39,7 +39,8 @@ from durable_agents._testenv import (
     RunRecord,
     start_time_skipping,
 )
-from durable_agents._vocab.models import Message, ToolCall
+from durable_agents._vocab.schemas import Message, ToolCall
+from durable_agents.settings import Settings
 
 __all__ = [
     "AgentEnvironment",
@@ -69,6 +70,7 @@ async def run_agent(
     approvals: Approvals | None = None,
     directory: Directory = TESTER,
     timeout: float = 60.0,
+    settings: Settings | None = None,
     **run: Any,
 ) -> RunRecord:
     """Run one agent to its end on a time-skipping server of its own (see AgentEnvironment).
@@ -76,7 +78,9 @@ async def run_agent(
     `approvals={"pay_invoice": ("olga", True)}` approves every call of `pay_invoice` as olga;
     `("olga", False, "not this month")` rejects it, and the model reads the rejection.
     """
-    async with AgentEnvironment(agents, models=models, directory=directory) as env:
+    async with AgentEnvironment(
+        agents, models=models, directory=directory, settings=settings
+    ) as env:
         return await env.run(
             agent, input, principal=principal, approvals=approvals, timeout=timeout, **run
         )

@@ -84,8 +84,7 @@ def directory_people() -> tuple[frozenset[str], frozenset[str]]:
     """Everyone the installed agents' directories name (the sim world's and any plugin's), and
     the service principals among them: the sim's provider stands for the company's, which
     knows everyone a worker does. People sign in; service principals never do."""
-    from durable_agents._directory import Directory
-    from durable_agents._discovery import discover
+    from durable_agents import Directory, discover
     from durable_agents.errors import CatalogError
     from sim.agents import AGENTS
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from durable_agents.errors import RequestError
-from starters.common import call, fail
+from durable_agents.starters.common import call, fail
 
 if TYPE_CHECKING:
-    from activities.audit import Recorded
+    from durable_agents.activities.audit import Recorded
 
 
 def _line(r: Recorded) -> str:
@@ -70,10 +70,10 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Print the audit trail (side effects and approval decisions), or verify the log's chain."""
-    from activities.audit import AuditLog, PostgresAuditLog, audit_path
-    from activities.settings import get_settings
+    from durable_agents.activities.audit import AuditLog, PostgresAuditLog, audit_path
+    from durable_agents.settings import current
 
-    url = get_settings().audit_url
+    url = current().audit_url
     log: AuditLog | PostgresAuditLog
     if url is not None:
         path: object = "in PostgreSQL (DURABLE_AGENTS_AUDIT_URL)"
@@ -135,8 +135,8 @@ async def _verify_proofs(log: Any, run_id: str) -> int:
     provider's keys (the JWKS keeps old ones), for the workers' audience, valid when issued,
     bound to this run and to what the entry records, by the person it names. How many held;
     RequestError naming the first entry that does not."""
-    from activities.proofs import ProofVerifier, configured_trust
     from durable_agents._vocab.proofs import sha256
+    from durable_agents.activities.proofs import ProofVerifier, configured_trust
 
     verifier = ProofVerifier(configured_trust())
     checked = 0
@@ -175,7 +175,7 @@ def _prune(log: Any, before: str | None) -> None:
     """`agentctl audit prune --before DATE`: retention with a checkpoint."""
     from datetime import UTC, datetime
 
-    from activities.audit import AuditBroken
+    from durable_agents.activities.audit import AuditBroken
 
     if before is None:
         fail("say up to when: agentctl audit prune --before 2026-01-01")
@@ -203,14 +203,15 @@ def _against_systems(log: Any, run_id: str, as_json: bool) -> None:
     token (as the system recorded it) names another agent or principal; exit 1 if any."""
     import httpx
 
-    from activities.settings import get_settings
+    from durable_agents.settings import current
 
-    settings = get_settings()
-    ledgers = [
-        u.strip().rstrip("/")
-        for u in (settings.system_ledgers or settings.company_base_url).split(",")
-        if u.strip()
-    ]
+    named = current().system_ledgers
+    if not named:
+        raise RequestError(
+            "--against-systems needs the systems' ledgers: set DURABLE_AGENTS_SYSTEM_LEDGERS to "
+            "their base URLs (comma-separated), each serving GET /ledger?run=RUN"
+        )
+    ledgers = [u.strip().rstrip("/") for u in named.split(",") if u.strip()]
     entries = {r.entry.key: r.entry for r in log.trail(run_id) if r.entry.kind == "side_effect"}
     audited = {key: e.tool for key, e in entries.items()}
     recorded: dict[str, str] = {}

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from starters.common import Address, AsJson, call, call_sync, emit
+from durable_agents.starters.common import Address, AsJson, call, call_sync, emit
 
 if TYPE_CHECKING:
     from durable_agents._catalog import Catalog
     from durable_agents._spec import AgentSpec
-    from workers.identity import Fleet
+    from durable_agents.workers.identity import Fleet
 
 
 def describe(spec: AgentSpec) -> dict[str, Any]:
@@ -129,8 +129,8 @@ async def _fleet(address: str | None, queue: str, catalog: Catalog) -> tuple[Fle
 
     from durable_agents import _ops as ops
     from durable_agents.errors import DurableAgentsError
-    from starters.common import note
-    from workers.identity import fleet_on
+    from durable_agents.starters.common import note
+    from durable_agents.workers.identity import fleet_on
 
     try:
         client = await ops.connect(address)
@@ -156,13 +156,13 @@ def agents(
 ) -> None:
     """The agents this CLI knows: version, model route, tools, approvals, budget, workers."""
     from durable_agents import _ops as ops
-    from workers.client import TASK_QUEUE
+    from durable_agents.settings import current
 
     catalog = call_sync(ops.catalog)
     specs = [call_sync(lambda: ops.spec(name))] if name else None
     if specs is None:
         specs = list(catalog.agents.values()) if show_all else catalog.visible()
-    queue = task_queue or TASK_QUEUE
+    queue = task_queue or current().task_queue
     fleet, unasked = None, "not asked (--offline)"
     if not offline:
         fleet, unasked = call(lambda: _fleet(address, queue, catalog))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import typer
 
-from starters import (
+from durable_agents.starters import (
     audit_cli,
     catalog_cli,
     deploy_cli,
@@ -17,7 +17,7 @@ from starters import (
     services,
     signin,
 )
-from starters.errors import EXIT_ERROR
+from durable_agents.starters.errors import EXIT_ERROR
 
 # Command modules import only typer at the top: what a command needs is imported inside it, so
 # `agentctl --help` and `agentctl status` start in a fraction of a second (bench/cli_startup.py).
@@ -63,9 +63,7 @@ def attach(app: typer.Typer) -> typer.Typer:
         (None, signin.logout),
         (None, signin.grant),
         (None, services.server),
-        (None, services.sim),
         (None, services.worker),
-        (None, services.demo),
         ("codec-server", services.codec_server),
     ]
     for name, command in commands:
@@ -73,14 +71,56 @@ def attach(app: typer.Typer) -> typer.Typer:
     app.add_typer(inbox.approvals_app, name="approvals")
     app.add_typer(signin.grants_app, name="grants")
     app.add_typer(deploy_cli.deploy_app, name="deploy")
+    attach_plugins(app)
     return app
+
+
+def attach_plugins(app: typer.Typer) -> None:
+    """The commands of installed plugins (entry points of COMMANDS_GROUP), each plugin's all or
+    none. A plugin that fails to load, raises while attaching, or names a command agentctl
+    already has adds nothing and is one line on stderr; every other command still works."""
+    from importlib.metadata import entry_points
+
+    for point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda p: p.name):
+        commands, groups = len(app.registered_commands), len(app.registered_groups)
+        taken = set(_names(app))
+        try:
+            point.load()(app)
+            added = _names(app, commands, groups)
+            clash = sorted(set(added) & taken)
+            if clash:
+                raise ValueError(f"it names commands agentctl already has: {', '.join(clash)}")
+            twice = sorted({n for n in added if added.count(n) > 1})
+            if twice:
+                raise ValueError(f"it names commands twice: {', '.join(twice)}")
+        except Exception as exc:  # noqa: BLE001 - any plugin's error, said in one line
+            del app.registered_commands[commands:], app.registered_groups[groups:]
+            dist = f"{point.dist.name} {point.dist.version}, " if point.dist else ""
+            said = " ".join(str(exc).split())[:300]
+            print(
+                f"warning: plugin {point.name!r} ({dist}{point.value}) adds no commands: "
+                f"{type(exc).__name__}: {said}",
+                file=sys.stderr,
+            )
+
+
+def _names(app: typer.Typer, commands: int = 0, groups: int = 0) -> list[str]:
+    """The names of the app's commands and command groups, from the given positions on."""
+    from typer.main import get_command_name
+
+    names = [
+        c.name or get_command_name(getattr(c.callback, "__name__", ""))
+        for c in app.registered_commands[commands:]
+    ]
+    for g in app.registered_groups[groups:]:
+        names.append(g.name or (g.typer_instance.info.name if g.typer_instance else None) or "")
+    return names
 
 
 app = attach(new_app())
 
 
 def main() -> None:
-    attach(app)
     code: int | str | None = 0
     try:
         app(prog_name="agentctl")

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import typer
 
-from starters.errors import EXIT_ERROR, EXIT_UNCONFIRMED
+from durable_agents.starters.errors import EXIT_ERROR, EXIT_UNCONFIRMED
 
 # Command modules import only typer at the top: what a command needs (the Temporal client, the
 # agents, the workflow's models) is imported inside it, so `agentctl --help` and `agentctl
@@ -28,7 +28,7 @@ Run = Annotated[str, typer.Argument(metavar="RUN", help="The run (workflow id)."
 
 def one_line(message: str) -> str:
     """A message as one line, safe to show (it may quote what someone sent)."""
-    from starters.render import controls_escaped
+    from durable_agents.starters.render import controls_escaped
 
     return controls_escaped(" ".join(message.split()))
 
@@ -115,7 +115,7 @@ def warn_left_out(problems: dict[str, str]) -> None:
 
 def trace() -> None:
     """Runs started here begin their trace here (exported only if DURABLE_AGENTS_TRACING says)."""
-    from workers.telemetry import setup_tracing
+    from durable_agents.workers.telemetry import setup_tracing
 
     call_sync(lambda: setup_tracing("agentctl", default="propagate"))
 
@@ -137,10 +137,10 @@ def parse_json(text: str, what: str) -> dict[str, Any]:
 def ui_base(address: str) -> str:
     """The Temporal UI of the server at `address`: DURABLE_AGENTS_UI_URL, else what `agentctl
     server` announced in the state folder for that address, else the dev server's default."""
-    from activities.settings import get_settings
-    from starters.devserver import DEFAULT_UI_URL, announced_ui
+    from durable_agents.settings import current
+    from durable_agents.starters.devserver import DEFAULT_UI_URL, announced_ui
 
-    settings = get_settings()
+    settings = current()
     found = settings.ui_url or announced_ui(settings.state_dir, address) or DEFAULT_UI_URL
     return found.rstrip("/")
 

@@ -15,7 +15,7 @@ async def agents(address: str | None) -> AgentClient:
     """The public client (durable_agents.client) on `address`, proving what the signed-in
     person sends (`agentctl login`)."""
     from durable_agents.client import AgentClient
-    from starters import signin
+    from durable_agents.starters import signin
 
     return await AgentClient.connect(address, prover=signin.prover)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from starters.common import Address, AsJson, call, emit, fail
+from durable_agents.starters.common import Address, AsJson, call, emit, fail
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -36,9 +36,9 @@ Deployment = Annotated[
 
 
 def _deployment(name: str | None) -> str:
-    from activities.settings import get_settings
+    from durable_agents.settings import current
 
-    found = name or get_settings().deployment
+    found = name or current().deployment
     if not found:
         fail("name the deployment: --deployment NAME, or set DURABLE_AGENTS_DEPLOYMENT")
     return found

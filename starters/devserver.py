@@ -139,7 +139,7 @@ class DevServer:
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--db-filename", str(self.db_file)]
-        from workflows.search import ALL as SEARCH_ATTRIBUTES
+        from durable_agents.workflows.search import ALL as SEARCH_ATTRIBUTES
 
         for key in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from durable_agents.errors import RequestError
-from starters.common import call, call_sync, emit, fail, warn_left_out
-from starters.connect import agents, with_client
+from durable_agents.starters.common import call, call_sync, emit, fail, warn_left_out
+from durable_agents.starters.connect import agents, with_client
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from durable_agents._vocab.models import Approval, Decision, MessageAck
+    from durable_agents._vocab.schemas import Approval, Decision, MessageAck
 
 M = TypeVar("M", bound="BaseModel")
 Run = Annotated[str, typer.Argument(metavar="RUN", help="The run (workflow id).")]
@@ -78,7 +78,7 @@ def approvals(
     if ctx.invoked_subcommand is not None:
         return
     from durable_agents import _ops as ops
-    from starters import render
+    from durable_agents.starters import render
 
     who = call_sync(lambda: ops.person(approver, "--approver")) if approver is not None else None
     problems: dict[str, str] = {}
@@ -103,7 +103,7 @@ def approvals_show(
 ) -> None:
     """An approval in full: every argument (the whole email, the whole refund), the tool, the
     rule, who may decide, when it was asked and expires, and its digest (`approve --digest`)."""
-    from starters import render
+    from durable_agents.starters import render
 
     async def go() -> Any:
         return await (await agents(address)).run(run_id).status()
@@ -128,8 +128,8 @@ def _decision(
     """The decision as the run reads it, checked here first: who (the signed-in person; --as
     must be them), the digest's form; the proof is added once the approval is known."""
     from durable_agents._ops import built
-    from durable_agents._vocab.models import Decision
-    from starters import signin
+    from durable_agents._vocab.schemas import Decision
+    from durable_agents.starters import signin
 
     approver = signin.signed_in_as(user)
     if digest is not None and not DIGEST.fullmatch(digest):
@@ -168,7 +168,7 @@ def _decide(
 
 def approve(
     run_id: Run,
-    user: User,
+    user: User = None,
     approval_id: Annotated[str | None, typer.Argument(help="Needed if several wait.")] = None,
     reason: Annotated[str, typer.Option(help="Why; recorded with the decision.")] = "",
     digest: Digest = None,
@@ -184,7 +184,7 @@ def approve(
 
 def reject(
     run_id: Run,
-    user: User,
+    user: User = None,
     approval_id: Annotated[str | None, typer.Argument(help="Needed if several wait.")] = None,
     reason: Annotated[str, typer.Option(help="Why; the agent reads it.")] = "",
     digest: Digest = None,
@@ -211,7 +211,7 @@ def message(
 
     Exit 3: sent but not confirmed in time (it may still be taken; `agentctl transcript RUN`
     shows it once it is)."""
-    from starters import signin
+    from durable_agents.starters import signin
 
     call_sync(lambda: signin.signed_in_as(user))
 
@@ -239,15 +239,15 @@ OperatorReason = Annotated[str, typer.Option(help="Why; recorded in the run's tr
 def _operator_request(user: str | None, reason: str) -> None:
     """Checked here first: who asks (the signed-in person) and the reason's form."""
     from durable_agents._ops import built
-    from durable_agents._vocab.models import OperatorRequest
-    from starters import signin
+    from durable_agents._vocab.schemas import OperatorRequest
+    from durable_agents.starters import signin
 
     signin.signed_in_as(user)
     built(OperatorRequest, reason=reason)
 
 
 def resume(
-    run_id: Run, user: Operator, reason: OperatorReason = "", address: Address = None
+    run_id: Run, user: Operator = None, reason: OperatorReason = "", address: Address = None
 ) -> None:
     """A run that needs attention retries the step that stopped it (e.g. after a key fix)."""
     call_sync(lambda: _operator_request(user, reason))
@@ -256,7 +256,7 @@ def resume(
 
 
 def retry_turn(
-    run_id: Run, user: Operator, reason: OperatorReason = "", address: Address = None
+    run_id: Run, user: Operator = None, reason: OperatorReason = "", address: Address = None
 ) -> None:
     """A run that needs attention hands the problem to the model as the step's result."""
     call_sync(lambda: _operator_request(user, reason))
@@ -267,14 +267,14 @@ def retry_turn(
 def abort(
     run_id: Run,
     reason: Annotated[str, typer.Option(help="Why; recorded in the run's answer.")],
-    user: Operator,
+    user: Operator = None,
     address: Address = None,
 ) -> None:
     """End a run that needs attention, as `aborted`; a saga undoes its steps first."""
     from durable_agents._ops import built
-    from durable_agents._vocab.models import AbortRequest
+    from durable_agents._vocab.schemas import AbortRequest
     from durable_agents._vocab.text import printable
-    from starters import signin
+    from durable_agents.starters import signin
 
     call_sync(lambda: signin.signed_in_as(user))
     if not reason.strip():

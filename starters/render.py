@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from durable_agents._vocab.text import printable
 
 if TYPE_CHECKING:
-    from durable_agents._vocab.models import AgentResult, AgentStatus, Approval, TranscriptEntry
+    from durable_agents._vocab.schemas import AgentResult, AgentStatus, Approval, TranscriptEntry
 
 _MARK = {
     "task": "▶",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from starters.common import (
+from durable_agents.starters.common import (
     Address,
     AsJson,
     Run,
@@ -22,7 +22,7 @@ from starters.common import (
     ui_link,
     warn_left_out,
 )
-from starters.connect import agents, with_client
+from durable_agents.starters.connect import agents, with_client
 
 
 def run(
@@ -62,9 +62,9 @@ def run(
     result. The run carries your proof: it acts for you, and the identity provider records that you
     granted AGENT those scopes (`agentctl grants`)."""
     from durable_agents import _ops as ops
-    from durable_agents._vocab.models import AgentRun
-    from starters import render, signin
-    from workers.client import TASK_QUEUE
+    from durable_agents._vocab.schemas import AgentRun
+    from durable_agents.settings import current
+    from durable_agents.starters import render, signin
 
     # Everything the workflow would refuse is refused here, before anything starts.
     service = as_user is not None and call_sync(lambda: ops.service(as_user or ""))
@@ -84,7 +84,7 @@ def run(
     wid = run_id or ops.new_run_id(agent)
     if not service:  # a person's run carries their proof: signed in first, asked here
         call_sync(signin.session)
-    queue = task_queue or TASK_QUEUE
+    queue = task_queue or current().task_queue
     trace()
 
     async def go() -> None:
@@ -114,7 +114,7 @@ def run(
 
 def status(run_id: Run, address: Address = None, as_json: AsJson = False) -> None:
     """What a run is doing or waiting for, its turn and its token usage."""
-    from starters import render
+    from durable_agents.starters import render
 
     s = call(lambda: with_client(address, lambda c: c.run(run_id).status()))
     emit(s, render.status(s), as_json)
@@ -122,7 +122,7 @@ def status(run_id: Run, address: Address = None, as_json: AsJson = False) -> Non
 
 def transcript(run_id: Run, address: Address = None, as_json: AsJson = False) -> None:
     """The run's record: task, model replies, tool calls and results, events, waits."""
-    from starters import render
+    from durable_agents.starters import render
 
     entries = call(lambda: with_client(address, lambda c: c.run(run_id).transcript()))
     emit([e.model_dump(mode="json") for e in entries], render.transcript(entries), as_json)
@@ -151,7 +151,7 @@ def result(
     as_json: AsJson = False,
 ) -> None:
     """The outcome and final answer of a finished run."""
-    from starters import render
+    from durable_agents.starters import render
 
     r = call(lambda: with_client(address, lambda c: c.run(run_id).result(wait=wait)))
     emit(r, render.result(r), as_json)
@@ -175,7 +175,7 @@ def list_(
 
     A run that cannot be shown (its workflow task keeps failing) is left out with a warning."""
     from durable_agents import _ops as ops
-    from starters import render
+    from durable_agents.starters import render
 
     call_sync(lambda: ops.list_query(agent, state))  # a wrong filter is refused before connecting
     problems: dict[str, str] = {}

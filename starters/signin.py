@@ -1,6 +1,6 @@
 """`agentctl login | whoami | logout`, and the proofs every person's message carries.
 
-A person signs in at the configured OpenID provider (DURABLE_AGENTS_OIDC_URL; the sim's by
+A person signs in at the configured OpenID provider (DURABLE_AGENTS_OIDC_URL; none by
 default) with the OAuth 2.0 Device Authorization Grant (RFC 8628), through authlib's client:
 the CLI prints a code and the page to enter it on, and polls until the person has signed in and
 consented there. The tokens are kept per Temporal profile in a file only its owner can read
@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import typer
 
 from durable_agents.errors import RequestError
-from starters.common import emit, fail
+from durable_agents.starters.common import emit, fail
 
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -42,9 +42,9 @@ def _profile() -> str:
 
 
 def store_path() -> Path:
-    from activities.settings import get_settings
+    from durable_agents.settings import current
 
-    given = get_settings().signin_file
+    given = current().signin_file
     if given is not None:
         return given
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
@@ -86,6 +86,16 @@ def claims(token: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def provider_url(settings: Any) -> str:
+    """The OpenID provider people sign in at, or a RequestError saying how to name it."""
+    if settings.identity_provider is None:
+        raise RequestError(
+            "no identity provider to sign in at: set DURABLE_AGENTS_OIDC_URL to the OpenID "
+            "provider's URL (its discovery document is at <url>/.well-known/openid-configuration)"
+        )
+    return str(settings.identity_provider)
+
+
 def _discover(http: Any, provider: str) -> dict[str, Any]:
     try:
         answer = http.request(
@@ -96,8 +106,8 @@ def _discover(http: Any, provider: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - whatever broke, the provider is not usable
         raise RequestError(
             f"the identity provider at {provider} did not answer its discovery document "
-            f"({type(exc).__name__}: {exc}); is DURABLE_AGENTS_OIDC_URL right (and the sim "
-            "running)?"
+            f"({type(exc).__name__}: {exc}); is DURABLE_AGENTS_OIDC_URL right, and the "
+            "provider running?"
         ) from None
     if not isinstance(found, dict) or "token_endpoint" not in found:
         raise RequestError(f"{provider} has no OpenID discovery document with a token endpoint")
@@ -107,9 +117,9 @@ def _discover(http: Any, provider: str) -> dict[str, Any]:
 def _client() -> Any:
     from authlib.integrations.httpx_client import OAuth2Client
 
-    from activities.settings import get_settings
+    from durable_agents.settings import current
 
-    settings = get_settings()
+    settings = current()
     return OAuth2Client(
         settings.oidc_client_id, token_endpoint_auth_method="none", timeout=10.0
     ), settings
@@ -132,7 +142,7 @@ def login_device(print_to: Any = typer.echo) -> dict[str, Any]:
     from authlib.integrations.base_client.errors import OAuthError
 
     http, settings = _client()
-    provider = settings.identity_provider
+    provider = provider_url(settings)
     with http:
         found = _discover(http, provider)
         endpoint = found.get("device_authorization_endpoint")
@@ -189,7 +199,7 @@ def login_browser(print_to: Any = typer.echo, wait_s: float = 600) -> dict[str, 
 
     http, settings = _client()
     http.code_challenge_method = "S256"
-    provider = settings.identity_provider
+    provider = provider_url(settings)
     arrived: queue.Queue[str] = queue.Queue(maxsize=1)
 
     class Callback(BaseHTTPRequestHandler):
@@ -256,10 +266,10 @@ def _remember(provider: str, found: dict[str, Any], token: dict[str, Any]) -> di
 def session(refresh: bool = True) -> dict[str, Any]:
     """This profile's sign-in, its access token refreshed if it runs out; RequestError if there
     is none (or it can no longer be refreshed)."""
-    from activities.settings import get_settings
+    from durable_agents.settings import current
 
     entry = _read_store().get(_profile())
-    provider = get_settings().identity_provider
+    provider = provider_url(current())
     if not isinstance(entry, dict) or not entry.get("access_token"):
         raise RequestError(NOT_SIGNED_IN)
     if entry.get("provider") != provider:
@@ -286,7 +296,7 @@ def session(refresh: bool = True) -> dict[str, Any]:
 
 def proof(details: dict[str, Any]) -> tuple[str, str]:
     """(the signed-in person, a proof that they send the message `details` describe)."""
-    from activities.settings import get_settings
+    from durable_agents.settings import current
 
     entry = session()
     http, settings = _client()
@@ -298,7 +308,7 @@ def proof(details: dict[str, Any]) -> tuple[str, str]:
                 grant_type=TOKEN_EXCHANGE,
                 subject_token=entry["access_token"],
                 subject_token_type=ACCESS_TOKEN_TYPE,
-                audience=get_settings().proof_audience,
+                audience=current().proof_audience,
                 authorization_details=json.dumps([details]),
                 client_id=settings.oidc_client_id,
             ),
@@ -342,7 +352,7 @@ def login(
 ) -> None:
     """Sign in at the identity provider: what you then start, decide or operate carries
     proof that it is yours."""
-    from starters.common import call_sync
+    from durable_agents.starters.common import call_sync
 
     entry = call_sync(login_browser if browser else login_device)
     typer.echo(f"signed in as {entry['subject']} at {entry['issuer']}")
@@ -352,7 +362,7 @@ def whoami(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Who this machine is signed in as (for the current Temporal profile)."""
-    from starters.common import call_sync
+    from durable_agents.starters.common import call_sync
 
     entry = call_sync(session)
     shown = {
@@ -426,7 +436,7 @@ def grant(
     """Let AGENT act for you with these scopes, beyond what you granted it before.
 
     Its runs for you get tokens for them; starting a run grants what it is started with."""
-    from starters.common import call_sync
+    from durable_agents.starters.common import call_sync
 
     done = call_sync(lambda: _idp_call("POST", "/grants", {"agent": agent, "scopes": scope}))
     typer.echo(f"{agent} may now act for you with: {' '.join(done.get('scopes', []))}")
@@ -445,7 +455,7 @@ def grants(
     """What you let each agent do for you; `grants revoke AGENT` takes it back."""
     if ctx.invoked_subcommand is not None:
         return
-    from starters.common import call_sync
+    from durable_agents.starters.common import call_sync
 
     found = call_sync(lambda: _idp_call("GET", "/grants"))
     held: dict[str, list[str]] = found.get("grants", {})
@@ -459,7 +469,7 @@ def revoke(agent: Annotated[str, typer.Argument(help="The agent.")]) -> None:
 
     Its runs for you park at their next effect, and go on (`agentctl resume RUN`) once you
     grant it again."""
-    from starters.common import call_sync
+    from durable_agents.starters.common import call_sync
 
     done = call_sync(lambda: _idp_call("POST", "/grants/revoke", {"agent": agent}))
     if not done.get("revoked"):

@@ -15,22 +15,21 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import circuit
-from activities.settings import get_settings
+from durable_agents.activities import circuit
+from durable_agents.starters.devserver import VERSIONING, binary
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.search import ALL as SEARCH_ATTRIBUTES
 from sim.runner import SimServer
-from starters.devserver import VERSIONING, binary
-from tests.helpers import SimTokens, start_time_skipping
+from tests.helpers import SimTokens, start_time_skipping, world
 from tests.people import People
-from workers.main import build_worker
-from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     server = SimServer(tmp_path_factory.mktemp("sim") / "sim.db").start()
-    os.environ["DURABLE_AGENTS_SIM_URL"] = server.url
-    # The agents' clients at the sim's identity provider, as the sim wrote them.
-    os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(server.credentials)
+    # The session's workers and CLI live in this sim world: its models, identity provider
+    # (with the agents' clients as the sim wrote them) and systems.
+    os.environ.update(world(server.url, server.credentials))
     store = tmp_path_factory.mktemp("store") / "store.sqlite3"
     os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{store}"
     os.environ["DURABLE_AGENTS_AUDIT_PATH"] = str(store.parent / "audit.sqlite3")
@@ -38,7 +37,6 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
     # telemetry tests turn both on for themselves).
     os.environ["DURABLE_AGENTS_METRICS_ADDRESS"] = "off"
     os.environ["DURABLE_AGENTS_TRACING"] = "off"
-    get_settings.cache_clear()
     yield server
     server.stop()
 
@@ -143,12 +141,12 @@ def spawn_worker(dev_env: WorkflowEnvironment, sim: SimServer, task_queue: str) 
     env = os.environ | {
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "DURABLE_AGENTS_TASK_QUEUE": task_queue,
-        "DURABLE_AGENTS_SIM_URL": sim.url,
+        **world(sim.url, sim.credentials),
     }
 
     def spawn() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers"],
+            [sys.executable, "-m", "durable_agents.workers"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

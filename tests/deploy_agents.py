@@ -35,9 +35,9 @@ from durable_agents import (
     ToolContext,
     tool,
 )
-from durable_agents._vocab.models import AgentResult
+from durable_agents._vocab.schemas import AgentResult
 from durable_agents.testing import Message, Reply, ScriptedModel, call, results, task_input
-from workflows.agent import AgentWorkflow
+from durable_agents.workflows.agent import AgentWorkflow
 
 VERSION = os.environ.get("DEPLOY_VERSION", "1")
 DIR = Path(os.environ.get("DEPLOY_DIR", "."))
@@ -144,8 +144,8 @@ class AgentWorkflowV2(AgentWorkflow):
 
 
 async def main(task_queue: str) -> None:
-    from workers.client import connect
-    from workers.main import build_worker, join_deployment
+    from durable_agents.workers.client import connect
+    from durable_agents.workers.main import build_worker, join_deployment
 
     client = await connect(os.environ["TEMPORAL_ADDRESS"])
     worker: Worker = build_worker(

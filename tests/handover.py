@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
 
 
 @workflow.defn(name="HandsOver")

@@ -20,10 +20,11 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import AgentResult, AgentRun, AgentStatusValue, Approval
-from starters.devserver import binary
-from workflows.agent import AgentWorkflow
-from workflows.search import ALL as SEARCH_ATTRIBUTES
+from durable_agents._vocab.schemas import AgentResult, AgentRun, AgentStatusValue, Approval
+from durable_agents.starters.devserver import binary
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.search import ALL as SEARCH_ATTRIBUTES
+from sim.world import world  # noqa: F401  (re-exported for the tests)
 
 
 def hire(**overrides: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from sim.person import approve_device, password
+from sim.world import world
 
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -156,14 +157,14 @@ class People:
 
         return dict(env if env is not None else os.environ) | {
             "DURABLE_AGENTS_SIGNIN_FILE": str(self.signin_file(person)),
-            "DURABLE_AGENTS_SIM_URL": self.base,
+            **world(self.base),
         }
 
     def decision(self, run: str, approval: Any, person: str, approve: bool, reason: str = "",
                  **fields: Any) -> Any:  # fmt: skip
         """A Decision on `approval` (from the run's status) by `person`, with their proof."""
         from durable_agents._vocab import proofs
-        from durable_agents._vocab.models import Decision
+        from durable_agents._vocab.schemas import Decision
 
         details = proofs.decision(run, approval.id, approve, approval.digest, reason)
         return Decision(
@@ -177,7 +178,7 @@ class People:
     def operator(self, run: str, action: str, person: str, reason: str = "") -> Any:
         """An OperatorRequest or AbortRequest by `person`, with their proof."""
         from durable_agents._vocab import proofs
-        from durable_agents._vocab.models import AbortRequest, OperatorRequest
+        from durable_agents._vocab.schemas import AbortRequest, OperatorRequest
 
         model = AbortRequest if action == "abort" else OperatorRequest
         proof_ = self.proof(person, proofs.operator(run, action, reason))
@@ -190,8 +191,8 @@ class People:
         (or the only pending one, or the latest) with the digest the run shows. Through the
         `decide` update (its result), or the `approve`/`reject` signal when `signal` names it."""
         from durable_agents._vocab import proofs
-        from durable_agents._vocab.models import Approval, Decision
-        from workflows.agent import AgentWorkflow
+        from durable_agents._vocab.schemas import Approval, Decision
+        from durable_agents.workflows.agent import AgentWorkflow
 
         if approval_id is not None and digest is not None:  # what was read: no need to ask
             target, shown = approval_id, digest
@@ -234,7 +235,7 @@ def signed_in_env(args: tuple[str, ...] | list[str], env: dict[str, str] | None)
         return dict(env or {})  # nobody to sign in as: the command refuses the name
     return dict(env or {}) | {
         "DURABLE_AGENTS_SIGNIN_FILE": str(People.current.signin_file(person)),
-        "DURABLE_AGENTS_SIM_URL": People.current.base,
+        **world(People.current.base),
     }
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from starters.devserver import free_port
+from durable_agents.starters.devserver import free_port
 
 
 def binary(name: str) -> str:

@@ -18,11 +18,13 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
-from activities.settings import get_settings
 from durable_agents import __version__
-from durable_agents._vocab.models import AgentRun, EventSignal
+from durable_agents._vocab.schemas import AgentRun, EventSignal
 from durable_agents.client import start_run
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.agent import AgentWorkflow
 from sim.runner import SimServer
+from sim.world import world
 from tests.helpers import (
     approve_pending,
     chain_histories,
@@ -33,8 +35,6 @@ from tests.helpers import (
 from tests.people import People, decide
 from tests.test_budgets import run_past_a_deadline
 from tests.test_refund import seed, start_refund
-from workers.main import build_worker
-from workflows.agent import AgentWorkflow
 
 # Each release's corpus in its own folder; the replay tests replay every release's.
 HISTORIES = Path(__file__).parent / "histories" / __version__
@@ -151,9 +151,7 @@ async def record_deadline(env: WorkflowEnvironment, name: str = "reader_deadline
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
-        os.environ["DURABLE_AGENTS_SIM_URL"] = sim.url
-        os.environ["DURABLE_AGENTS_CREDENTIALS_FILE"] = str(sim.credentials)
-        get_settings.cache_clear()
+        os.environ.update(world(sim.url, sim.credentials))
         # The people who decide sign in at the sim's provider; their proofs go into history.
         People.current = People(sim.url, sim.db_path.parent, Path(tmp))
         env = await start_time_skipping()

@@ -20,18 +20,17 @@ from pydantic import BaseModel
 from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.identity import TokenBroker
-from activities.settings import get_settings
-from activities.tools import ToolRunner
 from durable_agents import AgentSet, AgentSpec, ToolContext, tool
 from durable_agents._discovery import discover
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import Identity, ToolRequest
+from durable_agents._vocab.schemas import Identity, ToolRequest
+from durable_agents.activities.identity import TokenBroker
+from durable_agents.activities.tools import ToolRunner
 from durable_agents.testing import AgentEnvironment, Message, Reply, ScriptedModel, call, results
+from durable_agents.workflows.agent import AgentWorkflow
 from sim.agents._http import post
 from sim.idp import ADMIN_FILE
 from tests.helpers import sim_token
-from workflows.agent import AgentWorkflow
 
 MAILBOX = {"employee_id": "E-tok", "full_name": "Tok En"}
 
@@ -274,10 +273,8 @@ def badge_clients(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     path = tmp_path / "credentials.toml"
     path.write_text("\n".join(lines) + "\n")
     monkeypatch.setenv("DURABLE_AGENTS_CREDENTIALS_FILE", str(path))
-    get_settings.cache_clear()
     yield path
     monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 async def outcome(handle: WorkflowHandle[Any, Any]) -> tuple[str, str]:
@@ -350,18 +347,23 @@ async def test_a_provider_that_does_not_answer_is_transient_and_bad_credentials_
 
     want = request("r-1", ["it:write"])
     monkeypatch.setenv("DURABLE_AGENTS_IDP_TOKEN_URL", f"http://127.0.0.1:{free_port()}/token")
-    get_settings.cache_clear()
     try:
         with pytest.raises(ApplicationError) as down:
             await TokenBroker().token(want, "it", ("it:write",))
         assert down.value.type == f.TOOL_TRANSIENT and not down.value.non_retryable
 
+        # No token endpoint at all: the run parks, saying which setting names it.
         monkeypatch.delenv("DURABLE_AGENTS_IDP_TOKEN_URL")
+        with pytest.raises(ApplicationError) as unnamed:
+            await TokenBroker().token(want, "it", ("it:write",))
+        assert unnamed.value.type == f.AUTHENTICATION_FAILED and unnamed.value.non_retryable
+        assert "set DURABLE_AGENTS_IDP_TOKEN_URL" in unnamed.value.message
+
+        monkeypatch.setenv("DURABLE_AGENTS_IDP_TOKEN_URL", f"{sim.url}/idp/token")
         path = tmp_path / "credentials.toml"
         both = 'client_secret = "TOPSECRET"\nclient_secret_file = "/x"\n'
         path.write_text('[onboarding]\nclient_id = "agent-onboarding"\n' + both)
         monkeypatch.setenv("DURABLE_AGENTS_CREDENTIALS_FILE", str(path))
-        get_settings.cache_clear()
         with pytest.raises(ApplicationError) as bad:
             await TokenBroker().token(want, "it", ("it:write",))
         assert bad.value.type == f.AUTHENTICATION_FAILED and bad.value.non_retryable
@@ -374,4 +376,3 @@ async def test_a_provider_that_does_not_answer_is_transient_and_bad_credentials_
         assert wrong.value.type == f.AUTHENTICATION_FAILED and "invalid_client" in str(wrong.value)
     finally:
         monkeypatch.undo()
-        get_settings.cache_clear()

@@ -10,9 +10,9 @@ import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import Decision, EventSignal
+from durable_agents._vocab.schemas import Decision, EventSignal
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import start_onboarding, wait_for_status
-from workflows.agent import AgentWorkflow
 
 
 async def wait_for_refusals(handle: WorkflowHandle[Any, Any], count: int) -> None:

@@ -18,8 +18,8 @@ AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 ROOT = Path(__file__).parent.parent
 WRITER = """
 import sys
-from activities.audit import audit_log
-from durable_agents._vocab.models import AuditEntry
+from durable_agents.activities.audit import audit_log
+from durable_agents._vocab.schemas import AuditEntry
 me = sys.argv[1]
 for i in range(int(sys.argv[2])):
     audit_log().append(AuditEntry(key=f"{me}/{i}", kind="side_effect", run=f"run-{me}",

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from activities.audit import AuditLog, PostgresAuditLog
-from durable_agents._vocab.models import AuditEntry
+from durable_agents._vocab.schemas import AuditEntry
+from durable_agents.activities.audit import AuditLog, PostgresAuditLog
 from tests.postgres import postgres
 
 AGENTCTL = str(Path(sys.executable).parent / "agentctl")

@@ -14,15 +14,15 @@ from typing import Any
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import AgentResult, AgentRun, BudgetOverride, EventSignal
+from durable_agents._vocab.schemas import AgentResult, AgentRun, BudgetOverride, EventSignal
 from durable_agents.client import start_run
-from starters import render
+from durable_agents.starters import render
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.spending import FIRST_START_PATCH
 from tests.helpers import approve_pending, chain_histories, start_onboarding, wait_for_status
 from tests.people import decide
 from tests.test_history import carried_runs
 from tests.test_replay import load, markers, replayer
-from workflows.agent import AgentWorkflow
-from workflows.spending import FIRST_START_PATCH
 
 # A chain begun before FIRST_START_PATCH, recorded by that code (tests/record_histories.py).
 BEFORE = (

@@ -13,11 +13,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from durable_agents import AgentResult, execute_agent
 from durable_agents._discovery import discover
-from durable_agents._vocab.models import EventSignal
+from durable_agents._vocab.schemas import EventSignal
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.agent import AgentWorkflow
 from sim.agents.onboarding import ONBOARDING, NewHire
 from tests.helpers import approve_pending, hire
-from workers.main import build_worker
-from workflows.agent import AgentWorkflow
 
 
 @workflow.defn(sandboxed=False)

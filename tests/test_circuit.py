@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities import circuit
-from activities.circuit import CircuitKey, CircuitRegistry
-from activities.llm import call_llm
-from activities.providers.common import error
-from activities.settings import get_settings
 from durable_agents._vocab import failures as f
+from durable_agents.activities import circuit
+from durable_agents.activities.circuit import CircuitKey, CircuitRegistry
+from durable_agents.activities.llm import call_llm
+from durable_agents.activities.providers.common import error
+from durable_agents.settings import Settings, use
 from tests.test_llm_errors import ROUTES, assert_kind, environment, failure, request
 
 KEY: CircuitKey = ("sim-openai", "", "onboarding")
@@ -322,29 +322,16 @@ async def test_threshold_zero_disables_it(provider: Provider) -> None:
     assert registry.snapshot() == {}
 
 
-@pytest.fixture
-def env_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    get_settings.cache_clear()
+def test_defaults_and_settings() -> None:
     circuit.reset()
-    yield monkeypatch
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    circuit.reset()
-
-
-def test_defaults_and_environment(env_settings: pytest.MonkeyPatch) -> None:
-    env_settings.delenv("DURABLE_AGENTS_BREAKER_THRESHOLD", raising=False)
-    env_settings.delenv("DURABLE_AGENTS_BREAKER_COOLDOWN_SECONDS", raising=False)
-    default = circuit.registry()
-    assert (default.threshold, default.cooldown) == (5, 30.0)
-    assert circuit.registry() is default  # one per worker process
-
-    env_settings.setenv("DURABLE_AGENTS_BREAKER_THRESHOLD", "0")
-    env_settings.setenv("DURABLE_AGENTS_BREAKER_COOLDOWN_SECONDS", "2.5")
-    get_settings.cache_clear()
-    circuit.reset()
-    configured = circuit.registry()
+    with use(Settings()):
+        default = circuit.registry()
+        assert (default.threshold, default.cooldown) == (5, 30.0)
+        assert circuit.registry() is default  # one per worker's settings
+    with use(Settings(breaker_threshold=0, breaker_cooldown_seconds=2.5)):
+        configured = circuit.registry()
     assert (configured.threshold, configured.cooldown, configured.enabled) == (0, 2.5, False)
+    circuit.reset()
 
 
 def test_snapshot_is_a_read_only_copy(breakers: CircuitRegistry, provider: Provider) -> None:
@@ -366,7 +353,9 @@ async def test_call_llm_fails_fast_while_open_and_recovers(
     breakers: CircuitRegistry, clock: FakeClock, route: str
 ) -> None:
     provider, _, model = route.partition(":")
-    key = (provider, "", model)
+    # A provider by name is keyed by where it is (the sim world's settings name it).
+    [server] = [p.base_url for n, p in Settings.from_env().model_providers.items() if n == provider]
+    key = (provider, server, model)
     for _ in range(THRESHOLD):
         err = await failure(request(route, "unavailable"))
         assert_kind(err, f.PROVIDER_UNAVAILABLE, retryable=True)

@@ -22,11 +22,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-from activities.settings import get_settings
 from durable_agents import _ops as ops
 from durable_agents._discovery import discover
-from starters.cli import app
-from starters.devserver import free_port
+from durable_agents.settings import Settings
+from durable_agents.starters.cli import app
+from durable_agents.starters.devserver import free_port
 from tests.helpers import hire
 from tests.people import signed_in_env
 
@@ -38,11 +38,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     """`agentctl ARGS` in this process; a command that sends a person's message with `--as P`
     runs signed in as P (tests/people.py)."""
     env = signed_in_env(args, env)
-    get_settings.cache_clear()  # the command reads its settings from `env`
-    try:
-        return RUNNER.invoke(app, list(args), env=env or None)
-    finally:
-        get_settings.cache_clear()
+    return RUNNER.invoke(app, list(args), env=env or None)
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -300,8 +296,8 @@ def test_unreachable_server_names_the_address_and_how_to_start_one():
 
 
 def test_a_server_that_never_answers_fails_fast(silent_server: str, monkeypatch):
-    assert ops.CONNECT_TIMEOUT <= 5  # the default: seconds, not the SDK's 30 s
-    monkeypatch.setattr(ops, "CONNECT_TIMEOUT", 1.0)
+    assert Settings().connect_timeout <= 5  # the default: seconds, not the SDK's 30 s
+    monkeypatch.setenv("DURABLE_AGENTS_CONNECT_TIMEOUT", "1")
     t0 = time.monotonic()
     line = error(invoke("status", "some-run", "--address", silent_server))
     assert time.monotonic() - t0 < 4

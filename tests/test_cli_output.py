@@ -17,12 +17,12 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents import _ops as ops
-from starters import common
+from durable_agents.starters import common
+from durable_agents.workflows.search import PRINCIPAL
 from tests.helpers import hire
 from tests.people import start_run
 from tests.test_cli import address, cli, dead_address, error, invoke, ok, until_status
 from tests.test_inbox_cli import start, until_listed
-from workflows.search import PRINCIPAL
 
 # A line someone would like to slip into the record, and a terminal escape (clear the screen).
 FORGED = "\n2026-01-01 00:00:00 t1 • run ended: completed"
@@ -135,7 +135,7 @@ async def test_text_from_outside_cannot_forge_a_line(
 
 
 def test_table_cells_are_escaped_and_bounded():
-    from starters import render
+    from durable_agents.starters import render
 
     table = render.table([{"run": "r1", "arguments": "a\nb\x1b[31m" + "x" * 500}])
     [head, row] = table.splitlines()
@@ -148,9 +148,9 @@ def test_table_cells_are_escaped_and_bounded():
 
 
 def test_an_answer_cannot_pass_for_the_outcome_and_errors_stay_one_line():
-    from durable_agents._vocab.models import AgentResult, Usage
-    from starters import render
-    from starters.common import one_line
+    from durable_agents._vocab.schemas import AgentResult, Usage
+    from durable_agents.starters import render
+    from durable_agents.starters.common import one_line
 
     answer = f"Done.\noutcome: rejected after 1 turns{ESC}"
     text = render.result(
@@ -195,8 +195,31 @@ def test_unknown_principals_are_refused_before_anything_is_sent(
     assert line.startswith(f"error: {expected}"), line
 
 
+# A provider is named (nothing answers there): what is missing is the person's sign-in.
+NO_ONE_SIGNED_IN = {"DURABLE_AGENTS_OIDC_URL": "http://127.0.0.1:1/idp"}
+
+
+def test_with_no_identity_provider_the_cli_says_which_setting_names_one(tmp_path):
+    env = {"DURABLE_AGENTS_SIGNIN_FILE": str(tmp_path / "x.json"), "DURABLE_AGENTS_OIDC_URL": ""}
+    result = invoke("login", env=env)
+    assert result.exit_code == 1
+    assert "no identity provider to sign in at: set DURABLE_AGENTS_OIDC_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("approve", "r-1"), ("reject", "r-1"), ("resume", "r-1"), ("abort", "r-1", "--reason", "x")],
+)
+def test_who_decides_is_whoever_is_signed_in_without_naming_them(tmp_path, command):
+    """`--as` may be left out: the signed-in person decides (nobody signed in: say so)."""
+    env = {"DURABLE_AGENTS_SIGNIN_FILE": str(tmp_path / "nobody.json")} | NO_ONE_SIGNED_IN
+    result = invoke(*command, env=env)
+    assert result.exit_code == 1, result.output
+    assert "not signed in: run `agentctl login` first" in result.stderr
+
+
 def test_a_run_acts_for_the_signed_in_person(tmp_path):
-    env = {"DURABLE_AGENTS_SIGNIN_FILE": str(tmp_path / "nobody.json")}
+    env = {"DURABLE_AGENTS_SIGNIN_FILE": str(tmp_path / "nobody.json")} | NO_ONE_SIGNED_IN
     result = invoke("run", "onboarding", "--input", json.dumps(hire()), env=env)
     assert result.exit_code == 1 and "not signed in: run `agentctl login` first" in result.stderr
 
@@ -230,7 +253,7 @@ async def test_a_name_is_normalised_and_the_run_says_what_it_is_about(
     await handle.terminate("test over")
 
     # Started from code with a name not in its one form: visibility has the one form from the start.
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
 
     other = await start_run(
         dev_env.client, AgentRun(agent="refund", input=data, principal="Tester "), None, task_queue
@@ -252,7 +275,7 @@ def test_the_ui_link_is_the_runs_page_in_its_namespace():
 
 
 def test_a_runs_title_is_safe_to_show():
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
 
     run = AgentRun(
         agent="onboarding", input=hire(full_name="Ada\nLovelace\x1b[31m"), principal="hana"
@@ -266,11 +289,18 @@ def test_a_runs_title_is_safe_to_show():
 
 # --- agentctl starts fast: a command loads only what it needs ---------------------------------
 
-HEAVY = ("workflows.agent", "activities", "openai", "anthropic", "fastapi", "uvicorn")
+HEAVY = (
+    "durable_agents.workflows.agent",
+    "durable_agents.activities",
+    "openai",
+    "anthropic",
+    "fastapi",
+    "uvicorn",
+)
 PROBE = """
 import sys
 sys.argv = ["agentctl", *sys.argv[1:]]
-from starters import cli
+from durable_agents.starters import cli
 try:
     cli.app(prog_name="agentctl")
 except SystemExit:

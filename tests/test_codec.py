@@ -28,18 +28,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import store as store_module
-from activities.settings import get_settings
 from bench.history import payloads_in
 from durable_agents import _codec as codec
 from durable_agents._codec import EncryptionCodec, Keyring, parse_keys
-from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
+from durable_agents._vocab.schemas import AgentResult, AgentRun, EventSignal
 from durable_agents.client import start_run
 from durable_agents.errors import CodecConfigError
-from starters.codec_server import create_app
+from durable_agents.starters.codec_server import create_app
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import approve_pending, hire, sim_token, wait_for_status
-from workers.main import build_worker
-from workflows.agent import AgentWorkflow
 
 
 def key() -> str:
@@ -144,14 +142,8 @@ def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-SENTINEL-openai-0123456789")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-SENTINEL-0123456789")
     monkeypatch.setenv("DURABLE_AGENTS_CODEC_TOKEN", "SENTINEL-codec-token")
-    codec.configured_keyring.cache_clear()
-    store_module._cached.cache_clear()
-    get_settings.cache_clear()
     yield "SENTINEL"
     monkeypatch.undo()
-    codec.configured_keyring.cache_clear()
-    store_module._cached.cache_clear()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -161,14 +153,8 @@ def encrypted(
     """Encryption on, too, with a message store of its own."""
     monkeypatch.setenv("DURABLE_AGENTS_CODEC_KEYS", f"k1={key()}")
     monkeypatch.setenv("DURABLE_AGENTS_STORE_URL", f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    get_settings.cache_clear()
-    codec.configured_keyring.cache_clear()
-    store_module._cached.cache_clear()
     yield secrets_in_env
     monkeypatch.undo()
-    codec.configured_keyring.cache_clear()
-    store_module._cached.cache_clear()
-    get_settings.cache_clear()
 
 
 def with_converter(client: Client, converter: DataConverter) -> Client:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from durable_agents._vocab.models import EventSignal
+from durable_agents._vocab.schemas import EventSignal
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
-from workflows.agent import AgentWorkflow
 
 
 async def finish(handle) -> None:  # type: ignore[no-untyped-def]

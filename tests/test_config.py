@@ -356,7 +356,7 @@ def test_an_unknown_model_without_a_cost_limit_costs_nothing() -> None:
 
 
 def test_a_cost_limit_survives_an_override_and_still_fails_closed() -> None:
-    from durable_agents._vocab.models import BudgetOverride
+    from durable_agents._vocab.schemas import BudgetOverride
 
     budget = Budget().overridden(BudgetOverride(max_cost_usd=Decimal("0.5")))
     with pytest.raises(UnknownPrice):

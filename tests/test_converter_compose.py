@@ -27,12 +27,11 @@ from temporalio.converter import (
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.settings import get_settings
 from durable_agents import AgentSet, AgentSpec, Directory, DurableAgentsPlugin, ToolContext, tool
-from durable_agents._codec import CodecConflict, EncryptionCodec, composed, configured_keyring
-from durable_agents._vocab.models import AgentRun
+from durable_agents._codec import CodecConflict, EncryptionCodec, composed
+from durable_agents._vocab.schemas import AgentRun
 from durable_agents.testing import Message, Reply, ScriptedModel, call, results, task_input
-from workflows.agent import AgentWorkflow
+from durable_agents.workflows.agent import AgentWorkflow
 
 MARK = b"binary/user-marked"  # the user's codec's own encoding
 SECRET = "PLAN-7-NIGHTINGALE"  # in the run's input, a tool's result and the answer
@@ -102,9 +101,7 @@ AGENTS = AgentSet(
 def no_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("DURABLE_AGENTS_CODEC_KEYS", raising=False)
     monkeypatch.delenv("DURABLE_AGENTS_CODEC_KEYS_FILE", raising=False)
-    configured_keyring.cache_clear()
     yield
-    configured_keyring.cache_clear()
 
 
 @pytest.fixture
@@ -176,7 +173,6 @@ async def test_a_run_on_the_plugin_writes_history_through_the_users_codec(
 ) -> None:
     monkeypatch.setenv("DURABLE_AGENTS_STORE_URL", f"sqlite:///{tmp_path / 'store.sqlite3'}")
     monkeypatch.setenv("DURABLE_AGENTS_AUDIT_PATH", str(tmp_path / "audit.sqlite3"))
-    get_settings.cache_clear()
     address = dev_env.client.service_client.config.target_host
     client = await Client.connect(
         address,
@@ -185,17 +181,14 @@ async def test_a_run_on_the_plugin_writes_history_through_the_users_codec(
     )
     assert isinstance(client.data_converter.payload_codec, Marked)
     assert client.data_converter.payload_converter_class is PydanticPayloadConverter
-    try:
-        async with Worker(client, task_queue=task_queue):
-            handle = await client.start_workflow(
-                AgentWorkflow.run,
-                AgentRun(agent="filer", input={"code": SECRET}, principal="batch"),
-                id=f"filer-{uuid.uuid4().hex[:8]}",
-                task_queue=task_queue,
-            )
-            result = await asyncio.wait_for(handle.result(), 60)
-    finally:
-        get_settings.cache_clear()
+    async with Worker(client, task_queue=task_queue):
+        handle = await client.start_workflow(
+            AgentWorkflow.run,
+            AgentRun(agent="filer", input={"code": SECRET}, principal="batch"),
+            id=f"filer-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+        result = await asyncio.wait_for(handle.result(), 60)
     assert result.outcome == "completed" and result.answer == f"{SECRET}: filed"
     history = await handle.fetch_history()  # as Temporal stores it: events carry raw payloads
     payloads = [p for event in history.events for p in encoded(event)]

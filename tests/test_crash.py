@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from durable_agents._vocab.models import EventSignal
+from durable_agents._vocab.schemas import EventSignal
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import approve_pending, kill, start_onboarding, wait_for_ledger, wait_for_status
-from workflows.agent import AgentWorkflow
 
 ACTIONS = ("create_mailbox", "order_laptop", "send_email")
 

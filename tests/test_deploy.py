@@ -24,7 +24,8 @@ from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import AgentResult, AgentStatus
+from durable_agents._vocab.schemas import AgentResult, AgentStatus
+from sim.world import world
 from tests.people import signed_in_env
 
 ROOT = Path(__file__).parent.parent
@@ -97,7 +98,7 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         "DURABLE_AGENTS_TASK_QUEUE": queue,
         "DURABLE_AGENTS_PLUGINS": "tests.deploy_agents",
         # The sim's identity provider: the approver signs in there, the workers check proofs.
-        "DURABLE_AGENTS_SIM_URL": sim.url,
+        **world(sim.url),
         "PYTHONPATH": str(ROOT),
         "DEPLOY_DIR": str(tmp_path),
     }

@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 import durable_agents
 from durable_agents import errors
 from durable_agents.errors import ConfigurationError, DurableAgentsError, FailureType
-from starters.common import call_sync
+from durable_agents.starters.common import call_sync
 
 
 def test_every_error_has_the_one_root() -> None:

@@ -19,9 +19,10 @@ from temporalio.worker import Worker
 
 from durable_agents import DurableAgentsPlugin
 from durable_agents._discovery import installed
-from durable_agents._vocab.models import AgentResult
+from durable_agents._vocab.schemas import AgentResult
+from durable_agents.workflows.agent import AgentWorkflow
+from sim.world import world
 from tests.people import signed_in_env
-from workflows.agent import AgentWorkflow
 
 
 def agentctl(*args: str) -> list[str]:
@@ -72,7 +73,7 @@ async def test_the_example_runs_on_a_stock_worker_and_pays_once(
     env = os.environ | {
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "DURABLE_AGENTS_TASK_QUEUE": task_queue,
-        "DURABLE_AGENTS_SIM_URL": sim.url,
+        **world(sim.url),
     }
     worker = await asyncio.create_subprocess_exec(*agentctl("worker"), env=env)
     try:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from durable_agents._vocab.models import AgentRun, EventSignal
+from durable_agents._vocab.schemas import AgentRun, EventSignal
 from durable_agents.client import start_run
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
 from tests.people import operator
 from tests.test_cli import address, cli, error, ok
-from workflows.agent import AgentWorkflow
 
 
 async def test_unavailable_provider_falls_back_to_the_next_model(

@@ -18,22 +18,21 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import store as store_module
-from activities.settings import get_settings
-from activities.store import SQLiteStore
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import (
+from durable_agents._vocab.schemas import (
     AgentResult,
     AgentRun,
     EventSignal,
     TranscriptEntry,
 )
+from durable_agents.activities import store as store_module
+from durable_agents.activities.store import SQLiteStore
 from durable_agents.client import AgentClient, start_run
 from durable_agents.errors import RequestError
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import approve_pending, chain_histories, wait_for_status
 from tests.people import operator
 from tests.test_cli import address, cli, ok
-from workflows.agent import AgentWorkflow
 
 
 async def start_reader(
@@ -269,10 +268,8 @@ async def test_large_results_are_kept_out_of_history_and_read_in_full_or_as_a_pr
 @pytest.fixture
 def small_result_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("DURABLE_AGENTS_MAX_TOOL_RESULT_BYTES", "30000")
-    get_settings.cache_clear()
     yield
     monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 @pytest.mark.parametrize("agent", ["reader", "skimmer"])  # an activity, a local activity
@@ -338,7 +335,7 @@ async def test_an_oversized_run_input_is_refused_at_start_or_parks_the_run(
 def test_a_carried_transcript_keeps_the_task_a_count_of_what_it_left_out_and_the_latest() -> None:
     from datetime import UTC, datetime
 
-    from workflows.state import CARRIED_ENTRIES, _bounded
+    from durable_agents.workflows.state import CARRIED_ENTRIES, _bounded
 
     def entry(i: int, kind: str = "tool_call") -> dict[str, Any]:
         return {"at": datetime.now(UTC).isoformat(), "turn": i, "kind": kind, "text": f"e{i}",

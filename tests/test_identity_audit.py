@@ -12,18 +12,18 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.audit import AuditLog, audit_log
-from activities.settings import get_settings
-from activities.tools import ToolRunner
 from durable_agents._discovery import discover
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import AgentRun, AuditEntry, Identity, ToolRequest
+from durable_agents._vocab.schemas import AgentRun, AuditEntry, Identity, ToolRequest
+from durable_agents.activities.audit import AuditLog, audit_log
+from durable_agents.activities.tools import ToolRunner
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.state import RunState
+from durable_agents.workflows.subagents import narrowed
+from sim import settings as sim_settings
 from tests.helpers import SimTokens, approve_pending, wait_for_status
 from tests.people import start_run
 from tests.test_cli import cli, invoke, ok
-from workflows.agent import AgentWorkflow
-from workflows.state import RunState
-from workflows.subagents import narrowed
 
 
 def identity(run: str, scopes: list[str]) -> Identity:
@@ -135,7 +135,9 @@ async def test_the_audit_trail_of_a_run_names_the_effect_the_grant_and_the_appro
     # ... until an effect is made past the agent (a rogue caller with the run's key prefix) and
     # one is audited that no system made: each is named, and the command fails.
     rogue_auth = SimTokens(sim.url, sim.credentials)  # another agent's credentials
-    async with httpx.AsyncClient(base_url=get_settings().company_base_url, auth=rogue_auth) as http:
+    async with httpx.AsyncClient(
+        base_url=sim_settings.current().company_base_url, auth=rogue_auth
+    ) as http:
         rogue = await http.post(
             "/mail/messages",
             json={"to": "x@example.com", "subject": "hi", "body": "not from the agent"},
@@ -185,14 +187,11 @@ def test_tampering_breaks_the_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     verdict = log.verify()
     assert not verdict.ok and verdict.broken_at == 2
     monkeypatch.setenv("DURABLE_AGENTS_AUDIT_PATH", str(path))
-    from activities.settings import get_settings
 
-    get_settings.cache_clear()
     try:
         result = invoke("audit", "--verify")
     finally:
         monkeypatch.undo()
-        get_settings.cache_clear()
     assert result.exit_code == 1 and "broken at entry #2" in result.stderr
     with sqlite3.connect(path) as db:  # put it back, then remove the first entry instead
         db.execute("UPDATE audit SET entry = ? WHERE seq = 2", (original,))

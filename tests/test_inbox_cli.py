@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents import _ops as ops
+from durable_agents.workers.main import build_worker
 from tests.helpers import hire
 from tests.test_cli import address, cli, error, ok, until_status
 from tests.test_refund import seed, ticket
-from workers.main import build_worker
 
 
 def unconfirmed(result: Any) -> str:
@@ -160,7 +158,7 @@ async def test_a_run_no_worker_serves_neither_blocks_the_inbox_nor_hangs_a_decis
     dev_env: WorkflowEnvironment, sim, task_queue, ledger, monkeypatch
 ):
     # A worker that answered once counts as a poller for minutes: keep the deadline short.
-    monkeypatch.setattr(ops, "QUERY_TIMEOUT", timedelta(seconds=2))
+    monkeypatch.setenv("DURABLE_AGENTS_QUERY_TIMEOUT", "2")
     addr = address(dev_env)
     async with build_worker(dev_env.client, task_queue):
         run = await start(addr, task_queue, "onboarding", hire(), "ops-anna")

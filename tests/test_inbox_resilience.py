@@ -12,7 +12,6 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -21,12 +20,11 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from durable_agents import _ops as ops
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 from tests.helpers import hire
 from tests.test_cli import address, cli, ok, until_status
 from tests.test_inbox_cli import start, unconfirmed, until_listed
-from workers.main import build_worker
-from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 
 @workflow.defn(name="AgentWorkflow")
@@ -113,7 +111,7 @@ async def test_a_decision_sent_with_no_worker_is_unconfirmed_then_applied(
     dev_env: WorkflowEnvironment, sim, task_queue: str, ledger, monkeypatch
 ) -> None:
     # A worker that answered once counts as a poller for a while: keep the deadline short.
-    monkeypatch.setattr(ops, "QUERY_TIMEOUT", timedelta(seconds=2))
+    monkeypatch.setenv("DURABLE_AGENTS_QUERY_TIMEOUT", "2")
     addr = address(dev_env)
     async with build_worker(dev_env.client, task_queue):
         run = await start(addr, task_queue, "onboarding", hire(), "ops-anna")

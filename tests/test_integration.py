@@ -6,10 +6,10 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import EventSignal
+from durable_agents._vocab.schemas import EventSignal
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
-from workflows.agent import AgentWorkflow
-from workflows.search import AGENT_NAME, AGENT_STATUS, PRINCIPAL
 
 
 @pytest.mark.parametrize("route", ["sim-openai:onboarding", "sim-anthropic:onboarding"])

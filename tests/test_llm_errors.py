@@ -17,11 +17,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities import llm
-from activities.llm import call_llm
-from activities.settings import get_settings
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import LLMReply, LLMRequest, Message
+from durable_agents._vocab.schemas import LLMReply, LLMRequest, Message
+from durable_agents.activities import llm
+from durable_agents.activities.llm import call_llm
 from sim.agents.onboarding import ONBOARDING
 from sim.runner import SimServer
 from tests.helpers import hire
@@ -205,10 +204,8 @@ async def test_an_unusable_route_is_invalid_request(route: str) -> None:
 def no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    get_settings.cache_clear()
     yield
     monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 @pytest.mark.usefixtures("no_provider_keys")
@@ -227,7 +224,6 @@ async def test_openai_compatible_servers_never_get_the_workers_openai_key(
 ) -> None:
     """The base URL comes from the run's input: the worker's key must not travel to it."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-worker-secret")
-    get_settings.cache_clear()
     keys: list[str] = []
     real = llm._openai_client
 
@@ -242,7 +238,6 @@ async def test_openai_compatible_servers_never_get_the_workers_openai_key(
         )
     finally:
         monkeypatch.undo()
-        get_settings.cache_clear()
     assert reply.provider == "openai-compatible"
     assert reply.message.tool_calls[0].name == "create_mailbox"
     assert keys and "sk-worker-secret" not in keys

@@ -17,18 +17,18 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import store as store_module
-from activities.store import SQLiteStore
 from bench.sleeper import AGENTS, EVENT, MODELS, all_waiting, start
 from durable_agents._vocab import chain, names
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import AgentResult, AgentRun, EventSignal
+from durable_agents._vocab.schemas import AgentResult, AgentRun, EventSignal
+from durable_agents.activities import store as store_module
+from durable_agents.activities.store import SQLiteStore
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.handover import HandsOver
 from tests.helpers import approve_pending, wait_for_status
 from tests.test_history import carried_runs, failures, finish, runs, scheduled, start_reader
 from tests.test_replay import replayer
-from workers.main import build_worker
-from workflows.agent import AgentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories" / "0.2.0"
 

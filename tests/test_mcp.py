@@ -25,12 +25,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.mcp import MCPConnections, MCPRunner
-from activities.settings import get_settings
 from durable_agents import AgentSet, AgentSpec, MCPServer, Stdio
 from durable_agents._catalog import Catalog
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import (
+from durable_agents._vocab.schemas import (
     AgentResult,
     AgentStatus,
     Identity,
@@ -39,12 +37,13 @@ from durable_agents._vocab.models import (
     ResultHandling,
     ToolRequest,
 )
+from durable_agents.activities.mcp import MCPConnections, MCPRunner
+from durable_agents.starters.devserver import free_port
 from durable_agents.testing import AgentEnvironment
-from starters.devserver import free_port
+from durable_agents.workers.plugin import interceptors, sandbox
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.mcp_agents import AGENTS, MODELS, PEOPLE, Zone
 from tests.people import signed_in_env
-from workers.plugin import interceptors, sandbox
-from workflows.agent import AgentWorkflow
 
 ROOT = Path(__file__).parent.parent
 AGENTCTL = str(Path(sys.executable).parent / "agentctl")
@@ -113,7 +112,6 @@ async def unruly(tmp_path: Path) -> AsyncIterator[tuple[MCPRunner, ActivityEnvir
     worker would run (its MCP sessions close after)."""
     os.environ["DURABLE_AGENTS_STATE_DIR"] = str(tmp_path)
     os.environ["DURABLE_AGENTS_MAX_TOOL_RESULT_BYTES"] = "5000"
-    get_settings.cache_clear()
     connections = MCPConnections(Catalog.build([AgentSet((PROBE,), directory=PEOPLE)]))
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, start_to_close_timeout=timedelta(seconds=4))
@@ -125,7 +123,6 @@ async def unruly(tmp_path: Path) -> AsyncIterator[tuple[MCPRunner, ActivityEnvir
             os.environ["DURABLE_AGENTS_STATE_DIR"],
             os.environ["DURABLE_AGENTS_MAX_TOOL_RESULT_BYTES"],
         )
-        get_settings.cache_clear()
 
 
 def calling(tool: str, **arguments: Any) -> ToolRequest:
@@ -449,10 +446,10 @@ async def test_a_restarted_stateful_server_is_reconnected(ledger: dict[str, Any]
 
 
 def test_a_schema_that_cannot_be_used_is_never_fetched_nor_fails_the_workflow() -> None:
-    from activities.mcp import _unusable
     from durable_agents._vocab.carried import CarriedState, MCPState
-    from durable_agents._vocab.models import MCPTool
-    from workflows import mcp_tools
+    from durable_agents._vocab.schemas import MCPTool
+    from durable_agents.activities.mcp import _unusable
+    from durable_agents.workflows import mcp_tools
 
     broken = [
         {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/schema.json"}}},

@@ -15,13 +15,13 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._vocab import proofs
-from durable_agents._vocab.models import AgentStatus, EventSignal
-from starters.devserver import binary
+from durable_agents._vocab.schemas import AgentStatus, EventSignal
+from durable_agents.starters.devserver import binary
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import hire, start_onboarding, wait_for_status
 from tests.people import People, decide
 from tests.test_cli import address, cli, ok
 from tests.test_refund import seed, start_refund
-from workflows.agent import AgentWorkflow
 
 
 async def temporal(env: WorkflowEnvironment, *args: str) -> tuple[int, str]:

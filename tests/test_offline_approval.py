@@ -12,10 +12,10 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import EventSignal
+from durable_agents._vocab.schemas import EventSignal
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import kill, start_onboarding, wait_for_status
 from tests.people import decide
-from workflows.agent import AgentWorkflow
 
 
 async def at_the_gate_then_no_worker(

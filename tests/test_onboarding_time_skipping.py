@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import EventSignal
+from durable_agents._vocab.schemas import EventSignal
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import approve_pending, start_onboarding, wait_for_status
-from workflows.agent import AgentWorkflow
 
 
 async def test_waits_five_days_for_clearance_then_completes(

@@ -23,12 +23,13 @@ from joserfc.jwk import RSAKey
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from durable_agents._vocab import proofs
-from durable_agents._vocab.models import Approval, Decision, EventSignal
+from durable_agents._vocab.schemas import Approval, Decision, EventSignal
+from durable_agents.workflows.agent import AgentWorkflow
 from sim.idp import ADMIN_FILE, ISSUER
 from sim.person import approve_authorization, approve_device, password
+from sim.world import world
 from tests.helpers import sim_token, start_onboarding, wait_for_status
 from tests.people import People, login
-from workflows.agent import AgentWorkflow
 
 AGENTCTL = [str(Path(sys.executable).parent / "agentctl")]
 
@@ -40,7 +41,7 @@ def admin(sim: Any) -> dict[str, str]:
 
 def cli_env(sim: Any, tmp_path: Path) -> dict[str, str]:
     return os.environ | {
-        "DURABLE_AGENTS_SIM_URL": sim.url,
+        **world(sim.url),
         "DURABLE_AGENTS_SIGNIN_FILE": str(tmp_path / "signin.json"),
     }
 
@@ -325,7 +326,7 @@ async def test_a_signal_with_a_proof_for_someone_else_changes_nothing(
 
 def start_proof(people: People, person: str, run: str, data: dict[str, Any]) -> str:
     scopes = ["hr:write", "it:write", "mail:send"]
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
 
     shape = AgentRun(agent="onboarding", input=data)
     return people.proof(person, proofs.start(run, shape, scopes))
@@ -346,7 +347,7 @@ def test_an_agent_gets_no_token_for_a_person_who_granted_it_nothing(sim: Any) ->
 async def test_nobody_starts_a_run_for_someone_else(
     ts_env: Any, ts_worker: Any, task_queue: str, people: People
 ) -> None:
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
     from tests.helpers import hire
 
     data = hire()
@@ -377,7 +378,7 @@ async def test_nobody_starts_a_run_for_someone_else(
 async def test_a_run_acts_for_its_starter_and_a_revoked_grant_parks_it_until_granted_again(
     ts_env: Any, ts_worker: Any, task_queue: str, people: People, ledger: Any
 ) -> None:
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
     from durable_agents.client import start_run
     from tests.helpers import hire
 
@@ -413,7 +414,7 @@ async def test_a_run_acts_for_its_starter_and_a_revoked_grant_parks_it_until_gra
               if e["action"] == "send_email"]  # fmt: skip
     assert sent["principal"] == "alice"
     # The audit names who started it and who resumed it, with their proofs.
-    from activities.audit import audit_log
+    from durable_agents.activities.audit import audit_log
 
     trail = [r.entry for r in audit_log().trail(wid)]
     [start] = [e for e in trail if e.kind == "start"]
@@ -424,9 +425,7 @@ async def test_a_run_acts_for_its_starter_and_a_revoked_grant_parks_it_until_gra
         assert len(entry.details["proof_id"]) == 32
     # Long after they expired, the proofs it keeps still verify as evidence: alice's start,
     # hana's decision and alice's resume, each against the provider's keys and bound to this run.
-    verified = agentctl(
-        os.environ | {"DURABLE_AGENTS_SIM_URL": people.base}, "audit", wid, "--verify"
-    )
+    verified = agentctl(os.environ | world(people.base), "audit", wid, "--verify")
     assert verified.returncode == 0, verified.stderr
     assert f"{wid}: 3 proof(s) of who started, decided or operated it verified" in verified.stdout
 
@@ -540,7 +539,7 @@ async def test_a_client_cannot_start_a_run_with_a_carried_state_or_a_borrowed_gr
     ts_env: Any, ts_worker: Any, task_queue: str, people: People
 ) -> None:
     from durable_agents._vocab.carried import CarriedState
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
     from tests.helpers import hire
 
     async def refusal(run: AgentRun, wid: str) -> str:
@@ -565,7 +564,7 @@ async def test_a_client_cannot_start_a_run_with_a_carried_state_or_a_borrowed_gr
 async def test_sub_agents_act_for_the_person_who_started_the_root_run(
     ts_env: Any, ts_worker: Any, task_queue: str, people: People
 ) -> None:
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
     from durable_agents.client import start_run
 
     data = {"question": "What is Temporal?", "topics": ["history", "design"]}

@@ -19,10 +19,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from durable_agents import AgentSet, DurableAgentsPlugin
 from durable_agents._catalog import Catalog
-from durable_agents._vocab.models import AgentRun
+from durable_agents._vocab.schemas import AgentRun
 from durable_agents.errors import CatalogError
 from durable_agents.testing import ScriptedModel
-from workflows.agent import AgentWorkflow
+from durable_agents.workflows.agent import AgentWorkflow
 
 # A new user's agent as README's "Write your own agent" shows it, its model in its AgentSet.
 MY_EXPENSES = """

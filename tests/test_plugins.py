@@ -16,7 +16,8 @@ from temporalio.client import WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from durable_agents._vocab.models import AgentResult, AgentStatus
+from durable_agents._vocab.schemas import AgentResult, AgentStatus
+from sim.world import world
 from tests.people import signed_in_env
 
 PLUGIN = '''
@@ -189,7 +190,7 @@ async def test_a_users_agent_runs_on_a_stock_worker_and_a_mixed_fleet_loses_no_r
         tmp_path,
         TEMPORAL_ADDRESS=address,
         DURABLE_AGENTS_TASK_QUEUE=task_queue,
-        DURABLE_AGENTS_SIM_URL=sim.url,
+        **world(sim.url),
     )
     cli_env = env | {"DURABLE_AGENTS_PLUGINS": "my_invoices"}
     workers = []

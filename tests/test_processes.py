@@ -26,7 +26,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents import _ops as ops
-from starters.devserver import free_port, port_free
+from durable_agents.starters.devserver import free_port, port_free
+from sim.world import world
 
 AGENTCTL = str(Path(sys.executable).parent / "agentctl")
 
@@ -46,6 +47,14 @@ def children(pid: int) -> list[int]:
         for task in Path(f"/proc/{pid}/task").iterdir()
         for child in (task / "children").read_text().split()
     ]
+
+
+def descendants(pid: int) -> list[int]:
+    """Children, their children, and so on."""
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
 
 
 def ignores_sigpipe(pid: int) -> bool:
@@ -137,6 +146,7 @@ def test_runs_link_to_the_ui_the_server_was_given(server: Server, tmp_path: Path
     server.started()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DURABLE_AGENTS_", "TEMPORAL"))}
     env |= {"DURABLE_AGENTS_STATE_DIR": str(tmp_path / "state"), "DURABLE_AGENTS_TRACING": "off"}
+    env |= {k: v for k, v in world("http://127.0.0.1:1").items() if "PROVIDERS" in k}  # its models
     data = json.dumps(
         {"customer_id": "C-1", "email": "kim@example.com", "order_id": "O-1", "amount": "5"}
         | {"ticket_id": "T-1"}
@@ -166,7 +176,7 @@ def test_runs_link_to_the_ui_the_server_was_given(server: Server, tmp_path: Path
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_kept_demo_takes_its_stack_down_when_stopped(sig: signal.Signals, tmp_path: Path) -> None:
     """`agentctl demo --keep` stopped by a service manager (SIGTERM) or killed: its dev server
-    does not stay behind holding its ports."""
+    (started by the `agentctl server` it runs) does not stay behind holding its ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DURABLE_AGENTS_", "TEMPORAL"))}
     env |= {"DURABLE_AGENTS_STATE_DIR": str(tmp_path / "state"), "DURABLE_AGENTS_TRACING": "off"}
     log = tmp_path / "demo.log"
@@ -178,7 +188,9 @@ def test_a_kept_demo_takes_its_stack_down_when_stopped(sig: signal.Signals, tmp_
     try:
         wait_until(lambda: "stack kept running" in log.read_text(), 180, "the demo did not finish")
         [dev] = [
-            c for c in children(demo.pid) if "start-dev" in Path(f"/proc/{c}/cmdline").read_text()
+            c
+            for c in descendants(demo.pid)
+            if "start-dev" in Path(f"/proc/{c}/cmdline").read_text()
         ]
         port = int(log.read_text().split("Temporal 127.0.0.1:")[1].split(",")[0])
         demo.send_signal(sig)

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client, WorkflowHandle
 
-from durable_agents._vocab.models import AgentResult, AgentRun
+from durable_agents._vocab.schemas import AgentResult, AgentRun
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.search import AGENT_STATUS
 from tests.helpers import wait_for_status
 from tests.people import decide, operator, start_run
-from workflows.agent import AgentWorkflow
-from workflows.search import AGENT_STATUS
 
 
 def seed(sim_url: str, amount: str) -> dict[str, Any]:

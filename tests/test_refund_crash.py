@@ -13,10 +13,10 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import kill, wait_for_ledger, wait_for_status
 from tests.people import decide
 from tests.test_refund import seed, start_refund, ticket
-from workflows.agent import AgentWorkflow
 
 
 async def refund_attempts(handle: WorkflowHandle[Any, Any]) -> int:

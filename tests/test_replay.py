@@ -16,9 +16,9 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 from temporalio.workflow import NondeterminismError
 
 from durable_agents._discovery import discover
-from durable_agents._vocab.models import AgentResult, AgentRun
-from workers.plugin import interceptors, sandbox
-from workflows.agent import AgentWorkflow
+from durable_agents._vocab.schemas import AgentResult, AgentRun
+from durable_agents.workers.plugin import interceptors, sandbox
+from durable_agents.workflows.agent import AgentWorkflow
 
 # Every release's corpus (tests/histories/<version>/), replayed against today's code.
 HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))

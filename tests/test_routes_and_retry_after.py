@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from activities.providers.common import MAX_RETRY_AFTER, jittered, retry_after
-from durable_agents._routes import PROVIDERS, Route, parse_route
+from durable_agents._routes import PROVIDERS, ModelProvider, Route, parse_route, resolve_route
+from durable_agents.activities.providers.common import MAX_RETRY_AFTER, jittered, retry_after
 from durable_agents.errors import InvalidRoute
 
 NOW = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
@@ -19,19 +19,25 @@ NOW = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("route", "expected"),
     [
-        ("openai:gpt-4.1", Route("openai", "gpt-4.1")),
-        ("anthropic:claude-sonnet-4-5", Route("anthropic", "claude-sonnet-4-5")),
-        ("sim-openai:onboarding", Route("sim-openai", "onboarding")),
-        ("sim-anthropic:onboarding", Route("sim-anthropic", "onboarding")),
+        ("openai:gpt-4.1", Route("openai", "gpt-4.1", None, "openai")),
+        ("anthropic:claude-sonnet-4-5", Route("anthropic", "claude-sonnet-4-5", None, "anthropic")),
+        # Any other name is a provider the configuration names: only its form is checked here.
+        ("gateway:gpt-4.1", Route("gateway", "gpt-4.1", named=True)),
+        ("sim-openai:onboarding", Route("sim-openai", "onboarding", named=True)),
         # Everything after the first colon is the model, colons included.
-        ("openai:ft:gpt-4.1:acme::abc123", Route("openai", "ft:gpt-4.1:acme::abc123")),
         (
-            "openai-compatible:http://127.0.0.1:11434/v1:llama3.1:8b",
-            Route("openai-compatible", "llama3.1:8b", "http://127.0.0.1:11434/v1"),
+            "openai:ft:gpt-4.1:acme::abc123",
+            Route("openai", "ft:gpt-4.1:acme::abc123", None, "openai"),
         ),
         (
-            "openai-compatible:https://llm.internal.example/api/v1:mistral",
-            Route("openai-compatible", "mistral", "https://llm.internal.example/api/v1"),
+            "openai-compatible:http://127.0.0.1:11434/v1:llama3.1:8b",
+            Route("openai-compatible", "llama3.1:8b", "http://127.0.0.1:11434/v1", "openai"),
+        ),
+        (
+            "anthropic-compatible:https://llm.internal.example/api/v1:claude",
+            Route(
+                "anthropic-compatible", "claude", "https://llm.internal.example/api/v1", "anthropic"
+            ),
         ),
     ],
 )
@@ -39,18 +45,28 @@ def test_parse_route(route: str, expected: Route) -> None:
     assert parse_route(route) == expected
 
 
-def test_every_provider_parses_and_has_a_wire_format() -> None:
+def test_every_built_in_provider_parses_and_has_a_wire_format() -> None:
     for provider in PROVIDERS:
-        route = (
-            "openai-compatible:http://127.0.0.1:8000/v1:m"
-            if provider == "openai-compatible"
-            else f"{provider}:m"
-        )
+        with_url = provider.endswith("-compatible")
+        route = f"{provider}:http://127.0.0.1:8000/v1:m" if with_url else f"{provider}:m"
         parsed = parse_route(route)
-        assert (parsed.provider, parsed.model) == (provider, "m")
-        expected = "anthropic" if "anthropic" in provider else "openai"
-        assert parsed.wire_format == expected
-        assert (parsed.base_url is not None) == (provider == "openai-compatible")
+        assert (parsed.provider, parsed.model, parsed.named) == (provider, "m", False)
+        if provider != "scripted":
+            expected = "anthropic" if "anthropic" in provider else "openai"
+            assert parsed.wire_format == expected
+        assert (parsed.base_url is not None) == with_url
+
+
+def test_a_named_provider_resolves_from_configuration() -> None:
+    gateway = ModelProvider(wire="anthropic", base_url="https://llm.corp.example/api/")
+    route = resolve_route(parse_route("gateway:claude"), {"gateway": gateway})
+    assert (route.base_url, route.wire_format, route.model) == (
+        "https://llm.corp.example/api",
+        "anthropic",
+        "claude",
+    )
+    with pytest.raises(InvalidRoute, match="no model provider 'other' here .named ones: gateway"):
+        resolve_route(parse_route("other:claude"), {"gateway": gateway})
 
 
 @pytest.mark.parametrize(
@@ -60,22 +76,22 @@ def test_every_provider_parses_and_has_a_wire_format() -> None:
         ("openai:", "is not 'provider:model'"),
         ("openai:   ", "is not 'provider:model'"),
         ("", "is not 'provider:model'"),
-        ("gemini:pro", "unknown provider 'gemini'"),
-        ("OpenAI:gpt-4.1", "unknown provider 'OpenAI'"),
-        (":gpt-4.1", "unknown provider ''"),
-        # openai-compatible needs a base URL with a path, then a model.
+        ("OpenAI:gpt-4.1", "is not 'provider:model'"),  # a provider's name is lowercase
+        (":gpt-4.1", "is not 'provider:model'"),
+        ("my gateway:gpt-4.1", "is not 'provider:model'"),
+        # …-compatible needs a base URL with a path, then a model.
         ("openai-compatible:llama3.1", "base_url with path"),
         ("openai-compatible:http://127.0.0.1:11434:llama3.1", "base_url with path"),
         ("openai-compatible:http://127.0.0.1:11434/v1:", "base_url with path"),
-        ("openai-compatible:ftp://host/v1:llama3.1", "base_url with path"),
+        ("anthropic-compatible:ftp://host/v1:claude", "base_url with path"),
     ],
 )
 def test_parse_route_rejects(route: str, says: str) -> None:
     with pytest.raises(InvalidRoute, match="model route") as raised:
         parse_route(route)
     assert says in str(raised.value)
-    if "provider:model" in says or "unknown provider" in says:
-        assert all(p in str(raised.value) for p in PROVIDERS)  # the message lists the choices
+    if "provider:model" in says:
+        assert all(p in str(raised.value) for p in PROVIDERS)  # the message lists the built-ins
 
 
 # ---- retry_after -------------------------------------------------------------------------

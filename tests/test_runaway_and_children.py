@@ -14,14 +14,14 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._spec import RunawayPolicy
-from durable_agents._vocab.models import AgentResult, AgentRun
+from durable_agents._vocab.schemas import AgentResult, AgentRun
 from durable_agents.client import start_run
+from durable_agents.workers.main import build_worker
+from durable_agents.workflows.agent import AgentWorkflow
 from sim.agents import AGENTS
 from sim.agents.bench import BENCH
 from tests.helpers import wait_for_status
 from tests.people import decide
-from workers.main import build_worker
-from workflows.agent import AgentWorkflow
 
 
 @contextlib.asynccontextmanager

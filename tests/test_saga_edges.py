@@ -11,10 +11,10 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from durable_agents._builtin import SleepUntilInput
-from durable_agents._vocab.models import AgentRun
+from durable_agents._vocab.schemas import AgentRun
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import hire, wait_for_status
 from tests.test_refund import seed, start_refund, ticket
-from workflows.agent import AgentWorkflow
 
 
 async def test_a_refund_retried_after_a_refusal_is_not_undone(

@@ -20,13 +20,13 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 
-from durable_agents._vocab.models import AgentRun
+from durable_agents._vocab.schemas import AgentRun
+from durable_agents.workflows.agent import AgentWorkflow
 from sim.conversation import Conversation, ToolCall, Turn
 from sim.runner import SimServer
 from sim.scripts import helpdesk
 from tests.helpers import sim_token, wait_for_status
 from tests.people import decide, start_run
-from workflows.agent import AgentWorkflow
 
 
 class CallTokens(httpx2.Auth):

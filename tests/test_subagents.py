@@ -11,10 +11,10 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
-from durable_agents._vocab.models import AgentRun, BudgetOverride
+from durable_agents._vocab.schemas import AgentRun, BudgetOverride
 from durable_agents.client import start_run
+from durable_agents.workflows.agent import AgentWorkflow
 from tests.helpers import wait_for_status
-from workflows.agent import AgentWorkflow
 
 
 async def start(env, task_queue: str, budget: BudgetOverride | None = None, **data):  # type: ignore[no-untyped-def]

@@ -23,13 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from durable_agents._discovery import discover
-from durable_agents._vocab.models import AgentRun
+from durable_agents._vocab.schemas import AgentRun
 from durable_agents.client import start_run
-from starters.devserver import free_port
+from durable_agents.starters.devserver import free_port
+from durable_agents.workers import telemetry
+from durable_agents.workers.main import build_worker
+from durable_agents.workers.plugin import DurableAgentsPlugin
 from tests.helpers import approve_pending, wait_for_status
-from workers import telemetry
-from workers.main import build_worker
-from workers.plugin import DurableAgentsPlugin
 
 SPANS = InMemorySpanExporter()
 RUN_SPANS = (

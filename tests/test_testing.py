@@ -22,7 +22,7 @@ from durable_agents import (
     tool,
 )
 from durable_agents._directory import Directory
-from durable_agents._vocab.models import LLMRequest
+from durable_agents._vocab.schemas import LLMRequest
 from durable_agents.testing import (
     AgentEnvironment,
     Message,

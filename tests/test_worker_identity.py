@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 
 from durable_agents import AgentSet, AgentSpec, Directory, DurableAgentsPlugin
 from durable_agents._catalog import Catalog
-from workers.identity import (
+from durable_agents.workers.identity import (
     agent_sets,
     digest,
     fleet,

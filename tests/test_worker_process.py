@@ -14,10 +14,11 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.settings import Settings, _explain, get_settings
+from durable_agents.settings import Settings, _explain
+from durable_agents.workers.main import build_worker
 from sim.runner import SimServer
+from sim.world import world
 from tests.helpers import start_onboarding, wait_for_status
-from workers.main import build_worker
 
 
 async def test_sigterm_drains_and_exits_cleanly(
@@ -26,10 +27,10 @@ async def test_sigterm_drains_and_exits_cleanly(
     env = os.environ | {
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "DURABLE_AGENTS_TASK_QUEUE": task_queue,
-        "DURABLE_AGENTS_SIM_URL": sim.url,
+        **world(sim.url),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers"], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "durable_agents.workers"], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
         handle = await start_onboarding(dev_env.client, task_queue)
@@ -47,7 +48,7 @@ async def test_sigterm_drains_and_exits_cleanly(
 async def test_worker_says_where_it_could_not_connect(task_queue: str) -> None:
     env = os.environ | {"TEMPORAL_ADDRESS": "127.0.0.1:1", "DURABLE_AGENTS_CONNECT_WAIT": "1"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", env=env, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "durable_agents.workers", env=env, stderr=asyncio.subprocess.PIPE
     )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode != 0
@@ -85,7 +86,7 @@ async def test_worker_refuses_a_setting_that_does_not_parse(
     """One line that names the variable, what it held and what fits; no traceback, exit 1."""
     env = os.environ | {"TEMPORAL_ADDRESS": "127.0.0.1:1", variable: value}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "workers", env=env, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "durable_agents.workers", env=env, stderr=asyncio.subprocess.PIPE
     )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     text = err.decode()
@@ -108,16 +109,11 @@ async def test_worker_settings_reach_the_sdk(
     waiting costs"); blank is the default."""
     monkeypatch.setenv("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", "250")
     monkeypatch.setenv("DURABLE_AGENTS_STICKY_TIMEOUT_S", "2.5")
-    get_settings.cache_clear()
-    try:
-        config = build_worker(dev_env.client, task_queue).config()
-        assert config.get("max_cached_workflows") == 250
-        assert config.get("sticky_queue_schedule_to_start_timeout") == timedelta(seconds=2.5)
-        monkeypatch.setenv("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", " ")
-        monkeypatch.setenv("DURABLE_AGENTS_STICKY_TIMEOUT_S", "")
-        get_settings.cache_clear()
-        config = build_worker(dev_env.client, f"{task_queue}-defaults").config()
-        assert config.get("max_cached_workflows") == 1000  # the SDK's
-        assert config.get("sticky_queue_schedule_to_start_timeout") == timedelta(seconds=5)
-    finally:
-        get_settings.cache_clear()
+    config = build_worker(dev_env.client, task_queue).config()
+    assert config.get("max_cached_workflows") == 250
+    assert config.get("sticky_queue_schedule_to_start_timeout") == timedelta(seconds=2.5)
+    monkeypatch.setenv("DURABLE_AGENTS_MAX_CACHED_WORKFLOWS", " ")
+    monkeypatch.setenv("DURABLE_AGENTS_STICKY_TIMEOUT_S", "")
+    config = build_worker(dev_env.client, f"{task_queue}-defaults").config()
+    assert config.get("max_cached_workflows") == 1000  # the SDK's
+    assert config.get("sticky_queue_schedule_to_start_timeout") == timedelta(seconds=5)

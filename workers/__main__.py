@@ -1,6 +1,6 @@
 """`python -m workers`: the same as `agentctl worker`."""
 
-from starters.cli import main
+from durable_agents.starters.cli import main
 
 if __name__ == "__main__":
     import sys

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
@@ -13,8 +12,9 @@ from durable_agents.errors import ServerUnreachable
 if TYPE_CHECKING:
     from temporalio.runtime import Runtime
 
+    from durable_agents.settings import Settings
+
 DEFAULT_ADDRESS = "127.0.0.1:7233"
-TASK_QUEUE = os.environ.get("DURABLE_AGENTS_TASK_QUEUE", "durable-agents")
 
 
 def connect_config(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
@@ -32,16 +32,17 @@ async def connect(
     namespace: str | None = None,
     wait_seconds: float = 0,
     runtime: Runtime | None = None,
+    settings: Settings | None = None,
 ) -> Client:
     """Connect with the pydantic converter; keep trying for `wait_seconds` (server starting)."""
     # Imported here: the CLI reads `connect_config` without loading telemetry and retries.
     from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
     from durable_agents._codec import data_converter
-    from workers import telemetry
+    from durable_agents.workers import telemetry
 
     config = connect_config(address, namespace)
-    converter = data_converter()  # encrypted when DURABLE_AGENTS_CODEC_KEYS is set
+    converter = data_converter(settings=settings)  # encrypted when the settings name keys
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(wait_seconds),

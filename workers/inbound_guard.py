@@ -22,7 +22,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from workflows.inbound import MessageRefused
+from durable_agents.workflows.inbound import MessageRefused
 
 
 def _too_many(args: Sequence[Any], name: str) -> str | None:

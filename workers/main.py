@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import importlib.util
 import logging
-import os
 import signal
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -18,15 +17,15 @@ from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
-from activities.llm import LocalModel
-from activities.settings import get_settings
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._discovery import discover
 from durable_agents._spec import AgentSpec
-from workers import telemetry
-from workers.client import TASK_QUEUE, connect
-from workers.plugin import DurableAgentsPlugin
-from workflows.agent import AgentWorkflow
+from durable_agents.activities.llm import LocalModel
+from durable_agents.settings import Settings, current
+from durable_agents.workers import telemetry
+from durable_agents.workers.client import connect
+from durable_agents.workers.plugin import DurableAgentsPlugin
+from durable_agents.workflows.agent import AgentWorkflow
 
 log = logging.getLogger("durable_agents.worker")
 
@@ -55,7 +54,7 @@ def _plugin_roots(catalog: Catalog | None) -> list[Path]:
     return roots
 
 
-def code_checksum(catalog: Catalog | None = None) -> str:
+def code_checksum(catalog: Catalog | None = None, settings: Settings | None = None) -> str:
     """Which code this worker runs: 12 hex characters over what decides behaviour: the platform
     (durable_agents, workflows, activities, workers) and every plugin the agents come from,
     their code and configuration files. Installed libraries are not in it: in production, set
@@ -64,9 +63,11 @@ def code_checksum(catalog: Catalog | None = None) -> str:
     (The SDK's default build id, a 32-character checksum, is written into three history events
     of every step; this is as telling and shorter.)
     """
-    if os.environ.get("DURABLE_AGENTS_BUILD_ID"):
-        return os.environ["DURABLE_AGENTS_BUILD_ID"]
+    named = (settings or current()).build_id
+    if named:
+        return named
     root = Path(__file__).resolve().parent.parent
+    # The platform's folders (durable_agents/ reaches them by symlinks, not followed here).
     roots = [root / p for p in ("durable_agents", "workflows", "activities", "workers")]
     return _checksum(tuple(sorted({*roots, *_plugin_roots(catalog)})))
 
@@ -86,19 +87,21 @@ def _checksum(roots: tuple[Path, ...]) -> str:
 
 def build_worker(
     client: Client,
-    task_queue: str = TASK_QUEUE,
+    task_queue: str | None = None,
     graceful: timedelta = timedelta(seconds=30),
     agents: Catalog | Iterable[AgentSpec | AgentSet] | None = None,
     models: Iterable[LocalModel] = (),
     workflow: type[AgentWorkflow] = AgentWorkflow,
+    settings: Settings | None = None,
     **options: Any,
 ) -> Worker:
     """A worker for the agents given (by default: every installed plugin's, `discover()`),
     serving on `scripted:<name>` routes the in-process models their agent sets ship and
     `models`."""
-    catalog = agents if agents is not None else discover()
-    build = code_checksum(catalog if isinstance(catalog, Catalog) else None)
-    settings = get_settings()
+    settings = settings or Settings.from_env()
+    catalog = agents if agents is not None else discover(settings=settings)
+    build = code_checksum(catalog if isinstance(catalog, Catalog) else None, settings)
+    task_queue = task_queue or settings.task_queue
     deployment = settings.deployment
     if deployment:
         # Worker Deployment Versioning: this worker is version `deployment:build`; runs stay on
@@ -127,7 +130,13 @@ def build_worker(
         client,
         task_queue=task_queue,
         plugins=[
-            DurableAgentsPlugin(catalog, models=models, data_converter=False, workflow=workflow)
+            DurableAgentsPlugin(
+                catalog,
+                models=models,
+                data_converter=False,
+                workflow=workflow,
+                settings=settings,
+            )
         ],
         # In-flight activities get this long to finish before the worker exits.
         graceful_shutdown_timeout=graceful,
@@ -135,7 +144,9 @@ def build_worker(
     )
 
 
-async def join_deployment(client: Client, catalog: Catalog | None = None) -> str | None:
+async def join_deployment(
+    client: Client, catalog: Catalog | None = None, settings: Settings | None = None
+) -> str | None:
     """With DURABLE_AGENTS_DEPLOYMENT set: the deployment's current version, after making this
     worker's version current if the deployment has none yet (its first worker bootstraps it;
     later versions are promoted by an operator: `agentctl deploy promote`)."""
@@ -145,17 +156,18 @@ async def join_deployment(client: Client, catalog: Catalog | None = None) -> str
     )
     from temporalio.service import RPCError, RPCStatusCode
 
-    deployment = get_settings().deployment
+    settings = settings or current()
+    deployment = settings.deployment
     if not deployment:
         return None
-    build = code_checksum(catalog)
+    build = code_checksum(catalog, settings)
     try:
         found = await client.workflow_service.describe_worker_deployment(
             DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
         )
-        current = found.worker_deployment_info.routing_config.current_deployment_version
-        if current.build_id:
-            return current.build_id
+        version = found.worker_deployment_info.routing_config.current_deployment_version
+        if version.build_id:
+            return version.build_id
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -175,21 +187,26 @@ async def join_deployment(client: Client, catalog: Catalog | None = None) -> str
 async def run_worker(
     address: str | None = None,
     namespace: str | None = None,
-    task_queue: str = TASK_QUEUE,
+    task_queue: str | None = None,
     stop: asyncio.Event | None = None,
     plugins: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop`), then drain in-flight work and exit."""
-    settings = get_settings()  # a variable that does not parse stops the worker here, in one line
-    catalog = discover(plugins)  # a plugin that cannot load stops the worker before it starts
+    # Read once, here: a variable that does not parse stops the worker in one line.
+    settings = settings or Settings.from_env()
+    task_queue = task_queue or settings.task_queue
+    catalog = discover(plugins, settings=settings)  # a plugin that cannot load stops it here
     for spec in catalog.agents.values():
         for server in spec.mcp_servers:
             server.check_worker()  # a secret this worker lacks stops it here, in one line
     # A worker may start before its server (compose, systemd): keep trying for a while.
     patience = settings.connect_wait
-    telemetry.setup_tracing("durable-agents-worker")
-    runtime = telemetry.metrics_runtime()
-    client = await connect(address, namespace, wait_seconds=patience, runtime=runtime)
+    telemetry.setup_tracing("durable-agents-worker", settings=settings)
+    runtime = telemetry.metrics_runtime(settings=settings)
+    client = await connect(
+        address, namespace, wait_seconds=patience, runtime=runtime, settings=settings
+    )
     reporter = None
     if runtime is not None:
         reporter = asyncio.create_task(telemetry.report_runs_forever(client, runtime.metric_meter))
@@ -197,11 +214,11 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    worker = build_worker(client, task_queue, agents=catalog)
-    current = await join_deployment(client, catalog)
-    if current is not None and current != code_checksum(catalog):
+    worker = build_worker(client, task_queue, agents=catalog, settings=settings)
+    version = await join_deployment(client, catalog, settings)
+    if version is not None and version != code_checksum(catalog, settings):
         log.info(
-            "this worker's version is not current (%s is): it serves runs pinned to it", current
+            "this worker's version is not current (%s is): it serves runs pinned to it", version
         )
     log.info(
         "worker polling task queue %r on %s for agents %s",

@@ -13,7 +13,8 @@ client has no payload codec; the client's own codec, payload converter and failu
 stay. `agentctl worker` is built on it.
 
 Messages from people carry proofs (README: "Proofs"); `proofs` says whose the worker takes
-(by default the OpenID provider of DURABLE_AGENTS_OIDC_URL, or the sim's).
+(by default the OpenID provider of DURABLE_AGENTS_OIDC_URL; with none, it takes no person's
+message, saying so).
 
 In-process models are served under `scripted:<name>` routes (`durable_agents.testing`): those
 the agent sets ship (`AgentSet(..., models=[ScriptedModel(...)])`) and those given here:
@@ -32,6 +33,8 @@ from typing import Any
 from temporalio.converter import DataConverter
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
     Interceptor,
     WorkerConfig,
     WorkflowInboundInterceptor,
@@ -40,19 +43,20 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from activities.audit import record_audit
-from activities.compaction import Summaries
-from activities.llm import LocalModel, ModelCalls
-from activities.mcp import MCPConnections, MCPRunner
-from activities.proofs import ProofTrust, ProofVerifier, configured_trust
-from activities.recovery import recover_conversation
-from activities.tools import ToolRunner
 from durable_agents._catalog import AgentSet, Catalog
 from durable_agents._spec import AgentSpec
-from workers.identity import identity, plugin_name
-from workers.inbound_guard import InboundGuard
-from workflows.agent import AgentWorkflow
-from workflows.catalog import EXTERN
+from durable_agents.activities.audit import record_audit
+from durable_agents.activities.compaction import Summaries
+from durable_agents.activities.llm import LocalModel, ModelCalls
+from durable_agents.activities.mcp import MCPConnections, MCPRunner
+from durable_agents.activities.proofs import ProofTrust, ProofVerifier, configured_trust
+from durable_agents.activities.recovery import recover_conversation
+from durable_agents.activities.tools import ToolRunner
+from durable_agents.settings import Settings, use
+from durable_agents.workers.identity import identity, plugin_name
+from durable_agents.workers.inbound_guard import InboundGuard
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.catalog import EXTERN
 
 # The sandbox re-imports, for every run, each module a workflow imports that is not passed
 # through: for the agent loop's modules that cost ~60 ms of CPU per run, and for the workflow
@@ -63,8 +67,9 @@ from workflows.catalog import EXTERN
 # `workflow.*`: the import contracts in pyproject.toml forbid the modules that give them, and
 # the replay tests hold the code to it) and keeps no state in its modules, so it is shared. A
 # subclass of the agent workflow in a user's module is still loaded per run. Also shared: pure
-# libraries that pydantic loads lazily while validating (EmailStr), and JSON Schema (MCP tools'
-# arguments are checked in the workflow).
+# libraries that pydantic loads lazily while validating (EmailStr), JSON Schema (MCP tools'
+# arguments are checked in the workflow), and the modules the catalog's agents come from (their
+# input and output models are validated in the workflow; the specs were built outside it).
 SHARED = (
     "email_validator",
     "idna",
@@ -73,9 +78,6 @@ SHARED = (
     "rpds",
     "attrs",
     "durable_agents",
-    "sim.agents",
-    "activities",
-    "workflows",
 )
 
 
@@ -97,18 +99,34 @@ def interceptors(catalog: Catalog) -> list[Interceptor]:
     return [InboundGuard(), _CatalogProvider(catalog)]
 
 
-def sandbox(runner: WorkflowRunner | None = None) -> WorkflowRunner:
+def sandbox(runner: WorkflowRunner | None = None, catalog: Catalog | None = None) -> WorkflowRunner:
     runner = runner or SandboxedWorkflowRunner()
     if not isinstance(runner, SandboxedWorkflowRunner):
         return runner  # the user's choice (e.g. unsandboxed for a debugger)
-    restrictions = runner.restrictions.with_passthrough_modules(*SHARED)
+    plugins = sorted({s.split(":")[0] for s in (catalog.sources.values() if catalog else ()) if s})
+    restrictions = runner.restrictions.with_passthrough_modules(*SHARED, *plugins)
     return dataclasses.replace(runner, restrictions=restrictions)
 
 
-def _converter(existing: DataConverter | None) -> DataConverter:
-    from durable_agents._codec import composed
+@dataclasses.dataclass(frozen=True)
+class _SettingsInForce(Interceptor):
+    """Every activity of the worker runs with the plugin's settings (durable_agents.settings
+    `current()`): two workers in one process, with settings of their own, never mix them."""
 
-    return composed(existing)
+    settings: Settings
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityWithSettings(next, self.settings)
+
+
+class _ActivityWithSettings(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, settings: Settings) -> None:
+        super().__init__(next)
+        self._settings = settings
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        with use(self._settings):
+            return await self.next.execute_activity(input)
 
 
 class DurableAgentsPlugin(SimplePlugin):
@@ -126,7 +144,10 @@ class DurableAgentsPlugin(SimplePlugin):
         data_converter: bool = True,
         workflow: type[AgentWorkflow] = AgentWorkflow,
         proofs: ProofTrust | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        # Read once, here: a bad variable stops the worker before it connects.
+        self.settings = settings or Settings.from_env()
         if isinstance(agents, AgentSpec | AgentSet):
             agents = [agents]  # a plugin's AGENTS as it is
         self.catalog = agents if isinstance(agents, Catalog) else Catalog.build(agents)
@@ -134,26 +155,31 @@ class DurableAgentsPlugin(SimplePlugin):
         self.mcp = MCPConnections(self.catalog)
         mcp = MCPRunner(self.mcp)
         served = self.catalog.served_models(models)
-        self.proofs = ProofVerifier(proofs or configured_trust())
+        self.proofs = ProofVerifier(proofs or configured_trust(self.settings))
         activities: Sequence[Callable[..., Any]] = (
             self.proofs.verify_proof,
-            ModelCalls(served).call_llm,
+            ModelCalls(served, self.catalog.providers).call_llm,
             ToolRunner(self.catalog).run_tool,
             mcp.list_mcp_tools,
             mcp.call_mcp_tool,
-            Summaries(served).summarize,
+            Summaries(served, self.catalog.providers).summarize,
             record_audit,
             recover_conversation,
         )
         super().__init__(
             plugin_name(self.catalog.agents),  # worker heartbeats list the agents (identity.py)
-            data_converter=_converter if data_converter else None,
-            interceptors=interceptors(self.catalog),
+            data_converter=self._converter if data_converter else None,
+            interceptors=[*interceptors(self.catalog), _SettingsInForce(self.settings)],
             activities=activities,
             workflows=[workflow],
-            workflow_runner=sandbox,
+            workflow_runner=lambda runner: sandbox(runner, self.catalog),
             run_context=self.mcp.running,
         )
+
+    def _converter(self, existing: DataConverter | None) -> DataConverter:
+        from durable_agents._codec import composed
+
+        return composed(existing, self.settings)
 
     def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
         config = super().configure_worker(config)

@@ -36,15 +36,19 @@ from temporalio.common import MetricMeter
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from durable_agents._vocab.models import AgentStatus, AgentStatusValue
+from durable_agents._vocab.schemas import AgentStatus, AgentStatusValue
 from durable_agents.errors import TelemetryConfigError
+from durable_agents.settings import Settings, current
 
 log = logging.getLogger("durable_agents.telemetry")
 _tracing_on = False
 
 
 def setup_tracing(
-    service: str, default: str = "console", exporter: SpanExporter | None = None
+    service: str,
+    default: str = "console",
+    exporter: SpanExporter | None = None,
+    settings: Settings | None = None,
 ) -> bool:
     """Install the process's tracer provider; True if clients should carry the interceptor.
 
@@ -52,7 +56,7 @@ def setup_tracing(
     `propagate` (spans are made and carried to the workers, not exported: the CLI's default).
     """
     global _tracing_on
-    mode = os.environ.get("DURABLE_AGENTS_TRACING", default).strip().lower()
+    mode = (settings or current()).tracing or default
     if mode not in ("console", "otlp", "off", "propagate"):
         raise TelemetryConfigError(f"DURABLE_AGENTS_TRACING={mode!r}: use console, otlp or off")
     if mode == "off" and exporter is None:
@@ -93,9 +97,11 @@ def interceptors() -> list[Any]:
     return [TracingInterceptor()] if _tracing_on else []
 
 
-def metrics_runtime(default: str = "127.0.0.1:9464") -> Runtime | None:
+def metrics_runtime(
+    default: str = "127.0.0.1:9464", settings: Settings | None = None
+) -> Runtime | None:
     """A Temporal runtime serving Prometheus metrics, or None if they are off."""
-    address = os.environ.get("DURABLE_AGENTS_METRICS_ADDRESS", default).strip()
+    address = ((settings or current()).metrics_address or default).strip()
     if address.lower() in ("", "off"):
         return None
     host = address.rsplit(":", 1)[0]
@@ -193,8 +199,10 @@ class _Lift(logging.Filter):
         return True
 
 
-def setup_logging(default: str = "json", level: int = logging.INFO) -> None:
-    fmt = os.environ.get("DURABLE_AGENTS_LOG_FORMAT", default).strip().lower()
+def setup_logging(
+    default: str = "json", level: int = logging.INFO, settings: Settings | None = None
+) -> None:
+    fmt = (settings or current()).log_format or default
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._routes import parse_route
     from durable_agents._spec import AgentSpec, problems
     from durable_agents._vocab import names
-    from durable_agents._vocab.models import (
+    from durable_agents._vocab.schemas import (
         AgentResult,
         AgentRun,
         AgentStatus,
@@ -33,11 +33,11 @@ with workflow.unsafe.imports_passed_through():
         TranscriptEntry,
     )
     from durable_agents.errors import InvalidRoute, UnknownPerson
-    from workflows import (
+    from durable_agents.workflows import (
         catalog,
         compaction,
-        history,
         mcp,
+        payloads,
         proofs,
         runaway,
         saga,
@@ -45,11 +45,11 @@ with workflow.unsafe.imports_passed_through():
         spending,
         starts,
     )
-    from workflows.dispatch import ToolDispatcher
-    from workflows.messages import MessageHandlers
-    from workflows.state import RunState
-    from workflows.turns import ask_model
-    from workflows.waits import ContinueRun, EndRun
+    from durable_agents.workflows.dispatch import ToolDispatcher
+    from durable_agents.workflows.exits import ContinueRun, EndRun
+    from durable_agents.workflows.handlers import MessageHandlers
+    from durable_agents.workflows.state import RunState
+    from durable_agents.workflows.turns import ask_model
 
 # Continue as new past this much history, unless the run says otherwise.
 CONTINUE_AFTER = 4_000_000
@@ -175,39 +175,44 @@ class AgentWorkflow(MessageHandlers):
             await self._continue_as_new(run)
             raise AssertionError("continue_as_new returned") from None
         except EndRun as end:
-            answer = end.answer
-            if spec.saga:
-                answer += self._undone(
-                    await saga.unwind(self._state, spec, self._identity(), end.answer)
-                )
-            return await self._finish(end.outcome, answer)
+            return await self._end(end.outcome, end.answer, undo_because=end.answer)
         except (asyncio.CancelledError, ActivityError) as exc:
             if not is_cancelled_exception(exc):
                 raise
-            await self._cancelled()
+            # Cancellation is a request: a saga still undoes its steps before the run ends.
+            self._state.last_error = "cancelled"
+            if self._saga():
+                self._state.note("note", "cancelled" + await self._undo("cancelled"))
+            self._state.set_status("failed")
             raise
         except ApplicationError as err:
             self._state.last_error = err.message
-            if self._spec and self._spec.saga:
-                await saga.unwind(self._state, self._spec, self._identity(), err.message)
+            await self._undo(err.message)
             self._state.set_status("failed")
             raise
-        if self._state.saga.unwind_outcome is None:
-            return await self._finish("completed", answer)
-        reason = self._state.saga.unwinding or ""
-        undone = await saga.unwind(self._state, spec, self._identity(), reason)
-        return await self._finish(self._state.saga.unwind_outcome, answer + self._undone(undone))
+        # The answer came; a step that failed for good earlier still has the saga undo the rest.
+        outcome, why = self._state.saga.unwind_outcome, self._state.saga.unwinding
+        if outcome is None:
+            return await self._end("completed", answer, undo_because=None)
+        return await self._end(outcome, answer, undo_because=why or "")
 
-    async def _cancelled(self) -> None:
-        """Cancellation is a request: a saga still undoes its steps before the run ends."""
-        self._state.last_error = "cancelled"
-        if self._spec and self._spec.saga:
-            undone = await saga.unwind(self._state, self._spec, self._identity(), "cancelled")
-            self._state.note("note", "cancelled" + self._undone(undone))
-        self._state.set_status("failed")
+    async def _end(self, outcome: Outcome, answer: str, undo_because: str | None) -> AgentResult:
+        """The way out of the loop with a result: the saga undoes its steps first (when
+        `undo_because` says why), then the run finishes."""
+        if undo_because is not None:
+            answer += await self._undo(undo_because)
+        return await self._finish(outcome, answer)
 
-    @staticmethod
-    def _undone(lines: list[str]) -> str:
+    def _saga(self) -> bool:
+        return bool(self._spec and self._spec.saga)
+
+    async def _undo(self, because: str) -> str:
+        """The one place a saga unwinds: its recorded compensations, newest first; what was
+        undone, as the lines added to the run's answer."""
+        if not self._saga():
+            return ""
+        assert self._spec is not None
+        lines = await saga.unwind(self._state, self._spec, self._identity(), because)
         return "\n\nUndone, newest first:\n" + "\n".join(f"- {u}" for u in lines) if lines else ""
 
     async def _loop(self, spec: AgentSpec) -> str:
@@ -321,7 +326,7 @@ class AgentWorkflow(MessageHandlers):
     def _limits(self, run: AgentRun) -> None:
         state = self._state
         state.store.by_reference = run.conversation == "reference"
-        state.store.max_payload = run.max_payload_bytes or history.DEFAULT_MAX_PAYLOAD
+        state.store.max_payload = run.max_payload_bytes or payloads.DEFAULT_MAX_PAYLOAD
         # The naive mode keeps the whole conversation in every call and never continues as new:
         # it is the comparison for benchmarks, not a way to run agents.
         if state.store.by_reference:

@@ -18,16 +18,16 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec
     from durable_agents._vocab import chain
     from durable_agents._vocab import failures as f
-    from durable_agents._vocab.models import (
+    from durable_agents._vocab.names import SUMMARIZE
+    from durable_agents._vocab.schemas import (
         ConversationRef,
         Message,
         SummarizeRequest,
         Summary,
         TailItem,
     )
-    from durable_agents._vocab.names import SUMMARIZE
-    from workflows import catalog, history
-    from workflows.state import RunState, chars
+    from durable_agents.workflows import catalog, payloads
+    from durable_agents.workflows.state import RunState, chars
 
 KEEP_RECENT = 4  # messages kept verbatim at the end
 SUMMARY_RETRY = RetryPolicy(
@@ -60,8 +60,8 @@ def _request(
         return request
     # By hash: the older messages are in the store already (or the activity says which are not,
     # and they go as content in the next attempt).
-    stored = history.individually_stored(state)
-    own = history.hashes(state)[split - len(older) : split]
+    stored = payloads.individually_stored(state)
+    own = payloads.hashes(state)[split - len(older) : split]
     request.conversation = ConversationRef(
         # A conversation carried by reference: its carried part, task included, by its head.
         base=state.store.base,
@@ -86,11 +86,11 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
     if split < start or (split == start and first is None):
         return False
     older = messages[start:split]
-    for attempt in range(history.RESENDS):
+    for attempt in range(payloads.RESENDS):
         request = _request(state, spec, route, older, split)
         try:
-            history.check_size(request, "the input of summarize", state.store.max_payload)
-        except history.TooLarge as exc:
+            payloads.check_size(request, "the input of summarize", state.store.max_payload)
+        except payloads.TooLarge as exc:
             state.note("error", f"cannot compact: {exc}")
             return False
         try:
@@ -105,14 +105,14 @@ async def compact(state: RunState, spec: AgentSpec, route: str, why: str) -> boo
             )
             break
         except ActivityError as err:
-            if not history.lacked(state, err, attempt):
+            if not payloads.lacked(state, err, attempt):
                 raise
-            await history.recover(state)
+            await payloads.recover(state)
     state.usage = state.usage.plus(result.usage)
     summary = Message(role="user", content=result.text)
     kept = [first or messages[0], summary, *messages[split:]]
     if state.store.by_reference:
-        history.replace_messages(state, kept, [chain.message_hash(summary)])
+        payloads.replace_messages(state, kept, [chain.message_hash(summary)])
     else:
         state.messages = kept
     state.compactions += 1

@@ -18,7 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec, ToolContract, problems
     from durable_agents._vocab import chain
     from durable_agents._vocab import failures as f
-    from durable_agents._vocab.models import (
+    from durable_agents._vocab.names import CALL_MCP_TOOL, RUN_TOOL
+    from durable_agents._vocab.schemas import (
         AgentRun,
         Identity,
         MCPTarget,
@@ -29,11 +30,11 @@ with workflow.unsafe.imports_passed_through():
         ToolRequest,
         ToolResult,
     )
-    from durable_agents._vocab.names import CALL_MCP_TOOL, RUN_TOOL
-    from workflows import gates, history, mcp_tools, saga, subagents
-    from workflows.state import RunState
-    from workflows.turns import cancelled, failure_message, failure_type
-    from workflows.waits import EndRun, aborted, park, run_durable
+    from durable_agents.workflows import gates, mcp_tools, payloads, saga, subagents
+    from durable_agents.workflows.exits import EndRun, aborted
+    from durable_agents.workflows.state import RunState
+    from durable_agents.workflows.turns import cancelled, failure_message, failure_type
+    from durable_agents.workflows.waits import park, run_durable
 
 
 @dataclass
@@ -92,7 +93,7 @@ class ToolDispatcher:
                     return refused
             try:
                 result = await self._activity_tool(spec, contract, call, args)
-            except history.TooLarge as exc:
+            except payloads.TooLarge as exc:
                 return self._tool_error(spec, call, f"{f.PAYLOAD_TOO_LARGE}: {exc}")
             except ActivityError as err:
                 if cancelled(err):
@@ -112,7 +113,7 @@ class ToolDispatcher:
             saga.record(self.state, contract, call, data, result.output)
             if self.state.store.by_reference:
                 message = chain.tool_message(call.id, call.name, result)
-                history.produced(self.state, message)
+                payloads.produced(self.state, message)
                 self._succeeded(call, message.content)
                 return message
             output = result.output
@@ -182,7 +183,7 @@ class ToolDispatcher:
                 scopes=list(contract.required_scopes),
             ),
         )
-        history.check_size(request, f"the input of {call.name}", self.state.store.max_payload)
+        payloads.check_size(request, f"the input of {call.name}", self.state.store.max_payload)
         summary = f"tool {call.name} · turn {self.state.turn}"
         if contract.mcp_server is not None:
             summary = f"MCP {contract.mcp_server}.{request.mcp.tool if request.mcp else ''}"

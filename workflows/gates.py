@@ -16,7 +16,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._approvals import ApprovalRule, may_decide
-    from durable_agents._vocab.models import (
+    from durable_agents._vocab.names import RECORD_AUDIT
+    from durable_agents._vocab.schemas import (
         Approval,
         ApprovalState,
         Decision,
@@ -24,12 +25,11 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         entry_for,
     )
-    from durable_agents._vocab.names import RECORD_AUDIT
     from durable_agents._vocab.text import printable
-    from workflows import catalog
-    from workflows.inbound import DECISION_REFUSED, MessageRefused
-    from workflows.state import RunState, spoken
-    from workflows.waits import within
+    from durable_agents.workflows import catalog
+    from durable_agents.workflows.inbound import DECISION_REFUSED, MessageRefused
+    from durable_agents.workflows.state import RunState, spoken
+    from durable_agents.workflows.waits import within
 
 
 class DecisionRefused(MessageRefused):

@@ -24,9 +24,9 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from durable_agents._spec import problems
-from durable_agents._vocab.models import MAX_INBOUND_BYTES
+from durable_agents._vocab.schemas import MAX_INBOUND_BYTES
 from durable_agents.errors import UnknownPerson
-from workflows import catalog
+from durable_agents.workflows import catalog
 
 M = TypeVar("M", bound=BaseModel)
 # The `type` of the ApplicationError an update is refused with.
@@ -134,7 +134,7 @@ def _claimed(data: bytes, field: str) -> str:
 
 
 def read(raw: RawValue | None, model: type[M], example: str, sender_field: str = "") -> M:
-    """The payload as `model` (strictly: see `_vocab.models.Inbound`), or MessageRefused."""
+    """The payload as `model` (strictly: see `_vocab.schemas.Inbound`), or MessageRefused."""
     data = _data(raw, example)
     sender = _claimed(data, sender_field) if sender_field else "unknown"
     try:

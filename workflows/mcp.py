@@ -17,11 +17,12 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from durable_agents._mcp import MCPServer
     from durable_agents._spec import AgentSpec
-    from durable_agents._vocab.models import MCPListRequest, MCPToolList
     from durable_agents._vocab.names import LIST_MCP_TOOLS
-    from workflows.state import RunState
-    from workflows.turns import cancelled, failure_message, failure_type
-    from workflows.waits import aborted, park
+    from durable_agents._vocab.schemas import MCPListRequest, MCPToolList
+    from durable_agents.workflows.exits import aborted
+    from durable_agents.workflows.state import RunState
+    from durable_agents.workflows.turns import cancelled, failure_message, failure_type
+    from durable_agents.workflows.waits import park
 
 
 async def list_tools(state: RunState, spec: AgentSpec, *, every_turn: bool = False) -> None:

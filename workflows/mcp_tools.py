@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
 
     from durable_agents._spec import AgentSpec, ToolContract
     from durable_agents._vocab.carried import CarriedState
-    from durable_agents._vocab.models import MCPTool, ToolSchema
+    from durable_agents._vocab.schemas import MCPTool, ToolSchema
 
 
 class MCPArguments(BaseModel):

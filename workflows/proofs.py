@@ -28,10 +28,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from durable_agents._vocab.models import ProofCheck, Proven, entry_for
     from durable_agents._vocab.names import PROOF_REFUSED, RECORD_AUDIT, VERIFY_PROOF
-    from workflows.inbound import MessageRefused
-    from workflows.state import RunState
+    from durable_agents._vocab.schemas import ProofCheck, Proven, entry_for
+    from durable_agents.workflows.inbound import MessageRefused
+    from durable_agents.workflows.state import RunState
 
 PATCH = "person-proofs-v1"
 HOW = (

@@ -13,10 +13,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec, RunawayPolicy
-    from durable_agents._vocab.models import ToolCall
-    from workflows import gates
-    from workflows.state import RunState
-    from workflows.waits import EndRun, aborted, park
+    from durable_agents._vocab.schemas import ToolCall
+    from durable_agents.workflows import gates
+    from durable_agents.workflows.exits import EndRun, aborted
+    from durable_agents.workflows.state import RunState
+    from durable_agents.workflows.waits import park
 
 
 def call_key(call: ToolCall) -> str:

@@ -15,12 +15,12 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec, ToolContract
-    from durable_agents._vocab.models import Identity, ToolCall, ToolRequest, ToolResult
     from durable_agents._vocab.names import RUN_TOOL
-    from workflows import catalog
-    from workflows.state import PendingCompensation, RunState
-    from workflows.turns import cancelled, failure_message
-    from workflows.waits import park
+    from durable_agents._vocab.schemas import Identity, ToolCall, ToolRequest, ToolResult
+    from durable_agents.workflows import catalog
+    from durable_agents.workflows.state import PendingCompensation, RunState
+    from durable_agents.workflows.turns import cancelled, failure_message
+    from durable_agents.workflows.waits import park
 
 
 def record(

@@ -9,11 +9,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from durable_agents._budgets import Budget
     from durable_agents._routes import parse_route
-    from durable_agents._vocab.models import LLMReply
+    from durable_agents._vocab.schemas import LLMReply
     from durable_agents.errors import UnknownPrice
-    from workflows import catalog, gates
-    from workflows.state import RunState
-    from workflows.waits import EndRun
+    from durable_agents.workflows import catalog, gates
+    from durable_agents.workflows.exits import EndRun
+    from durable_agents.workflows.state import RunState
 
 ASK_FOR = timedelta(days=1)  # how long an extension request waits before it counts as a no
 # The deadline counts from the chain's first start, carried across continue-as-new

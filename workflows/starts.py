@@ -25,11 +25,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from durable_agents._vocab import proofs as details_of
-    from durable_agents._vocab.models import AgentRun, Proven
+    from durable_agents._vocab.schemas import AgentRun, Proven
     from durable_agents.errors import UnknownPerson
-    from workflows import catalog, proofs
-    from workflows.inbound import MessageRefused
-    from workflows.state import RunState
+    from durable_agents.workflows import catalog, proofs
+    from durable_agents.workflows.inbound import MessageRefused
+    from durable_agents.workflows.state import RunState
 
 PATCH = "start-proofs-v1"
 

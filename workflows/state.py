@@ -21,7 +21,7 @@ from durable_agents._vocab.carried import (
     Question,
     ReceivedEvent,
 )
-from durable_agents._vocab.models import (
+from durable_agents._vocab.schemas import (
     AgentStatusValue,
     EventSignal,
     Message,
@@ -29,7 +29,7 @@ from durable_agents._vocab.models import (
     TranscriptEntry,
 )
 from durable_agents._vocab.text import printable
-from workflows import search
+from durable_agents.workflows import search
 
 __all__ = ["OperatorAction", "PendingCompensation", "Question", "RunState", "spoken"]
 

@@ -15,10 +15,10 @@ from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from durable_agents._builtin import SpawnAgentInput, SpawnAgentOutput
     from durable_agents._spec import AgentSpec
-    from durable_agents._vocab.models import AgentResult, AgentRun, BudgetOverride, ToolCall
+    from durable_agents._vocab.schemas import AgentResult, AgentRun, BudgetOverride, ToolCall
     from durable_agents.errors import UnknownAgent
-    from workflows import catalog
-    from workflows.state import RunState
+    from durable_agents.workflows import catalog
+    from durable_agents.workflows.state import RunState
 
 
 def refusal(child: str, why: str) -> dict[str, Any]:

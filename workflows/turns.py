@@ -15,12 +15,13 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._routes import parse_route
     from durable_agents._spec import AgentSpec
     from durable_agents._vocab import failures as f
-    from durable_agents._vocab.models import ConversationRef, LLMReply, LLMRequest, Message
     from durable_agents._vocab.names import CALL_LLM
-    from workflows import history, mcp_tools
-    from workflows.compaction import compact
-    from workflows.state import RunState
-    from workflows.waits import aborted, park
+    from durable_agents._vocab.schemas import ConversationRef, LLMReply, LLMRequest, Message
+    from durable_agents.workflows import mcp_tools, payloads
+    from durable_agents.workflows.compaction import compact
+    from durable_agents.workflows.exits import aborted
+    from durable_agents.workflows.state import RunState
+    from durable_agents.workflows.waits import park
 
 # Which failures are worth retrying is the activity's call: every type in f.LLM_NON_RETRYABLE is
 # raised non-retryable (activities/providers/common.error), so the policy need not list them in
@@ -69,7 +70,7 @@ async def ask_model(
         messages = state.messages if repair is None else [*state.messages, repair]
         try:
             reply = await _call(state, spec, route, messages, attempts or spec.llm_attempts)
-        except history.TooLarge as exc:
+        except payloads.TooLarge as exc:
             action = await park(state, f"turn {state.turn}: {f.PAYLOAD_TOO_LARGE}: {exc}")
             if action == "abort":
                 raise aborted(state) from None
@@ -117,17 +118,17 @@ async def _call(
     if not state.store.by_reference:
         system, tools = spec.system_prompt, mcp_tools.schemas(state, spec)
         return await _execute(state, spec, route, attempts, system, messages, tools)
-    for attempt in range(history.RESENDS):
-        system, tools = history.preamble(state, spec)
-        ref = history.reference(state, messages)
+    for attempt in range(payloads.RESENDS):
+        system, tools = payloads.preamble(state, spec)
+        ref = payloads.reference(state, messages)
         try:
             reply = await _execute(state, spec, route, attempts, system, [], tools, ref)
         except ActivityError as err:
-            if history.lacked(state, err, attempt):
-                await history.recover(state)
+            if payloads.lacked(state, err, attempt):
+                await payloads.recover(state)
                 continue
             raise
-        history.replied(state, len(messages), reply.message, plain=messages is state.messages)
+        payloads.replied(state, len(messages), reply.message, plain=messages is state.messages)
         return reply
     raise AssertionError("unreachable")
 
@@ -152,7 +153,7 @@ async def _execute(
         agent=spec.name,
         turn=state.turn,
     )
-    history.check_size(
+    payloads.check_size(
         request, f"the input of call_llm for turn {state.turn}", state.store.max_payload
     )
     reply: LLMReply = await workflow.execute_activity(

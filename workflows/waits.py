@@ -21,16 +21,12 @@ with workflow.unsafe.imports_passed_through():
         WaitForEventOutput,
     )
     from durable_agents._spec import AgentSpec
-    from durable_agents._vocab.models import Outcome
     from durable_agents._vocab.text import printable
-    from workflows.state import DETAILS, OperatorAction, Question, RunState, spoken
+    from durable_agents.workflows.exits import ContinueRun, EndRun
+    from durable_agents.workflows.state import DETAILS, OperatorAction, Question, RunState, spoken
 
 # Characters of a timer's label in the UI.
 SUMMARY = 200
-
-
-class ContinueRun(Exception):  # noqa: N818  (a control-flow signal, like EndRun)
-    """Raised at a safe point to continue the run as new; the state carries everything over."""
 
 
 async def within(
@@ -69,15 +65,6 @@ async def within(
     if condition():
         return True
     raise ContinueRun
-
-
-class EndRun(Exception):
-    """Raised inside the loop to finish the run with an outcome."""
-
-    def __init__(self, outcome: Outcome, answer: str) -> None:
-        super().__init__(answer)
-        self.outcome: Outcome = outcome
-        self.answer = answer
 
 
 async def wait_for_event(
@@ -167,12 +154,6 @@ async def park(state: RunState, reason: str) -> OperatorAction:
     state.set_status("running")
     state.note("note", f"an operator chose {action.replace('_', '-')}")
     return action
-
-
-def aborted(state: RunState) -> EndRun:
-    return EndRun(
-        "aborted", f"aborted by an operator: {state.parking.abort_reason or 'no reason given'}"
-    )
 
 
 async def run_durable(

@@ -1,4 +1,4 @@
-"""The Anthropic Messages wire format (Anthropic itself and the sim)."""
+"""The Anthropic Messages wire format (Anthropic itself and compatible servers)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import anthropic
 from anthropic.types import Message as AnthropicMessage
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.common import classify_status, error
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import LLMReply, LLMRequest, Message, ToolCall, Usage
+from durable_agents._vocab.schemas import LLMReply, LLMRequest, Message, ToolCall, Usage
+from durable_agents.activities.providers.common import classify_status, error
 
 _CONTEXT_MARKERS = ("prompt is too long", "context window", "too many tokens")
 

@@ -1,4 +1,4 @@
-"""The OpenAI Chat Completions wire format (OpenAI itself, compatible servers, and the sim)."""
+"""The OpenAI Chat Completions wire format (OpenAI itself and compatible servers)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import openai
 from openai.types.chat import ChatCompletion
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.common import classify_status, error
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.models import LLMReply, LLMRequest, Message, ToolCall, Usage
+from durable_agents._vocab.schemas import LLMReply, LLMRequest, Message, ToolCall, Usage
+from durable_agents.activities.providers.common import classify_status, error
 
 _CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window")
 

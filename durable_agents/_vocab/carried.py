@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from durable_agents._vocab.models import (
+from durable_agents._vocab.schemas import (
     AgentStatusValue,
     Approval,
     EventSignal,
@@ -105,7 +105,7 @@ class Spending(BaseModel):
 
 
 class Stored(BaseModel):
-    """History by reference (workflows/history.py): what the message store holds. `hashes` and
+    """History by reference (workflows/payloads.py): what the message store holds. `hashes` and
     `heads` are caches, rebuilt after a continue-as-new; the first `prefix` messages (after the
     carried `base`) are in the store with their chain links, `objects` are hashes of other
     things believed stored (the preamble, tool results)."""

@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from durable_agents._vocab.models import BlobRef, Message, ToolResult, ToolSchema
+from durable_agents._vocab.schemas import BlobRef, Message, ToolResult, ToolSchema
 
 
 def canonical(data: Any) -> bytes:

@@ -10,7 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from durable_agents._vocab.models import AgentRun
+    from durable_agents._vocab.schemas import AgentRun
 
 DETAILS_TYPE = "durable_agents"
 

@@ -1,7 +1,7 @@
 """The sim world's agents and their tools: onboarding, refund, helpdesk, research, reader, bench.
 
 They are written the way any user's agents are, and reach workers and the CLI the way any
-user's do: through the `durable_agents.agents` entry point `sim` (pyproject.toml), which names
+user's do: through the `durable_agents.agents` entry point `sim` (sim/pyproject.toml), which names
 `AGENTS` below.
 """
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from durable_agents._budgets import ModelTable
-from durable_agents._catalog import AgentSet
-from durable_agents._directory import Directory
+from durable_agents import AgentSet, Directory, ModelTable
 from sim.agents.bench import BENCH
 from sim.agents.helpdesk import HELPDESK
 from sim.agents.onboarding import ONBOARDING

@@ -17,9 +17,9 @@ import httpx
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from activities.settings import get_settings
-from durable_agents._tools import ToolContext
-from durable_agents._vocab import failures as f
+from durable_agents import ToolContext
+from durable_agents.errors import FailureType
+from sim.settings import current
 
 
 @lru_cache(maxsize=8)
@@ -29,17 +29,19 @@ def _pooled(base_url: str, loop: int) -> httpx.AsyncClient:
 
 def _client() -> httpx.AsyncClient:
     # One pooled client per event loop and address (a client outlives no loop).
-    return _pooled(get_settings().company_base_url, id(asyncio.get_running_loop()))
+    return _pooled(current().company_base_url, id(asyncio.get_running_loop()))
 
 
 def _failure(response: httpx.Response, action: str) -> ApplicationError:
     text = f"{action}: the system answered HTTP {response.status_code}: {response.text[:500]}"
     status = response.status_code
     if status >= 500 or status == 429:
-        return ApplicationError(text, type=f.TOOL_TRANSIENT)
+        return ApplicationError(text, type=FailureType.TOOL_TRANSIENT)
     # 401: the system did not accept the token (forged, expired, for another system, used for
     # another call); 403: it did, but the token does not grant what the call needs.
-    kind = {401: f.AUTHENTICATION_FAILED, 403: f.PERMISSION_DENIED}.get(status, f.TOOL_REJECTED)
+    kind = {401: FailureType.AUTHENTICATION_FAILED, 403: FailureType.PERMISSION_DENIED}.get(
+        status, FailureType.TOOL_REJECTED
+    )
     return ApplicationError(text, type=kind, non_retryable=True)
 
 
@@ -53,7 +55,7 @@ async def post(path: str, args: BaseModel, ctx: ToolContext) -> Any:
             path, json=args.model_dump(mode="json"), headers=headers, timeout=ctx.timeout
         )
     except httpx.HTTPError as exc:
-        raise ApplicationError(f"{action}: {exc!r}", type=f.TOOL_TRANSIENT) from exc
+        raise ApplicationError(f"{action}: {exc!r}", type=FailureType.TOOL_TRANSIENT) from exc
     if response.is_error:
         raise _failure(response, action)
     try:
@@ -63,7 +65,7 @@ async def post(path: str, args: BaseModel, ctx: ToolContext) -> Any:
     if not isinstance(body, dict):
         raise ApplicationError(
             f"{action}: the system answered with no JSON object: {response.text[:200]!r}",
-            type=f.TOOL_CONTRACT_VIOLATION,
+            type=FailureType.TOOL_CONTRACT_VIOLATION,
             non_retryable=True,
         )
     return body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from durable_agents._spec import AgentSpec
+from durable_agents import AgentSpec
 from sim.agents.toolbox import echo
 
 

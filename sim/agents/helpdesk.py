@@ -13,9 +13,15 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 
-from durable_agents._approvals import ApprovalPolicy, ApprovalRule
-from durable_agents._mcp import FromEnv, MCPServer, MCPToolTerms, StreamableHTTP
-from durable_agents._spec import AgentSpec
+from durable_agents import (
+    AgentSpec,
+    ApprovalPolicy,
+    ApprovalRule,
+    FromEnv,
+    MCPServer,
+    MCPToolTerms,
+    StreamableHTTP,
+)
 
 # The sim's address, as every sim-backed worker knows it; the MCP endpoint is under it.
 SIM_MCP_URL = FromEnv("DURABLE_AGENTS_SIM_URL", template="{}/mcp", default="http://127.0.0.1:8787")

@@ -6,9 +6,16 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, EmailStr, Field
 
-from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
-from durable_agents._builtin import ASK_HUMAN, SLEEP_UNTIL, WAIT_FOR_EVENT
-from durable_agents._spec import AgentSpec, WaitPolicy
+from durable_agents import (
+    ASK_HUMAN,
+    SLEEP_UNTIL,
+    WAIT_FOR_EVENT,
+    AgentSpec,
+    ApprovalPolicy,
+    ApprovalRule,
+    Escalation,
+    WaitPolicy,
+)
 from sim.agents.toolbox import create_mailbox, order_laptop, send_email
 
 

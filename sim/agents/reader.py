@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from pydantic import BaseModel, Field
 
-from durable_agents._spec import AgentSpec
+from durable_agents import AgentSpec
 from sim.agents.toolbox import read_document, send_email
 
 

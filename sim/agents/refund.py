@@ -14,9 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, EmailStr, Field
 
-from durable_agents._approvals import ApprovalPolicy, ApprovalRule, Escalation
-from durable_agents._builtin import ASK_HUMAN
-from durable_agents._spec import AgentSpec
+from durable_agents import ASK_HUMAN, AgentSpec, ApprovalPolicy, ApprovalRule, Escalation
 from sim.agents.support_tools import (
     Money,
     check_eligibility,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from durable_agents._builtin import SPAWN_AGENT, WAIT_FOR_EVENT
-from durable_agents._spec import AgentSpec
+from durable_agents import SPAWN_AGENT, WAIT_FOR_EVENT, AgentSpec
 
 
 class ResearchQuestion(BaseModel):

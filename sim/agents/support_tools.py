@@ -10,8 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from durable_agents._spec import Compensation
-from durable_agents._tools import ToolContext, tool
+from durable_agents import Compensation, ToolContext, tool
 from sim.agents._http import post
 
 Money = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, EmailStr, Field
 
-from durable_agents._tools import ToolContext, tool
+from durable_agents import ToolContext, tool
 from sim.agents._http import post
 
 

@@ -20,16 +20,16 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._spec import AgentSpec
     from durable_agents._vocab import chain
     from durable_agents._vocab import failures as f
-    from durable_agents._vocab.models import (
+    from durable_agents._vocab.names import RECOVER_CONVERSATION
+    from durable_agents._vocab.schemas import (
         ConversationRef,
         Message,
         RecoverRequest,
         TailItem,
         ToolSchema,
     )
-    from durable_agents._vocab.names import RECOVER_CONVERSATION
-    from workflows import mcp_tools
-    from workflows.state import RunState
+    from durable_agents.workflows import mcp_tools
+    from durable_agents.workflows.state import RunState
 
 # Temporal's default blob limit is 2 MiB (`limit.blobSize.error`); stay clear of it, with room
 # for a codec's envelope.

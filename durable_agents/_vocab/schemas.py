@@ -186,7 +186,7 @@ class LLMRequest(Compact):
     max_tokens: int = 1024
     agent: str = ""
     turn: int = 0
-    # Per-request provider headers (e.g. the sim's fault injection); never secrets.
+    # Per-request provider headers (e.g. a test server's fault injection); never secrets.
     extra_headers: dict[str, str] = Field(default_factory=dict)
 
 

@@ -22,7 +22,17 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._directory import normalize
     from durable_agents._spec import AgentSpec
     from durable_agents._vocab import proofs as details_of
-    from durable_agents._vocab.models import (
+    from durable_agents._vocab.names import (
+        ABORT_SIGNAL,
+        APPROVE_SIGNAL,
+        DECIDE_UPDATE,
+        EVENT_SIGNAL,
+        MESSAGE_UPDATE,
+        REJECT_SIGNAL,
+        RESUME_SIGNAL,
+        RETRY_TURN_SIGNAL,
+    )
+    from durable_agents._vocab.schemas import (
         AbortRequest,
         AgentRun,
         Approval,
@@ -34,19 +44,9 @@ with workflow.unsafe.imports_passed_through():
         Proven,
         UserMessage,
     )
-    from durable_agents._vocab.names import (
-        ABORT_SIGNAL,
-        APPROVE_SIGNAL,
-        DECIDE_UPDATE,
-        EVENT_SIGNAL,
-        MESSAGE_UPDATE,
-        REJECT_SIGNAL,
-        RESUME_SIGNAL,
-        RETRY_TURN_SIGNAL,
-    )
-    from workflows import catalog, gates, inbound, proofs
-    from workflows.inbound import NOTHING, MessageRefused
-    from workflows.state import OperatorAction, RunState
+    from durable_agents.workflows import catalog, gates, inbound, proofs
+    from durable_agents.workflows.inbound import NOTHING, MessageRefused
+    from durable_agents.workflows.state import OperatorAction, RunState
 
 M = TypeVar("M", bound=BaseModel)
 S = TypeVar("S", AbortRequest, OperatorRequest)  # operators' signals: they say who sends them
