@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         Stdio,
         StreamableHTTP,
     )
+    from durable_agents._routes import ModelProvider
+    from durable_agents._scripted import ScriptedModel
     from durable_agents._spec import (
         AgentSpec,
         Compensation,
@@ -102,9 +104,11 @@ __all__ = [
     "MCPConfigError",
     "MCPServer",
     "MCPToolTerms",
+    "ModelProvider",
     "ModelTable",
     "OperatorRequest",
     "RunawayPolicy",
+    "ScriptedModel",
     "SideEffect",
     "Stdio",
     "StreamableHTTP",
@@ -155,9 +159,11 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "MCPConfigError": ("durable_agents.errors", "MCPConfigError"),
     "MCPServer": ("durable_agents._mcp", "MCPServer"),
     "MCPToolTerms": ("durable_agents._mcp", "MCPToolTerms"),
+    "ModelProvider": ("durable_agents._routes", "ModelProvider"),
     "ModelTable": ("durable_agents._budgets", "ModelTable"),
     "OperatorRequest": ("durable_agents._vocab.schemas", "OperatorRequest"),
     "RunawayPolicy": ("durable_agents._spec", "RunawayPolicy"),
+    "ScriptedModel": ("durable_agents._scripted", "ScriptedModel"),
     "SLEEP_UNTIL": ("durable_agents._builtin", "SLEEP_UNTIL"),
     "SPAWN_AGENT": ("durable_agents._builtin", "SPAWN_AGENT"),
     "SideEffect": ("durable_agents._spec", "SideEffect"),

@@ -717,7 +717,6 @@ async def decide(client: Client, run_id: str, decision: Decision, prover: Prover
     once the run has finished (an operator retrying after a lost answer sees what happened).
     Sent but not confirmed in time: `Unconfirmed` (exit 3)."""
     from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.exceptions import ApplicationError
     from temporalio.service import RPCError
 
     from durable_agents._vocab.schemas import Approval
@@ -737,8 +736,7 @@ async def decide(client: Client, run_id: str, decision: Decision, prover: Prover
                 check=f"`agentctl approvals show {run_id}` or `agentctl status {run_id}`",
             )
         except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            text = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            text = _refusal(exc)
             if decision.digest is not None and "digest" in text:
                 text += f" (`agentctl approvals show {run_id}` prints what waits, with its digest)"
             raise RequestError(f"decision refused: {text}") from None
@@ -829,7 +827,6 @@ async def send_message(client: Client, run_id: str, text: str, prover: Prover) -
     """A message for the run (an answer to its question, or a follow-up for its next turn),
     with the sender's proof for exactly this text."""
     from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.exceptions import ApplicationError
 
     from durable_agents._vocab import proofs
     from durable_agents._vocab.schemas import MessageAck, UserMessage
@@ -851,6 +848,12 @@ async def send_message(client: Client, run_id: str, text: str, prover: Prover) -
             check=f"`agentctl transcript {run_id}` or `agentctl status {run_id}`",
         )
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        why = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise RequestError(f"message refused: {why}") from None
+        raise RequestError(f"message refused: {_refusal(exc)}") from None
+
+
+def _refusal(exc: Any) -> str:
+    """Why the run refused an update (its validator's or handler's words)."""
+    from temporalio.exceptions import ApplicationError
+
+    cause = exc.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause)
