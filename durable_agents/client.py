@@ -24,11 +24,13 @@ loop nor the model clients.
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from durable_agents import _ops
 from durable_agents._ops import Prover
+from durable_agents._vocab.live import TOPIC, LiveEvent
 from durable_agents._vocab.names import ABORT_SIGNAL, RESUME_SIGNAL, RETRY_TURN_SIGNAL
 from durable_agents._vocab.schemas import (
     AbortRequest,
@@ -181,6 +183,21 @@ class RunHandle:
     async def send_event(self, name: str, data: dict[str, Any] | None = None) -> None:
         """An outside fact the run may wait for (`wait_for_event`), e.g. clearance_granted."""
         await _ops.send_event(self.agents.temporal, self.id, name, data or {})
+
+    async def watch(self, from_offset: int = 0) -> AsyncIterator[tuple[int, LiveEvent]]:
+        """The run's steps as it takes them (its live stream, `durable_agents._vocab.live`),
+        each with its offset, from `from_offset` (resume after the last offset you had: no gap,
+        no repeat), following the run across continue-as-new; ends after the run's end. A run
+        keeps its newest 500 steps (and carries 10 to its next run): an older offset starts at
+        the oldest kept."""
+        from temporalio.contrib.workflow_streams import WorkflowStreamClient
+
+        await _ops.describe(self.agents.temporal, self.id)  # no such run: a RequestError
+        stream = WorkflowStreamClient.create(self.agents.temporal, self.id)
+        async for item in stream.subscribe(TOPIC, from_offset, result_type=LiveEvent):
+            yield item.offset, item.data
+            if item.data.ended:
+                return
 
     async def result(self, *, wait: bool = True) -> AgentResult:
         """The outcome; `wait=False` refuses while the run is still going."""

@@ -49,6 +49,7 @@ def attach(app: typer.Typer) -> typer.Typer:
         (None, runs.transcript),
         (None, runs.signal),
         (None, runs.result),
+        (None, runs.watch),
         ("list", runs.list_),
         (None, inbox.approve),
         (None, inbox.reject),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from durable_agents._vocab.text import printable
 
 if TYPE_CHECKING:
+    from durable_agents._vocab.live import LiveEvent
     from durable_agents._vocab.schemas import AgentResult, AgentStatus, Approval, TranscriptEntry
 
 _MARK = {
@@ -30,6 +31,20 @@ _MARK = {
 TRANSCRIPT_LIMIT = 400  # characters of one transcript line's text
 CELL_LIMIT = 80  # characters of one table cell
 FIELD_LIMIT = 1000  # characters of one status field
+
+
+def live(run_id: str, e: LiveEvent) -> str:
+    """One step of a watched run on one line; a status line names what the run waits for, and
+    a pending approval the command that decides it."""
+    if e.kind == "status":
+        line = f"{e.at:%H:%M:%S} t{e.turn:<2} ◆ status: {printable(e.status, 40)}"
+        if e.status == "waiting_approval":
+            line += f" (decide: agentctl approvals show {printable(run_id, 200)})"
+        elif e.status == "needs_attention":
+            line += f" (agentctl resume|retry-turn|abort {printable(run_id, 200)})"
+        return line
+    text = printable(e.text, TRANSCRIPT_LIMIT)
+    return f"{e.at:%H:%M:%S} t{e.turn:<2} {_MARK.get(e.kind, '·')} {text}"
 
 
 def transcript(entries: list[TranscriptEntry]) -> str:

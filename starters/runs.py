@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -53,6 +53,9 @@ def run(
         ),
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the result.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Watch it live (as `agentctl watch`) until it ends.")
+    ] = False,
     address: Address = None,
     as_json: AsJson = False,
 ) -> None:
@@ -103,7 +106,9 @@ def run(
                 f"warning: no worker polls task queue {queue!r} yet; the run starts when "
                 f"one does (`agentctl worker --task-queue {queue}`)"
             )
-        if wait:
+        if follow:
+            await _follow(run, as_json)
+        elif wait:
             outcome = await run.result()
             emit(outcome, render.result(outcome), as_json)
         elif as_json:
@@ -186,3 +191,41 @@ def list_(
     )
     warn_left_out(problems)
     emit(rows, render.table(rows), as_json)
+
+
+def watch(
+    run_id: Run,
+    from_offset: Annotated[
+        int, typer.Option("--from", min=0, help="Start at this offset (resume: the last one + 1).")
+    ] = 0,
+    address: Address = None,
+    as_json: AsJson = False,
+) -> None:
+    """Watch RUN live: each step on its own line as the run takes it (from its start, or
+    --from), the commands that decide what it waits for; ends with the run.
+
+    --json: one event per line, with its offset. Exit 0 when the run completed, 1 when it ended
+    another way (its outcome is the last line)."""
+
+    async def go() -> str:
+        client = await agents(address)
+        return await _follow(client.run(run_id), as_json, from_offset)
+
+    status = call(go)
+    raise typer.Exit(0 if status == "completed" else 1)
+
+
+async def _follow(run: Any, as_json: bool, from_offset: int = 0) -> str:
+    """Print the run's steps until it ends; its last status."""
+    import json
+
+    from durable_agents.starters import render
+
+    status = ""
+    async for offset, event in run.watch(from_offset):
+        status = event.status
+        if as_json:
+            typer.echo(json.dumps({"offset": offset, **event.model_dump(mode="json")}))
+        else:
+            typer.echo(render.live(run.id, event))
+    return status

@@ -23,6 +23,7 @@ from temporalio.worker import (
 )
 
 from durable_agents.workflows.inbound import MessageRefused
+from durable_agents.workflows.live import PUBLISH_SIGNAL
 
 
 def _too_many(args: Sequence[Any], name: str) -> str | None:
@@ -33,9 +34,16 @@ def _too_many(args: Sequence[Any], name: str) -> str | None:
     return f"{len(args)} payloads: send one JSON object"
 
 
+def _outside_publish(name: str) -> str | None:
+    """A run's live stream is the run's own: nobody outside publishes into it."""
+    if name != PUBLISH_SIGNAL or not hasattr(workflow.instance(), "live"):
+        return None
+    return "the run publishes its own progress: its stream takes nothing from outside"
+
+
 class _Inbound(WorkflowInboundInterceptor):
     async def handle_signal(self, input: HandleSignalInput) -> None:
-        why = _too_many(input.args, input.signal)
+        why = _too_many(input.args, input.signal) or _outside_publish(input.signal)
         if why is not None:
             workflow.instance().refuse(input.signal, why)
             return

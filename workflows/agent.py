@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
+    from temporalio.contrib.workflow_streams import WorkflowStream
 
     from durable_agents._budgets import Budget
     from durable_agents._routes import parse_route
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents.workflows import (
         catalog,
         compaction,
+        live,
         mcp,
         payloads,
         proofs,
@@ -77,6 +79,10 @@ class AgentWorkflow(MessageHandlers):
         self._run = run
         self._spec: AgentSpec | None = None
         self._state = RunState()
+        # Live progress (workflows/live.py): built here, as Workflow Streams require; what the
+        # chain's earlier runs published goes on from where they left it.
+        prior = run.carried.live if run.carried is not None else None
+        self.live = live.Live(WorkflowStream(prior), prior)
 
     @workflow.query(
         name=names.STATUS_QUERY,
@@ -292,6 +298,7 @@ class AgentWorkflow(MessageHandlers):
     async def _continue_as_new(self, run: AgentRun) -> None:
         """Hand the state to a new run of the same workflow id: history starts afresh. Onto
         the deployment's new version when an upgrade is due (the next turn runs the new code)."""
+        self.live.stream.detach_pollers()  # its subscribers follow the chain to the next run
         await workflow.wait_condition(workflow.all_handlers_finished)
         state = self._state
         # Onto the deployment's new version, or where the run is (runs by size keep theirs).
@@ -306,8 +313,10 @@ class AgentWorkflow(MessageHandlers):
                 "note",
                 f"continued as new (#{state.chain.continued}) after {size:,} bytes of history",
             )
+        carried = state.carry()
+        carried.live = self.live.carry()
         workflow.continue_as_new(
-            run.model_copy(update={"carried": state.carry()}),
+            run.model_copy(update={"carried": carried}),
             initial_versioning_behavior=(
                 workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE if upgrade else None
             ),

@@ -29,7 +29,7 @@ from durable_agents._vocab.schemas import (
     TranscriptEntry,
 )
 from durable_agents._vocab.text import printable
-from durable_agents.workflows import search
+from durable_agents.workflows import live, search
 
 __all__ = ["OperatorAction", "PendingCompensation", "Question", "RunState", "spoken"]
 
@@ -71,6 +71,7 @@ class RunState(CarriedState):
                 at=workflow.now(), turn=self.turn, kind=kind, text=text, data=data or {}
             )
         )
+        live.publish(kind, text, self.turn, self.status, data or {})
         # The transcript, as structured logs too (workflow.logger stays quiet on replay).
         workflow.logger.info(
             "%s: %s", kind, text if len(text) <= 500 else text[:500] + " …", extra=self.context()
@@ -110,6 +111,7 @@ class RunState(CarriedState):
             workflow.metric_meter().create_counter(
                 "durable_agents_run_transitions", "runs entering a status", "runs"
             ).add(1, {"agent": agent, "status": status})
+            live.publish("status", status, self.turn, status, {})
         self.status = status
 
     def start_waiting(

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from durable_agents._vocab.schemas import (
     AgentStatusValue,
@@ -185,6 +186,9 @@ class CarriedState(BaseModel):
     parking: Parking = Field(default_factory=Parking)
     progress: Progress = Field(default_factory=Progress)
     spending: Spending = Field(default_factory=Spending)
+    # The run's live stream (workflows/live.py), its newest events carried across
+    # continue-as-new; None before the stream, or on a chain's first run.
+    live: WorkflowStreamState | None = None
     store: Stored = Field(default_factory=Stored)
     chain: Chain = Field(default_factory=Chain)
     mcp: MCPState = Field(default_factory=MCPState)

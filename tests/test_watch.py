@@ -1,0 +1,152 @@
+"""Watching a run live: its Workflow Stream carries every step (transcript entries and status
+changes) from any offset, while it runs and after it ended, across continue-as-new, with no gap
+and no repeat; `agentctl watch` renders it and exits with the run; nobody outside publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+
+from durable_agents._vocab.live import LiveEvent
+from durable_agents._vocab.schemas import AgentRun
+from durable_agents.client import AgentClient, start_run
+from durable_agents.workflows.agent import AgentWorkflow
+from durable_agents.workflows.live import PUBLISH_SIGNAL
+from tests.helpers import wait_for_status
+
+AGENTCTL = str(Path(sys.executable).parent / "agentctl")
+
+
+async def watched(agents: AgentClient, run_id: str, start: int = 0) -> list[tuple[int, LiveEvent]]:
+    return [item async for item in agents.run(run_id).watch(start)]
+
+
+async def start(client: Any, queue: str, agent: str, **fields: Any) -> str:
+    run = AgentRun(agent=agent, principal="tester", **fields)
+    handle = await start_run(client, run, f"{agent}-{uuid.uuid4().hex[:8]}", task_queue=queue)
+    return handle.id
+
+
+async def test_a_run_is_watched_live_and_read_again_from_any_offset(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+) -> None:
+    agents = AgentClient(dev_env.client)
+    run_id = await start(dev_env.client, task_queue, "bench", input={"turns": 3})
+    # Watched while it runs: every step, in order, ending with the run's end.
+    live = await asyncio.wait_for(watched(agents, run_id), 60)
+    offsets = [o for o, _ in live]
+    assert offsets == list(range(len(live)))  # from 0, no gap, no repeat
+    kinds = [e.kind for _, e in live]
+    assert kinds[-1] == "status" and live[-1][1].status == "completed"
+    assert kinds.count("tool_call") == 3 and kinds.count("tool_result") == 3
+    assert "task" in kinds and [e.turn for _, e in live] == sorted(e.turn for _, e in live)
+
+    # Read again after the end, whole or from an offset: the same steps.
+    again = await asyncio.wait_for(watched(agents, run_id), 30)
+    assert [(o, e.model_dump()) for o, e in again] == [(o, e.model_dump()) for o, e in live]
+    resumed = await asyncio.wait_for(watched(agents, run_id, 4), 30)
+    assert resumed == again[4:]
+
+    # agentctl watch: a line per step; --json: one event a line; exit 0 for a completed run.
+    address = dev_env.client.service_client.config.target_host
+    for extra, check in (([], "◆ status: completed"), (["--json", "--from", "2"], '"offset": 2')):
+        proc = await asyncio.create_subprocess_exec(
+            AGENTCTL, "watch", run_id, "--address", address, *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert check in out.decode()
+    rows = [json.loads(line) for line in out.decode().splitlines()]
+    assert [r["offset"] for r in rows] == offsets[2:]
+    assert rows[-1]["status"] == "completed"
+
+
+async def test_the_stream_goes_on_across_continue_as_new(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+) -> None:
+    agents = AgentClient(dev_env.client)
+    run_id = await start(
+        dev_env.client,
+        task_queue,
+        "reader",
+        input={"turns": 6, "per_turn": 2, "chars": 2000},
+        continue_after_bytes=10_000,
+    )
+    live = await asyncio.wait_for(watched(agents, run_id), 90)
+    status = await dev_env.client.get_workflow_handle(run_id).query(AgentWorkflow.status)
+    assert status.continued >= 1
+    offsets = [o for o, _ in live]
+    assert offsets == list(range(len(live)))  # one count across the chain's runs
+    assert any("continued as new" in e.text for _, e in live)
+    assert live[-1][1].status == "completed"
+
+
+async def test_nobody_outside_publishes_into_a_run(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+) -> None:
+    run_id = await start(dev_env.client, task_queue, "onboarding", input=_hire())
+    handle = dev_env.client.get_workflow_handle(run_id)
+    await wait_for_status(handle, "waiting_event")
+    forged = {
+        "items": [{"topic": "progress", "data": "e30="}],
+        "publisher_id": "x",
+        "sequence": 1,
+    }
+    await handle.signal(PUBLISH_SIGNAL, forged)
+    await wait_for_status(handle, "waiting_event")
+    status = await handle.query(AgentWorkflow.status)
+    assert any(
+        r.handler == PUBLISH_SIGNAL and "publishes its own progress" in r.reason
+        for r in status.refused
+    )
+    steps = await asyncio.wait_for(_until_waiting(AgentClient(dev_env.client), run_id), 30)
+    assert all(e.kind != "status" or e.status != "completed" for e in steps)
+    await handle.terminate("test over")
+    # Ended another way than completed (terminated here): the watch says so by its exit code.
+    address = dev_env.client.service_client.config.target_host
+    code, out = await agentctl("watch", run_id, "--address", address)
+    assert code == 1 and "◆ status: waiting_event" in out
+
+
+async def test_run_follow_starts_and_watches(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+) -> None:
+    address = dev_env.client.service_client.config.target_host
+    code, out = await agentctl(
+        "run", "bench", "--as", "tester", "--input", '{"turns": 2}', "--follow",
+        "--address", address, "--task-queue", task_queue,
+    )  # fmt: skip
+    assert code == 0, out
+    assert out.startswith("started run bench-")
+    assert out.count("→ echo(") == 2 and out.rstrip().endswith("◆ status: completed")
+
+
+async def agentctl(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        AGENTCTL, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def _until_waiting(agents: AgentClient, run_id: str) -> list[LiveEvent]:
+    seen = []
+    async for _, event in agents.run(run_id).watch():
+        seen.append(event)
+        if event.kind == "status" and event.status == "waiting_event":
+            return seen
+    return seen
+
+
+def _hire() -> dict[str, Any]:
+    from tests.helpers import hire
+
+    return hire()

@@ -1,0 +1,63 @@
+"""Live progress on Temporal's Workflow Streams (`temporalio.contrib.workflow_streams`).
+
+The run hosts one stream and publishes a `LiveEvent` (durable_agents/_vocab/live.py) for every
+transcript entry and every change of status. Publishing appends to the run's in-memory log: no
+command, no history (replays of runs recorded before the stream replay unchanged); subscribers
+read it with the stream's long-poll updates (`agentctl watch`, `RunHandle.watch`), from any
+offset, after the run ended too. The run keeps the newest KEEP events for late subscribers
+(older ones are truncated) and carries the newest CARRY across continue-as-new, where offsets go
+on counting. Nobody outside publishes into it: the run refuses and records a publish signal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamState
+
+    from durable_agents._vocab.live import TEXT_LIMIT, TOPIC, LiveEvent
+
+KEEP = 500  # events the run keeps for late subscribers
+CARRY = 10  # events carried across continue-as-new (the new run's input stays small)
+PUBLISH_SIGNAL = "__temporal_workflow_stream_publish"
+
+
+class Live:
+    """The run's stream and how far it has counted (offsets are global across the chain)."""
+
+    def __init__(self, stream: WorkflowStream, prior: WorkflowStreamState | None) -> None:
+        self.stream = stream
+        self.base = prior.base_offset if prior else 0
+        self.end = self.base + (len(prior.log) if prior else 0)
+
+    def publish(self, event: LiveEvent) -> None:
+        self.stream.topic(TOPIC).publish(event.model_dump(mode="json"))
+        self.end += 1
+        if self.end - self.base > KEEP + KEEP // 5:  # in steps: truncating is a copy
+            self.keep(KEEP)
+
+    def keep(self, newest: int) -> None:
+        if self.end - self.base > newest:
+            self.stream.truncate(self.end - newest)
+            self.base = self.end - newest
+
+    def carry(self) -> WorkflowStreamState:
+        """The stream's state for the next run: subscribers are let go (they follow the
+        chain), the newest CARRY events go along."""
+        self.keep(CARRY)
+        self.stream.detach_pollers()
+        return self.stream.get_state()
+
+
+def publish(kind: str, text: str, turn: int, status: str, data: dict[str, Any]) -> None:
+    """Publish a step on the run's stream (a run without one, e.g. a test's, publishes none)."""
+    live = getattr(workflow.instance(), "live", None)
+    if not isinstance(live, Live):
+        return
+    if len(text) > TEXT_LIMIT:
+        text = text[:TEXT_LIMIT] + " … (in full in the transcript)"
+    event = LiveEvent(at=workflow.now(), turn=turn, kind=kind, text=text, status=status, data=data)
+    live.publish(event)
