@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint typecheck unit bench histories clean postgres
+.PHONY: install demo test test-slow lint typecheck unit bench histories clean postgres chromium
 
 install: $(VENV)/.installed $(VENV)/.sim $(VENV)/.examples
 
@@ -38,13 +38,17 @@ typecheck: install
 	$(BIN)/mypy durable_agents sim bench \
 		examples/invoice_agent/invoice_agent
 
-test: lint typecheck postgres
+test: lint typecheck postgres chromium
 	$(BIN)/pytest tests examples/invoice_agent/tests
 
 # The longest end-to-end tests, which `make test` leaves out: worker versions moving runs at turn
 # boundaries, a 200-turn run's history, a mixed fleet of workers, an MCP call across a SIGKILL.
 test-slow: install postgres
 	$(BIN)/pytest -m slow tests
+
+# Chromium for the console's browser tests (Debian's package, installed when missing, as root).
+chromium:
+	bash tests/install_chromium.sh
 
 # PostgreSQL for the audit log's tests (Debian's package, installed when missing, as root).
 postgres:

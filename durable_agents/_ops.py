@@ -693,6 +693,12 @@ async def pending(
                     "age": age(a.requested_at),
                     "may decide": ", ".join(a.requested_for + [f"@{g}" for g in a.groups]),
                     "digest": a.digest,
+                    # For consoles and scripts (--json); the CLI's table leaves them out.
+                    "principal": read_status.principal,
+                    "rule": a.rule,
+                    "requested_at": a.requested_at.isoformat(),
+                    "expires_at": a.expires_at.isoformat(),
+                    "escalations": len(a.escalations),
                 }
             )
     return rows

@@ -14,7 +14,7 @@ import hmac
 import html
 import secrets
 from typing import Any
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -99,8 +99,17 @@ def _people_grant(people: People, form: dict[str, str]) -> JSONResponse | None:
     return oauth_error(400, "unsupported_grant_type", f"{client_id} may not use {grant[:80]!r}")
 
 
-def _page(body: str, csrf: str, status: int = 200) -> HTMLResponse:
-    response = HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+def _page(body: str, csrf: str, status: int = 200, redirects_to: str = "") -> HTMLResponse:
+    """A page of the provider's; `redirects_to`: the origin its form's answer redirects to (a
+    browser holds a form's redirect to `form-action` too: the consent page goes back to the
+    application)."""
+    headers = dict(PAGE_HEADERS)
+    if redirects_to:
+        split = urlsplit(redirects_to)
+        headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
+            "form-action 'self'", f"form-action 'self' {split.scheme}://{split.netloc}"
+        )
+    response = HTMLResponse(body, status_code=status, headers=headers)
     response.set_cookie(
         CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/idp", max_age=900
     )
@@ -240,7 +249,7 @@ def idp_router(idp: IdentityProvider, people: People) -> APIRouter:
         people.authorize_as(ticket, person)
         body = consent_form(csrf, ticket, person, pending.client_id, pending.scope,
                             action="/idp/authorize/consent")  # fmt: skip
-        return _page(body, csrf)
+        return _page(body, csrf, redirects_to=pending.redirect_uri)
 
     @router.post("/authorize/consent")
     async def authorize_consent(request: Request) -> Response:

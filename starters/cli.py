@@ -66,6 +66,7 @@ def attach(app: typer.Typer) -> typer.Typer:
         (None, services.server),
         (None, services.worker),
         ("codec-server", services.codec_server),
+        (None, services.console),
     ]
     for name, command in commands:
         app.command(name)(command)

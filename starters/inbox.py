@@ -88,7 +88,9 @@ def approvals(
 
     rows = call(go)
     warn_left_out(problems)
-    text = render.table(rows) if rows else "no pending approvals"
+    shown = ("run", "agent", "approval", "tool", "arguments", "age", "may decide", "digest")
+    table = [{k: r[k] for k in shown} for r in rows]
+    text = render.table(table) if rows else "no pending approvals"
     emit(rows, text, as_json)
 
 

@@ -155,3 +155,26 @@ def worker(
     call(
         lambda: run_worker(address=address, task_queue=task_queue, plugins=names, settings=settings)
     )
+
+
+def console(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8790,
+    address: Annotated[str | None, typer.Option(help="Temporal address.")] = None,
+) -> None:
+    """Run the approvers' web console on http://127.0.0.1:PORT: sign in at the identity provider
+    (DURABLE_AGENTS_OIDC_URL), see what waits for your decision, read it whole, approve or
+    reject with your proof, and watch runs live. Loopback only: put a TLS proxy in front."""
+    from durable_agents.client import AgentClient
+    from durable_agents.settings import Settings
+    from durable_agents.starters.console import serve
+
+    settings = call_sync(Settings.from_env)
+    if settings.identity_provider is None:
+        fail("the console signs people in: set DURABLE_AGENTS_OIDC_URL to the OpenID provider")
+
+    async def go() -> None:
+        agents = await AgentClient.connect(address)
+        typer.echo(f"console on http://127.0.0.1:{port} (Ctrl-C stops it)")
+        await serve(agents, settings, "127.0.0.1", port)
+
+    call(go)

@@ -1,0 +1,164 @@
+"""The approvers' console in a real browser (Debian's Chromium, driven by Playwright): hana signs
+in at the sim's identity provider, finds the request in her inbox, reads the whole email,
+approves with the keyboard alone, and watches the run finish live on its page; mallory, who may
+not decide, sees no button, and a POST she forges is refused, with or without a CSRF token.
+Screenshots of the inbox, the approval and the run go to .state/screenshots/ (README)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, Page, async_playwright
+from temporalio.testing import WorkflowEnvironment
+
+from durable_agents._vocab.schemas import AgentRun
+from durable_agents.client import AgentClient, start_run
+from durable_agents.settings import Settings
+from durable_agents.starters.console import CSP, create_app
+from durable_agents.starters.devserver import free_port
+from sim.person import password
+from tests.helpers import hire, wait_for_status
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / ".state" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+async def console(dev_env: WorkflowEnvironment, sim: Any) -> AsyncIterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(AgentClient(dev_env.client), Settings.from_env(), url)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    yield url
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert Path(CHROMIUM).exists(), (
+        "Chromium is missing: `make test` installs it (tests/install_chromium.sh)"
+    )
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        await launched.close()
+
+
+async def sign_in(page: Page, url: str, person: str, state_dir: Path) -> None:
+    """Open the console and sign in on the provider's pages, as a person would."""
+    await page.goto(url)
+    await page.fill("input[name=username]", person)
+    await page.fill("input[name=password]", password(state_dir, person))
+    await page.click("button[type=submit]")
+    await page.click("button[value=allow]")
+    try:
+        await page.wait_for_url(f"{url}/**", timeout=10_000)
+    except Exception:
+        print("DBG", page.url, (await page.content())[:1500])
+        raise
+
+
+async def waiting_run(client: Any, queue: str) -> str:
+    run = AgentRun(agent="onboarding", input=hire(full_name="Grace Hopper"), principal="tester")
+    handle = await start_run(client, run, f"onboarding-{uuid.uuid4().hex[:8]}", task_queue=queue)
+    await wait_for_status(handle, "waiting_event")
+    await AgentClient(client).run(handle.id).send_event("clearance_granted", {"granted_by": "sec"})
+    await wait_for_status(handle, "waiting_approval")
+    return handle.id
+
+
+async def test_an_approver_approves_from_the_console_and_watches_the_run_finish(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, sim: Any, console: str,
+    browser: Browser,
+) -> None:  # fmt: skip
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    run_id = await waiting_run(dev_env.client, task_queue)
+    agents = AgentClient(dev_env.client)
+    [asked] = await agents.run(run_id).approvals(pending=True)
+    approval_url = f"{console}/runs/{run_id}/approvals/{asked.id}"
+    state_dir = sim.db_path.parent
+
+    # mallory may not decide: no button on her page, and what she forges changes nothing.
+    mallory = await browser.new_context()
+    page = await mallory.new_page()
+    await sign_in(page, console, "mallory", state_dir)
+    assert await page.locator(f"tr:has-text('{run_id}')").count() == 0  # not in her inbox
+    answer = await page.goto(approval_url)
+    assert answer is not None and answer.headers["content-security-policy"] == CSP
+    assert await page.locator("button.approve").count() == 0
+    assert await page.get_by_text("You may not decide this request.").is_visible()
+    csrf = await page.locator("input[name=csrf]").first.get_attribute("value")
+    form = {"verdict": "approve", "digest": asked.digest, "reason": ""}
+    forged = await mallory.request.post(approval_url, form=form)
+    assert forged.status == 403 and "did not come from your console page" in await forged.text()
+    with_token = await mallory.request.post(approval_url, form=form | {"csrf": csrf or ""})
+    assert with_token.status == 403 and "mallory may not decide" in await with_token.text()
+    await mallory.close()
+    assert [a.state for a in await agents.run(run_id).approvals()] == ["pending"]
+
+    # hana: her inbox, the request in full, approved with the keyboard alone.
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await sign_in(page, console, "hana", state_dir)
+    row = page.locator(f"tr:has-text('{run_id}')")
+    await row.wait_for()
+    assert "send_email" in await row.inner_text()
+    await page.screenshot(path=str(SHOTS / "inbox.png"), full_page=True)
+    await row.locator("a.open").click()
+    await page.wait_for_url(approval_url)
+    body = asked.arguments["body"]
+    assert await page.locator("pre.body").inner_text() == body  # the whole email, as text
+    assert await page.get_by_text(f"To: {asked.arguments['to']}").is_visible()
+    await page.screenshot(path=str(SHOTS / "approval.png"), full_page=True)
+    await page.locator("input[name=reason]").focus()
+    await page.keyboard.type("reads well")
+    await page.keyboard.press("Tab")  # onto Approve
+    assert await page.evaluate("document.activeElement.value") == "approve"
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{console}/runs/{run_id}")
+    await page.locator("#live li").first.wait_for()
+    await page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
+    await page.locator("#live li.status:has-text('status: completed')").wait_for(timeout=60_000)
+    assert await page.locator("#status").inner_text() == "completed"
+    await page.screenshot(path=str(SHOTS / "run-finished.png"), full_page=True)
+    await context.close()
+
+    [decided] = await agents.run(run_id).approvals()
+    assert (decided.state, decided.decided_by, decided.reason) == ("approved", "hana", "reads well")
+    assert decided.proof_id  # made with her proof, checked by the worker
+    assert (await agents.run(run_id).result()).outcome == "completed"
+
+
+async def test_the_console_asks_who_you_are_and_takes_no_sign_in_it_did_not_start(
+    console: str,
+) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=console, follow_redirects=False) as http:
+        inbox = await http.get("/")
+        assert inbox.status_code == 303 and inbox.headers["location"] == "/login?next=/"
+        assert inbox.headers["content-security-policy"] == CSP
+        login = await http.get("/login", params={"next": "//evil.example/x"})
+        assert (
+            login.status_code == 303 and "code_challenge_method=S256" in login.headers["location"]
+        )
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        # A code and state from elsewhere (a forged or replayed callback): refused.
+        forged = await http.get("/callback", params={"code": "x", "state": "y"})
+        assert forged.status_code == 403 and "not one the console started" in forged.text
+        assert (await http.get("/runs/any/live")).status_code == 401
+        decided = await http.post("/runs/any/approvals/apr-1", data={"verdict": "approve"})
+        assert decided.status_code == 401
