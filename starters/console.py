@@ -243,7 +243,12 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
             status = await agents.run(run_id).status()
         except RequestError as exc:
             return refuse(request, str(exc), code=404)
-        return page(request, "run.html", run=run_id, status=status)
+        if not _may_see(session.subject, status):
+            return refuse(request, f"{session.subject} has no part in run {run_id}")
+        may_operate = status.status == "needs_attention" and _operates(
+            session.subject, status.principal
+        )
+        return page(request, "run.html", run=run_id, status=status, operate=may_operate)
 
     @app.get("/runs/{run_id}/approvals/{approval_id}", response_class=HTMLResponse)
     async def approval_page(request: Request, run_id: str, approval_id: str) -> Response:
@@ -254,6 +259,8 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         if isinstance(found, str):
             return refuse(request, found, code=404)
         status, approval = found
+        if not _may_see(session.subject, status):
+            return refuse(request, f"{session.subject} has no part in run {run_id}")
         return page(
             request,
             "approval.html",
@@ -309,10 +316,47 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
             return refuse(request, str(exc), code=409)
         return RedirectResponse(f"/runs/{quote(run_id, safe='')}", status_code=303)
 
+    @app.post("/runs/{run_id}/operate")
+    async def operate(
+        request: Request,
+        run_id: str,
+        csrf: str = Form(""),
+        action: str = Form(""),
+        reason: str = Form(""),
+    ) -> Response:
+        """An operator's choice for a parked run: resume, retry the turn, or abort (the run
+        takes it from a member of `operators`, or its own principal, with their proof)."""
+        session = console.session(request)
+        if session is None:
+            return refuse(request, "sign in first", code=401)
+        if not hmac.compare_digest(csrf, session.csrf):
+            return refuse(request, "this form did not come from your console page: reload it")
+        if action not in ("resume", "retry_turn", "abort"):
+            return refuse(request, "resume, retry_turn or abort", code=400)
+
+        async def prover(details: dict[str, Any]) -> tuple[str, str]:
+            return await console.prove(session, details)
+
+        run = AgentClient(agents.temporal, prover=prover).run(run_id)
+        try:
+            status = await run.status()
+            if not _operates(session.subject, status.principal):
+                return refuse(request, f"{session.subject} is no operator of this run")
+            await getattr(run, action)(reason)
+        except RequestError as exc:
+            return refuse(request, str(exc), code=409)
+        return RedirectResponse(f"/runs/{quote(run_id, safe='')}", status_code=303)
+
     @app.get("/runs/{run_id}/live")
     async def live(request: Request, run_id: str) -> Response:
-        if console.session(request) is None:
+        session = console.session(request)
+        if session is None:
             return Response(status_code=401)
+        try:
+            if not _may_see(session.subject, await agents.run(run_id).status()):
+                return Response(status_code=403)
+        except RequestError:
+            return Response(status_code=404)
 
         async def events() -> AsyncIterator[dict[str, str]]:
             async for offset, event in agents.run(run_id).watch():
@@ -330,6 +374,18 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
             if a.id == approval_id:
                 return status, a
         return f"run {run_id} has no approval {approval_id}"
+
+    def _operates(subject: str, principal: str) -> bool:
+        from durable_agents._ops import catalog
+
+        return subject == principal or subject in catalog().directory.members("operators")
+
+    def _may_see(subject: str, status: Any) -> bool:
+        """Who may read a run (its arguments, emails, transcript): the person it acts for, its
+        operators, and whoever may decide one of its approvals."""
+        return _operates(subject, status.principal) or any(
+            _may(subject, a) for a in status.approvals
+        )
 
     def _may(subject: str, approval: Any) -> bool:
         from durable_agents._approvals import may_decide

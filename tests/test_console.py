@@ -90,15 +90,17 @@ async def test_an_approver_approves_from_the_console_and_watches_the_run_finish(
     approval_url = f"{console}/runs/{run_id}/approvals/{asked.id}"
     state_dir = sim.db_path.parent
 
-    # mallory may not decide: no button on her page, and what she forges changes nothing.
+    # mallory has no part in the run: she reads none of it, and what she forges changes nothing.
     mallory = await browser.new_context()
     page = await mallory.new_page()
     await sign_in(page, console, "mallory", state_dir)
     assert await page.locator(f"tr:has-text('{run_id}')").count() == 0  # not in her inbox
     answer = await page.goto(approval_url)
     assert answer is not None and answer.headers["content-security-policy"] == CSP
-    assert await page.locator("button.approve").count() == 0
-    assert await page.get_by_text("You may not decide this request.").is_visible()
+    assert answer.status == 403 and await page.locator("button.approve").count() == 0
+    assert await page.get_by_text(f"mallory has no part in run {run_id}").is_visible()
+    assert asked.arguments["body"][:40] not in await page.content()  # nor reads the email
+    assert (await mallory.request.get(f"{console}/runs/{run_id}/live")).status == 403
     csrf = await page.locator("input[name=csrf]").first.get_attribute("value")
     form = {"verdict": "approve", "digest": asked.digest, "reason": ""}
     forged = await mallory.request.post(approval_url, form=form)
@@ -162,3 +164,28 @@ async def test_the_console_asks_who_you_are_and_takes_no_sign_in_it_did_not_star
         assert (await http.get("/runs/any/live")).status_code == 401
         decided = await http.post("/runs/any/approvals/apr-1", data={"verdict": "approve"})
         assert decided.status_code == 401
+
+
+async def test_an_operator_aborts_a_parked_run_from_its_page(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, sim: Any, console: str,
+    browser: Browser,
+) -> None:  # fmt: skip
+    # A model nobody configured: the run parks, needing an operator.
+    run = AgentRun(agent="onboarding", input=hire(), principal="tester", model_route=["nowhere:x"])
+    # Started as an ops tool would, past the client's own check of the route.
+    handle = await dev_env.client.start_workflow(
+        "AgentWorkflow", run, id=f"onboarding-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+    )
+    await wait_for_status(handle, "needs_attention")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, console, "olga", sim.db_path.parent)  # of the operators
+    await page.goto(f"{console}/runs/{handle.id}")
+    assert "no model provider 'nowhere'" in await page.locator("section.parked").inner_text()
+    await page.fill("input[name=reason]", "no such model here")
+    await page.click("button[value=abort]")
+    await page.wait_for_url(f"{console}/runs/{handle.id}")
+    await page.locator("#live li.status:has-text('status: aborted')").wait_for(timeout=30_000)
+    await context.close()
+    result = await AgentClient(dev_env.client).run(handle.id).result()
+    assert result.outcome == "aborted" and "no such model here" in result.answer
