@@ -16,6 +16,7 @@ import asyncio
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 # importing both costs a worker ~3.5 s of start-up on 2 cores (anthropic alone ~3 s), paid
 # by every worker process even when it serves neither provider.
 
+# How often streamed text is published (one signal to the run a batch).
+LIVE_BATCH = timedelta(milliseconds=250)
 COMPATIBLE_KEY = "none"  # what compatible servers without auth expect (llama.cpp, Ollama, vLLM)
 
 
@@ -126,17 +129,67 @@ async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
     messages, tools = openai_wire.to_wire(request)
     extra: dict[str, Any] = {"tools": tools} if tools else {}
     try:
-        completion = await client.chat.completions.create(
-            model=route.model,
-            messages=messages,  # type: ignore[arg-type]
-            max_completion_tokens=request.max_tokens,
-            extra_headers=request.extra_headers or None,
-            timeout=_timeout(),
-            **extra,
-        )
+        if request.live_text:
+            completion = await _streamed(client, route, request, messages, extra)
+        else:
+            completion = await client.chat.completions.create(
+                model=route.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_completion_tokens=request.max_tokens,
+                extra_headers=request.extra_headers or None,
+                timeout=_timeout(),
+                **extra,
+            )
     except Exception as exc:
         raise openai_wire.classify(exc, route.provider) from exc
     return _read(openai_wire.from_wire, completion, route)
+
+
+async def _streamed(
+    client: openai.AsyncOpenAI,
+    route: Route,
+    request: LLMRequest,
+    messages: Any,
+    extra: dict[str, Any],
+) -> Any:
+    """The completion, streamed: its text is published as it comes on the run's live stream
+    (topic `text`, batched every LIVE_BATCH), each piece naming this attempt, so a watcher
+    drops what an attempt that failed had written. The whole completion is returned."""
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+    from temporalio.contrib.workflow_streams import WorkflowStreamClient
+
+    from durable_agents._vocab.live import TEXT_TOPIC, LiveEvent
+
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    attempt = activity.info().attempt
+    live = WorkflowStreamClient.from_within_activity(batch_interval=LIVE_BATCH)
+    async with live:
+        text = live.topic(TEXT_TOPIC, type=LiveEvent)
+        chunks = await client.chat.completions.create(
+            model=route.model,
+            messages=messages,
+            max_completion_tokens=request.max_tokens,
+            extra_headers=request.extra_headers or None,
+            timeout=_timeout(),
+            stream=True,
+            stream_options={"include_usage": True},
+            **extra,
+        )
+        async for chunk in chunks:
+            state.handle_chunk(chunk)
+            piece = chunk.choices[0].delta.content if chunk.choices else None
+            if piece:
+                text.publish(
+                    LiveEvent(
+                        at=datetime.now(UTC),
+                        turn=request.turn,
+                        kind="text",
+                        text=piece,
+                        status="running",
+                        data={"attempt": attempt},
+                    )
+                )
+    return state.get_final_completion()
 
 
 async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:

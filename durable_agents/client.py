@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable_agents import _ops
 from durable_agents._ops import Prover
-from durable_agents._vocab.live import TOPIC, LiveEvent
+from durable_agents._vocab.live import TEXT_TOPIC, TOPIC, LiveEvent
 from durable_agents._vocab.names import ABORT_SIGNAL, RESUME_SIGNAL, RETRY_TURN_SIGNAL
 from durable_agents._vocab.schemas import (
     AbortRequest,
@@ -185,7 +185,9 @@ class RunHandle:
         await _ops.send_event(self.agents.temporal, self.id, name, data or {})
 
     async def watch(self, from_offset: int = 0) -> AsyncIterator[tuple[int, LiveEvent]]:
-        """The run's steps as it takes them (its live stream, `durable_agents._vocab.live`),
+        """The run's steps as it takes them, and its model's text as it is written (kind
+        `text`, each piece naming its attempt: a new attempt means the earlier one's text is
+        void) (its live stream, `durable_agents._vocab.live`),
         each with its offset, from `from_offset` (resume after the last offset you had: no gap,
         no repeat), following the run across continue-as-new; ends after the run's end. A run
         keeps its newest 500 steps (and carries 10 to its next run): an older offset starts at
@@ -194,7 +196,8 @@ class RunHandle:
 
         await _ops.describe(self.agents.temporal, self.id)  # no such run: a RequestError
         stream = WorkflowStreamClient.create(self.agents.temporal, self.id)
-        async for item in stream.subscribe(TOPIC, from_offset, result_type=LiveEvent):
+        topics = [TOPIC, TEXT_TOPIC]
+        async for item in stream.subscribe(topics, from_offset, result_type=LiveEvent):
             yield item.offset, item.data
             if item.data.ended:
                 return

@@ -1,4 +1,6 @@
-"""POST /v1/chat/completions in the OpenAI Chat Completions wire format (non-streaming).
+"""POST /v1/chat/completions in the OpenAI Chat Completions wire format; with `stream: true`,
+as server-sent chunks (text in pieces at the pace of DURABLE_AGENTS_SIM_STREAM_MS, tool calls
+whole, then the finish reason, the usage when asked, and `[DONE]`).
 
 Only translation lives here: request JSON to the neutral Conversation, Reply to response JSON,
 ModelError to OpenAI's error body, so the real `openai` client raises its usual exceptions.
@@ -8,10 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sim.conversation import Conversation, Reply, ToolCall, Turn
@@ -141,11 +144,41 @@ def _parse(raw: bytes) -> ChatRequest:
     except ValidationError as exc:
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ModelError("invalid_request", f"Invalid request body: {message}") from exc
-    if req.stream:
-        raise ModelError(
-            "invalid_request", "stream=true is not supported by the sim", param="stream"
-        )
     return req
+
+
+STREAM_CHUNK = 16  # characters of text a streamed chunk carries
+
+
+async def stream(req: ChatRequest, reply: Reply, raw: bytes) -> AsyncIterator[bytes]:
+    """The reply as OpenAI's `chat.completion.chunk` events, as the real API sends them."""
+    import asyncio
+
+    from sim import settings
+
+    pace = settings.current().sim_stream_ms / 1000
+    whole = render(req, reply, raw)
+    head = {k: whole[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def event(delta: dict[str, Any], finish: str | None = None, **more: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return f"data: {json.dumps(head | {'choices': [choice]} | more)}\n\n".encode()
+
+    yield event({"role": "assistant", "content": ""})
+    text = reply.text or ""
+    for start in range(0, len(text), STREAM_CHUNK):
+        if pace:
+            await asyncio.sleep(pace)
+        yield event({"content": text[start : start + STREAM_CHUNK]})
+    calls = whole["choices"][0]["message"].get("tool_calls") or []
+    if calls:
+        yield event({"tool_calls": [c | {"index": i} for i, c in enumerate(calls)]})
+    if reply.refusal:
+        yield event({"refusal": reply.refusal})
+    yield event({}, whole["choices"][0]["finish_reason"])
+    if (req.model_extra or {}).get("stream_options", {}).get("include_usage"):
+        yield f"data: {json.dumps(head | {'choices': [], 'usage': whole['usage']})}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
 
 def router(book: FaultBook) -> APIRouter:
@@ -162,6 +195,8 @@ def router(book: FaultBook) -> APIRouter:
             )
         except ModelError as exc:
             return error_response(exc)
+        if req.stream:
+            return StreamingResponse(stream(req, reply, raw), media_type="text/event-stream")
         return JSONResponse(render(req, reply, raw))
 
     return api

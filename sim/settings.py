@@ -3,6 +3,7 @@
     DURABLE_AGENTS_SIM_URL       the sim (models, company systems, identity provider, MCP);
                                  http://127.0.0.1:8787 by default
     DURABLE_AGENTS_COMPANY_URL   the company systems the sim's tools call, if not the sim's
+    DURABLE_AGENTS_SIM_STREAM_MS the pace of streamed replies: milliseconds between chunks
 
 The product's `Settings` knows nothing of the sim; these are the sim's, under the same
 `DURABLE_AGENTS_` prefix so one environment configures a worker and the sim's agents it serves.
@@ -29,6 +30,9 @@ class SimSettings(BaseSettings):
 
     sim_url: str = Field(default=DEFAULT_URL, pattern=URL)
     company_url: str | None = Field(default=None, pattern=URL)
+    # Streamed replies (`stream: true`): milliseconds between chunks of STREAM_CHUNK characters
+    # (DURABLE_AGENTS_SIM_STREAM_MS; 0: as fast as the connection goes).
+    sim_stream_ms: float = Field(default=0.0, ge=0, le=10_000)
 
     @property
     def base_url(self) -> str:

@@ -216,16 +216,35 @@ def watch(
 
 
 async def _follow(run: Any, as_json: bool, from_offset: int = 0) -> str:
-    """Print the run's steps until it ends; its last status."""
+    """Print the run's steps until it ends, the model's text as it is written; its last
+    status."""
     import json
 
     from durable_agents.starters import render
 
-    status = ""
+    status, writing, attempt, written = "", False, 0, ""
     async for offset, event in run.watch(from_offset):
         status = event.status
         if as_json:
             typer.echo(json.dumps({"offset": offset, **event.model_dump(mode="json")}))
-        else:
-            typer.echo(render.live(run.id, event))
+            continue
+        if event.kind == "text":
+            said = event.data.get("attempt", 1)
+            if writing and said != attempt:
+                typer.echo(f"\n  (attempt {said}: the text above was not the reply)")
+                written = ""
+            if not writing:
+                typer.echo(f"{event.at:%H:%M:%S} t{event.turn:<2} 🤖 ", nl=False)
+            attempt, writing = said, True
+            typer.echo(render.controls_escaped(event.text), nl=False)
+            written += event.text
+            continue
+        if writing:
+            typer.echo()
+            writing = False
+        if event.kind == "assistant" and written and event.text.startswith(written[:200]):
+            written = ""  # the reply in full: already written out as it came
+            continue
+        written = ""
+        typer.echo(render.live(run.id, event))
     return status

@@ -150,3 +150,25 @@ def _hire() -> dict[str, Any]:
     from tests.helpers import hire
 
     return hire()
+
+
+async def test_the_models_text_is_watched_as_it_is_written(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+) -> None:
+    """`call_llm` streams the reply (the sim in chunks of 16 characters) and publishes its
+    text as it comes; the reply in history is the whole one, and watchers see it once."""
+    agents = AgentClient(dev_env.client)
+    run_id = await start(dev_env.client, task_queue, "reader", input={"turns": 2, "chars": 100})
+    steps = await asyncio.wait_for(watched(agents, run_id), 60)
+    result = await agents.run(run_id).result()
+    pieces = [e for _, e in steps if e.kind == "text"]
+    assert len(pieces) >= 2 and all(e.data == {"attempt": 1} for e in pieces)
+    last_turn = max(e.turn for e in pieces)
+    written = "".join(e.text for e in pieces if e.turn == last_turn)
+    assert written == result.answer  # as written, piece by piece, then whole in the record
+    kinds = [e.kind for _, e in steps]
+    assert kinds.index("text") < kinds.index("assistant")  # written before the step is taken
+
+    address = dev_env.client.service_client.config.target_host
+    code, out = await agentctl("watch", run_id, "--address", address)
+    assert code == 0 and out.count(result.answer) == 1  # written once, not again as a step

@@ -22,6 +22,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from durable_agents._vocab.live import TEXT_TOPIC
 from durable_agents.workflows.inbound import MessageRefused
 from durable_agents.workflows.live import PUBLISH_SIGNAL
 
@@ -34,16 +35,20 @@ def _too_many(args: Sequence[Any], name: str) -> str | None:
     return f"{len(args)} payloads: send one JSON object"
 
 
-def _outside_publish(name: str) -> str | None:
-    """A run's live stream is the run's own: nobody outside publishes into it."""
+def _outside_publish(name: str, args: Sequence[Any]) -> str | None:
+    """A run's steps on its live stream are the run's own: from outside it takes only the
+    model's text as it is written (topic `text`, published by `call_llm`)."""
     if name != PUBLISH_SIGNAL or not hasattr(workflow.instance(), "live"):
         return None
-    return "the run publishes its own progress: its stream takes nothing from outside"
+    items = getattr(args[0], "items", None) if len(args) == 1 else None
+    if isinstance(items, list) and all(getattr(i, "topic", None) == TEXT_TOPIC for i in items):
+        return None
+    return "the run publishes its own progress: its stream takes only model text from outside"
 
 
 class _Inbound(WorkflowInboundInterceptor):
     async def handle_signal(self, input: HandleSignalInput) -> None:
-        why = _too_many(input.args, input.signal) or _outside_publish(input.signal)
+        why = _too_many(input.args, input.signal) or _outside_publish(input.signal, input.args)
         if why is not None:
             workflow.instance().refuse(input.signal, why)
             return

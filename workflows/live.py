@@ -6,7 +6,8 @@ command, no history (replays of runs recorded before the stream replay unchanged
 read it with the stream's long-poll updates (`agentctl watch`, `RunHandle.watch`), from any
 offset, after the run ended too. The run keeps the newest KEEP events for late subscribers
 (older ones are truncated) and carries the newest CARRY across continue-as-new, where offsets go
-on counting. Nobody outside publishes into it: the run refuses and records a publish signal.
+on counting. From outside it takes only the model's text as `call_llm` streams it (topic `text`);
+any other publish signal is refused and recorded.
 """
 
 from __future__ import annotations
@@ -31,18 +32,21 @@ class Live:
     def __init__(self, stream: WorkflowStream, prior: WorkflowStreamState | None) -> None:
         self.stream = stream
         self.base = prior.base_offset if prior else 0
-        self.end = self.base + (len(prior.log) if prior else 0)
 
     def publish(self, event: LiveEvent) -> None:
         self.stream.topic(TOPIC).publish(event.model_dump(mode="json"))
-        self.end += 1
-        if self.end - self.base > KEEP + KEEP // 5:  # in steps: truncating is a copy
+        if self._end() - self.base > KEEP + KEEP // 5:  # in steps: truncating is a copy
             self.keep(KEEP)
 
+    def _end(self) -> int:
+        # The stream's own count: `call_llm` publishes the model's text into it too.
+        return int(self.stream._on_offset())
+
     def keep(self, newest: int) -> None:
-        if self.end - self.base > newest:
-            self.stream.truncate(self.end - newest)
-            self.base = self.end - newest
+        end = self._end()
+        if end - self.base > newest:
+            self.stream.truncate(end - newest)
+            self.base = end - newest
 
     def carry(self) -> WorkflowStreamState:
         """The stream's state for the next run: subscribers are let go (they follow the

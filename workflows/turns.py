@@ -152,6 +152,7 @@ async def _execute(
         max_tokens=spec.max_tokens,
         agent=spec.name,
         turn=state.turn,
+        live_text=spec.live_text,
     )
     payloads.check_size(
         request, f"the input of call_llm for turn {state.turn}", state.store.max_payload

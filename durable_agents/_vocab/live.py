@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-TOPIC = "progress"
+TOPIC = "progress"  # the run's steps, published by the run
+TEXT_TOPIC = "text"  # the model's text as it is written, published by `call_llm`
 TEXT_LIMIT = 500  # characters of one event's text (the transcript has it whole)
 TERMINAL = ("completed", "rejected", "aborted", "timed_out", "budget_exhausted", "failed")
 
@@ -23,8 +24,8 @@ class LiveEvent(BaseModel):
 
     at: datetime
     turn: int
-    kind: str  # a transcript entry's kind, or "status"
-    text: str = Field(max_length=TEXT_LIMIT + 100)
+    kind: str  # a transcript entry's kind, "status", or "text" (a piece of the model's words)
+    text: str = Field(max_length=TEXT_LIMIT + 100)  # a step's (bounded), or a piece of text
     status: str  # the run's status once this step was taken
     data: dict[str, Any] = Field(default_factory=dict)
 

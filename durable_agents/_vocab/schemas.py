@@ -188,6 +188,9 @@ class LLMRequest(Compact):
     turn: int = 0
     # Per-request provider headers (e.g. a test server's fault injection); never secrets.
     extra_headers: dict[str, str] = Field(default_factory=dict)
+    # Stream the reply and publish its text as it comes on the run's live stream (topic
+    # `text`); the reply returned, and recorded in history, is the whole one all the same.
+    live_text: bool = False
 
 
 class LLMReply(Compact):
