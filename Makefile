@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python -m bench.recovery
 	$(BIN)/python -m bench.tokens
 	$(BIN)/python -m bench.proofs
+	$(BIN)/python -m bench.live
 
 # Re-record the replay histories in tests/histories/ (commit the result).
 histories: install

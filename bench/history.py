@@ -1,12 +1,14 @@
 """History size of a long agent run: ours (the conversation by reference) against the naive way.
 
-    python -m bench.history [--ks 10,25,50,100,200] [--chars 2000]
+    python -m bench.history [--ks 10,25,50,100,200] [--chars 2000] [--compare-live-text]
 
 For each K, one run of the `reader` agent: K turns, one `read_document` call per turn whose result
 is a document of `--chars` characters; once in our mode (each message enters history once, model
 calls name the conversation by hash, continue-as-new by size) and once in the naive mode (the
 whole conversation in every model call, no continue-as-new: what agent frameworks on Temporal do
-today). Both on one in-memory Temporal dev server and one sim, in this process.
+today). Both on one in-memory Temporal dev server and one sim, in this process. With
+`--compare-live-text`, a third run per K, `ours-quiet`, is ours with the model's text not
+streamed onto the run's live stream (`AgentSpec.live_text=False`): what streaming costs.
 
 Prints one JSON object per line on stdout, one per K and mode:
 - `history_bytes`: the sum of `ByteSize()` of every history event, over every run of the chain
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -37,6 +40,7 @@ from google.protobuf.message import Message as Proto
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 
+from durable_agents import discover
 from durable_agents._vocab import chain
 from durable_agents._vocab.schemas import AgentRun
 from durable_agents.client import start_run
@@ -49,7 +53,7 @@ from sim.world import world
 
 TARGET_RATIO_TO_MESSAGES = 1.5
 TARGET_BELOW_NAIVE = 20.0
-Mode = Literal["ours", "naive"]
+Mode = Literal["ours", "naive", "ours-quiet"]
 
 
 def say(text: str) -> None:
@@ -97,7 +101,7 @@ async def measure(client: Client, queue: str, k: int, chars: int, mode: Mode) ->
     run = AgentRun(
         agent="reader",
         input={"turns": k, "chars": chars},
-        conversation="reference" if mode == "ours" else "inline",
+        conversation="inline" if mode == "naive" else "reference",
     )
     started = time.monotonic()
     handle = await start_run(client, run, f"history-{mode}-{k}-{uuid.uuid4().hex[:6]}", queue)
@@ -126,7 +130,7 @@ async def measure(client: Client, queue: str, k: int, chars: int, mode: Mode) ->
     }
 
 
-async def benchmark(ks: list[int], chars: int) -> list[dict[str, Any]]:
+async def benchmark(ks: list[int], chars: int, quiet: bool = False) -> list[dict[str, Any]]:
     server = DevServer(db_file=None, port=free_port(), headless=True)
     say(f"starting the Temporal dev server on {server.address} (in memory)")
     server.start()
@@ -134,13 +138,18 @@ async def benchmark(ks: list[int], chars: int) -> list[dict[str, Any]]:
     try:
         client = await connect(server.address, wait_seconds=30)
         queue = f"bench-history-{uuid.uuid4().hex[:8]}"
-        async with build_worker(client, queue):
+        catalog = discover()
+        reader = dataclasses.replace(catalog.agents["reader"], live_text=False)
+        silent = dataclasses.replace(catalog, agents={**catalog.agents, "reader": reader})
+        modes: tuple[Mode, ...] = ("ours", "naive", "ours-quiet") if quiet else ("ours", "naive")
+        async with build_worker(client, queue), build_worker(client, f"{queue}-q", agents=silent):
             for k in ks:
-                for mode in ("ours", "naive"):
-                    row = await measure(client, queue, k, chars, mode)
+                for mode in modes:
+                    where = f"{queue}-q" if mode == "ours-quiet" else queue
+                    row = await measure(client, where, k, chars, mode)
                     print(json.dumps(row, sort_keys=True), flush=True)
                     say(
-                        f"K={k:<4} {mode:<5} {row['history_bytes']:>11,} bytes of history, "
+                        f"K={k:<4} {mode:<10} {row['history_bytes']:>11,} bytes of history, "
                         f"{row['history_events']:>6} events, largest payload "
                         f"{row['largest_payload_bytes']:>9,}, messages {row['message_bytes']:>9,} "
                         f"({row['seconds']} s, {row['outcome']})"
@@ -172,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ks", default="10,25,50,100,200", help="turns per run, comma-separated")
     parser.add_argument("--chars", type=int, default=2000, help="characters per tool result")
+    parser.add_argument(
+        "--compare-live-text",
+        action="store_true",
+        help="also run ours with the model's text not streamed (what live text costs)",
+    )
     args = parser.parse_args(argv)
     try:
         ks = [int(k) for k in args.ks.split(",") if k.strip()]
@@ -184,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             os.environ.update(world(sim.url))
             os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{Path(tmp) / 'store.sqlite3'}"
-            rows = asyncio.run(benchmark(ks, args.chars))
+            rows = asyncio.run(benchmark(ks, args.chars, args.compare_live_text))
         finally:
             sim.stop()
     verdict(rows)

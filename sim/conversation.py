@@ -98,6 +98,7 @@ class Reply:
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     refusal: str | None = None
+    cut: bool = False  # streamed, it stops half-way (the cut_stream fault)
 
     def output_text(self) -> str:
         """Everything the reply 'generates', for counting output tokens."""

@@ -24,7 +24,14 @@ FAULT_HEADER = "x-sim-fault"
 MODEL_ERROR_FAULTS = frozenset(
     {"rate_limit", "unavailable", "overloaded", "server_error", "auth", "context_length"}
 )
-MODEL_FAULTS = MODEL_ERROR_FAULTS | {"slow", "malformed_tool_json", "unknown_tool", "refusal"}
+# cut_stream: a streamed reply stops half-way (the connection drops), as a provider's can.
+MODEL_FAULTS = MODEL_ERROR_FAULTS | {
+    "slow",
+    "malformed_tool_json",
+    "unknown_tool",
+    "refusal",
+    "cut_stream",
+}
 COMPANY_FAULTS = frozenset(
     {
         "rate_limit",

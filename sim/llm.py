@@ -101,6 +101,8 @@ def _apply_reply_fault(reply: Reply, fault: Fault | None) -> Reply:
         return reply
     if fault.name == "refusal":
         return Reply(refusal=REFUSAL_TEXT)
+    if fault.name == "cut_stream":
+        reply.cut = True
     if fault.name == "unknown_tool":
         return Reply(tool_calls=[ToolCall(UNKNOWN_TOOL, {"target": "moon"})])
     if fault.name == "malformed_tool_json":

@@ -169,6 +169,8 @@ async def stream(req: ChatRequest, reply: Reply, raw: bytes) -> AsyncIterator[by
     for start in range(0, len(text), STREAM_CHUNK):
         if pace:
             await asyncio.sleep(pace)
+        if reply.cut and start >= len(text) // 2:
+            raise ConnectionAbortedError("cut_stream: the reply stops half-way")
         yield event({"content": text[start : start + STREAM_CHUNK]})
     calls = whole["choices"][0]["message"].get("tool_calls") or []
     if calls:

@@ -367,3 +367,39 @@ def test_free_port_and_restart(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/healthz").json() == {"ok": True}
     finally:
         server.stop()
+
+
+async def test_a_streamed_reply_is_the_same_reply_in_chunks_at_the_set_pace(
+    oai: openai.AsyncOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stream: true`: the reply as chat.completion.chunk events (text in pieces of 16, tool
+    calls whole, the usage when asked), read by the real client into the same completion; at
+    DURABLE_AGENTS_SIM_STREAM_MS between chunks; cut_stream stops it half-way."""
+    import time
+
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+
+    words = [{"role": "user", "content": "Echo this back: " + "words " * 10}]
+    whole = await oai_create(oai, "echo", words)
+    text = whole.choices[0].message.content or ""
+    assert len(text) > 32
+    monkeypatch.setenv("DURABLE_AGENTS_SIM_STREAM_MS", "20")
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    pieces, started = [], time.monotonic()
+    async for chunk in await oai_create(
+        oai, "echo", words, stream=True, stream_options={"include_usage": True}
+    ):
+        state.handle_chunk(chunk)
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+    took = time.monotonic() - started
+    final = state.get_final_completion()
+    assert "".join(pieces) == text == final.choices[0].message.content
+    assert all(len(p) <= 16 for p in pieces)
+    assert (
+        final.usage is not None and final.usage.completion_tokens == whole.usage.completion_tokens
+    )
+    assert took >= 0.02 * (len(pieces) - 1)  # at least the pace between chunks
+    with pytest.raises(openai.APIError):
+        async for _ in await oai_create(oai, "echo", words, stream=True, **fault("cut_stream")):
+            pass

@@ -172,3 +172,28 @@ async def test_the_models_text_is_watched_as_it_is_written(
     address = dev_env.client.service_client.config.target_host
     code, out = await agentctl("watch", run_id, "--address", address)
     assert code == 0 and out.count(result.answer) == 1  # written once, not again as a step
+
+
+async def test_a_reply_cut_mid_stream_is_retried_and_watchers_drop_the_partial_text(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, fault: Any
+) -> None:
+    from tests.helpers import approve_pending
+
+    agents = AgentClient(dev_env.client)
+    run_id = await start(dev_env.client, task_queue, "reader", input={"turns": 1, "email_at": 1})
+    handle = dev_env.client.get_workflow_handle(run_id)
+    await wait_for_status(handle, "waiting_approval")
+    fault("model:reader", "cut_stream", times=1)  # the next reply, the final words, stops half-way
+    await approve_pending(handle, approver="olga")
+    steps = await asyncio.wait_for(watched(agents, run_id), 60)
+    result = await agents.run(run_id).result()
+    assert result.outcome == "completed"
+    pieces = [e for _, e in steps if e.kind == "text" and e.turn == steps[-1][1].turn]
+    first = "".join(e.text for e in pieces if e.data["attempt"] == 1)
+    second = "".join(e.text for e in pieces if e.data["attempt"] == 2)
+    assert first and result.answer.startswith(first) and len(first) < len(result.answer)
+    assert second == result.answer  # the retry wrote it whole; the record has it once
+
+    address = dev_env.client.service_client.config.target_host
+    code, out = await agentctl("watch", run_id, "--address", address)
+    assert code == 0 and "(attempt 2: the text above was not the reply)" in out
