@@ -31,6 +31,7 @@ from durable_agents._routes import (
     checked_route,
 )
 from durable_agents._vocab import failures as f
+from durable_agents._vocab.live import TEXT_TOPIC, LiveEvent
 from durable_agents._vocab.schemas import LLMReply, LLMRequest
 from durable_agents.activities import circuit, observe
 from durable_agents.activities.conversation import resolve, store_reply
@@ -158,10 +159,7 @@ async def _streamed(
     from openai.lib.streaming.chat import ChatCompletionStreamState
     from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
-    from durable_agents._vocab.live import TEXT_TOPIC, LiveEvent
-
     state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
-    attempt = activity.info().attempt
     live = WorkflowStreamClient.from_within_activity(batch_interval=LIVE_BATCH)
     async with live:
         text = live.topic(TEXT_TOPIC, type=LiveEvent)
@@ -179,16 +177,7 @@ async def _streamed(
             state.handle_chunk(chunk)
             piece = chunk.choices[0].delta.content if chunk.choices else None
             if piece:
-                text.publish(
-                    LiveEvent(
-                        at=datetime.now(UTC),
-                        turn=request.turn,
-                        kind="text",
-                        text=piece,
-                        status="running",
-                        data={"attempt": attempt},
-                    )
-                )
+                text.publish(_piece(request, piece))
     return state.get_final_completion()
 
 
@@ -199,18 +188,81 @@ async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:
     messages, tools = anthropic_wire.to_wire(request)
     extra: dict[str, Any] = {"tools": tools} if tools else {}
     try:
-        reply = await client.messages.create(
+        if request.live_text:
+            reply = await _streamed_anthropic(client, route, request, messages, extra)
+        else:
+            reply = await client.messages.create(
+                model=route.model,
+                system=request.system,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=request.max_tokens,
+                extra_headers=request.extra_headers or None,
+                timeout=_timeout(),
+                **extra,
+            )
+    except ApplicationError:
+        raise
+    except Exception as exc:
+        raise anthropic_wire.classify(exc, route.provider) from exc
+    return _read(anthropic_wire.from_wire, reply, route)
+
+
+async def _streamed_anthropic(
+    client: anthropic.AsyncAnthropic,
+    route: Route,
+    request: LLMRequest,
+    messages: Any,
+    extra: dict[str, Any],
+) -> Any:
+    """The message, streamed, its text published as it comes (see `_streamed`). A tool's
+    input is read strictly from the JSON the stream sent: the SDK's lenient reading of partial
+    JSON would make a cut-off input look whole."""
+    import json
+
+    from temporalio.contrib.workflow_streams import WorkflowStreamClient
+
+    raw: dict[int, str] = {}
+    live = WorkflowStreamClient.from_within_activity(batch_interval=LIVE_BATCH)
+    async with live:
+        text = live.topic(TEXT_TOPIC, type=LiveEvent)
+        async with client.messages.stream(
             model=route.model,
             system=request.system,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=request.max_tokens,
             extra_headers=request.extra_headers or None,
             timeout=_timeout(),
             **extra,
-        )
-    except Exception as exc:
-        raise anthropic_wire.classify(exc, route.provider) from exc
-    return _read(anthropic_wire.from_wire, reply, route)
+        ) as stream:
+            async for event in stream:
+                if event.type == "text" and event.text:
+                    text.publish(_piece(request, event.text))
+                elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                    raw[event.index] = raw.get(event.index, "") + event.delta.partial_json
+            message = await stream.get_final_message()
+    for index, block in enumerate(message.content):
+        if block.type == "tool_use":
+            try:
+                block.input = json.loads(raw.get(index) or "{}")
+            except json.JSONDecodeError as exc:
+                raise error(
+                    f.MALFORMED_MODEL_OUTPUT,
+                    f"the input of tool call {block.name!r} is not valid JSON ({exc.msg}): "
+                    f"{raw.get(index)!r}",
+                ) from None
+    return message
+
+
+def _piece(request: LLMRequest, words: str) -> LiveEvent:
+    """A piece of the model's words, as this attempt of the call read it."""
+    return LiveEvent(
+        at=datetime.now(UTC),
+        turn=request.turn,
+        kind="text",
+        text=words,
+        status="running",
+        data={"attempt": activity.info().attempt},
+    )
 
 
 def _read(parse: Callable[[Any], LLMReply], raw: Any, route: Route) -> LLMReply:

@@ -229,7 +229,7 @@ class AgentSpec:
     it (e.g. a saga that must unwind with the code that made its steps)."""
     live_text: bool = True
     """Publish the model's text as it is written on the run's live stream (`agentctl watch`,
-    the console), where the provider streams (the OpenAI wire); False: each reply whole."""
+    the console; either wire format); False: each reply whole."""
     mcp_servers: tuple[MCPServer, ...] = ()
     """MCP servers whose tools the agent may call (`durable_agents.MCPServer`): listed once per
     run, each call an activity with an idempotency key, approvals and audit as for `tools`."""

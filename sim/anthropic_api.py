@@ -1,4 +1,6 @@
-"""POST /v1/messages in the Anthropic Messages wire format (non-streaming).
+"""POST /v1/messages in the Anthropic Messages wire format; with `stream: true`, as its
+server-sent events (text in pieces at the pace of DURABLE_AGENTS_SIM_STREAM_MS, tool input
+whole, then the stop reason and usage).
 
 Only translation lives here: content blocks to the neutral Conversation, Reply to content blocks,
 ModelError to Anthropic's error body, so the real `anthropic` client raises its usual exceptions.
@@ -6,10 +8,12 @@ ModelError to Anthropic's error body, so the real `anthropic` client raises its 
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sim.conversation import Conversation, Reply, ToolCall, Turn
@@ -122,9 +126,55 @@ def _parse(raw: bytes) -> MessagesRequest:
     except ValidationError as exc:
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ModelError("invalid_request", message) from exc
-    if req.stream:
-        raise ModelError("invalid_request", "stream: streaming is not supported by the sim")
     return req
+
+
+STREAM_CHUNK = 16  # characters of text a streamed delta carries
+
+
+async def stream(req: MessagesRequest, reply: Reply, raw: bytes) -> AsyncIterator[bytes]:
+    """The reply as Anthropic's stream events (message_start … message_stop)."""
+    import asyncio
+
+    from sim import settings
+
+    pace = settings.current().sim_stream_ms / 1000
+    whole = render(req, reply, raw)
+
+    def event(kind: str, body: dict[str, Any]) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind} | body)}\n\n".encode()
+
+    start = dict(whole, content=[], stop_reason=None)
+    start["usage"] = {"input_tokens": whole["usage"]["input_tokens"], "output_tokens": 1}
+    yield event("message_start", {"message": start})
+    for index, block in enumerate(whole["content"]):
+        if block["type"] == "text":
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "text", "text": ""}},
+            )
+            text = block["text"]
+            for at in range(0, len(text), STREAM_CHUNK):
+                if pace:
+                    await asyncio.sleep(pace)
+                if reply.cut and at >= len(text) // 2:
+                    raise ConnectionAbortedError("cut_stream: the reply stops half-way")
+                delta = {"type": "text_delta", "text": text[at : at + STREAM_CHUNK]}
+                yield event("content_block_delta", {"index": index, "delta": delta})
+        else:
+            opened = dict(block, input={})
+            yield event("content_block_start", {"index": index, "content_block": opened})
+            given = block["input"]
+            partial = given if isinstance(given, str) else json.dumps(given)
+            delta = {"type": "input_json_delta", "partial_json": partial}
+            yield event("content_block_delta", {"index": index, "delta": delta})
+        yield event("content_block_stop", {"index": index})
+    stop = {"stop_reason": whole["stop_reason"], "stop_sequence": None}
+    yield event(
+        "message_delta",
+        {"delta": stop, "usage": {"output_tokens": whole["usage"]["output_tokens"]}},
+    )
+    yield event("message_stop", {})
 
 
 def router(book: FaultBook) -> APIRouter:
@@ -141,6 +191,8 @@ def router(book: FaultBook) -> APIRouter:
             )
         except ModelError as exc:
             return error_response(exc)
+        if req.stream:
+            return StreamingResponse(stream(req, reply, raw), media_type="text/event-stream")
         return JSONResponse(render(req, reply, raw))
 
     return api

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from durable_agents._vocab.schemas import AgentRun, EventSignal
 from durable_agents.client import start_run
 from durable_agents.workflows.agent import AgentWorkflow
@@ -120,9 +122,13 @@ async def test_a_rate_limit_waits_the_retry_after(ts_env, ts_worker, task_queue,
     await handle.terminate("done")
 
 
-async def test_a_malformed_reply_gets_a_repair_turn(ts_env, ts_worker, task_queue, fault, ledger):
+@pytest.mark.parametrize("route", ["sim-openai:onboarding", "sim-anthropic:onboarding"])
+async def test_a_malformed_reply_gets_a_repair_turn(
+    ts_env, ts_worker, task_queue, fault, ledger, route
+):
+    # Streamed in both wire formats: a cut-off tool input is caught, never read leniently.
     fault("model:onboarding", "malformed_tool_json", times=1)
-    handle = await start_onboarding(ts_env.client, task_queue)
+    handle = await start_onboarding(ts_env.client, task_queue, route)
     await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
     await approve_pending(handle)
     assert (await handle.result()).outcome == "completed"

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from durable_agents._vocab.live import LiveEvent
@@ -152,13 +153,21 @@ def _hire() -> dict[str, Any]:
     return hire()
 
 
+@pytest.mark.parametrize("wire", ["sim-openai", "sim-anthropic"])
 async def test_the_models_text_is_watched_as_it_is_written(
-    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, wire: str
 ) -> None:
-    """`call_llm` streams the reply (the sim in chunks of 16 characters) and publishes its
-    text as it comes; the reply in history is the whole one, and watchers see it once."""
+    """`call_llm` streams the reply (the sim in chunks of 16 characters), in either wire
+    format, and publishes its text as it comes; the reply in history is the whole one, and
+    watchers see it once."""
     agents = AgentClient(dev_env.client)
-    run_id = await start(dev_env.client, task_queue, "reader", input={"turns": 2, "chars": 100})
+    run_id = await start(
+        dev_env.client,
+        task_queue,
+        "reader",
+        input={"turns": 2, "chars": 100},
+        model_route=[f"{wire}:reader"],
+    )
     steps = await asyncio.wait_for(watched(agents, run_id), 60)
     result = await agents.run(run_id).result()
     pieces = [e for _, e in steps if e.kind == "text"]
