@@ -74,6 +74,14 @@ class Console:
     logins: dict[str, Login] = field(default_factory=dict)
     provider: dict[str, Any] = field(default_factory=dict)
 
+    def forget_stale(self) -> None:
+        """Drop sessions that ran out and sign-ins never finished (both are in memory)."""
+        now = time.time()
+        for key in [k for k, v in self.sessions.items() if v.expires_at < now]:
+            del self.sessions[key]
+        for key in [k for k, v in self.logins.items() if now - v.started > LOGIN_S]:
+            del self.logins[key]
+
     def session(self, request: Request) -> Session | None:
         found = self.sessions.get(request.cookies.get(COOKIE, ""))
         if found is None or found.expires_at < time.time():
@@ -148,6 +156,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         from authlib.common.security import generate_token
         from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+        console.forget_stale()
         found = await console.discover()
         verifier, state = secrets.token_urlsafe(48), generate_token(32)
         key = secrets.token_urlsafe(24)

@@ -189,3 +189,28 @@ async def test_an_operator_aborts_a_parked_run_from_its_page(
     await context.close()
     result = await AgentClient(dev_env.client).run(handle.id).result()
     assert result.outcome == "aborted" and "no such model here" in result.answer
+
+
+def test_what_a_model_or_tool_wrote_is_text_on_the_page() -> None:
+    """Arguments, reasons and names are escaped: a model that writes HTML shows it as text."""
+    from datetime import UTC, datetime
+
+    from fastapi.templating import Jinja2Templates
+
+    from durable_agents._vocab.schemas import Approval
+    from durable_agents.starters.console import HERE
+
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    now = datetime.now(UTC)
+    approval = Approval(
+        id="apr-1", run="r-1", tool="send_email", tool_call_id="c1", digest="0" * 16,
+        arguments={"to": evil, "subject": evil, "body": evil}, summary=evil, rule=evil,
+        requested_at=now, expires_at=now, groups=["hr-managers"],
+    )  # fmt: skip
+    pages = Jinja2Templates(directory=HERE / "console_templates")
+    html = pages.get_template("approval.html").render(
+        run=evil, status={"agent": evil, "principal": evil}, a=approval, may=True, csrf="t",
+        me=evil, email={"to": evil, "subject": evil, "body": evil},
+    )  # fmt: skip
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
