@@ -1,6 +1,6 @@
 """Throughput of the agent loop against a raw Temporal baseline, measured in the same run.
 
-    python -m bench.throughput [--runs N] [--turns K] [--repeat R]
+    python -m bench.throughput [--runs N] [--turns K] [--repeat R] [--live-text]
 
 Starts its own sim (zero-latency scripted model) and its own in-memory Temporal dev server on
 free loopback ports, runs one in-process worker per side with the same settings, warms each side
@@ -27,6 +27,9 @@ Definitions:
   On a small shared machine one batch's wall time varies by +-15%: use --repeat 3 or more
   before drawing conclusions from ms_per_step (history bytes are deterministic).
 
+`--live-text`: the agent's model calls are streamed onto its runs' live streams
+(`AgentSpec.live_text=True`): compare with and without to see what live text costs.
+
 Human-readable progress goes first; the LAST line printed is one JSON object with the figures.
 """
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import statistics
@@ -55,6 +59,7 @@ from temporalio.worker import Worker
 
 from bench.baseline import BaselineAgentWorkflow
 from bench.baseline_activities import BaselineRun, llm, tool
+from durable_agents import discover
 from durable_agents._vocab.schemas import AgentResult, AgentRun
 from durable_agents.client import start_run
 from durable_agents.starters.devserver import DevServer, free_port
@@ -258,8 +263,12 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         suffix = uuid.uuid4().hex[:8]
         ours = agent_side(f"bench-agent-{suffix}")
         base = baseline_side(f"bench-baseline-{suffix}")
+        catalog = discover()
+        if args.live_text:
+            bench = dataclasses.replace(catalog.agents["bench"], live_text=True)
+            catalog = dataclasses.replace(catalog, agents={**catalog.agents, "bench": bench})
         async with (
-            build_worker(client, ours.task_queue, graceful=GRACEFUL),
+            build_worker(client, ours.task_queue, graceful=GRACEFUL, agents=catalog),
             baseline_worker(client, base.task_queue),
         ):
             pid = server.proc.pid if server.proc else None
@@ -346,6 +355,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="batches per side (medians)")
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds one batch may take before giving up"
+    )
+    parser.add_argument(
+        "--live-text", action="store_true", help="model calls streamed (live text on)"
     )
     args = parser.parse_args(argv)
     for name in ("runs", "turns", "repeat"):
