@@ -186,18 +186,6 @@ def spec(agent: str) -> AgentSpec:
         raise RequestError(str(exc)) from None
 
 
-async def served_agents(address: str | None, task_queue: str) -> dict[str, int]:
-    """How many workers polling `task_queue` serve each agent (workers name their agents in
-    their identity: workers.main.identity)."""
-    from durable_agents.workers.identity import agents_in_identity
-
-    counts: dict[str, int] = {}
-    for poller in await _workflow_pollers(await connect(address), task_queue, 5):
-        for name in agents_in_identity(poller.identity):
-            counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
 def _validated_input(spec: AgentSpec, data: dict[str, Any]) -> dict[str, Any]:
     from pydantic import ValidationError
 
@@ -315,7 +303,6 @@ async def _workflow_pollers(client: Client, task_queue: str, timeout: float) -> 
         timeout=timedelta(seconds=timeout),
     )
     return list(resp.pollers)
-    return len(resp.pollers)
 
 
 def _initial_attributes(run: AgentRun) -> TypedSearchAttributes:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,40 @@ async def test_a_reply_cut_mid_stream_is_retried_and_watchers_drop_the_partial_t
     address = dev_env.client.service_client.config.target_host
     code, out = await agentctl("watch", run_id, "--address", address)
     assert code == 0 and "(attempt 2: the text above was not the reply)" in out
+
+
+async def test_a_forged_piece_of_text_is_refused_and_watchers_read_on(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+) -> None:
+    """Text from outside must be a text LiveEvent: an item of another shape would make every
+    watcher fail to read the stream, so it is refused and recorded, and watching goes on."""
+    import base64
+
+    from temporalio.api.common.v1 import Payload
+
+    run_id = await start(dev_env.client, task_queue, "onboarding", input=_hire())
+    handle = dev_env.client.get_workflow_handle(run_id)
+    await wait_for_status(handle, "waiting_event")
+    junk = Payload(metadata={"encoding": b"json/plain"}, data=b'{"not": "an event"}')
+    item = {"topic": "text", "data": base64.b64encode(junk.SerializeToString()).decode()}
+    await handle.signal(PUBLISH_SIGNAL, {"items": [item], "publisher_id": "x", "sequence": 1})
+    refused = [
+        e
+        async for _, e in _steps_until(AgentClient(dev_env.client), run_id, "refused")
+        if e.kind == "refused"
+    ]
+    assert refused and "not a text LiveEvent" in refused[0].text
+    await handle.terminate("test over")
+
+
+async def _steps_until(agents: AgentClient, run_id: str, kind: str) -> AsyncIterator[Any]:
+    async def read() -> list[Any]:
+        seen = []
+        async for item in agents.run(run_id).watch():
+            seen.append(item)
+            if item[1].kind == kind:
+                return seen
+        return seen
+
+    for item in await asyncio.wait_for(read(), 30):
+        yield item

@@ -10,10 +10,12 @@ named error, before any handler runs.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.worker import (
     HandleSignalInput,
     HandleUpdateInput,
@@ -22,7 +24,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from durable_agents._vocab.live import TEXT_TOPIC
+from durable_agents._vocab.live import TEXT_TOPIC, LiveEvent
 from durable_agents.workflows.inbound import MessageRefused
 from durable_agents.workflows.live import PUBLISH_SIGNAL
 
@@ -35,15 +37,31 @@ def _too_many(args: Sequence[Any], name: str) -> str | None:
     return f"{len(args)} payloads: send one JSON object"
 
 
+# Pieces of text one publish may carry (call_llm sends what 250 ms of streaming brought).
+MAX_PIECES = 1_000
+
+
 def _outside_publish(name: str, args: Sequence[Any]) -> str | None:
     """A run's steps on its live stream are the run's own: from outside it takes only the
-    model's text as it is written (topic `text`, published by `call_llm`)."""
+    model's text as it is written (topic `text`, published by `call_llm`), each item a text
+    `LiveEvent` that fits its schema, so nothing a watcher reads can be what it cannot read."""
     if name != PUBLISH_SIGNAL or not hasattr(workflow.instance(), "live"):
         return None
     items = getattr(args[0], "items", None) if len(args) == 1 else None
-    if isinstance(items, list) and all(getattr(i, "topic", None) == TEXT_TOPIC for i in items):
-        return None
-    return "the run publishes its own progress: its stream takes only model text from outside"
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_PIECES:
+        return f"a publish carries 1 to {MAX_PIECES} pieces of model text"
+    for item in items:
+        if getattr(item, "topic", None) != TEXT_TOPIC:
+            return "the run publishes its own progress: its stream takes only model text"
+        try:
+            payload = Payload()
+            payload.ParseFromString(base64.b64decode(str(item.data), validate=True))
+            event = workflow.payload_converter().from_payload(payload, LiveEvent)
+        except Exception:  # noqa: BLE001 - whatever does not decode is refused, never a failed task
+            return "a piece of model text that is not a text LiveEvent"
+        if not isinstance(event, LiveEvent) or event.kind != "text":
+            return "a piece of model text that is not a text LiveEvent"
+    return None
 
 
 class _Inbound(WorkflowInboundInterceptor):

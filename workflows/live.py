@@ -49,10 +49,9 @@ class Live:
             self.base = end - newest
 
     def carry(self) -> WorkflowStreamState:
-        """The stream's state for the next run: subscribers are let go (they follow the
-        chain), the newest CARRY events go along."""
+        """The stream's state for the next run, its newest CARRY events (the run let its
+        subscribers go first, before waiting for its handlers: they follow the chain)."""
         self.keep(CARRY)
-        self.stream.detach_pollers()
         return self.stream.get_state()
 
 
