@@ -52,6 +52,19 @@ class ApprovalRule:
     on_expiry: Literal["reject", "park"] = "reject"
     """`reject`: expiry counts as a rejection; `park`: the run waits as needs_attention until
     an operator resumes it, which asks again."""
+    editable: bool | tuple[str, ...] = False
+    """Edit then approve: True lets the approver change any argument before approving, a
+    tuple only the arguments it names (e.g. `("subject", "body")`, not the recipient). The tool
+    runs with the edited arguments, the model is told what changed, and the record keeps both
+    digests and who edited."""
+
+    def editable_in(self, arguments: Mapping[str, Any]) -> list[str]:
+        """The arguments of this call a person may change before approving."""
+        if self.editable is True:
+            return sorted(arguments)
+        if not self.editable:
+            return []
+        return [name for name in self.editable if name in arguments]
 
     def matches(self, tool: str, arguments: Mapping[str, Any]) -> bool:
         return tool == self.tool and (self.when is None or self.when(arguments))

@@ -300,6 +300,16 @@ def _check(spec: AgentSpec, directory: Directory, models: ModelTable) -> None:
                 f"agent {spec.name!r}: an approval rule names tool {rule.tool!r}, "
                 "which the agent does not have"
             )
+        tool = spec.tool(rule.tool)
+        if tool is not None and isinstance(rule.editable, tuple):
+            fields = set(tool.input_model.model_fields)
+            unknown = [name for name in rule.editable if name not in fields]
+            if unknown:
+                raise CatalogError(
+                    f"agent {spec.name!r}: the approval rule for {rule.tool!r} lets a person "
+                    f"edit {', '.join(unknown)}, which {rule.tool} does not take (it takes "
+                    f"{', '.join(sorted(fields))})"
+                )
     try:
         route = [parse_route(r).model for r in spec.model_route]
     except InvalidRoute as exc:

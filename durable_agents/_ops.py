@@ -701,6 +701,7 @@ def recorded(approvals: list[Approval], d: Decision) -> Approval | None:
         and a.state == verdict
         and d.approval_id in (None, a.id)
         and d.digest in (None, a.digest)
+        and a.edited_arguments == d.arguments
     ]
     return same[-1] if same else None
 
@@ -756,7 +757,12 @@ async def proven(client: Client, run_id: str, decision: Decision, prover: Prover
         # What the approver read names it all: no need to ask the run (whose worker may be
         # away: the decision then waits for one).
         details = proofs.decision(
-            run_id, decision.approval_id, decision.approve, decision.digest, decision.reason
+            run_id,
+            decision.approval_id,
+            decision.approve,
+            decision.digest,
+            decision.reason,
+            edited_digest(decision),
         )
         person, proof = await prover(details)
         return decision.model_copy(update={"approver": person, "proof": proof})
@@ -784,12 +790,57 @@ async def proven(client: Client, run_id: str, decision: Decision, prover: Prover
             f"show {run_id}`"
         )
     details = proofs.decision(
-        run_id, approval.id, decision.approve, approval.digest, decision.reason
+        run_id,
+        approval.id,
+        decision.approve,
+        approval.digest,
+        decision.reason,
+        edited_digest(decision),
     )
     person, proof = await prover(details)
     return decision.model_copy(
         update={"approval_id": approval.id, "approver": person, "proof": proof}
     )
+
+
+def edited_digest(decision: Decision) -> str | None:
+    from durable_agents._vocab import proofs
+
+    return None if decision.arguments is None else proofs.arguments_digest(decision.arguments)
+
+
+def edits(approval: Approval, changes: dict[str, str]) -> dict[str, Any]:
+    """Every argument of `approval` with `changes` (NAME: text) applied: text for an argument
+    that is text, JSON for any other (a number, a list); RequestError for what the approval
+    does not let a person edit."""
+    import json
+
+    if not approval.editable:
+        raise RequestError(
+            f"approval {approval.id}'s rule allows no edits: approve or reject it as it is"
+        )
+    edited = dict(approval.arguments)
+    for name, text in changes.items():
+        if name not in approval.arguments:
+            raise RequestError(
+                f"{approval.tool} takes no argument {name!r}; it takes "
+                f"{', '.join(sorted(approval.arguments))}"
+            )
+        if name not in approval.editable:
+            raise RequestError(
+                f"approval {approval.id} lets a person edit only "
+                f"{', '.join(approval.editable)}; not {name}"
+            )
+        if isinstance(approval.arguments[name], str):
+            edited[name] = text
+            continue
+        try:
+            edited[name] = json.loads(text)
+        except ValueError:
+            raise RequestError(
+                f"{name} is not text: give it as JSON (e.g. {json.dumps(approval.arguments[name])})"
+            ) from None
+    return edited
 
 
 def built(model: type[M], **fields: Any) -> M:

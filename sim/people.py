@@ -122,6 +122,7 @@ class ProofDetails(BaseModel):
     approval_id: str | None = Field(default=None, pattern=r"^[a-z_]+-[0-9]{1,6}$")
     approve: StrictBool | None = None
     digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    edited_digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
     reason_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     text_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     agent: str | None = Field(default=None, max_length=200)

@@ -278,6 +278,8 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
             a=approval,
             may=approval.state == "pending" and _may(session.subject, approval),
             email=_email(approval.arguments),
+            edited_email=_email(approval.edited_arguments or {}),
+            edits=_edit_fields(approval),
         )
 
     @app.post("/runs/{run_id}/approvals/{approval_id}")
@@ -290,7 +292,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         digest: str = Form(""),
         reason: str = Form(""),
     ) -> Response:
-        from durable_agents._ops import built
+        from durable_agents._ops import built, edits
         from durable_agents._vocab.schemas import Decision
 
         session = console.session(request)
@@ -298,8 +300,8 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
             return refuse(request, "sign in first", code=401)
         if not hmac.compare_digest(csrf, session.csrf):
             return refuse(request, "this form did not come from your console page: reload it")
-        if verdict not in ("approve", "reject"):
-            return refuse(request, "approve or reject", code=400)
+        if verdict not in ("approve", "reject", "edit"):
+            return refuse(request, "approve, reject, or edit then approve", code=400)
         found = await _approval(run_id, approval_id)
         if isinstance(found, str):
             return refuse(request, found, code=404)
@@ -307,13 +309,24 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         if not _may(session.subject, approval):
             return refuse(request, f"{session.subject} may not decide {approval_id}")
         try:
+            arguments = None
+            if verdict == "edit":
+                form = await request.form()
+                changes = {
+                    # A browser sends a text area's line ends as CR LF.
+                    name: str(form.get(f"arg.{name}", "")).replace("\r\n", "\n")
+                    for name in approval.editable
+                    if f"arg.{name}" in form
+                }
+                arguments = edits(approval, changes)
             decision = built(
                 Decision,
-                approve=verdict == "approve",
+                approve=verdict != "reject",
                 approver=session.subject,
                 approval_id=approval_id,
                 reason=reason,
                 digest=digest,
+                arguments=arguments,
             )
 
             async def prover(details: dict[str, Any]) -> tuple[str, str]:
@@ -410,6 +423,22 @@ def _email(arguments: dict[str, Any]) -> dict[str, str] | None:
     if {"to", "subject", "body"} <= set(arguments):
         return {k: str(arguments[k]) for k in ("to", "subject", "body")}
     return None
+
+
+def _edit_fields(approval: Any) -> list[dict[str, Any]]:
+    """The arguments a person may edit on this approval, as the form shows them: text as it
+    is (a long one in a text area), anything else as JSON."""
+    if approval.state != "pending":
+        return []
+    fields = []
+    for name in approval.editable:
+        value = approval.arguments.get(name)
+        text = isinstance(value, str)
+        shown = value if text else json.dumps(value)
+        fields.append(
+            {"name": name, "value": shown, "text": text, "long": len(shown) > 80 or "\n" in shown}
+        )
+    return fields
 
 
 async def serve(agents: AgentClient, settings: Settings, host: str, port: int) -> None:

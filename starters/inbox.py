@@ -158,14 +158,70 @@ def _decide(
     digest: str | None,
     address: str | None,
     as_json: bool,
+    edit: list[str] | None = None,
 ) -> None:
     decision = call_sync(lambda: _decision(approval_id, approve, user, reason, digest))
+    changes = _changes(edit or [])
 
     async def go() -> Approval:
-        return await (await agents(address)).run(run_id).decide(decision)
+        run = (await agents(address)).run(run_id)
+        if changes:
+            edited = await _edited(run, decision, changes)
+            return await run.decide(edited)
+        return await run.decide(decision)
 
     approval = call(go)
     emit(approval, show(approval), as_json)
+
+
+def _changes(edit: list[str]) -> dict[str, str]:
+    """`--edit NAME=VALUE` options as NAME: text (`@FILE` reads the file, `@-` stdin)."""
+    import sys
+    from pathlib import Path
+
+    changes: dict[str, str] = {}
+    for item in edit:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            fail(f"--edit {item!r}: give NAME=VALUE (or NAME=@FILE for a file's text)")
+        if name in changes:
+            fail(f"--edit names {name} twice")
+        if value.startswith("@"):
+            where = value[1:]
+            try:
+                value = sys.stdin.read() if where == "-" else Path(where).read_text()
+            except OSError as exc:
+                fail(f"--edit {name}: cannot read {where}: {exc.strerror}")
+        changes[name] = value
+    return changes
+
+
+async def _edited(run: Any, decision: Decision, changes: dict[str, str]) -> Decision:
+    """The decision with every argument of its approval, `changes` applied."""
+    from durable_agents._ops import edits
+
+    status = await run.status()
+    pending = [a for a in status.approvals if a.state == "pending"]
+    if decision.approval_id is not None:
+        chosen = [a for a in status.approvals if a.id == decision.approval_id]
+    else:
+        chosen = pending if len(pending) == 1 else []
+    if not chosen:
+        ids = ", ".join(a.id for a in pending) or "none"
+        raise RequestError(f"name the approval to edit; pending: {ids}")
+    approval = chosen[0]
+    if decision.digest is not None and decision.digest != approval.digest:
+        raise RequestError(
+            f"approval {approval.id} is for arguments with digest {approval.digest}, not "
+            f"{decision.digest}: look again with `agentctl approvals show {status.workflow_id}`"
+        )
+    return decision.model_copy(
+        update={
+            "approval_id": approval.id,
+            "digest": approval.digest,
+            "arguments": edits(approval, changes),
+        }
+    )
 
 
 def approve(
@@ -174,14 +230,25 @@ def approve(
     approval_id: Annotated[str | None, typer.Argument(help="Needed if several wait.")] = None,
     reason: Annotated[str, typer.Option(help="Why; recorded with the decision.")] = "",
     digest: Digest = None,
+    edit: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=VALUE",
+            help="Edit then approve (where the rule allows it): the tool runs with this "
+            "argument changed; NAME=@FILE takes a file's text. Repeat for more arguments.",
+        ),
+    ] = None,
     address: Address = None,
     as_json: AsJson = False,
 ) -> None:
     """Approve a pending request of RUN as USER; prints the recorded decision.
 
+    With --edit, the tool runs with the edited arguments, the agent is told what changed, and
+    the record keeps both digests.
+
     Exit 3: sent but not confirmed in time (it may still be applied; `agentctl approvals show
     RUN` says)."""
-    _decide(run_id, approval_id, user, reason, True, digest, address, as_json)
+    _decide(run_id, approval_id, user, reason, True, digest, address, as_json, edit)
 
 
 def reject(

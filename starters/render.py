@@ -168,6 +168,14 @@ def approval(a: Approval, agent: str = "") -> str:
     if a.reason:
         rows.append(("reason", a.reason))
     rows.append(("digest", a.digest))
+    if a.editable and a.state == "pending":
+        rows.append(("editable", ", ".join(a.editable) + " (approve --edit NAME=VALUE)"))
+    if a.edited_arguments is not None:
+        rows.append(("edited", f"by {a.decided_by}: digest {a.edited_digest}"))
     head = "\n".join(f"{k:>10}: {printable(str(v), FIELD_LIMIT)}" for k, v in rows)
     args = "\n".join("    " + line for line in safe_json(a.arguments).splitlines())
-    return f"{head}\n arguments:\n{args}"
+    text = f"{head}\n arguments:\n{args}"
+    if a.edited_arguments is not None:
+        ran = "\n".join("    " + line for line in safe_json(a.edited_arguments).splitlines())
+        text += f"\n  ran with:\n{ran}"
+    return text

@@ -186,10 +186,14 @@ class People:
 
     async def decide(self, handle: Any, person: str, approve: bool, reason: str = "",
                      approval_id: str | None = None, digest: str | None = None,
-                     signal: str | None = None, approver: str | None = None) -> Any:  # fmt: skip
+                     signal: str | None = None, approver: str | None = None,
+                     arguments: dict[str, Any] | None = None,
+                     proven_arguments: dict[str, Any] | None = None) -> Any:  # fmt: skip
         """Decide as `person` with their proof, as `agentctl approve` does: the approval named
         (or the only pending one, or the latest) with the digest the run shows. Through the
-        `decide` update (its result), or the `approve`/`reject` signal when `signal` names it."""
+        `decide` update (its result), or the `approve`/`reject` signal when `signal` names it.
+        `arguments`: edit then approve; the proof names `proven_arguments`' digest if given (a
+        forgery), else theirs."""
         from durable_agents._vocab import proofs
         from durable_agents._vocab.schemas import Approval, Decision
         from durable_agents.workflows.agent import AgentWorkflow
@@ -203,7 +207,9 @@ class People:
             chosen = pending[0] if len(pending) == 1 else (known[-1] if known else None)
             shown = chosen.digest if chosen is not None else "0" * 16
             target = approval_id or (chosen.id if chosen is not None else "apr-1")
-        details = proofs.decision(handle.id, target, approve, shown, reason)
+        named = proven_arguments if proven_arguments is not None else arguments
+        edited = None if named is None else proofs.arguments_digest(named)
+        details = proofs.decision(handle.id, target, approve, shown, reason, edited)
         decision = Decision(
             approve=approve,
             approval_id=approval_id,
@@ -211,6 +217,7 @@ class People:
             digest=digest,
             approver=approver,
             proof=self.proof(person, details),
+            arguments=arguments,
         )
         if signal is not None:
             await handle.signal(signal, decision)

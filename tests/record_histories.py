@@ -149,7 +149,24 @@ async def record_deadline(env: WorkflowEnvironment, name: str = "reader_deadline
     print(f"recorded {name}: {len(histories)} runs, {result.outcome}")
 
 
-async def main() -> None:
+async def record_edited(env: WorkflowEnvironment) -> None:
+    """An onboarding run whose welcome email HR edited before approving it."""
+    queue = f"record-{uuid.uuid4().hex[:6]}"
+    name = "onboarding_edited_approved"
+    async with build_worker(env.client, queue):
+        handle = await start_onboarding(env.client, queue, workflow_id=name)
+        await handle.signal(AgentWorkflow.on_event, EventSignal(name="clearance_granted"))
+        await wait_for_status(handle, "waiting_approval")
+        [asked] = (await handle.query(AgentWorkflow.status)).approvals
+        edits = {"subject": "Welcome aboard", "body": "Dear Ada,\n\nWelcome!\n"}
+        await decide(handle, "hana", True, "warmer", arguments=asked.arguments | edits)
+        await handle.result()
+        history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+async def main(only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, SimServer(Path(tmp) / "sim.db") as sim:
         os.environ.update(world(sim.url, sim.credentials))
         # The people who decide sign in at the sim's provider; their proofs go into history.
@@ -157,6 +174,9 @@ async def main() -> None:
         env = await start_time_skipping()
         try:
             HISTORIES.mkdir(exist_ok=True)
+            if only is not None:  # one recording added to the release's corpus
+                await globals()[f"record_{only}"](env)
+                return
             # Every file here is recorded by the code of its release. When a change needs
             # `workflow.patched`, keep the old files (rename them *_before_<change>) so the
             # replay tests prove the patch; re-record only for a release that retires patches.
@@ -169,9 +189,13 @@ async def main() -> None:
             await record_continued(env)
             await record_refused(env)
             await record_deadline(env)
+            await record_edited(env)
         finally:
             await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    # `python -m tests.record_histories edited` records only `record_edited`'s run.
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else None))

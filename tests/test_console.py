@@ -63,11 +63,7 @@ async def sign_in(page: Page, url: str, person: str, state_dir: Path) -> None:
     await page.fill("input[name=password]", password(state_dir, person))
     await page.click("button[type=submit]")
     await page.click("button[value=allow]")
-    try:
-        await page.wait_for_url(f"{url}/**", timeout=10_000)
-    except Exception:
-        print("DBG", page.url, (await page.content())[:1500])
-        raise
+    await page.wait_for_url(f"{url}/**", timeout=10_000)
 
 
 async def waiting_run(client: Any, queue: str) -> str:
@@ -124,7 +120,7 @@ async def test_an_approver_approves_from_the_console_and_watches_the_run_finish(
     assert await page.locator("pre.body").inner_text() == body  # the whole email, as text
     assert await page.get_by_text(f"To: {asked.arguments['to']}").is_visible()
     await page.screenshot(path=str(SHOTS / "approval.png"), full_page=True)
-    await page.locator("input[name=reason]").focus()
+    await page.locator("form.decide input[name=reason]").focus()
     await page.keyboard.type("reads well")
     await page.keyboard.press("Tab")  # onto Approve
     assert await page.evaluate("document.activeElement.value") == "approve"
@@ -141,6 +137,48 @@ async def test_an_approver_approves_from_the_console_and_watches_the_run_finish(
     assert (decided.state, decided.decided_by, decided.reason) == ("approved", "hana", "reads well")
     assert decided.proof_id  # made with her proof, checked by the worker
     assert (await agents.run(run_id).result()).outcome == "completed"
+
+
+async def test_an_approver_edits_the_email_then_approves_it(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, sim: Any, console: str,
+    browser: Browser,
+) -> None:  # fmt: skip
+    """Edit then approve in the browser: hugo rewords the email (its recipient is not his to
+    change: no field for it), approves, and the run sends what he wrote."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    run_id = await waiting_run(dev_env.client, task_queue)
+    agents = AgentClient(dev_env.client)
+    [asked] = await agents.run(run_id).approvals(pending=True)
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await sign_in(page, console, "hugo", sim.db_path.parent)
+    await page.goto(f"{console}/runs/{run_id}/approvals/{asked.id}")
+    await page.get_by_text("Edit then approve").click()
+    assert await page.locator("[name='arg.to']").count() == 0  # the recipient is fixed
+    body = page.locator("textarea[name='arg.body']")
+    assert await body.input_value() == asked.arguments["body"]
+    await page.fill("input[name='arg.subject']", "Welcome to the team, Grace")
+    await body.fill("Dear Grace,\n\nWelcome! Your laptop ships Monday.\n\nHR")
+    await page.fill("#edit-reason", "friendlier")
+    await page.screenshot(path=str(SHOTS / "approval-edit.png"), full_page=True)
+    await page.click("button[value=edit]")
+    await page.wait_for_url(f"{console}/runs/{run_id}")
+    await page.locator("#live li.status:has-text('status: completed')").wait_for(timeout=60_000)
+    await page.goto(f"{console}/runs/{run_id}/approvals/{asked.id}")
+    edited = page.locator("section.email.edited")
+    assert await edited.locator("pre.body").inner_text() == (
+        "Dear Grace,\n\nWelcome! Your laptop ships Monday.\n\nHR"
+    )
+    await page.screenshot(path=str(SHOTS / "approval-edited.png"), full_page=True)
+    await context.close()
+
+    [decided] = await agents.run(run_id).approvals()
+    assert (decided.state, decided.decided_by, decided.reason) == ("approved", "hugo", "friendlier")
+    assert decided.edited_arguments == asked.arguments | {
+        "subject": "Welcome to the team, Grace",
+        "body": "Dear Grace,\n\nWelcome! Your laptop ships Monday.\n\nHR",
+    }  # line ends as written, not as the browser sent them (CR LF)
+    assert decided.edited_digest and decided.proof_id
 
 
 async def test_the_console_asks_who_you_are_and_takes_no_sign_in_it_did_not_start(

@@ -90,6 +90,15 @@ def test_the_proofs_corpus_is_committed() -> None:
     assert refund.count("local verify_proof") == 2  # agent-desk's start, then maria's decision
 
 
+def test_an_edited_approval_is_in_the_corpus() -> None:
+    """A run whose email HR edited before approving: the tool ran with the edits behind the
+    patch that brought them, after the edit's proof was verified."""
+    found = markers(
+        Path(__file__).parent / "histories" / "0.3.0" / "onboarding_edited_approved.json"
+    )
+    assert found.index("patch edit-then-approve-v1") > found.index("local verify_proof")
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays_against_current_code(path: Path) -> None:
     result = await replayer(AgentWorkflow).replay_workflow(load(path))

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._vocab.names import CALL_MCP_TOOL, RUN_TOOL
     from durable_agents._vocab.schemas import (
         AgentRun,
+        Approval,
         Identity,
         MCPTarget,
         Message,
@@ -35,6 +36,10 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents.workflows.state import RunState
     from durable_agents.workflows.turns import cancelled, failure_message, failure_type
     from durable_agents.workflows.waits import park, run_durable
+
+
+# Approved with edits: the tool runs with the edited arguments (no run before it had them).
+EDITS_PATCH = "edit-then-approve-v1"
 
 
 @dataclass
@@ -87,10 +92,17 @@ class ToolDispatcher:
                 )
                 return self._tool_error(spec, call, problem)
             rule = self._policy(spec).rule_for(contract, data)
+            edits = ""
             if rule is not None:
-                refused = await self._gate(spec, rule, call, data)
-                if refused is not None:
-                    return refused
+                decided = await self._gate(spec, rule, call, data)
+                if isinstance(decided, str):
+                    return decided
+                if decided.edited_arguments is not None and workflow.patched(EDITS_PATCH):
+                    # Edit then approve: the tool runs with what the approver wrote (checked
+                    # against its input model when the decision came), the model hears so.
+                    args = contract.input_model.model_validate(decided.edited_arguments)
+                    data = args.model_dump(mode="json")
+                    edits = gates.told_of_edits(decided)
             try:
                 result = await self._activity_tool(spec, contract, call, args)
             except payloads.TooLarge as exc:
@@ -111,6 +123,8 @@ class ToolDispatcher:
                         self.unwind_later("compensated", f"{call.name} failed: {problem}")
                     return self._tool_error(spec, call, problem)
             saga.record(self.state, contract, call, data, result.output)
+            if edits:  # the model reads it with the results, before its next reply
+                self.state.waiting.follow_ups.append(Message(role="user", content=edits))
             if self.state.store.by_reference:
                 message = chain.tool_message(call.id, call.name, result)
                 payloads.produced(self.state, message)
@@ -236,8 +250,9 @@ class ToolDispatcher:
 
     async def _gate(
         self, spec: AgentSpec, rule: ApprovalRule, call: ToolCall, data: dict[str, Any]
-    ) -> str | None:
-        """Wait for a decision; None if approved, else the tool result the model reads."""
+    ) -> str | Approval:
+        """Wait for a decision: the approval if approved, else the tool result the model
+        reads."""
         while True:
             approval = gates.pending_for(self.state, call.id)  # carried over a continue-as-new
             if approval is None:
@@ -251,7 +266,7 @@ class ToolDispatcher:
                 )
             await gates.await_decision(self.state, rule, approval, safe_point=True)
             if approval.state == "approved":
-                return None
+                return approval
             if approval.state == "expired" and rule.on_expiry == "park":
                 action = await park(self.state, f"approval {approval.id} expired undecided")
                 if action == "abort":

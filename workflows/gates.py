@@ -7,7 +7,6 @@ the `approve`/`reject` signals, checked here before they touch anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from durable_agents._approvals import ApprovalRule, may_decide
     from durable_agents._vocab.names import RECORD_AUDIT
+    from durable_agents._vocab.proofs import arguments_digest
     from durable_agents._vocab.schemas import (
         Approval,
         ApprovalState,
@@ -38,11 +38,6 @@ class DecisionRefused(MessageRefused):
     kind = DECISION_REFUSED
 
 
-def digest(arguments: dict[str, Any]) -> str:
-    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
 def describe_call(call: ToolCall, arguments: dict[str, Any]) -> str:
     shown = ", ".join(
         f"{k}={printable(str(v))}" for k, v in sorted(arguments.items()) if len(str(v)) <= 80
@@ -61,13 +56,14 @@ def open_request(
         tool=call.name,
         tool_call_id=call.id,
         arguments=args,
-        digest=digest(args),
+        digest=arguments_digest(args),
         summary=describe_call(call, args),
         rule=rule.description,
         requested_at=now,
         expires_at=now + rule.expires_after,
         requested_for=principals,
         groups=groups,
+        editable=rule.editable_in(args),
     )
     state.approvals.append(approval)
     workflow.metric_meter().create_counter(
@@ -80,7 +76,11 @@ def check(state: RunState, principal: str, self_approval: bool, d: Decision) -> 
     """The approval a decision is for, or DecisionRefused; an exact repeat is accepted."""
     approval = find(state, d.approval_id) if d.approval_id else _only_or_repeat(state, d)
     if approval.state != "pending":
-        repeat = approval.decided_by == d.approver and approval.state == _verdict(d)
+        repeat = (
+            approval.decided_by == d.approver
+            and approval.state == _verdict(d)
+            and approval.edited_arguments == d.arguments
+        )
         if repeat:
             return approval
         by = f" by {approval.decided_by}" if approval.decided_by else ""
@@ -102,7 +102,37 @@ def check(state: RunState, principal: str, self_approval: bool, d: Decision) -> 
             f"approval {approval.id} is for arguments with digest {approval.digest}, "
             f"not {d.digest}: look again at `agentctl approvals`"
         )
+    if d.arguments is not None:
+        edited(approval, d.arguments)
     return approval
+
+
+def edited(approval: Approval, arguments: dict[str, Any]) -> list[str]:
+    """The arguments an edit changes, or DecisionRefused if the rule does not allow it."""
+    if not approval.editable:
+        raise DecisionRefused(
+            f"approval {approval.id}'s rule allows no edits: approve or reject it as it is"
+        )
+    if set(arguments) != set(approval.arguments):
+        missing = sorted(set(approval.arguments) - set(arguments))
+        extra = sorted(set(arguments) - set(approval.arguments))
+        raise DecisionRefused(
+            f"send every argument of {approval.tool}, edited or not"
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+            + (f"; not arguments of it: {', '.join(extra)}" if extra else "")
+        )
+    changed = [k for k in sorted(arguments) if arguments[k] != approval.arguments[k]]
+    if not changed:
+        raise DecisionRefused(
+            f"the edit of {approval.id} changes nothing: approve it as it is instead"
+        )
+    fixed = [k for k in changed if k not in approval.editable]
+    if fixed:
+        raise DecisionRefused(
+            f"approval {approval.id} lets a person edit only {', '.join(approval.editable)}; "
+            f"not {', '.join(fixed)}"
+        )
+    return changed
 
 
 def _only_or_repeat(state: RunState, d: Decision) -> Approval:
@@ -135,12 +165,38 @@ def apply(state: RunState, approval: Approval, d: Decision) -> Approval:
     approval.reason = d.reason
     approval.decided_at = workflow.now()
     because = f": {d.reason}" if d.reason else ""
-    state.note(
-        "approval",
-        f"{approval.id} {approval.state} by {d.approver}{because}",
-        {"approval": approval.id},
-    )
+    data: dict[str, Any] = {"approval": approval.id}
+    edits = ""
+    if d.arguments is not None:
+        changed = edited(approval, d.arguments)
+        approval.edited_arguments = d.arguments
+        approval.edited_digest = arguments_digest(d.arguments)
+        edits = (
+            f" with edits to {', '.join(changed)} "
+            f"(digest {approval.digest} -> {approval.edited_digest})"
+        )
+        data |= {"edited": changed, "edited_digest": approval.edited_digest}
+    state.note("approval", f"{approval.id} {approval.state} by {d.approver}{edits}{because}", data)
     return approval
+
+
+def told_of_edits(approval: Approval) -> str:
+    """What the model reads before the result of a call a person edited before approving."""
+    before, after = approval.arguments, approval.edited_arguments or {}
+    changes = "; ".join(
+        f"{k}: {_short(before.get(k))} -> {_short(after.get(k))}"
+        for k in sorted(after)
+        if after.get(k) != before.get(k)
+    )
+    return (
+        f"[From the approval of {approval.tool} ({approval.tool_call_id}): "
+        f"{approval.decided_by} edited the call before approving it ({changes}); it ran with "
+        "the edited arguments.]"
+    )
+
+
+def _short(value: Any) -> str:
+    return printable(json.dumps(value, ensure_ascii=False), 200)
 
 
 def pending_for(state: RunState, call_id: str) -> Approval | None:
@@ -222,6 +278,17 @@ async def audit(state: RunState, approval: Approval) -> None:
                 "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
                 "escalated_to": [e.model_dump(mode="json") for e in approval.escalations],
             }
+            # Approved with edits: what the tool ran with, and its digest (the editor is the
+            # approver, as the proof names both digests).
+            | (
+                {
+                    "edited_arguments": approval.edited_arguments,
+                    "edited_digest": approval.edited_digest,
+                    "edited_by": approval.decided_by,
+                }
+                if approval.edited_arguments is not None
+                else {}
+            )
             # Who decided, as the identity provider proved it (decisions since proofs).
             | (
                 {

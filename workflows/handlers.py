@@ -10,6 +10,7 @@ if any, must be the proof's. The descriptions are what `temporal workflow metada
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -18,9 +19,11 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from durable_agents._approvals import ApprovalPolicy
     from durable_agents._directory import normalize
-    from durable_agents._spec import AgentSpec
+    from durable_agents._spec import AgentSpec, problems
     from durable_agents._vocab import proofs as details_of
     from durable_agents._vocab.names import (
         ABORT_SIGNAL,
@@ -32,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RESUME_SIGNAL,
         RETRY_TURN_SIGNAL,
     )
+    from durable_agents._vocab.proofs import arguments_digest
     from durable_agents._vocab.schemas import (
         AbortRequest,
         AgentRun,
@@ -44,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         Proven,
         UserMessage,
     )
-    from durable_agents.workflows import catalog, gates, inbound, proofs
+    from durable_agents.workflows import catalog, gates, inbound, mcp_tools, proofs
     from durable_agents.workflows.inbound import NOTHING, MessageRefused
     from durable_agents.workflows.state import OperatorAction, RunState
 
@@ -251,8 +255,40 @@ class MessageHandlers:
 
     def _gate(self, decision: Decision) -> Approval:
         spec = self._spec
-        self_ok = (spec.approvals or ApprovalPolicy()).self_approval if spec else False
-        return gates.check(self._state, self._run.principal, self_ok, decision)
+        policy = (spec.approvals if spec else None) or ApprovalPolicy()
+        approval = gates.check(self._state, self._run.principal, policy.self_approval, decision)
+        if decision.arguments is not None and approval.state == "pending":
+            self._check_edit(policy, approval, decision.arguments)
+        return approval
+
+    def _check_edit(
+        self, policy: ApprovalPolicy, approval: Approval, arguments: dict[str, Any]
+    ) -> None:
+        """Edited arguments the tool takes as they are, under the same rule (an edit that
+        would need other approvers, or none, is a new request, not this one's)."""
+        contract = (self._spec.tool(approval.tool) if self._spec else None) or (
+            mcp_tools.contract(self._state, approval.tool)
+        )
+        if contract is None:
+            raise gates.DecisionRefused(f"{approval.tool} is no tool of this run's agent")
+        try:
+            read = contract.input_model.model_validate(arguments).model_dump(mode="json")
+        except ValidationError as exc:
+            raise gates.DecisionRefused(
+                f"the edited arguments do not fit {approval.tool}: {problems(exc)}"
+            ) from None
+        if read != arguments:
+            shown = json.dumps(read, sort_keys=True)[:400]
+            raise gates.DecisionRefused(
+                f"send the edited arguments as {approval.tool} reads them: {shown}"
+            )
+        rule = policy.rule_for(contract, read)
+        if rule is None or rule.description != approval.rule:
+            now = f"the rule {rule.description!r}" if rule else "no approval"
+            raise gates.DecisionRefused(
+                f"edited so, the call would need {now}, not {approval.rule!r}: reject this "
+                "request with your reason instead"
+            )
 
     def _decision_details(self, decision: Decision, token_approval: Any) -> tuple[Approval, dict]:
         """The approval a decision is for, and what its proof must say."""
@@ -262,12 +298,14 @@ class MessageHandlers:
         if not isinstance(approval_id, str):
             raise proofs.ProofRefused(f"the proof names no approval; {proofs.HOW}")
         approval = gates.find(self._state, approval_id)
+        edited = None if decision.arguments is None else arguments_digest(decision.arguments)
         want = details_of.decision(
             workflow.info().workflow_id,
             approval.id,
             decision.approve,
             approval.digest,
             decision.reason,
+            edited,
         )
         return approval, want
 

@@ -27,9 +27,15 @@ def expected(run: str, action: str, **fields: Any) -> dict[str, Any]:
 
 
 def decision(
-    run: str, approval_id: str, approve: bool, digest: str, reason: str = ""
+    run: str,
+    approval_id: str,
+    approve: bool,
+    digest: str,
+    reason: str = "",
+    edited_digest: str | None = None,
 ) -> dict[str, Any]:
-    """A decision on one approval, for the arguments with `digest`, with this reason."""
+    """A decision on one approval, for the arguments with `digest`, with this reason; an
+    approval with edits also names the edited arguments' digest."""
     return expected(
         run,
         "decide",
@@ -37,7 +43,15 @@ def decision(
         approve=approve,
         digest=digest,
         reason_sha256=sha256(reason) if reason else None,
+        edited_digest=edited_digest,
     )
+
+
+def arguments_digest(arguments: dict[str, Any]) -> str:
+    """The digest an approver reads and quotes: SHA-256 of the arguments as canonical JSON
+    (sorted keys, no spaces), its first 16 hex characters."""
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def message(run: str, text: str) -> dict[str, Any]:

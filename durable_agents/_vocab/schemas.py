@@ -20,6 +20,7 @@ from pydantic import (
     StrictBool,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 if TYPE_CHECKING:
@@ -393,6 +394,13 @@ class Approval(BaseModel):
     # The proof itself: evidence `agentctl audit RUN --verify` checks against the provider's
     # keys. Bound to this one decision and used up, it authorises nothing else.
     proof: str = ""
+    # The arguments a person may change before approving (the rule's `editable`); empty: none.
+    editable: list[str] = Field(default_factory=list)
+    # Approved with edits: the arguments the tool ran with, their digest, and who edited
+    # (`decided_by`, with the proof naming both digests); `arguments` and `digest` stay what
+    # the model asked for.
+    edited_arguments: dict[str, Any] | None = None
+    edited_digest: str = ""
 
 
 class Decision(Inbound):
@@ -409,6 +417,28 @@ class Decision(Inbound):
     reason: str = Field(default="", max_length=MAX_REASON)
     digest: str | None = Field(default=None, pattern=DIGEST)  # must match what was shown
     proof: str | None = Field(default=None, min_length=1, max_length=MAX_PROOF)
+    # Edit then approve (a rule with `editable`): every argument of the call, as the tool is
+    # to run with them; the proof names their digest too.
+    arguments: dict[str, JsonValue] | None = None
+
+    @field_validator("arguments")
+    @classmethod
+    def _bounded_arguments(cls, arguments: dict[str, JsonValue] | None) -> Any:
+        if arguments is None:
+            return None
+        size = len(json.dumps(arguments, separators=(",", ":")).encode())
+        if size > MAX_EVENT_PAYLOAD:
+            raise ValueError(
+                f"the edited arguments are {size:,} bytes of JSON, over the limit of "
+                f"{MAX_EVENT_PAYLOAD:,}"
+            )
+        return arguments
+
+    @model_validator(mode="after")
+    def _edits_only_approve(self) -> Decision:
+        if self.arguments is not None and not self.approve:
+            raise ValueError("edited arguments come only with an approval (approve: true)")
+        return self
 
 
 class AbortRequest(Inbound):

@@ -64,6 +64,8 @@ ONBOARDING = AgentSpec(
                 groups=("hr-managers",),
                 expires_after=timedelta(days=3),
                 escalation=Escalation(after=timedelta(hours=24), groups=("operators",)),
+                # HR may reword it before it goes; where it goes is not theirs to change.
+                editable=("subject", "body"),
             ),
         ),
     ),
