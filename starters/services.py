@@ -141,8 +141,20 @@ def worker(
             "and DURABLE_AGENTS_PLUGINS are always served."
         ),
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Do not serve: prove this build can take over (replay the open runs and a "
+            "sample of closed ones with its code, read the open runs' state with its models), "
+            "record the result on its deployment version, print it, exit 0 if it passed.",
+        ),
+    ] = False,
 ) -> None:
-    """Run a worker; SIGTERM or Ctrl-C drains in-flight work, then exits."""
+    """Run a worker; SIGTERM or Ctrl-C drains in-flight work, then exits.
+
+    With --check, the build checks it can take over before `agentctl deploy ramp` or `promote`
+    give it traffic (they refuse a version whose check has not passed)."""
     from durable_agents._discovery import refs
     from durable_agents.settings import Settings
     from durable_agents.workers.main import run_worker
@@ -152,6 +164,16 @@ def worker(
     settings = call_sync(Settings.from_env)
     names = call_sync(lambda: [r for p in plugin or [] for r in refs(p, "--plugin")])
     setup_logging(settings=settings)  # JSON lines by default (DURABLE_AGENTS_LOG_FORMAT=text)
+    if check:
+        from durable_agents.workers.main import check_worker
+
+        report = call(
+            lambda: check_worker(
+                address=address, task_queue=task_queue, plugins=names, settings=settings
+            )
+        )
+        typer.echo(report.text())
+        raise typer.Exit(0 if report.passed else 1)
     call(
         lambda: run_worker(address=address, task_queue=task_queue, plugins=names, settings=settings)
     )

@@ -1,11 +1,13 @@
 """Two versions of the same agents, for tests/test_deploy.py: what a team deploys one after the
 other while runs are in flight. A worker process of either version:
 
-    python -m tests.deploy_agents VERSION TASK_QUEUE
-        (TEMPORAL_ADDRESS, DURABLE_AGENTS_DEPLOYMENT, DEPLOY_DIR in the environment)
+    DEPLOY_VERSION=N python -m tests.deploy_agents TASK_QUEUE [--check]
+        (TEMPORAL_ADDRESS, DURABLE_AGENTS_DEPLOYMENT, DEPLOY_DIR in the environment; --check:
+        the version's `agentctl worker --check`, then exit)
 
 Version 2 changes the prompt, changes a tool's answer, and changes the workflow behind
-`workflow.patched` (a note at the start of each run of the chain). The `step` tool records each
+`workflow.patched` (a note at the start of each run of the chain). Version 3 is a bad build: a
+change to the workflow without a patch, which its check must catch. The `step` tool records each
 effect once per idempotency key in DEPLOY_DIR/ledger.sqlite3, with the version that made it, and
 waits (heartbeating) while DEPLOY_DIR/hold exists: a run "between turns" is one whose step is
 held when the new version is promoted.
@@ -143,6 +145,34 @@ class AgentWorkflowV2(AgentWorkflow):
         return await super().run(run)
 
 
+@workflow.defn(name="AgentWorkflow")
+class AgentWorkflowV3(AgentWorkflow):
+    """Version 3: a bad build. A new timer before the run goes on, NOT behind a patch: it
+    cannot replay what earlier versions wrote."""
+
+    @workflow.run
+    async def run(self, run: AgentRun) -> AgentResult:
+        await workflow.sleep(0.1)
+        return await super().run(run)
+
+
+WORKFLOWS = {"2": AgentWorkflowV2, "3": AgentWorkflowV3}
+
+
+async def check(task_queue: str) -> int:
+    """`agentctl worker --check`, as this version's code runs it."""
+    from durable_agents._catalog import Catalog
+    from durable_agents.workers.main import check_worker
+
+    report = await check_worker(
+        task_queue=task_queue,
+        catalog=Catalog.build([AGENTS]),
+        workflow=WORKFLOWS.get(VERSION, AgentWorkflow),
+    )
+    print(report.text(), flush=True)
+    return 0 if report.passed else 1
+
+
 async def main(task_queue: str) -> None:
     from durable_agents.workers.client import connect
     from durable_agents.workers.main import build_worker, join_deployment
@@ -153,7 +183,7 @@ async def main(task_queue: str) -> None:
         task_queue,
         agents=[AGENTS],
         models=[ScriptedModel("steps", script)],
-        workflow=AgentWorkflowV2 if VERSION == "2" else AgentWorkflow,
+        workflow=WORKFLOWS.get(VERSION, AgentWorkflow),
     )
     await join_deployment(client)  # the first worker of the deployment makes itself current
     stop = asyncio.Event()
@@ -164,6 +194,9 @@ async def main(task_queue: str) -> None:
 
 
 if __name__ == "__main__":
+    if "--check" in sys.argv:
+        sys.stdout.flush()
+        os._exit(asyncio.run(check(sys.argv[1])))
     asyncio.run(main(sys.argv[1]))
     # Drained and shut down. Exit now: the SDK's core threads can abort the interpreter's
     # finalization ("PyGILState_Release"), which would turn a clean stop into SIGABRT.

@@ -120,6 +120,15 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
             timeout=60, cwd=ROOT,
         )  # fmt: skip
 
+    def check(version: str) -> None:
+        """The version's `agentctl worker --check`, before it gets traffic."""
+        out = subprocess.run(
+            [sys.executable, "-m", "tests.deploy_agents", queue, "--check"], cwd=ROOT,
+            env=env | {"DEPLOY_VERSION": version, "DURABLE_AGENTS_BUILD_ID": f"v{version}"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+
     async def promote(build: str) -> str:
         """`agentctl deploy promote`, once the version's worker has polled."""
         out = agentctl("deploy", "promote", build)
@@ -179,6 +188,7 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         # Version 2 starts beside version 1, is ramped, then promoted.
         start_worker("2")
         await promote("v1")  # v2 has polled once `deploy ramp` below finds it
+        check("2")
         out = agentctl("deploy", "ramp", "v2", "0")
         deadline = time.monotonic() + 30
         while out.returncode != 0 and time.monotonic() < deadline:
@@ -187,26 +197,22 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         assert out.returncode == 0 and "v2 ramping at 0%" in out.stdout, out.stdout + out.stderr
         shown = await promote("v2")
         assert f"deployment {deployment}: current v2" in shown, shown
-        assert "v1" in shown and "open runs: 5" in shown, shown
+        # The two waiting runs were asked to move at once; the three mid-turn ones keep v1 open.
+        assert "asked 2 waiting runs on other versions to move now" in shown, shown
+        assert "open runs: 3" in shown and "left: 3 mid-turn" in shown, shown
         listed = agentctl("list")
-        assert "VERSION" in listed.stdout and listed.stdout.count(" v1 ") >= 5, listed.stdout
+        assert "VERSION" in listed.stdout and listed.stdout.count(" v1 ") >= 3, listed.stdout
         shown = agentctl("status", steps[0].id).stdout
         assert "version: v1 (ran on v1)" in shown, shown
-        await asyncio.sleep(1)  # the new target reaches the runs' next tasks
-
-        # A message that wakes a waiting run moves it, still waiting, onto version 2.
-        waiting_run = (await event.describe()).run_id
-        out = agentctl("signal", event.id, "unrelated", "--data", "{}")
-        assert out.returncode == 0, out.stdout + out.stderr
 
         async def moved() -> bool:
-            desc = await client.get_workflow_handle(event.id).describe()
-            if desc.run_id == waiting_run:
-                return False
-            now = await status(event)
-            return now.status == "waiting_event" and now.builds == ["v1", "v2"]
+            for waiting, state in ((event, "waiting_event"), (approval, "waiting_approval")):
+                now = await status(waiting)
+                if now.status != state or now.builds != ["v1", "v2"]:
+                    return False
+            return True
 
-        await until(moved, what="the waiting run to move onto version 2")
+        await until(moved, timeout=30, what="the waiting runs to move onto version 2")
 
         hold.unlink()  # the held steps finish (on version 1); the next turns run on version 2
         out = agentctl("signal", event.id, "go", "--data", "{}")
@@ -271,6 +277,7 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
 
         await until(held, what="a run on version 2")
         start_worker("1")
+        check("1")
         await promote("v1")
         await asyncio.sleep(1)
         hold.unlink()
@@ -279,6 +286,158 @@ async def test_runs_move_to_the_new_version_at_turn_boundaries_and_back(
         history = await chain(client, back.id)
         assert set(builds(history[0])) == {"v2"} and set(builds(history[-1])) == {"v1"}
         assert not task_failures(history)
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+@pytest.mark.timeout(240)
+async def test_a_bad_build_is_refused_and_a_promote_moves_the_waiting_runs_now(
+    dev_env: WorkflowEnvironment, sim: Any, people: Any, tmp_path: Path
+) -> None:
+    """Version 3 (a workflow change without a patch) fails its check, and `ramp` and `promote`
+    refuse it; `--force` overrides, on the record. Version 2 passes its check, and its promote
+    moves twenty runs waiting on version 1 (ten for an event, ten for an approval, for days)
+    onto it within a minute, deadlines and approvals as they were; a rollback moves them back,
+    and each completes with its effects once."""
+    import json
+
+    from durable_agents._vocab.schemas import AgentRun
+
+    client = dev_env.client
+    queue = f"deploy-{uuid.uuid4().hex[:6]}"
+    deployment = f"agents-{uuid.uuid4().hex[:6]}"
+    env = os.environ | {
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "DURABLE_AGENTS_DEPLOYMENT": deployment,
+        "DURABLE_AGENTS_STATE_DIR": str(tmp_path / "state"),
+        "DURABLE_AGENTS_TASK_QUEUE": queue,
+        "DURABLE_AGENTS_PLUGINS": "tests.deploy_agents",
+        **world(sim.url),
+        "PYTHONPATH": str(ROOT),
+        "DEPLOY_DIR": str(tmp_path),
+    }
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def version_env(version: str) -> dict[str, str]:
+        return env | {"DEPLOY_VERSION": version, "DURABLE_AGENTS_BUILD_ID": f"v{version}"}
+
+    def start_worker(version: str) -> None:
+        workers[version] = subprocess.Popen(
+            [sys.executable, "-m", "tests.deploy_agents", queue], cwd=ROOT,
+            env=version_env(version), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def check(version: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tests.deploy_agents", queue, "--check"], cwd=ROOT,
+            env=version_env(version), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    def agentctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AGENTCTL, *args], env=signed_in_env(args, env), capture_output=True, text=True,
+            timeout=60, cwd=ROOT,
+        )  # fmt: skip
+
+    def deploy_status() -> dict[str, Any]:
+        out = agentctl("deploy", "status", "--json")
+        assert out.returncode == 0 or "no Worker Deployment" in out.stderr, out.stderr
+        return dict(json.loads(out.stdout)) if out.returncode == 0 else {"versions": []}
+
+    async def on(handles: list[Any], build: str) -> bool:
+        for h in handles:
+            now = await h.query("status", result_type=AgentStatus)
+            if now.build_id != build or not now.status.startswith("waiting"):
+                return False
+        return True
+
+    try:
+        start_worker("1")
+
+        async def bootstrapped() -> bool:
+            return deploy_status().get("current") == "v1"
+
+        await until(bootstrapped, what="the first worker to make v1 current")
+        handles = []
+        for i in range(20):
+            mode = "event" if i % 2 else "approval"
+            run = AgentRun(agent="stepper", input={"job": f"w{i}", "mode": mode},
+                           principal="tester")  # fmt: skip
+            handles.append(await client.start_workflow(
+                "AgentWorkflow", run, id=f"wait-{i}-{uuid.uuid4().hex[:6]}", task_queue=queue,
+                result_type=AgentResult,
+            ))  # fmt: skip
+        await until(lambda: on(handles, "v1"), what="twenty runs waiting on v1")
+        before = {h.id: await h.query("status", result_type=AgentStatus) for h in handles}
+        assert all(s.waiting_until is not None for s in before.values())
+
+        start_worker("2")
+        start_worker("3")
+
+        async def polled() -> bool:
+            return {"v2", "v3"} <= {v["build_id"] for v in deploy_status()["versions"]}
+
+        await until(polled, what="versions 2 and 3 to poll")
+
+        # The bad build: unchecked, then failing its check, it gets no traffic.
+        unchecked = agentctl("deploy", "ramp", "v3", "10")
+        assert unchecked.returncode == 1 and "it has not been checked" in unchecked.stderr
+        bad = check("3")
+        assert bad.returncode == 1 and "FAILED" in bad.stdout, bad.stdout + bad.stderr
+        assert "replay: NondeterminismError" in bad.stdout, bad.stdout
+        for args in (("ramp", "v3", "10"), ("promote", "v3")):
+            refused = agentctl("deploy", *args)
+            assert refused.returncode == 1 and "its check failed" in refused.stderr, refused
+        forced = agentctl("deploy", "ramp", "v3", "0", "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert (
+            "forced: ramp 0% by " in forced.stdout and "despite: its check failed" in forced.stdout
+        )
+        [v3] = [v for v in deploy_status()["versions"] if v["build_id"] == "v3"]
+        assert v3["check"] == "failed" and v3["forced"]["action"] == "ramp 0%"
+
+        # The good build: checked, promoted; the waiting runs move now, still waiting.
+        good = check("2")
+        assert good.returncode == 0 and "passed: replayed 20 open" in good.stdout, good.stdout
+        assert "read 20 open runs' state" in good.stdout, good.stdout
+        promoted = agentctl("deploy", "promote", "v2")
+        assert promoted.returncode == 0, promoted.stderr
+        assert "asked 20 waiting runs on other versions to move now" in promoted.stdout
+        started = time.monotonic()
+        await until(lambda: on(handles, "v2"), timeout=60, what="the waiting runs on v2")
+        moved_in = time.monotonic() - started
+        for h in handles:
+            now = await h.query("status", result_type=AgentStatus)
+            was = before[h.id]
+            assert now.builds == ["v1", "v2"] and now.status == was.status
+            assert now.waiting_until == was.waiting_until  # the same deadline
+            assert now.approvals == was.approvals  # the same request, expiry, escalation
+        print(f"20 waiting runs moved from v1 to v2 in {moved_in:.1f} s")
+
+        # A rollback after the move: v1 checked again (it reads what v2 wrote), promoted.
+        rollback = check("1")
+        assert rollback.returncode == 0, rollback.stdout
+        back = agentctl("deploy", "promote", "v1")
+        assert back.returncode == 0 and "asked 20 waiting runs" in back.stdout, back.stderr
+        await until(lambda: on(handles, "v1"), timeout=60, what="the runs back on v1")
+
+        for i, h in enumerate(handles):
+            if i % 2:
+                await h.signal("event", {"name": "go"})
+            else:
+                await people.decide(h, "olga", True)
+        results = [await asyncio.wait_for(h.result(), 60) for h in handles]
+        assert all(r.outcome == "completed" for r in results)
+        for h in handles:
+            history = await chain(client, h.id)
+            assert not task_failures(history), h.id
+            assert [set(builds(run)) for run in history[:3]] == [{"v1"}, {"v2"}, {"v1"}]
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:
+            keys = [k for (k,) in conn.execute("select key from effects")]
+        assert len(keys) == len(set(keys)) == 20 * 2 + 10  # two steps each, ten publishes
     finally:
         for proc in workers.values():
             if proc.poll() is None:

@@ -23,6 +23,7 @@ from durable_agents._spec import AgentSpec
 from durable_agents.activities.llm import LocalModel
 from durable_agents.settings import Settings, current
 from durable_agents.workers import telemetry
+from durable_agents.workers.check import CheckReport
 from durable_agents.workers.client import connect
 from durable_agents.workers.plugin import DurableAgentsPlugin
 from durable_agents.workflows.agent import AgentWorkflow
@@ -182,6 +183,27 @@ async def join_deployment(
     )
     log.info("deployment %r had no current version: %s is current now", deployment, build)
     return build
+
+
+async def check_worker(
+    address: str | None = None,
+    task_queue: str | None = None,
+    plugins: Sequence[str] = (),
+    settings: Settings | None = None,
+    workflow: type[AgentWorkflow] = AgentWorkflow,
+    catalog: Catalog | None = None,
+) -> CheckReport:
+    """`agentctl worker --check`: this build's check (workers/check.py), under the version id
+    its workers serve as."""
+    from durable_agents.workers.check import check_build
+
+    settings = settings or Settings.from_env()
+    if task_queue:
+        settings = settings.model_copy(update={"task_queue": task_queue})
+    catalog = catalog or discover(plugins, settings=settings)
+    client = await connect(address, wait_seconds=settings.connect_wait, settings=settings)
+    build = code_checksum(catalog, settings)
+    return await check_build(client, catalog, settings, build, workflow)
 
 
 async def run_worker(

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from durable_agents._routes import parse_route
     from durable_agents._spec import AgentSpec, problems
     from durable_agents._vocab import names
+    from durable_agents._vocab.carried import CarriedState
     from durable_agents._vocab.schemas import (
         AgentResult,
         AgentRun,
@@ -101,6 +102,7 @@ class AgentWorkflow(MessageHandlers):
             model_route=self._route(),
             waiting_for=s.waiting.waiting_for,
             waiting_since=s.waiting.waiting_since,
+            waiting_until=s.waiting.waiting_until,
             last_error=s.last_error,
             events_pending=[r.event.name for r in s.waiting.inbox],
             approvals=s.approvals,
@@ -115,6 +117,15 @@ class AgentWorkflow(MessageHandlers):
             agent_version=s.identity.agent_version if s.identity else "",
             builds=s.chain.builds,
         )
+
+    @workflow.query(
+        name=names.CARRIED_QUERY,
+        description="What the run would hand a new run if it continued as new now (its state, "
+        "as this build writes it): `agentctl worker --check` reads it with a new build's models.",
+    )
+    def carried_state(self) -> CarriedState:
+        # Not `carry()`, which may mark a patch: a query issues no commands.
+        return CarriedState.model_validate(self._state.model_dump(mode="json"))
 
     @workflow.query(name=names.TRANSCRIPT_QUERY, description="The run's record, entry by entry.")
     def transcript(self) -> list[TranscriptEntry]:

@@ -224,6 +224,7 @@ async def await_decision(
         f"approval {approval.id} of {approval.summary} by {who}",
         rule.expires_after,
         status="waiting_approval",
+        until=approval.expires_at,
     )
     watch = state if safe_point else None
     esc = rule.escalation

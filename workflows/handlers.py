@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         DECIDE_UPDATE,
         EVENT_SIGNAL,
         MESSAGE_UPDATE,
+        MOVE_SIGNAL,
         REJECT_SIGNAL,
         RESUME_SIGNAL,
         RETRY_TURN_SIGNAL,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         EventSignal,
         Message,
         MessageAck,
+        MoveRequest,
         OperatorRequest,
         Proven,
         UserMessage,
@@ -72,6 +74,12 @@ class MessageHandlers:
             return
         self._state.put_event(event)
         self._state.note("event", f"event {event.name} received", event.model_dump(mode="json"))
+
+    @workflow.signal(name=MOVE_SIGNAL, description=inbound.describe(MOVE_SIGNAL))
+    def on_move(self, payload: RawValue = NOTHING) -> None:
+        # The workflow task this signal brings is the point: a run waiting at a safe point
+        # sees its deployment's new version (RunState.upgrade_due) and continues as new there.
+        self._take("move", payload, MoveRequest)
 
     @workflow.update(name=DECIDE_UPDATE, description=inbound.describe(DECIDE_UPDATE))
     async def decide(self, payload: RawValue = NOTHING) -> Approval:

@@ -79,6 +79,7 @@ EXAMPLES: dict[str, str] = {
     "resume": f'{{"reason": "key rotated", {_PROOF}}}',
     "retry_turn": f'{{"reason": "let the model try again", {_PROOF}}}',
     "abort": f'{{"reason": "wrong hire", {_PROOF}}}',
+    "move": '{"reason": "v2 promoted"}',
 }
 _DESCRIPTIONS: dict[str, str] = {
     "event": "An outside fact the agent may wait for (wait_for_event); kept until asked for.",
@@ -92,6 +93,11 @@ _DESCRIPTIONS: dict[str, str] = {
     "resume": "A run that needs attention retries the step that stopped it.",
     "retry_turn": "A run that needs attention hands the problem to the model.",
     "abort": "A run that needs attention ends as aborted (a saga undoes its steps first).",
+    "move": (
+        "Wake a waiting run so that, if its deployment has a new version for it, it moves "
+        "there now (continue-as-new at its safe point, still waiting); otherwise nothing "
+        "(`agentctl deploy promote` sends it)."
+    ),
 }
 
 

@@ -115,10 +115,17 @@ class RunState(CarriedState):
         self.status = status
 
     def start_waiting(
-        self, what: str, timeout: timedelta, status: AgentStatusValue = "waiting_event"
+        self,
+        what: str,
+        timeout: timedelta,
+        status: AgentStatusValue = "waiting_event",
+        until: datetime | None = None,
     ) -> datetime:
+        """`until`: when the wait gives up, if it began before now (a run that continued as
+        new waits on); else `timeout` from now."""
         now = workflow.now()
         self.waiting.waiting_for, self.waiting.waiting_since = what, now
+        self.waiting.waiting_until = until or now + timeout
         self.set_status(status)
         limit = spoken(timeout)
         workflow.set_current_details(
@@ -130,6 +137,7 @@ class RunState(CarriedState):
 
     def stop_waiting(self) -> None:
         self.waiting.waiting_for = self.waiting.waiting_since = None
+        self.waiting.waiting_until = None
         self.set_status("running")
         workflow.set_current_details(f"Working: turn {self.turn}.")
 

@@ -73,9 +73,9 @@ async def wait_for_event(
     policy = spec.wait_policy(args.events)
     timeout = min(timedelta(hours=args.timeout_hours), policy.max_wait)
     names = " or ".join(args.events)
-    state.start_waiting(f"event {names}", timeout)
     # A run continued as new while waiting waits on from when the wait began.
     started = state.waiting.waits.setdefault(call_id, workflow.now())
+    state.start_waiting(f"event {names}", timeout, until=started + timeout)
     left = timeout - (workflow.now() - started)
     summary = f"wait for {names}, at most {spoken(timeout)}"
     if not await within(lambda: state.has_event(args.events), left, state, summary):
@@ -102,7 +102,7 @@ async def wait_for_event(
 async def sleep_until(state: RunState, args: SleepUntilInput) -> dict[str, Any]:
     delay = args.until - workflow.now()
     if delay > timedelta(0):
-        state.start_waiting(f"the time {args.until.isoformat()}", delay)
+        state.start_waiting(f"the time {args.until.isoformat()}", delay, until=args.until)
         await workflow.sleep(delay, summary=f"sleep until {args.until:%Y-%m-%d %H:%M} UTC")
         state.stop_waiting()
     return {"woke_at": workflow.now().isoformat()}
@@ -118,7 +118,11 @@ async def ask_human(
         question = Question(text=args.question, asked_at=workflow.now(), call_id=call_id)
         state.waiting.question = question
     timeout = min(timedelta(hours=args.timeout_hours), spec.default_wait.max_wait)
-    state.start_waiting(f"an answer from {principal} to: {args.question}", timeout)
+    state.start_waiting(
+        f"an answer from {principal} to: {args.question}",
+        timeout,
+        until=question.asked_at + timeout,
+    )
     left = timeout - (workflow.now() - question.asked_at)
     summary = f"answer from {principal}, at most {spoken(timeout)}"
     answered = await within(lambda: question.answer is not None, left, state, summary)

@@ -53,6 +53,7 @@ class Waiting(BaseModel):
     inbox: list[ReceivedEvent] = Field(default_factory=list)
     waiting_for: str | None = None
     waiting_since: datetime | None = None
+    waiting_until: datetime | None = None  # when the wait gives up (expires, times out)
     waits: dict[str, datetime] = Field(default_factory=dict)  # durable tool call id -> began
     question: Question | None = None
     follow_ups: list[Message] = Field(default_factory=list)  # `message`s not answering a question

@@ -14,6 +14,8 @@ REJECT_SIGNAL = "reject"
 RESUME_SIGNAL = "resume"
 RETRY_TURN_SIGNAL = "retry_turn"
 ABORT_SIGNAL = "abort"
+MOVE_SIGNAL = "move"
+CARRIED_QUERY = "carried_state"
 DECIDE_UPDATE = "decide"
 MESSAGE_UPDATE = "message"
 # Activities, by the names workers register them under.

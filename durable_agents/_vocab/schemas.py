@@ -449,6 +449,13 @@ class AbortRequest(Inbound):
     proof: str | None = Field(default=None, min_length=1, max_length=MAX_PROOF)
 
 
+class MoveRequest(Inbound):
+    """Input of the `move` signal: a deploy tool wakes a waiting run to move it onto the
+    deployment's new version. It decides nothing, so it needs no proof."""
+
+    reason: str = Field(default="", max_length=MAX_REASON)
+
+
 class OperatorRequest(Inbound):
     """Input of the `resume` and `retry_turn` signals: who asks, and why."""
 
@@ -510,6 +517,7 @@ class AgentStatus(BaseModel):
     model_route: list[str]
     waiting_for: str | None = None
     waiting_since: datetime | None = None
+    waiting_until: datetime | None = None  # when the wait gives up
     last_error: str | None = None
     events_pending: list[str] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
