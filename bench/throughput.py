@@ -1,6 +1,6 @@
 """Throughput of the agent loop against a raw Temporal baseline, measured in the same run.
 
-    python -m bench.throughput [--runs N] [--turns K] [--repeat R] [--live-text]
+    python -m bench.throughput [--runs N] [--turns K] [--repeat R] [--compare-live-text]
 
 Starts its own sim (zero-latency scripted model) and its own in-memory Temporal dev server on
 free loopback ports, runs one in-process worker per side with the same settings, warms each side
@@ -27,8 +27,9 @@ Definitions:
   On a small shared machine one batch's wall time varies by +-15%: use --repeat 3 or more
   before drawing conclusions from ms_per_step (history bytes are deterministic).
 
-`--live-text`: the agent's model calls are streamed onto its runs' live streams
-(`AgentSpec.live_text=True`): compare with and without to see what live text costs.
+The agent streams its model calls (`AgentSpec.live_text`, on by default). `--compare-live-text`
+adds a third side in the same run, the same agent with `live_text=False` on a worker of its own,
+taking its turn in the rotation: `ratio_live_text_*` is streaming on / off.
 
 Human-readable progress goes first; the LAST line printed is one JSON object with the figures.
 """
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -105,7 +107,7 @@ class Side:
     check: Callable[[Any, int], None]
 
 
-def agent_side(task_queue: str) -> Side:
+def agent_side(task_queue: str, name: str = "agent loop") -> Side:
     async def start(client: Client, turns: int) -> WorkflowHandle[Any, Any]:
         run = AgentRun(agent="bench", input={"turns": turns}, principal="bench")
         wid = f"ours-{uuid.uuid4().hex[:12]}"
@@ -117,7 +119,7 @@ def agent_side(task_queue: str) -> Side:
         if result.turns != turns + 1:
             raise RuntimeError(f"agent run took {result.turns} turns, expected {turns + 1}")
 
-    return Side("agent loop", task_queue, start, check)
+    return Side(name, task_queue, start, check)
 
 
 def baseline_side(task_queue: str) -> Side:
@@ -264,31 +266,44 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         ours = agent_side(f"bench-agent-{suffix}")
         base = baseline_side(f"bench-baseline-{suffix}")
         catalog = discover()
-        if args.live_text:
-            bench = dataclasses.replace(catalog.agents["bench"], live_text=True)
-            catalog = dataclasses.replace(catalog, agents={**catalog.agents, "bench": bench})
-        async with (
-            build_worker(client, ours.task_queue, graceful=GRACEFUL, agents=catalog),
-            baseline_worker(client, base.task_queue),
-        ):
+        bench = dataclasses.replace(catalog.agents["bench"], live_text=False)
+        unstreamed = dataclasses.replace(catalog, agents={**catalog.agents, "bench": bench})
+        plain = agent_side(f"bench-plain-{suffix}", "no live text")
+        async with contextlib.AsyncExitStack() as workers:
+            await workers.enter_async_context(
+                build_worker(client, ours.task_queue, graceful=GRACEFUL, agents=catalog)
+            )
+            await workers.enter_async_context(baseline_worker(client, base.task_queue))
+            if args.compare_live_text:
+                await workers.enter_async_context(
+                    build_worker(client, plain.task_queue, graceful=GRACEFUL, agents=unstreamed)
+                )
             pid = server.proc.pid if server.proc else None
-            return await measure(client, args, ours, base, pid)
+            others = [plain] if args.compare_live_text else []
+            return await measure(client, args, ours, base, pid, others)
     finally:
         server.stop()
 
 
 async def measure(
-    client: Client, args: argparse.Namespace, ours: Side, base: Side, server_pid: int | None
+    client: Client,
+    args: argparse.Namespace,
+    ours: Side,
+    base: Side,
+    server_pid: int | None,
+    others: list[Side] | None = None,
 ) -> dict[str, Any]:
     runs, turns = args.runs, args.turns
+    sides = [ours, base, *(others or [])]
     # Once per side, at full concurrency: imports, sandboxes, connection pools, task queues.
     warm = min(turns, 2)
     say(f"warming up: {runs} concurrent runs of {warm} turns on each side")
-    for side in (ours, base):
+    for side in sides:
         await asyncio.wait_for(run_batch(client, side, runs, warm), args.timeout)
-    results: dict[str, list[Batch]] = {ours.name: [], base.name: []}
+    results: dict[str, list[Batch]] = {side.name: [] for side in sides}
     for rep in range(args.repeat):
-        order = (ours, base) if rep % 2 == 0 else (base, ours)
+        shift = rep % len(sides)  # each side goes first in turn
+        order = sides[shift:] + sides[:shift]
         for side in order:
             batch = await asyncio.wait_for(
                 run_batch(client, side, runs, turns, server_pid), args.timeout
@@ -342,6 +357,20 @@ async def measure(
         out["ratio_ms_per_step"] <= TARGET_MS_PER_STEP
         and out["ratio_history_bytes"] <= TARGET_HISTORY_BYTES
     )
+    for side in others or []:  # the same agent, live text off
+        c = figures(results[side.name], "no_live_text_")
+        out |= c | {
+            "ratio_live_text_ms_per_step": ratio(a["ms_per_step"], c["no_live_text_ms_per_step"]),
+            "ratio_live_text_cpu_ms_per_step": ratio(
+                a["cpu_ms_per_step"], c["no_live_text_cpu_ms_per_step"]
+            ),
+            "ratio_live_text_history_bytes": ratio(
+                a["history_bytes_per_run"], c["no_live_text_history_bytes_per_run"]
+            ),
+            "no_live_text_ratio_ms_per_step": ratio(
+                c["no_live_text_ms_per_step"], b["baseline_ms_per_step"]
+            ),
+        }
     return out
 
 
@@ -357,7 +386,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=300.0, help="seconds one batch may take before giving up"
     )
     parser.add_argument(
-        "--live-text", action="store_true", help="model calls streamed (live text on)"
+        "--compare-live-text",
+        action="store_true",
+        help="also time the agent with live text off (a third side, in the same run)",
     )
     args = parser.parse_args(argv)
     for name in ("runs", "turns", "repeat"):
