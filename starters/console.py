@@ -257,7 +257,16 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         may_operate = status.status == "needs_attention" and _operates(
             session.subject, status.principal
         )
-        return page(request, "run.html", run=run_id, status=status, operate=may_operate)
+        transcript = await agents.run(run_id).transcript()
+        return page(
+            request,
+            "run.html",
+            run=run_id,
+            status=status,
+            operate=may_operate,
+            transcript=transcript,
+            ui=_ui_link(run_id),
+        )
 
     @app.get("/runs/{run_id}/approvals/{approval_id}", response_class=HTMLResponse)
     async def approval_page(request: Request, run_id: str, approval_id: str) -> Response:
@@ -396,6 +405,15 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
             if a.id == approval_id:
                 return status, a
         return f"run {run_id} has no approval {approval_id}"
+
+    def _ui_link(run_id: str) -> str:
+        from durable_agents.starters.common import ui_link
+        from durable_agents.starters.devserver import DEFAULT_UI_URL, announced_ui
+
+        temporal = agents.temporal
+        address = temporal.service_client.config.target_host
+        base = settings.ui_url or announced_ui(settings.state_dir, address) or DEFAULT_UI_URL
+        return ui_link(run_id, temporal.namespace, base.rstrip("/"))
 
     def _operates(subject: str, principal: str) -> bool:
         from durable_agents._ops import catalog

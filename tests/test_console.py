@@ -130,6 +130,15 @@ async def test_an_approver_approves_from_the_console_and_watches_the_run_finish(
     await page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
     await page.locator("#live li.status:has-text('status: completed')").wait_for(timeout=60_000)
     assert await page.locator("#status").inner_text() == "completed"
+    link = await page.locator("a.ui").get_attribute("href")
+    assert link and link.endswith(f"/namespaces/default/workflows/{run_id}")
+    await page.reload()  # the transcript as of now: the whole record, on request
+    await page.get_by_text("Transcript (").click()
+    entries = page.locator("details.transcript tbody tr")
+    assert await entries.count() > 5
+    assert "apr-1 approved by hana: reads well" in await page.locator(
+        "details.transcript"
+    ).inner_text()
     await page.screenshot(path=str(SHOTS / "run-finished.png"), full_page=True)
     await context.close()
 
