@@ -400,7 +400,9 @@ async def test_a_bad_build_is_refused_and_a_promote_moves_the_waiting_runs_now(
         assert v3["check"] == "failed" and v3["forced"]["action"] == "ramp 0%"
 
         # The good build: checked, promoted; the waiting runs move now, still waiting.
+        took = time.monotonic()
         good = check("2")
+        print(f"the check of v2 (20 open, 20 closed runs) took {time.monotonic() - took:.1f} s")
         assert good.returncode == 0 and "passed: replayed 20 open" in good.stdout, good.stdout
         assert "read 20 open runs' state" in good.stdout, good.stdout
         promoted = agentctl("deploy", "promote", "v2")
