@@ -16,7 +16,6 @@ import asyncio
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,11 +30,11 @@ from durable_agents._routes import (
     checked_route,
 )
 from durable_agents._vocab import failures as f
-from durable_agents._vocab.live import TEXT_TOPIC, LiveEvent
 from durable_agents._vocab.schemas import LLMReply, LLMRequest
 from durable_agents.activities import circuit, observe
 from durable_agents.activities.conversation import resolve, store_reply
 from durable_agents.activities.heartbeat import heartbeating
+from durable_agents.activities.live_text import LiveText
 from durable_agents.activities.providers.common import error
 from durable_agents.errors import InvalidRoute
 from durable_agents.settings import current
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 # importing both costs a worker ~3.5 s of start-up on 2 cores (anthropic alone ~3 s), paid
 # by every worker process even when it serves neither provider.
 
-# How often streamed text is published (one signal to the run a batch).
-LIVE_BATCH = timedelta(milliseconds=250)
 COMPATIBLE_KEY = "none"  # what compatible servers without auth expect (llama.cpp, Ollama, vLLM)
 
 
@@ -128,22 +125,74 @@ async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
 
     client = _openai_client(_base_url(route), _key(route), id(asyncio.get_running_loop()))
     messages, tools = openai_wire.to_wire(request)
-    extra: dict[str, Any] = {"tools": tools} if tools else {}
+    _spelled_out(messages)
+    # `tool_choice: auto` is OpenAI's default with tools, but llama.cpp's Python server
+    # (llama-cpp-python, chatml-function-calling) leaves the tools out of the prompt without it.
+    extra: dict[str, Any] = {"tools": tools, "tool_choice": "auto"} if tools else {}
+    fresh: openai.AsyncOpenAI | None = None
+    server = (_base_url(route), route.model)
     try:
-        if request.live_text:
+        completion = None
+        if request.live_text and server not in _NO_STREAMED_USAGE:
             completion = await _streamed(client, route, request, messages, extra)
-        else:
+            if completion is None:
+                # A stream that ended with no chunk: llama-cpp-python's server answers 200,
+                # then fails inside the stream when it cannot stream a tool call or the prompt
+                # is past its context window, and drops the connection. Asked again unstreamed
+                # (on a new connection), it answers the tool call, or says the window is
+                # exceeded (a 400 the taxonomy maps).
+                client = fresh = _openai_client.__wrapped__(_base_url(route), _key(route), 0)
+        if completion is None:
             completion = await client.chat.completions.create(
                 model=route.model,
                 messages=messages,  # type: ignore[arg-type]
-                max_completion_tokens=request.max_tokens,
+                **_limit(route, request),
                 extra_headers=request.extra_headers or None,
                 timeout=_timeout(),
                 **extra,
             )
+    except ApplicationError:
+        raise
     except Exception as exc:
         raise openai_wire.classify(exc, route.provider) from exc
-    return _read(openai_wire.from_wire, completion, route)
+    finally:
+        if fresh is not None:
+            await fresh.close()
+    reply = _read(openai_wire.from_wire, completion, route)
+    if getattr(completion, "usage", None) is None:
+        # llama-cpp-python's server sends none with a streamed reply (it ignores
+        # stream_options): say so rather than count the turn as free in silence, and call
+        # that server unstreamed from now on, where it counts (usage and budgets over words
+        # as they are written).
+        streamed = request.live_text and server not in _NO_STREAMED_USAGE
+        if streamed:
+            _NO_STREAMED_USAGE.add(server)
+        reply.degraded.append(
+            f"{route.provider} ({route.model}) sent no token usage with this reply: its tokens "
+            "are not counted in the run's usage and budget"
+            + ("; this worker calls it unstreamed from now on (no live text)" if streamed else "")
+        )
+    return reply
+
+
+# Servers (base URL, model) that send no usage with a streamed reply: called unstreamed.
+_NO_STREAMED_USAGE: set[tuple[str | None, str]] = set()
+
+
+def _limit(route: Route, request: LLMRequest) -> dict[str, Any]:
+    """The reply's length limit under the name the server reads: OpenAI's own API takes
+    `max_completion_tokens` (its reasoning models refuse `max_tokens`); compatible servers read
+    `max_tokens` (llama-cpp-python's ignores the newer name and writes on to its context's end)."""
+    key = "max_completion_tokens" if route.provider == "openai" else "max_tokens"
+    return {key: request.max_tokens}
+
+
+def _spelled_out(messages: list[dict[str, Any]]) -> None:
+    """An assistant turn of tool calls only gets `""` for content, not null: OpenAI takes
+    either, llama-cpp-python's server refuses null (HTTP 500, a validation error)."""
+    for item in messages:
+        if item.get("tool_calls") and item.get("content") is None:
+            item["content"] = ""
 
 
 async def _streamed(
@@ -154,31 +203,44 @@ async def _streamed(
     extra: dict[str, Any],
 ) -> Any:
     """The completion, streamed: its text is published as it comes on the run's live stream
-    (topic `text`, batched every LIVE_BATCH), each piece naming this attempt, so a watcher
-    drops what an attempt that failed had written. The whole completion is returned."""
+    (topic `text`, `activities/live_text.py`), each piece naming this attempt, so a watcher
+    drops what an attempt that failed had written. The whole completion is returned, or None
+    for a stream that ended without a chunk."""
+    import openai
     from openai.lib.streaming.chat import ChatCompletionStreamState
-    from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
     state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
-    live = WorkflowStreamClient.from_within_activity(batch_interval=LIVE_BATCH)
-    async with live:
-        text = live.topic(TEXT_TOPIC, type=LiveEvent)
+    async with LiveText(request) as text:
         chunks = await client.chat.completions.create(
             model=route.model,
             messages=messages,
-            max_completion_tokens=request.max_tokens,
+            **_limit(route, request),
             extra_headers=request.extra_headers or None,
             timeout=_timeout(),
             stream=True,
             stream_options={"include_usage": True},
             **extra,
         )
+        seen = 0
         async for chunk in chunks:
+            seen += 1
             state.handle_chunk(chunk)
             piece = chunk.choices[0].delta.content if chunk.choices else None
             if piece:
-                text.publish(_piece(request, piece))
-    return state.get_final_completion()
+                text.publish(piece)
+    if not seen:
+        activity.logger.warning(
+            "%s ended its stream of %s's reply without a chunk: asking again unstreamed",
+            route.provider,
+            route.model,
+        )
+        return None
+    try:
+        return state.get_final_completion()
+    except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
+        # The SDK refuses a reply cut at max_tokens (or filtered) when it assembles a stream;
+        # unstreamed, the same reply is read as it is, its finish_reason saying so.
+        return exc.completion
 
 
 async def _call_anthropic(route: Route, request: LLMRequest) -> LLMReply:
@@ -219,13 +281,10 @@ async def _streamed_anthropic(
     JSON would make a cut-off input look whole."""
     import json
 
-    from temporalio.contrib.workflow_streams import WorkflowStreamClient
-
     raw: dict[int, str] = {}
-    live = WorkflowStreamClient.from_within_activity(batch_interval=LIVE_BATCH)
-    async with live:
-        text = live.topic(TEXT_TOPIC, type=LiveEvent)
-        async with client.messages.stream(
+    async with (
+        LiveText(request) as text,
+        client.messages.stream(
             model=route.model,
             system=request.system,
             messages=messages,
@@ -233,13 +292,14 @@ async def _streamed_anthropic(
             extra_headers=request.extra_headers or None,
             timeout=_timeout(),
             **extra,
-        ) as stream:
-            async for event in stream:
-                if event.type == "text" and event.text:
-                    text.publish(_piece(request, event.text))
-                elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
-                    raw[event.index] = raw.get(event.index, "") + event.delta.partial_json
-            message = await stream.get_final_message()
+        ) as stream,
+    ):
+        async for event in stream:
+            if event.type == "text" and event.text:
+                text.publish(event.text)
+            elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                raw[event.index] = raw.get(event.index, "") + event.delta.partial_json
+        message = await stream.get_final_message()
     for index, block in enumerate(message.content):
         if block.type == "tool_use":
             try:
@@ -251,18 +311,6 @@ async def _streamed_anthropic(
                     f"{raw.get(index)!r}",
                 ) from None
     return message
-
-
-def _piece(request: LLMRequest, words: str) -> LiveEvent:
-    """A piece of the model's words, as this attempt of the call read it."""
-    return LiveEvent(
-        at=datetime.now(UTC),
-        turn=request.turn,
-        kind="text",
-        text=words,
-        status="running",
-        data={"attempt": activity.info().attempt},
-    )
 
 
 def _read(parse: Callable[[Any], LLMReply], raw: Any, route: Route) -> LLMReply:
@@ -321,7 +369,7 @@ async def call_llm(request: LLMRequest) -> LLMReply:
 async def _turn(request: LLMRequest, models: Models) -> LLMReply:
     resolved = await resolve(request)
     reply = await complete(resolved.request, models)
-    reply.degraded = resolved.degraded
+    reply.degraded = [*resolved.degraded, *reply.degraded]
     if request.conversation is not None:
         await store_reply(resolved.head, reply.message)
     activity.logger.info(

@@ -2,7 +2,7 @@
 reply from the provider's stream to the moment a watcher (`RunHandle.watch`, what `agentctl
 watch` and the console read) has it, against reading the provider's stream directly.
 
-    python -m bench.live [--runs 20] [--pace-ms 50]
+    python -m bench.live [--runs 20] [--pace-ms 100] [--browser]
 
 Each run is the `reader` agent's one document and its final words, which the sim streams in
 chunks every `--pace-ms`; a watcher follows the run from its start. Per run:
@@ -10,6 +10,10 @@ chunks every `--pace-ms`; a watcher follows the run from its start. Per run:
   clocks are this process's: worker and watcher run here);
 - `direct_ms`: for the same words read directly from the sim's stream, the time between two
   consecutive chunks' arrival minus the pace (what reading the provider directly adds: ~0).
+- with `--browser`, `browser_ms`: the same for the approvers' console in Chromium (Playwright, the
+  distribution's package): olga, an operator, signed in at the sim's provider, has the run's page
+  open (its server-sent events) before the words come; the first piece's arrival in the page
+  (`Date.now()` when the page's EventSource delivers it) minus the time the worker read it.
 Prints one JSON line per run, then p50 and p99 of each on stderr. A figure, never pass/fail.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -24,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,7 +100,84 @@ async def direct(sim_url: str, pace_ms: float) -> float:
     return max(0.0, min(gaps)) if gaps else 0.0
 
 
-async def benchmark(runs: int, pace_ms: float, sim_url: str) -> list[dict[str, float]]:
+# Wraps the page's EventSource: the first text piece's `at` and when the page had it.
+FIRST_TEXT = """
+(() => {
+  const Native = window.EventSource;
+  window.EventSource = function (url, init) {
+    const source = new Native(url, init);
+    source.addEventListener("open", () => { window.__opened = Date.now(); });
+    source.addEventListener("message", (m) => {
+      const event = JSON.parse(m.data);
+      if (event.kind === "text" && !window.__first) {
+        window.__first = {at: event.at, seen: Date.now()};
+      }
+    });
+    return source;
+  };
+})();
+"""
+
+
+async def in_browser(page: Any, console_url: str, client: Any, queue: str) -> float:
+    """The console's run page open before the words come: read time to the page's arrival."""
+    # Two documents: the page is open (and its events flowing) before the last turn speaks.
+    run = AgentRun(agent="reader", input={"turns": 3, "chars": 200}, principal="bench")
+    handle = await start_run(client, run, f"live-{uuid.uuid4().hex[:8]}", queue)
+    await page.goto(f"{console_url}/runs/{handle.id}")
+    await page.wait_for_function("window.__first", timeout=60_000)
+    first = await page.evaluate("window.__first")
+    opened = await page.evaluate("window.__opened")
+    await handle.result()
+    at = datetime.fromisoformat(first["at"]).timestamp() * 1000
+    if opened > at:
+        raise RuntimeError("the page opened after the first words were read: use more turns")
+    return float(first["seen"] - at)
+
+
+@contextlib.asynccontextmanager
+async def console_page(client: Any, state_dir: Path) -> AsyncIterator[tuple[Any, str]]:
+    """The console on a free port, and a Chromium page signed in as olga (an operator)."""
+    import shutil
+
+    import uvicorn
+    from playwright.async_api import async_playwright
+
+    from durable_agents.settings import Settings
+    from durable_agents.starters.console import create_app
+    from sim.person import password
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = create_app(AgentClient(client), Settings.from_env(), url)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            # The bench reads the page with its own script (not the CSP's concern).
+            context = await browser.new_context(bypass_csp=True)
+            await context.add_init_script(FIRST_TEXT)
+            page = await context.new_page()
+            await page.goto(url)
+            await page.fill("input[name=username]", "olga")
+            await page.fill("input[name=password]", password(state_dir, "olga"))
+            await page.click("button[type=submit]")
+            await page.click("button[value=allow]")
+            await page.wait_for_url(f"{url}/**")
+            yield page, url
+            await browser.close()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def benchmark(
+    runs: int, pace_ms: float, sim_url: str, state_dir: Path | None = None
+) -> list[dict[str, float]]:
     server = DevServer(db_file=None, port=free_port(), headless=True)
     server.start()
     rows = []
@@ -102,13 +185,21 @@ async def benchmark(runs: int, pace_ms: float, sim_url: str) -> list[dict[str, f
         client = await connect(server.address, wait_seconds=30)
         queue = f"bench-live-{uuid.uuid4().hex[:8]}"
         agents = AgentClient(client)
-        async with build_worker(client, queue):
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(build_worker(client, queue))
+            page = None
+            if state_dir is not None:
+                page, console_url = await stack.enter_async_context(console_page(client, state_dir))
             await watched(agents, client, queue)  # warm: the first run loads the model clients
             for _ in range(runs):
                 row = {
                     "stream_ms": round(await watched(agents, client, queue), 1),
                     "direct_ms": round(await direct(sim_url, pace_ms), 1),
                 }
+                if page is not None:
+                    await page.evaluate("window.__first = null")
+                    ms = await in_browser(page, console_url, client, queue)
+                    row["browser_ms"] = round(ms, 1)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     finally:
@@ -121,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.live", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--pace-ms", type=float, default=50.0)
+    parser.add_argument("--pace-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--browser", action="store_true", help="also the console in Chromium (browser_ms)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
         os.environ["DURABLE_AGENTS_SIM_STREAM_MS"] = str(args.pace_ms)
@@ -131,10 +225,13 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["DURABLE_AGENTS_STORE_URL"] = f"sqlite:///{Path(tmp) / 'store.sqlite3'}"
             os.environ["DURABLE_AGENTS_AUDIT_PATH"] = str(Path(tmp) / "audit.sqlite3")
             os.environ.setdefault("DURABLE_AGENTS_METRICS_ADDRESS", "off")
-            rows = asyncio.run(benchmark(args.runs, args.pace_ms, sim.url))
+            state = sim.db_path.parent if args.browser else None
+            rows = asyncio.run(benchmark(args.runs, args.pace_ms, sim.url, state))
         finally:
             sim.stop()
-    for key in ("stream_ms", "direct_ms"):
+    for key in (
+        ("stream_ms", "browser_ms", "direct_ms") if args.browser else ("stream_ms", "direct_ms")
+    ):
         values = [r[key] for r in rows]
         say(
             f"{key}: p50 {statistics.median(values):.0f} ms, p99 {pct(values, 0.99):.0f} ms "

@@ -227,11 +227,11 @@ class AgentSpec:
     `next_turn` continues the run as new onto it at its next turn boundary, state, waits,
     approvals and budget carried over; `pinned` finishes the run on the version that started
     it (e.g. a saga that must unwind with the code that made its steps)."""
-    live_text: bool = False
+    live_text: bool = True
     """Stream the model's replies and publish their text as it is written on the run's live
-    stream (`agentctl watch`, the console; either wire format). Off by default: every model
-    call streamed costs about a third more CPU per step (`python -m bench.throughput
-    --live-text`); the run's steps are on its stream either way."""
+    stream (`agentctl watch`, the console; either wire format). A reply whole within the first
+    250 ms sends no piece (its step carries the text). False: the model is called without
+    streaming; the run's steps are on its stream either way."""
     mcp_servers: tuple[MCPServer, ...] = ()
     """MCP servers whose tools the agent may call (`durable_agents.MCPServer`): listed once per
     run, each call an activity with an idempotency key, approvals and audit as for `tools`."""

@@ -136,9 +136,10 @@ async def test_an_approver_approves_from_the_console_and_watches_the_run_finish(
     await page.get_by_text("Transcript (").click()
     entries = page.locator("details.transcript tbody tr")
     assert await entries.count() > 5
-    assert "apr-1 approved by hana: reads well" in await page.locator(
-        "details.transcript"
-    ).inner_text()
+    assert (
+        "apr-1 approved by hana: reads well"
+        in await page.locator("details.transcript").inner_text()
+    )
     await page.screenshot(path=str(SHOTS / "run-finished.png"), full_page=True)
     await context.close()
 

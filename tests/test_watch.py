@@ -156,11 +156,13 @@ def _hire() -> dict[str, Any]:
 
 @pytest.mark.parametrize("wire", ["sim-openai", "sim-anthropic"])
 async def test_the_models_text_is_watched_as_it_is_written(
-    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, wire: str
-) -> None:
-    """`call_llm` streams the reply (the sim in chunks of 16 characters), in either wire
-    format, and publishes its text as it comes; the reply in history is the whole one, and
-    watchers see it once."""
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, wire: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """`call_llm` streams the reply (the sim in chunks of 16 characters, 80 ms apart: a reply
+    that takes longer than the first batch), in either wire format, and publishes its text as
+    it comes; the reply in history is the whole one, and watchers see it once."""
+    monkeypatch.setenv("DURABLE_AGENTS_SIM_STREAM_MS", "80")
     agents = AgentClient(dev_env.client)
     run_id = await start(
         dev_env.client,
@@ -184,10 +186,38 @@ async def test_the_models_text_is_watched_as_it_is_written(
     assert code == 0 and out.count(result.answer) == 1  # written once, not again as a step
 
 
-async def test_a_reply_cut_mid_stream_is_retried_and_watchers_drop_the_partial_text(
-    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, fault: Any
+async def test_a_reply_whole_within_the_first_batch_sends_no_text(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
 ) -> None:
+    """A reply streamed faster than the first batch (the sim at full speed) sends the run no
+    piece (no signal, no workflow task): its step, with the whole text, comes a moment later,
+    and a watcher reads the words there, once."""
+    agents = AgentClient(dev_env.client)
+    run_id = await start(
+        dev_env.client, task_queue, "reader", input={"turns": 2, "chars": 100}
+    )  # fmt: skip
+    steps = await asyncio.wait_for(watched(agents, run_id), 60)
+    result = await agents.run(run_id).result()
+    assert [e for _, e in steps if e.kind == "text"] == []
+    assert [e.text for _, e in steps if e.kind == "assistant"][-1] == result.answer
+    signals = [
+        e
+        async for e in dev_env.client.get_workflow_handle(run_id).fetch_history_events()
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert signals == []
+    address = dev_env.client.service_client.config.target_host
+    code, out = await agentctl("watch", run_id, "--address", address)
+    assert code == 0 and out.count(result.answer) == 1
+
+
+async def test_a_reply_cut_mid_stream_is_retried_and_watchers_drop_the_partial_text(
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, fault: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     from tests.helpers import approve_pending
+
+    monkeypatch.setenv("DURABLE_AGENTS_SIM_STREAM_MS", "80")  # each attempt past a first batch
 
     agents = AgentClient(dev_env.client)
     run_id = await start(dev_env.client, task_queue, "reader", input={"turns": 1, "email_at": 1})

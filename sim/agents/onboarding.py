@@ -52,7 +52,6 @@ ONBOARDING = AgentSpec(
     tools=(create_mailbox, order_laptop, WAIT_FOR_EVENT, SLEEP_UNTIL, ASK_HUMAN, send_email),
     input_model=NewHire,
     max_turns=12,
-    live_text=True,  # its words as they are written (agentctl watch, the console)
     # Clearance that has not come within a week ends the run: HR starts over by hand.
     waits={"clearance_granted": WaitPolicy(max_wait=timedelta(days=7), on_timeout="end_run")},
     approvals=ApprovalPolicy(

@@ -32,7 +32,6 @@ READER = AgentSpec(
     tools=(read_document, send_email),
     input_model=ReaderInput,
     max_turns=10_001,
-    live_text=True,
     max_tool_errors=10,
 )
 
