@@ -2,8 +2,8 @@
 
 Pieces go to the run in batches (one signal each, LIVE_BATCH apart) through
 `WorkflowStreamClient.from_within_activity`; the first words go as soon as the call has lasted
-LIVE_BATCH (or as soon as they come, after that). A reply that is whole before then sends
-nothing: the run publishes the step with the whole text a moment later anyway, so a
+`Settings.live_text_after_ms` (100 ms; or as soon as they come, after that). A reply that is
+whole before then sends nothing: the run publishes the step with the whole text a moment later anyway, so a
 signal (and the workflow task it wakes) would buy a watcher nothing. That keeps streaming on by
 default cheap: the many fast calls cost no more than unstreamed ones, and the slow ones, where a
 person waits for words, are the ones whose words are sent as they come.
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
     from durable_agents._vocab.schemas import LLMRequest
 
-# How often streamed text is published (one signal to the run a batch), and how long a reply
-# may take to be whole before its words are sent at all.
+# How often streamed text is published (one signal to the run a batch).
 LIVE_BATCH = timedelta(milliseconds=250)
+# How long a reply may take to be whole before its words are sent at all: the worker's
+# DURABLE_AGENTS_LIVE_TEXT_AFTER_MS, 100 by default.
 
 
 class LiveText:
@@ -49,7 +50,9 @@ class LiveText:
     async def _open_after_first_batch(self) -> None:
         from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
-        await asyncio.sleep(LIVE_BATCH.total_seconds())
+        from durable_agents.settings import current
+
+        await asyncio.sleep(current().live_text_after_ms / 1000)
         client = WorkflowStreamClient.from_within_activity(batch_interval=LIVE_BATCH)
         await client.__aenter__()
         self._client = client

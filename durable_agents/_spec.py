@@ -230,7 +230,7 @@ class AgentSpec:
     live_text: bool = True
     """Stream the model's replies and publish their text as it is written on the run's live
     stream (`agentctl watch`, the console; either wire format). A reply whole within the first
-    250 ms sends no piece (its step carries the text). False: the model is called without
+    100 ms sends no piece (its step carries the text). False: the model is called without
     streaming; the run's steps are on its stream either way."""
     mcp_servers: tuple[MCPServer, ...] = ()
     """MCP servers whose tools the agent may call (`durable_agents.MCPServer`): listed once per

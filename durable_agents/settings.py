@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Circuit breaker per provider and model (activities/circuit.py); threshold 0 disables it.
     breaker_threshold: int = Field(default=5, ge=0)
     breaker_cooldown_seconds: float = Field(default=30.0, ge=0)
+    # Live text (activities/live_text.py): milliseconds a streamed reply may take to be whole
+    # before its words go on the run's live stream (a faster one's step carries them).
+    live_text_after_ms: int = Field(default=100, ge=0, le=60_000)
 
     # --- people and agents' identities --------------------------------------------------------
     # The OpenID provider people sign in at and whose proofs workers take (its discovery

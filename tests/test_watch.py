@@ -186,17 +186,24 @@ async def test_the_models_text_is_watched_as_it_is_written(
     assert code == 0 and out.count(result.answer) == 1  # written once, not again as a step
 
 
-async def test_a_reply_whole_within_the_first_batch_sends_no_text(
-    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str
+async def test_a_reply_whole_before_its_words_are_due_sends_no_text(
+    dev_env: WorkflowEnvironment, sim: Any
 ) -> None:
-    """A reply streamed faster than the first batch (the sim at full speed) sends the run no
-    piece (no signal, no workflow task): its step, with the whole text, comes a moment later,
-    and a watcher reads the words there, once."""
+    """A reply whole before its words are due (DURABLE_AGENTS_LIVE_TEXT_AFTER_MS, here 5 s,
+    so that a busy machine cannot make the sim's instant reply late) sends the run no piece (no
+    signal, no workflow task): its step, with the whole text, comes a moment later, and a
+    watcher reads the words there, once."""
+    from durable_agents.settings import Settings
+    from durable_agents.workers.main import build_worker
+
     agents = AgentClient(dev_env.client)
-    run_id = await start(
-        dev_env.client, task_queue, "reader", input={"turns": 2, "chars": 100}
-    )  # fmt: skip
-    steps = await asyncio.wait_for(watched(agents, run_id), 60)
+    queue = f"hold-{uuid.uuid4().hex[:6]}"
+    settings = Settings(live_text_after_ms=5000)
+    async with build_worker(dev_env.client, queue, settings=settings):
+        run_id = await start(dev_env.client, queue, "reader", input={"turns": 2, "chars": 100})
+        steps = await asyncio.wait_for(watched(agents, run_id), 60)
+        address = dev_env.client.service_client.config.target_host
+        code, out = await agentctl("watch", run_id, "--address", address)  # a worker answers
     result = await agents.run(run_id).result()
     assert [e for _, e in steps if e.kind == "text"] == []
     assert [e.text for _, e in steps if e.kind == "assistant"][-1] == result.answer
@@ -206,8 +213,6 @@ async def test_a_reply_whole_within_the_first_batch_sends_no_text(
         if e.HasField("workflow_execution_signaled_event_attributes")
     ]
     assert signals == []
-    address = dev_env.client.service_client.config.target_host
-    code, out = await agentctl("watch", run_id, "--address", address)
     assert code == 0 and out.count(result.answer) == 1
 
 
