@@ -3,10 +3,10 @@
 Pieces go to the run in batches (one signal each, LIVE_BATCH apart) through
 `WorkflowStreamClient.from_within_activity`; the first words go as soon as the call has lasted
 `Settings.live_text_after_ms` (100 ms; or as soon as they come, after that). A reply that is
-whole before then sends nothing: the run publishes the step with the whole text a moment later anyway, so a
-signal (and the workflow task it wakes) would buy a watcher nothing. That keeps streaming on by
-default cheap: the many fast calls cost no more than unstreamed ones, and the slow ones, where a
-person waits for words, are the ones whose words are sent as they come.
+whole before then sends nothing: the run publishes the step with the whole text a moment later
+anyway, so a signal (and the workflow task it wakes) would buy a watcher nothing. That keeps
+streaming on by default cheap: the many fast calls cost no more than unstreamed ones, and the
+slow ones, where a person waits for words, are the ones whose words are sent as they come.
 """
 
 from __future__ import annotations
