@@ -766,29 +766,7 @@ async def proven(client: Client, run_id: str, decision: Decision, prover: Prover
         )
         person, proof = await prover(details)
         return decision.model_copy(update={"approver": person, "proof": proof})
-    now = await status(client, run_id)
-    waiting = [a for a in now.approvals if a.state == "pending"]
-    if decision.approval_id is not None:
-        chosen = [a for a in now.approvals if a.id == decision.approval_id]
-    else:
-        chosen = waiting if len(waiting) == 1 else []
-        if not waiting and now.approvals:  # a repeat of a decision already made
-            chosen = [now.approvals[-1]]
-    if not chosen:
-        ids = ", ".join(a.id for a in waiting) or "none"
-        if decision.approval_id is not None:
-            raise RequestError(
-                f"decision refused: no approval {decision.approval_id!r} on this run; "
-                f"pending: {ids}"
-            )
-        raise RequestError(f"decision refused: name the approval to decide; pending: {ids}")
-    approval = chosen[0]
-    if decision.digest is not None and decision.digest != approval.digest:
-        raise RequestError(
-            f"decision refused: approval {approval.id} is for arguments with digest "
-            f"{approval.digest}, not {decision.digest}: look again with `agentctl approvals "
-            f"show {run_id}`"
-        )
+    approval = chosen((await status(client, run_id)).approvals, decision, run_id)
     details = proofs.decision(
         run_id,
         approval.id,
@@ -801,6 +779,34 @@ async def proven(client: Client, run_id: str, decision: Decision, prover: Prover
     return decision.model_copy(
         update={"approval_id": approval.id, "approver": person, "proof": proof}
     )
+
+
+def chosen(approvals: list[Approval], decision: Decision, run_id: str) -> Approval:
+    """The approval `decision` is for: the one it names, else the only pending one (or, none
+    pending, the latest: a repeat of a decision made); with the digest it quotes, if any."""
+    waiting = [a for a in approvals if a.state == "pending"]
+    if decision.approval_id is not None:
+        found = [a for a in approvals if a.id == decision.approval_id]
+    else:
+        found = waiting if len(waiting) == 1 else []
+        if not waiting and approvals:  # a repeat of a decision already made
+            found = [approvals[-1]]
+    if not found:
+        ids = ", ".join(a.id for a in waiting) or "none"
+        if decision.approval_id is not None:
+            raise RequestError(
+                f"decision refused: no approval {decision.approval_id!r} on this run; "
+                f"pending: {ids}"
+            )
+        raise RequestError(f"decision refused: name the approval to decide; pending: {ids}")
+    approval = found[0]
+    if decision.digest is not None and decision.digest != approval.digest:
+        raise RequestError(
+            f"decision refused: approval {approval.id} is for arguments with digest "
+            f"{approval.digest}, not {decision.digest}: look again with `agentctl approvals "
+            f"show {run_id}`"
+        )
+    return approval
 
 
 def edited_digest(decision: Decision) -> str | None:

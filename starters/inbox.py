@@ -198,23 +198,10 @@ def _changes(edit: list[str]) -> dict[str, str]:
 
 async def _edited(run: Any, decision: Decision, changes: dict[str, str]) -> Decision:
     """The decision with every argument of its approval, `changes` applied."""
-    from durable_agents._ops import edits
+    from durable_agents._ops import chosen, edits
 
     status = await run.status()
-    pending = [a for a in status.approvals if a.state == "pending"]
-    if decision.approval_id is not None:
-        chosen = [a for a in status.approvals if a.id == decision.approval_id]
-    else:
-        chosen = pending if len(pending) == 1 else []
-    if not chosen:
-        ids = ", ".join(a.id for a in pending) or "none"
-        raise RequestError(f"name the approval to edit; pending: {ids}")
-    approval = chosen[0]
-    if decision.digest is not None and decision.digest != approval.digest:
-        raise RequestError(
-            f"approval {approval.id} is for arguments with digest {approval.digest}, not "
-            f"{decision.digest}: look again with `agentctl approvals show {status.workflow_id}`"
-        )
+    approval = chosen(status.approvals, decision, status.workflow_id)
     return decision.model_copy(
         update={
             "approval_id": approval.id,
