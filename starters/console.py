@@ -13,6 +13,7 @@ run's approval policy. The one script (static/live.js) shows a run's steps as th
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import secrets
@@ -37,6 +38,7 @@ HERE = Path(__file__).parent
 COOKIE = "da_session"
 LOGIN_COOKIE = "da_login"
 SESSION_S = 8 * 3600  # a session lasts a working day at most
+REFRESH_MARGIN_S = 30  # an access token this close to its end is refreshed first
 LOGIN_S = 600  # a sign-in must come back within 10 minutes
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -50,8 +52,17 @@ class Session:
     subject: str
     access_token: str
     token_endpoint: str
-    expires_at: float
+    expires_at: float  # of the access token
+    refresh_token: str = ""  # rotated at each refresh; none: the session ends with the token
+    signed_in_at: float = field(default_factory=time.time)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # One refresh at a time: a refresh token is good once (a second use revokes its family).
+    refreshing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def ends_at(self) -> float:
+        """When the session ends for good: a working day after sign-in."""
+        return self.signed_in_at + SESSION_S
 
 
 @dataclass
@@ -77,16 +88,58 @@ class Console:
     def forget_stale(self) -> None:
         """Drop sessions that ran out and sign-ins never finished (both are in memory)."""
         now = time.time()
-        for key in [k for k, v in self.sessions.items() if v.expires_at < now]:
+        gone = [
+            k
+            for k, v in self.sessions.items()
+            if v.ends_at < now or (v.expires_at < now and not v.refresh_token)
+        ]
+        for key in gone:
             del self.sessions[key]
         for key in [k for k, v in self.logins.items() if now - v.started > LOGIN_S]:
             del self.logins[key]
 
-    def session(self, request: Request) -> Session | None:
+    def known(self, request: Request) -> Session | None:
+        """The session as it is (a page's header: the handler refreshed it already)."""
         found = self.sessions.get(request.cookies.get(COOKIE, ""))
-        if found is None or found.expires_at < time.time():
+        return found if found is not None and found.expires_at > time.time() else None
+
+    async def session(self, request: Request) -> Session | None:
+        """The signed-in person's session; its access token refreshed (the refresh token
+        rotated) when it has run out, until the session's day is over; None if there is none
+        or the provider will not refresh it (they sign in again)."""
+        key = request.cookies.get(COOKIE, "")
+        found = self.sessions.get(key)
+        if found is None or found.ends_at < time.time():
             return None
+        async with found.refreshing:
+            if found.expires_at - REFRESH_MARGIN_S < time.time() and not await self._refresh(found):
+                self.sessions.pop(key, None)
+                return None
         return found
+
+    async def _refresh(self, session: Session) -> bool:
+        import httpx
+
+        if not session.refresh_token:
+            return False
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": session.refresh_token,
+            "client_id": self.settings.oidc_client_id,
+        }
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                answer = await http.post(session.token_endpoint, data=form)
+        except httpx.HTTPError:
+            return False
+        token = answer.json() if answer.status_code == 200 else {}
+        access = token.get("access_token")
+        if not isinstance(access, str):
+            return False
+        session.access_token = access
+        session.refresh_token = str(token.get("refresh_token") or "")
+        session.expires_at = time.time() + float(token.get("expires_in", 300))
+        return True
 
     async def discover(self) -> dict[str, Any]:
         import httpx
@@ -140,7 +193,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         return response
 
     def page(request: Request, name: str, code: int = 200, **values: Any) -> HTMLResponse:
-        session = console.session(request)
+        session = console.known(request)
         values["me"] = session.subject if session else None
         values["csrf"] = session.csrf if session else ""
         return pages.TemplateResponse(request, name, values, status_code=code)
@@ -215,8 +268,9 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         if not isinstance(subject, str) or not subject:
             return refuse(request, "the identity provider did not say who you are", code=401)
         key = secrets.token_urlsafe(32)
-        expires = min(time.time() + SESSION_S, time.time() + float(token.get("expires_in", 300)))
-        console.sessions[key] = Session(subject, access, found["token_endpoint"], expires)
+        expires = time.time() + float(token.get("expires_in", 300))
+        refresh = str(token.get("refresh_token") or "")
+        console.sessions[key] = Session(subject, access, found["token_endpoint"], expires, refresh)
         response = RedirectResponse(started.target, status_code=303)
         response.delete_cookie(LOGIN_COOKIE)
         response.set_cookie(
@@ -226,7 +280,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
 
     @app.post("/logout")
     async def logout(request: Request, csrf: str = Form("")) -> Response:
-        session = console.session(request)
+        session = await console.session(request)
         if session is not None and hmac.compare_digest(csrf, session.csrf):
             console.sessions.pop(request.cookies.get(COOKIE, ""), None)
         response = RedirectResponse("/", status_code=303)
@@ -235,7 +289,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
 
     @app.get("/", response_class=HTMLResponse)
     async def inbox(request: Request) -> Response:
-        session = console.session(request)
+        session = await console.session(request)
         if session is None:
             return to_login(request)
         problems: dict[str, str] = {}
@@ -245,7 +299,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)
     async def run_page(request: Request, run_id: str) -> Response:
-        session = console.session(request)
+        session = await console.session(request)
         if session is None:
             return to_login(request)
         try:
@@ -270,7 +324,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
 
     @app.get("/runs/{run_id}/approvals/{approval_id}", response_class=HTMLResponse)
     async def approval_page(request: Request, run_id: str, approval_id: str) -> Response:
-        session = console.session(request)
+        session = await console.session(request)
         if session is None:
             return to_login(request)
         found = await _approval(run_id, approval_id)
@@ -304,7 +358,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         from durable_agents._ops import built, edits
         from durable_agents._vocab.schemas import Decision
 
-        session = console.session(request)
+        session = await console.session(request)
         if session is None:
             return refuse(request, "sign in first", code=401)
         if not hmac.compare_digest(csrf, session.csrf):
@@ -357,7 +411,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
     ) -> Response:
         """An operator's choice for a parked run: resume, retry the turn, or abort (the run
         takes it from a member of `operators`, or its own principal, with their proof)."""
-        session = console.session(request)
+        session = await console.session(request)
         if session is None:
             return refuse(request, "sign in first", code=401)
         if not hmac.compare_digest(csrf, session.csrf):
@@ -380,7 +434,7 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
 
     @app.get("/runs/{run_id}/live")
     async def live(request: Request, run_id: str) -> Response:
-        session = console.session(request)
+        session = await console.session(request)
         if session is None:
             return Response(status_code=401)
         try:

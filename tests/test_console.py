@@ -32,7 +32,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture
-async def console(dev_env: WorkflowEnvironment, sim: Any) -> AsyncIterator[str]:
+async def console_app(dev_env: WorkflowEnvironment, sim: Any) -> AsyncIterator[tuple[str, Any]]:
+    """The console on a free loopback port: its address, and the app (its sessions)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     app = create_app(AgentClient(dev_env.client), Settings.from_env(), url)
@@ -40,9 +41,14 @@ async def console(dev_env: WorkflowEnvironment, sim: Any) -> AsyncIterator[str]:
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
-    yield url
+    yield url, app
     server.should_exit = True
     await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def console(console_app: tuple[str, Any]) -> str:
+    return console_app[0]
 
 
 @pytest.fixture
@@ -189,6 +195,42 @@ async def test_an_approver_edits_the_email_then_approves_it(
         "body": "Dear Grace,\n\nWelcome! Your laptop ships Monday.\n\nHR",
     }  # line ends as written, not as the browser sent them (CR LF)
     assert decided.edited_digest and decided.proof_id
+
+
+async def test_a_session_outlives_its_access_token_and_a_revoked_one_signs_out(
+    dev_env: WorkflowEnvironment, sim: Any, console_app: tuple[str, Any], browser: Browser
+) -> None:
+    """The console refreshes the signed-in person's access token when it runs out (rotating the
+    refresh token), so an approver is not sent back to sign in every ten minutes; once the
+    provider refuses the refresh (a token used twice revokes its family), they sign in again."""
+    import time
+
+    url, app = console_app
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, url, "hana", sim.db_path.parent)
+    [session] = app.state.console.sessions.values()
+    first_access, first_refresh = session.access_token, session.refresh_token
+    assert first_refresh
+    session.expires_at = time.time() - 1  # the access token has run out
+    answer = await page.goto(url)
+    assert answer is not None and answer.status == 200 and answer.url.startswith(url)
+    assert await page.get_by_text("signed in as hana").is_visible()
+    assert session.access_token != first_access and session.refresh_token != first_refresh
+    assert session.expires_at > time.time() + 60
+
+    # The old refresh token comes back (copied): the provider revokes the whole family.
+    import httpx
+
+    endpoint = session.token_endpoint
+    reused = httpx.post(endpoint, data={"grant_type": "refresh_token", "client_id": "agentctl",
+                                        "refresh_token": first_refresh})  # fmt: skip
+    assert reused.status_code == 400
+    session.expires_at = time.time() - 1
+    answer = await page.goto(url)
+    assert answer is not None and "/login" in answer.url or "username" in await page.content()
+    assert app.state.console.sessions == {}
+    await context.close()
 
 
 async def test_the_console_asks_who_you_are_and_takes_no_sign_in_it_did_not_start(
