@@ -121,8 +121,8 @@ FIRST_TEXT = """
 
 async def in_browser(page: Any, console_url: str, client: Any, queue: str) -> float:
     """The console's run page open before the words come: read time to the page's arrival."""
-    # Two documents: the page is open (and its events flowing) before the last turn speaks.
-    run = AgentRun(agent="reader", input={"turns": 3, "chars": 200}, principal="bench")
+    # Six documents first: the page is open (its events flowing) before the last turn speaks.
+    run = AgentRun(agent="reader", input={"turns": 6, "chars": 200}, principal="bench")
     handle = await start_run(client, run, f"live-{uuid.uuid4().hex[:8]}", queue)
     await page.goto(f"{console_url}/runs/{handle.id}")
     await page.wait_for_function("window.__first", timeout=60_000)
@@ -131,8 +131,12 @@ async def in_browser(page: Any, console_url: str, client: Any, queue: str) -> fl
     await handle.result()
     at = datetime.fromisoformat(first["at"]).timestamp() * 1000
     if opened > at:
-        raise RuntimeError("the page opened after the first words were read: use more turns")
+        raise PageLate
     return float(first["seen"] - at)
+
+
+class PageLate(Exception):
+    """The page opened after the first words were read: that run does not count."""
 
 
 @contextlib.asynccontextmanager
@@ -196,10 +200,15 @@ async def benchmark(
                     "stream_ms": round(await watched(agents, client, queue), 1),
                     "direct_ms": round(await direct(sim_url, pace_ms), 1),
                 }
-                if page is not None:
+                for _ in range(3) if page is not None else ():
                     await page.evaluate("window.__first = null")
-                    ms = await in_browser(page, console_url, client, queue)
-                    row["browser_ms"] = round(ms, 1)
+                    try:
+                        row["browser_ms"] = round(
+                            await in_browser(page, console_url, client, queue), 1
+                        )
+                        break
+                    except PageLate:
+                        say("the page opened after the first words: once more")
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     finally:
