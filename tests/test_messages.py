@@ -259,12 +259,19 @@ async def test_operator_signals_name_who_sends_them(dev_env, dev_worker, sim, ta
     olga = People.current.operator(handle.id, "resume", "olga")
     await signal(dev_env, handle.id, "resume", olga.model_dump_json(exclude_none=True))
     await signal(dev_env, handle.id, "abort", json.dumps({"by": "olga"}))
-    s = await refused_count(handle, 4)
+    # `move` (a deploy tool's wake-up) decides nothing: no proof, but its form is strict.
+    await signal(dev_env, handle.id, "move", json.dumps({"reason": "v2 promoted"}))
+    await signal(dev_env, handle.id, "move", json.dumps({"to": "v2"}))
+    s = await refused_count(handle, 5)
     assert "no payload" in s.refused[0].reason
     assert "carries no proof of who sends it" in s.refused[1].reason
     assert "does not need attention" in s.refused[2].reason
     assert "reason: Field required" in s.refused[3].reason
-    assert s.status == "waiting_event"
+    assert (
+        s.refused[4].handler == "move"
+        and "to: Extra inputs are not permitted" in s.refused[4].reason
+    )
+    assert s.status == "waiting_event"  # and unversioned: the good `move` changed nothing
     await handle.cancel()
 
 
@@ -278,12 +285,12 @@ async def test_every_handler_is_documented_for_ops_tools(dev_env, dev_worker, ta
     meta = json.loads(out)["queryResult"][0]["definition"]
     signals = {d.get("name", ""): d.get("description", "") for d in meta["signalDefinitions"]}
     updates = {d.get("name", ""): d.get("description", "") for d in meta["updateDefinitions"]}
-    for name in ("event", "approve", "reject", "resume", "retry_turn", "abort"):
+    for name in ("event", "approve", "reject", "resume", "retry_turn", "abort", "move"):
         assert "Payload: {" in signals[name], name
     for name in ("decide", "message"):
         assert "Payload: {" in updates[name], name
     queries = {d.get("name", ""): d.get("description", "") for d in meta["queryDefinitions"]}
-    assert all(queries[name] for name in ("status", "transcript", "conversation"))
+    assert all(queries[name] for name in ("status", "transcript", "conversation", "carried_state"))
     await handle.cancel()
 
 
