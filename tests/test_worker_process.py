@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -117,3 +118,27 @@ async def test_worker_settings_reach_the_sdk(
     config = build_worker(dev_env.client, f"{task_queue}-defaults").config()
     assert config.get("max_cached_workflows") == 1000  # the SDK's
     assert config.get("sticky_queue_schedule_to_start_timeout") == timedelta(seconds=5)
+
+
+async def test_worker_check_replays_the_runs_of_its_task_queue(
+    dev_env: WorkflowEnvironment, dev_worker: object, sim: SimServer, task_queue: str
+) -> None:
+    """`agentctl worker --check` (no deployment: nothing recorded on a server) replays a run
+    waiting on its task queue with this installation's code, reads its state, and exits 0."""
+    handle = await start_onboarding(dev_env.client, task_queue)
+    await wait_for_status(handle, "waiting_event", timeout=60)
+    env = os.environ | {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        **world(sim.url),
+    }
+    env.pop("DURABLE_AGENTS_DEPLOYMENT", None)
+    agentctl = str(Path(sys.executable).parent / "agentctl")
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [agentctl, "worker", "--check", "--task-queue", task_queue],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ": passed: replayed 1 open and " in out.stdout, out.stdout
+    assert "read 1 open runs' state with this build's models" in out.stdout
+    await handle.cancel()

@@ -70,7 +70,7 @@ class CheckReport:
 
     def text(self) -> str:
         head = (
-            f"check of {self.deployment}:{self.build_id}: "
+            f"check of {self.deployment + ':' if self.deployment else 'build '}{self.build_id}: "
             f"{'passed' if self.passed else 'FAILED'}: replayed {self.open_runs} open and "
             f"{self.closed_runs} closed runs of task queue {self.task_queue!r}, read "
             f"{self.states_read} open runs' state with this build's models"
