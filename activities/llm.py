@@ -130,10 +130,9 @@ async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
     # (llama-cpp-python, chatml-function-calling) leaves the tools out of the prompt without it.
     extra: dict[str, Any] = {"tools": tools, "tool_choice": "auto"} if tools else {}
     fresh: openai.AsyncOpenAI | None = None
-    server = (_base_url(route), route.model)
     try:
         completion = None
-        if request.live_text and server not in _NO_STREAMED_USAGE:
+        if request.live_text:
             completion = await _streamed(client, route, request, messages, extra)
             if completion is None:
                 # A stream that ended with no chunk: llama-cpp-python's server answers 200,
@@ -161,22 +160,14 @@ async def _call_openai(route: Route, request: LLMRequest) -> LLMReply:
     reply = _read(openai_wire.from_wire, completion, route)
     if getattr(completion, "usage", None) is None:
         # llama-cpp-python's server sends none with a streamed reply (it ignores
-        # stream_options): say so rather than count the turn as free in silence, and call
-        # that server unstreamed from now on, where it counts (usage and budgets over words
-        # as they are written).
-        streamed = request.live_text and server not in _NO_STREAMED_USAGE
-        if streamed:
-            _NO_STREAMED_USAGE.add(server)
+        # stream_options): say so rather than count the turn as free in silence (an agent
+        # whose budget must count every token there turns live text off).
         reply.degraded.append(
             f"{route.provider} ({route.model}) sent no token usage with this reply: its tokens "
             "are not counted in the run's usage and budget"
-            + ("; this worker calls it unstreamed from now on (no live text)" if streamed else "")
+            + (" (turn live text off to have them counted)" if request.live_text else "")
         )
     return reply
-
-
-# Servers (base URL, model) that send no usage with a streamed reply: called unstreamed.
-_NO_STREAMED_USAGE: set[tuple[str | None, str]] = set()
 
 
 def _limit(route: Route, request: LLMRequest) -> dict[str, Any]:
