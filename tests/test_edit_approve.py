@@ -61,9 +61,13 @@ async def refused(decision: Any) -> str:
 
 
 async def test_an_approver_edits_the_email_and_the_tool_sends_the_edit(
-    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, sim: Any, people: People
-) -> None:
+    dev_env: WorkflowEnvironment, dev_worker: Any, task_queue: str, sim: Any, people: People,
+    fault: Any,
+) -> None:  # fmt: skip
     handle, to = await at_the_gate(dev_env, task_queue)
+    # The email takes 3 s once approved: the repeats below reach a run that is still going (a
+    # run that ended takes no update at all).
+    fault("send_email", "delay", times=1, seconds=3, when="before")
     [asked] = (await handle.query(AgentWorkflow.status)).approvals
     assert asked.editable == ["subject", "body"]  # not the recipient
     original = dict(asked.arguments)
