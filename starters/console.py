@@ -201,6 +201,16 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
     def refuse(request: Request, why: str, code: int = 403) -> HTMLResponse:
         return page(request, "refused.html", code=code, why=why)
 
+    async def posted(request: Request, csrf: str) -> Session | Response:
+        """The session a form was posted in, or the refusal: not signed in, or a form that did
+        not come from the person's console page (its CSRF token)."""
+        session = await console.session(request)
+        if session is None:
+            return refuse(request, "sign in first", code=401)
+        if not hmac.compare_digest(csrf, session.csrf):
+            return refuse(request, "this form did not come from your console page: reload it")
+        return session
+
     def to_login(request: Request) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
@@ -358,11 +368,9 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
         from durable_agents._ops import built, edits
         from durable_agents._vocab.schemas import Decision
 
-        session = await console.session(request)
-        if session is None:
-            return refuse(request, "sign in first", code=401)
-        if not hmac.compare_digest(csrf, session.csrf):
-            return refuse(request, "this form did not come from your console page: reload it")
+        session = await posted(request, csrf)
+        if isinstance(session, Response):
+            return session
         if verdict not in ("approve", "reject", "edit"):
             return refuse(request, "approve, reject, or edit then approve", code=400)
         found = await _approval(run_id, approval_id)
@@ -411,11 +419,9 @@ def create_app(agents: AgentClient, settings: Settings, base_url: str) -> FastAP
     ) -> Response:
         """An operator's choice for a parked run: resume, retry the turn, or abort (the run
         takes it from a member of `operators`, or its own principal, with their proof)."""
-        session = await console.session(request)
-        if session is None:
-            return refuse(request, "sign in first", code=401)
-        if not hmac.compare_digest(csrf, session.csrf):
-            return refuse(request, "this form did not come from your console page: reload it")
+        session = await posted(request, csrf)
+        if isinstance(session, Response):
+            return session
         if action not in ("resume", "retry_turn", "abort"):
             return refuse(request, "resume, retry_turn or abort", code=400)
 
